@@ -1,0 +1,364 @@
+//! The development PKI: one consortium CA and, per organisation, a node,
+//! a coordinator and an auditor certificate.
+//!
+//! Every leaf carries exactly one URI SAN `spiffe://CONSORTIUM/org/ORG/ROLE`
+//! (the identity Pluis authorises on; the common name is decoration). Node
+//! certificates are both TLS servers and clients and also name `localhost`,
+//! `127.0.0.1` and `::1`. Keys are ECDSA P-256, written with mode 0600.
+//! For production, an organisation's own PKI issues the same shapes.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+
+use pluis_proto::identity::check_name;
+use pluis_proto::{Role, SpiffeId};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+};
+use ring::rand::{SecureRandom, SystemRandom};
+use time::{Duration, OffsetDateTime};
+
+/// How long dev certificates are valid.
+const VALIDITY_DAYS: i64 = 365;
+
+/// Why the dev PKI could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum CertsError {
+    /// A consortium or org name is not usable in a SPIFFE id.
+    #[error("{0}")]
+    Name(#[from] pluis_proto::IdentityError),
+    /// The same org was given twice, or none at all.
+    #[error("{0}")]
+    Orgs(String),
+    /// The output directory already holds files.
+    #[error("{dir} already holds {found}; pass --force to replace the dev PKI there")]
+    Exists {
+        /// The output directory.
+        dir: PathBuf,
+        /// One of the files found.
+        found: String,
+    },
+    /// rcgen could not make a key or certificate.
+    #[error("cannot generate {what}: {source}")]
+    Generate {
+        /// Which certificate.
+        what: String,
+        /// rcgen's error.
+        source: rcgen::Error,
+    },
+    /// A file or directory could not be written.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// What `pluis certs init` was asked for.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    /// Where to write.
+    pub out: PathBuf,
+    /// The consortium name (SPIFFE trust domain).
+    pub consortium: String,
+    /// The organisations.
+    pub orgs: Vec<String>,
+    /// Replace an existing dev PKI in `out`.
+    pub force: bool,
+}
+
+/// Where one identity's files are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityFiles {
+    /// The identity in the certificate.
+    pub id: SpiffeId,
+    /// The certificate, PEM.
+    pub cert: PathBuf,
+    /// The private key, PEM, mode 0600.
+    pub key: PathBuf,
+}
+
+/// What was written.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// The CA certificate.
+    pub ca_cert: PathBuf,
+    /// The CA key.
+    pub ca_key: PathBuf,
+    /// Every leaf, per org in the order given, roles in [`Role::ALL`] order.
+    pub leaves: Vec<IdentityFiles>,
+}
+
+/// The path of ORG's ROLE certificate and key under a dev PKI directory.
+pub fn identity_paths(dir: &Path, org: &str, role: Role) -> (PathBuf, PathBuf) {
+    let base = dir.join(org);
+    (
+        base.join(format!("{role}.pem")),
+        base.join(format!("{role}.key")),
+    )
+}
+
+/// Creates the consortium CA and every org's three leaves.
+pub fn init(options: &InitOptions) -> Result<Issued, CertsError> {
+    check_name("consortium", &options.consortium)?;
+    if options.orgs.is_empty() {
+        return Err(CertsError::Orgs("give at least one --org".into()));
+    }
+    for (i, org) in options.orgs.iter().enumerate() {
+        check_name("org", org)?;
+        if options.orgs[..i].contains(org) {
+            return Err(CertsError::Orgs(format!("--org {org} is given twice")));
+        }
+    }
+    if !options.force {
+        refuse_existing(&options.out)?;
+    }
+
+    // Everything is generated in memory first: a failure leaves no half PKI.
+    let now = OffsetDateTime::now_utc();
+    let (ca_params, ca_key) = ca(&options.consortium, now)?;
+    let issuer = Issuer::new(ca_params.clone(), ca_key);
+    let ca_cert = ca_params
+        .self_signed(issuer.key())
+        .map_err(|source| generate_error("the CA certificate", source))?;
+    let mut files: Vec<(PathBuf, String, bool)> = vec![
+        (options.out.join("ca.pem"), ca_cert.pem(), false),
+        (
+            options.out.join("ca.key"),
+            issuer.key().serialize_pem(),
+            true,
+        ),
+    ];
+    let mut leaves = Vec::new();
+    for org in &options.orgs {
+        for role in Role::ALL {
+            let id = SpiffeId::new(&options.consortium, org, role)?;
+            let (cert_pem, key_pem) = leaf(&id, &issuer, now)?;
+            let (cert, key) = identity_paths(&options.out, org, role);
+            files.push((cert.clone(), cert_pem, false));
+            files.push((key.clone(), key_pem, true));
+            leaves.push(IdentityFiles { id, cert, key });
+        }
+    }
+
+    create_dir(&options.out)?;
+    for org in &options.orgs {
+        create_dir(&options.out.join(org))?;
+    }
+    for (path, contents, secret) in &files {
+        write_file(path, contents, *secret)?;
+    }
+    Ok(Issued {
+        ca_cert: options.out.join("ca.pem"),
+        ca_key: options.out.join("ca.key"),
+        leaves,
+    })
+}
+
+fn generate_error(what: &str, source: rcgen::Error) -> CertsError {
+    CertsError::Generate {
+        what: what.to_owned(),
+        source,
+    }
+}
+
+fn refuse_existing(dir: &Path) -> Result<(), CertsError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(CertsError::Write {
+                path: dir.to_owned(),
+                source,
+            })
+        }
+    };
+    if let Some(entry) = entries.flatten().next() {
+        return Err(CertsError::Exists {
+            dir: dir.to_owned(),
+            found: entry.file_name().to_string_lossy().into_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// A positive 128-bit random serial, as RFC 5280 asks (unique per CA).
+fn serial() -> SerialNumber {
+    let mut bytes = [0u8; 16];
+    // SystemRandom only fails if the OS has no entropy source at all; then
+    // a fixed-but-nonzero serial is still a valid (if less unique) one.
+    let _ = SystemRandom::new().fill(&mut bytes);
+    bytes[0] = (bytes[0] & 0x7f) | 0x40;
+    SerialNumber::from_slice(&bytes)
+}
+
+fn ca(consortium: &str, now: OffsetDateTime) -> Result<(CertificateParams, KeyPair), CertsError> {
+    let key = KeyPair::generate().map_err(|e| generate_error("the CA key", e))?;
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(
+        DnType::OrganizationName,
+        format!("Pluis consortium {consortium}"),
+    );
+    dn.push(DnType::CommonName, format!("Pluis dev CA {consortium}"));
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.serial_number = Some(serial());
+    params.not_before = now - Duration::hours(1);
+    params.not_after = now + Duration::days(VALIDITY_DAYS);
+    Ok((params, key))
+}
+
+fn leaf(
+    id: &SpiffeId,
+    issuer: &Issuer<'_, KeyPair>,
+    now: OffsetDateTime,
+) -> Result<(String, String), CertsError> {
+    let what = format!("the certificate for {id}");
+    let key = KeyPair::generate().map_err(|e| generate_error(&what, e))?;
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, id.org());
+    dn.push(DnType::CommonName, format!("{} {}", id.org(), id.role()));
+    params.distinguished_name = dn;
+    let uri = id
+        .to_string()
+        .try_into()
+        .map_err(|e| generate_error(&what, e))?;
+    params.subject_alt_names = vec![SanType::URI(uri)];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    if id.role() == Role::Node {
+        params
+            .extended_key_usages
+            .push(ExtendedKeyUsagePurpose::ServerAuth);
+        params.subject_alt_names.extend([
+            SanType::DnsName(
+                "localhost"
+                    .try_into()
+                    .map_err(|e| generate_error(&what, e))?,
+            ),
+            SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            SanType::IpAddress(IpAddr::V6(Ipv6Addr::LOCALHOST)),
+        ]);
+    }
+    params.serial_number = Some(serial());
+    params.not_before = now - Duration::hours(1);
+    params.not_after = now + Duration::days(VALIDITY_DAYS);
+    let cert = params
+        .signed_by(&key, issuer)
+        .map_err(|e| generate_error(&what, e))?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+fn create_dir(dir: &Path) -> Result<(), CertsError> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).map_err(|source| CertsError::Write {
+        path: dir.to_owned(),
+        source,
+    })
+}
+
+/// Writes a file afresh; secrets get mode 0600 from the moment they exist.
+fn write_file(path: &Path, contents: &str, secret: bool) -> Result<(), CertsError> {
+    let write_error = |source| CertsError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(write_error(e)),
+    }
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, if secret { 0o600 } else { 0o644 });
+    let mut file = options.open(path).map_err(write_error)?;
+    file.write_all(contents.as_bytes()).map_err(write_error)?;
+    file.sync_all().map_err(write_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(dir: &Path) -> InitOptions {
+        InitOptions {
+            out: dir.to_owned(),
+            consortium: "test".into(),
+            orgs: vec!["police".into(), "school".into()],
+            force: false,
+        }
+    }
+
+    #[test]
+    fn writes_every_leaf_with_its_spiffe_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let issued = init(&options(dir.path())).unwrap();
+        assert_eq!(issued.leaves.len(), 6);
+        for leaf in &issued.leaves {
+            let pem = fs::read(&leaf.cert).unwrap();
+            let der = rustls::pki_types::pem::PemObject::from_pem_slice(&pem)
+                .map(|c: rustls::pki_types::CertificateDer<'static>| c)
+                .unwrap();
+            assert_eq!(SpiffeId::from_certificate_der(&der).unwrap(), leaf.id);
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn keys_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let issued = init(&options(dir.path())).unwrap();
+        let keys = issued.leaves.iter().map(|l| l.key.clone());
+        for key in keys.chain([issued.ca_key]) {
+            let mode = fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", key.display());
+        }
+    }
+
+    #[test]
+    fn refuses_to_overwrite_without_force() {
+        let dir = tempfile::tempdir().unwrap();
+        init(&options(dir.path())).unwrap();
+        let before = fs::read(dir.path().join("ca.pem")).unwrap();
+        let err = init(&options(dir.path())).unwrap_err().to_string();
+        assert!(err.contains("--force"), "{err}");
+        assert_eq!(fs::read(dir.path().join("ca.pem")).unwrap(), before);
+        let forced = InitOptions {
+            force: true,
+            ..options(dir.path())
+        };
+        init(&forced).unwrap();
+        assert_ne!(fs::read(dir.path().join("ca.pem")).unwrap(), before);
+    }
+
+    #[test]
+    fn rejects_bad_and_duplicate_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bad = options(dir.path());
+        bad.orgs = vec!["Police Dept".into()];
+        assert!(init(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("\"Police Dept\""));
+        bad.orgs = vec!["police".into(), "police".into()];
+        assert!(init(&bad).unwrap_err().to_string().contains("twice"));
+        assert!(fs::read_dir(dir.path()).unwrap().next().is_none());
+    }
+}

@@ -1,0 +1,152 @@
+//! A whole consortium on this machine: dev PKI, one config per org, and
+//! real nodes on loopback ports chosen by the OS. The demo runs one; the
+//! end-to-end tests run many side by side.
+//!
+//! Listeners are bound (port 0) before any config is written, so every
+//! node's peers can be given real URLs and no port can be taken between
+//! choosing it and using it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use pluis_node::{Config, Node, NodeError};
+use pluis_proto::Role;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::certs::{self, InitOptions};
+
+/// One running node of a local consortium.
+#[derive(Debug)]
+pub struct LocalNode {
+    /// The org it serves.
+    pub org: String,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// `https://127.0.0.1:PORT`.
+    pub url: String,
+    /// Its config file.
+    pub config: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), NodeError>>>,
+}
+
+impl LocalNode {
+    /// Stops the node and waits until it has drained and closed.
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await
+                .with_context(|| format!("node {} did not stop cleanly", self.org))??;
+        }
+        Ok(())
+    }
+}
+
+/// A consortium of nodes on loopback, all in one directory.
+#[derive(Debug)]
+pub struct LocalConsortium {
+    /// The directory holding the dev PKI and every org's config and data.
+    pub dir: PathBuf,
+    /// The consortium name.
+    pub name: String,
+    /// The running nodes, in the order the orgs were given.
+    pub nodes: Vec<LocalNode>,
+}
+
+impl LocalConsortium {
+    /// Issues certificates and starts one node per org.
+    pub async fn start(dir: &Path, name: &str, orgs: &[&str]) -> anyhow::Result<Self> {
+        certs::init(&InitOptions {
+            out: dir.to_owned(),
+            consortium: name.to_owned(),
+            orgs: orgs.iter().map(|o| o.to_string()).collect(),
+            force: false,
+        })?;
+        let mut listeners = Vec::new();
+        for org in orgs {
+            let listener = TcpListener::bind("127.0.0.1:0")
+                .await
+                .with_context(|| format!("binding a loopback port for {org}"))?;
+            let addr = listener.local_addr()?;
+            listeners.push((org.to_string(), addr, listener));
+        }
+        let mut nodes = Vec::new();
+        for (org, addr, _) in &listeners {
+            let peers: Vec<(&str, SocketAddr)> = listeners
+                .iter()
+                .filter(|(other, _, _)| other != org)
+                .map(|(other, addr, _)| (other.as_str(), *addr))
+                .collect();
+            let config = dir.join(org).join("node.toml");
+            std::fs::write(&config, node_config(org, *addr, &peers))
+                .with_context(|| format!("writing {}", config.display()))?;
+            nodes.push(LocalNode {
+                org: org.clone(),
+                addr: *addr,
+                url: format!("https://{addr}"),
+                config,
+                stop: None,
+                task: None,
+            });
+        }
+        for (node, (_, _, listener)) in nodes.iter_mut().zip(listeners) {
+            let config = Config::load(&node.config)?;
+            let server = Node::new(config)?;
+            let (stop, stopped) = oneshot::channel::<()>();
+            node.stop = Some(stop);
+            node.task = Some(tokio::spawn(server.serve(listener, async {
+                let _ = stopped.await;
+            })));
+        }
+        Ok(LocalConsortium {
+            dir: dir.to_owned(),
+            name: name.to_owned(),
+            nodes,
+        })
+    }
+
+    /// The running node of `org`.
+    pub fn node(&self, org: &str) -> anyhow::Result<&LocalNode> {
+        self.nodes
+            .iter()
+            .find(|n| n.org == org)
+            .with_context(|| format!("no node for org {org}"))
+    }
+
+    /// CA, certificate and key of ORG's ROLE, as `--ca --cert --key`.
+    pub fn tls_args(&self, org: &str, role: Role) -> crate::connect::TlsArgs {
+        let (cert, key) = certs::identity_paths(&self.dir, org, role);
+        crate::connect::TlsArgs {
+            ca: self.dir.join("ca.pem"),
+            cert,
+            key,
+        }
+    }
+
+    /// Stops every node and waits for each to close.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        for node in &mut self.nodes {
+            node.stop().await?;
+        }
+        Ok(())
+    }
+}
+
+/// A node config as an operator would write it, paths relative to it.
+pub fn node_config(org: &str, listen: SocketAddr, peers: &[(&str, SocketAddr)]) -> String {
+    let mut text = format!(
+        "# Pluis node of {org}\norg = \"{org}\"\nlisten = \"{listen}\"\ndata_dir = \"data\"\n\n\
+         [tls]\nca = \"../ca.pem\"\ncert = \"node.pem\"\nkey = \"node.key\"\n"
+    );
+    for (peer, addr) in peers {
+        text.push_str(&format!(
+            "\n[[peers]]\norg = \"{peer}\"\nurl = \"https://{addr}\"\n"
+        ));
+    }
+    text
+}

@@ -1,0 +1,123 @@
+//! `pluis`: parses arguments and calls one function per subcommand.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use pluis_client::certs::{self, InitOptions};
+use pluis_client::connect::TlsArgs;
+use pluis_proto::Role;
+
+/// Pluis: combine signals across partner organisations, without sharing records.
+#[derive(Debug, Parser)]
+#[command(name = "pluis", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The development PKI.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+    /// Show a node's org, version, uptime and peer reachability.
+    Status {
+        /// The node, as https://HOST:PORT.
+        #[arg(long, value_name = "URL")]
+        node: String,
+        #[command(flatten)]
+        tls: TlsArgs,
+    },
+    /// Run a local demo consortium: certificates, four nodes, status, shutdown.
+    Demo {
+        /// Keep the consortium (certificates, configs) in this new directory.
+        #[arg(long, value_name = "DIR")]
+        keep: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CertsCommand {
+    /// Create a consortium CA and node, coordinator and auditor certificates per org.
+    Init {
+        /// Output directory.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Consortium name (the SPIFFE trust domain).
+        #[arg(long, value_name = "NAME")]
+        consortium: String,
+        /// An organisation id; repeat for each.
+        #[arg(long = "org", value_name = "ORG", required = true)]
+        orgs: Vec<String>,
+        /// Replace an existing dev PKI in DIR.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Certs {
+            command:
+                CertsCommand::Init {
+                    out,
+                    consortium,
+                    orgs,
+                    force,
+                },
+        } => {
+            let issued = certs::init(&InitOptions {
+                out,
+                consortium,
+                orgs,
+                force,
+            })?;
+            println!(
+                "CA: {} (key {})",
+                issued.ca_cert.display(),
+                issued.ca_key.display()
+            );
+            for leaf in issued.leaves {
+                println!("{}: {}", leaf.id, leaf.cert.display());
+            }
+            Ok(())
+        }
+        Command::Status { node, tls } => {
+            let identity = tls.load(Role::Coordinator)?;
+            let status = pluis_client::status::fetch(&node, &identity).await?;
+            print!("{}", pluis_client::status::render(&status));
+            Ok(())
+        }
+        Command::Demo { keep } => pluis_client::demo::run(keep).await,
+    }
+}
+
+fn main() -> ExitCode {
+    // Exactly one crypto provider, ring, before any TLS object exists.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("pluis: error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pluis: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

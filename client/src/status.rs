@@ -1,0 +1,55 @@
+//! `pluis status`: a node's identity, version, uptime and peers.
+
+use std::fmt::Write;
+
+use anyhow::Context;
+use pluis_node::status_detail;
+use pluis_node::tls::TlsIdentity;
+use pluis_proto::pb::coordinator_client::CoordinatorClient;
+use pluis_proto::pb::{StatusRequest, StatusResponse};
+
+/// Asks the node at `url` for its status.
+pub async fn fetch(url: &str, identity: &TlsIdentity) -> anyhow::Result<StatusResponse> {
+    let channel = crate::connect::channel(url, identity)?;
+    let response = CoordinatorClient::new(channel)
+        .status(StatusRequest {})
+        .await
+        .map_err(|status| anyhow::anyhow!(status_detail(&status)))
+        .with_context(|| format!("status of node {url}"))?;
+    Ok(response.into_inner())
+}
+
+/// Renders a status for a terminal.
+pub fn render(status: &StatusResponse) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "node {org} (consortium {consortium}), pluis-node {version}, up {uptime}",
+        org = status.org,
+        consortium = status.consortium,
+        version = status.version,
+        uptime = uptime(status.uptime_seconds),
+    );
+    if status.peers.is_empty() {
+        let _ = writeln!(out, "  no peers configured");
+        return out;
+    }
+    let width = status.peers.iter().map(|p| p.org.len()).max().unwrap_or(0);
+    for peer in &status.peers {
+        let state = if peer.reachable {
+            format!("reachable ({} ms)", peer.latency_ms)
+        } else {
+            format!("UNREACHABLE: {}", peer.detail)
+        };
+        let _ = writeln!(out, "  peer {:width$}  {}  {}", peer.org, peer.url, state);
+    }
+    out
+}
+
+fn uptime(seconds: u64) -> String {
+    match seconds {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m{:02}s", s / 60, s % 60),
+        s => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}

@@ -1,0 +1,205 @@
+//! A running node: its state, its gRPC router and its accept loop.
+//!
+//! [`Node::new`] loads and checks everything that can be wrong before a
+//! socket is opened (config, certificate, key, identity, peers), so that a
+//! misconfigured node fails at start with a message naming what is wrong.
+//! [`Node::serve`] then serves on a listener the caller bound, which lets
+//! tests and the demo bind port 0 and read the port back before starting.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pluis_proto::pb::audit_server::AuditServer;
+use pluis_proto::pb::coordinator_server::CoordinatorServer;
+use pluis_proto::pb::partner_server::PartnerServer;
+use pluis_proto::{pb, Role, SpiffeId};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Server;
+
+use crate::auth::{Audience, Authorizer};
+use crate::config::Config;
+use crate::peers::Peers;
+use crate::service::audit::AuditService;
+use crate::service::coordinator::CoordinatorService;
+use crate::service::partner::PartnerService;
+use crate::tls::{MtlsStream, TlsError, TlsIdentity};
+
+/// How long a client may take to finish its TLS handshake.
+const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Why a node could not start or serve.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The TLS material is unusable.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The certificate belongs to another org than the config says.
+    #[error("{path}: certificate is for {id}, but the config says org = {org:?}")]
+    WrongOrg {
+        /// The certificate file.
+        path: std::path::PathBuf,
+        /// What the certificate says.
+        id: SpiffeId,
+        /// What the config says.
+        org: String,
+    },
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The gRPC server failed.
+    #[error("gRPC server: {0}")]
+    Serve(String),
+}
+
+/// What the services share.
+#[derive(Debug)]
+pub struct NodeState {
+    /// This node's own SPIFFE id (from its certificate).
+    pub id: SpiffeId,
+    /// When the node started, for uptime.
+    pub started: Instant,
+    /// The partner nodes.
+    pub peers: Peers,
+}
+
+/// A node, loaded and checked, not yet serving.
+#[derive(Debug)]
+pub struct Node {
+    state: Arc<NodeState>,
+    identity: TlsIdentity,
+    config: Config,
+}
+
+impl Node {
+    /// Loads TLS material and peers, and checks the certificate belongs to
+    /// this org's node.
+    pub fn new(config: Config) -> Result<Self, NodeError> {
+        let tls = &config.tls;
+        let identity = TlsIdentity::load(&tls.ca, &tls.cert, &tls.key, Role::Node)?;
+        if identity.id().org() != config.org {
+            return Err(NodeError::WrongOrg {
+                path: tls.cert.clone(),
+                id: identity.id().clone(),
+                org: config.org.clone(),
+            });
+        }
+        let peers = Peers::new(&config.peers, &identity)?;
+        let state = Arc::new(NodeState {
+            id: identity.id().clone(),
+            started: Instant::now(),
+            peers,
+        });
+        Ok(Node {
+            state,
+            identity,
+            config,
+        })
+    }
+
+    /// This node's SPIFFE id.
+    pub fn id(&self) -> &SpiffeId {
+        &self.state.id
+    }
+
+    /// Binds the configured listen address.
+    pub async fn bind(&self) -> Result<TcpListener, NodeError> {
+        let addr = self.config.listen;
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| NodeError::Bind { addr, source })
+    }
+
+    /// Serves gRPC over mutual TLS on `listener` until `shutdown` resolves,
+    /// then drains in-flight calls and returns.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), NodeError> {
+        let local = listener.local_addr().ok();
+        let acceptor = TlsAcceptor::from(self.identity.server_config()?);
+        let (tx, rx) = mpsc::channel(64);
+        let accept_loop = tokio::spawn(accept_loop(listener, acceptor, tx));
+
+        let auth = Authorizer::new(&self.state.id);
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_serving::<PartnerServer<PartnerService>>().await;
+        health
+            .set_serving::<CoordinatorServer<CoordinatorService>>()
+            .await;
+        health.set_serving::<AuditServer<AuditService>>().await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| NodeError::Serve(format!("reflection: {e}")))?;
+
+        tracing::info!(
+            node = %self.state.id,
+            listen = ?local,
+            peers = self.config.peers.len(),
+            "serving gRPC over mutual TLS"
+        );
+        let served = Server::builder()
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(PartnerServer::with_interceptor(
+                PartnerService,
+                auth.interceptor(Audience::Partner),
+            ))
+            .add_service(CoordinatorServer::with_interceptor(
+                CoordinatorService::new(self.state.clone()),
+                auth.interceptor(Audience::Coordinator),
+            ))
+            .add_service(AuditServer::with_interceptor(
+                AuditService,
+                auth.interceptor(Audience::Audit),
+            ))
+            .serve_with_incoming_shutdown(ReceiverStream::new(rx), shutdown)
+            .await;
+        accept_loop.abort();
+        served.map_err(|e| NodeError::Serve(crate::error_chain(&e)))?;
+        tracing::info!(node = %self.state.id, "stopped");
+        Ok(())
+    }
+}
+
+type Accepted = Result<MtlsStream, std::io::Error>;
+
+/// Accepts TCP connections and completes TLS handshakes concurrently, so a
+/// slow or hostile client cannot hold up anyone else's connection.
+async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, tx: mpsc::Sender<Accepted>) {
+    loop {
+        let (tcp, remote) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Typically out of file descriptors: back off, keep serving.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            match tokio::time::timeout(HANDSHAKE_DEADLINE, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => {
+                    let _ = tx.send(Ok(MtlsStream::new(stream))).await;
+                }
+                Ok(Err(e)) => tracing::info!(%remote, error = %e, "TLS handshake refused"),
+                Err(_) => tracing::info!(%remote, "TLS handshake timed out"),
+            }
+        });
+    }
+}

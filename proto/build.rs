@@ -1,0 +1,22 @@
+//! Generates the gRPC types from `pluis.proto` without a system `protoc`:
+//! `protox` parses the schema into a descriptor set in pure Rust, and
+//! tonic's prost builder turns that into code. The descriptor set is kept in
+//! `OUT_DIR` so that the node can serve gRPC reflection from it.
+
+use std::{env, fs, path::PathBuf};
+
+use prost::Message;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=pluis.proto");
+    let out_dir = PathBuf::from(env::var("OUT_DIR")?);
+
+    let fds = protox::compile(["pluis.proto"], ["."])?;
+    fs::write(out_dir.join("pluis_descriptor.bin"), fds.encode_to_vec())?;
+
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(fds)?;
+    Ok(())
+}

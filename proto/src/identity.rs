@@ -1,0 +1,234 @@
+//! Who is on the other end of a connection.
+//!
+//! Every Pluis certificate carries exactly one URI SAN of the form
+//! `spiffe://<consortium>/org/<org>/<role>`. Servers authorise on that
+//! identity, never on IP addresses or common names. A [`SpiffeId`] can be
+//! built by parsing such a URI (for configuration and for the dev PKI) or
+//! from a certificate; either way it has passed the same checks.
+
+use std::fmt;
+use std::str::FromStr;
+
+use x509_parser::extensions::GeneralName;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+/// The three roles a certificate can hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    /// A partner organisation's node; may call another node's `Partner` service.
+    Node,
+    /// A case coordinator; may call its own organisation's `Coordinator` service.
+    Coordinator,
+    /// An auditor or privacy officer; may call the `Audit` service.
+    Auditor,
+}
+
+impl Role {
+    /// All roles, in the order the dev PKI issues them.
+    pub const ALL: [Role; 3] = [Role::Node, Role::Coordinator, Role::Auditor];
+
+    /// The role's path segment in a SPIFFE id.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Node => "node",
+            Role::Coordinator => "coordinator",
+            Role::Auditor => "auditor",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = IdentityError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| IdentityError::UnknownRole(s.to_owned()))
+    }
+}
+
+/// Why an identity was refused. Messages name the offending part; they hold
+/// certificate metadata only, never personal data.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdentityError {
+    /// The URI does not start with `spiffe://`.
+    #[error("not a SPIFFE id (expected spiffe://CONSORTIUM/org/ORG/ROLE): {0:?}")]
+    NotSpiffe(String),
+    /// The path is not `/org/<org>/<role>`.
+    #[error("SPIFFE id path must be /org/ORG/ROLE: {0:?}")]
+    BadPath(String),
+    /// A name segment is empty or has characters outside `[a-z0-9._-]`.
+    #[error("{what} {value:?} must be 1-63 characters of a-z, 0-9, '.', '-', '_'")]
+    BadName {
+        /// Which segment: "consortium" or "org".
+        what: &'static str,
+        /// The offending value.
+        value: String,
+    },
+    /// The role segment is not one of node, coordinator, auditor.
+    #[error("unknown role {0:?} (expected node, coordinator or auditor)")]
+    UnknownRole(String),
+    /// The certificate could not be parsed as X.509 DER.
+    #[error("certificate is not valid X.509: {0}")]
+    BadCertificate(String),
+    /// The certificate has no SPIFFE URI SAN.
+    #[error("certificate carries no spiffe:// URI SAN")]
+    NoSpiffeSan,
+    /// The certificate has more than one SPIFFE URI SAN.
+    #[error("certificate carries {0} spiffe:// URI SANs; exactly one is allowed")]
+    SeveralSpiffeSans(usize),
+}
+
+/// A validated `spiffe://<consortium>/org/<org>/<role>` identity.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SpiffeId {
+    consortium: String,
+    org: String,
+    role: Role,
+}
+
+impl SpiffeId {
+    /// Builds an identity from its parts, checking each name.
+    pub fn new(consortium: &str, org: &str, role: Role) -> Result<Self, IdentityError> {
+        check_name("consortium", consortium)?;
+        check_name("org", org)?;
+        Ok(SpiffeId {
+            consortium: consortium.to_owned(),
+            org: org.to_owned(),
+            role,
+        })
+    }
+
+    /// Reads the single SPIFFE URI SAN of a DER-encoded certificate.
+    ///
+    /// The certificate's chain must already have been verified by TLS; this
+    /// only extracts the identity it asserts.
+    pub fn from_certificate_der(der: &[u8]) -> Result<Self, IdentityError> {
+        let (_, cert) = X509Certificate::from_der(der)
+            .map_err(|e| IdentityError::BadCertificate(e.to_string()))?;
+        let san = cert
+            .subject_alternative_name()
+            .map_err(|e| IdentityError::BadCertificate(e.to_string()))?;
+        let uris: Vec<&str> = san
+            .map(|ext| ext.value.general_names.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|name| match name {
+                GeneralName::URI(uri) if uri.starts_with("spiffe://") => Some(*uri),
+                _ => None,
+            })
+            .collect();
+        match uris.as_slice() {
+            [] => Err(IdentityError::NoSpiffeSan),
+            [uri] => uri.parse(),
+            many => Err(IdentityError::SeveralSpiffeSans(many.len())),
+        }
+    }
+
+    /// The consortium (SPIFFE trust domain).
+    pub fn consortium(&self) -> &str {
+        &self.consortium
+    }
+
+    /// The organisation id.
+    pub fn org(&self) -> &str {
+        &self.org
+    }
+
+    /// The role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+}
+
+impl fmt::Display for SpiffeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "spiffe://{}/org/{}/{}",
+            self.consortium, self.org, self.role
+        )
+    }
+}
+
+impl FromStr for SpiffeId {
+    type Err = IdentityError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let rest = s
+            .strip_prefix("spiffe://")
+            .ok_or_else(|| IdentityError::NotSpiffe(s.to_owned()))?;
+        let (consortium, path) = rest
+            .split_once('/')
+            .ok_or_else(|| IdentityError::BadPath(s.to_owned()))?;
+        match path.split('/').collect::<Vec<_>>().as_slice() {
+            ["org", org, role] => SpiffeId::new(consortium, org, role.parse()?),
+            _ => Err(IdentityError::BadPath(s.to_owned())),
+        }
+    }
+}
+
+/// Checks a consortium or organisation name: what may appear in a SPIFFE
+/// trust domain or path segment, in a file name, and in a log line.
+pub fn check_name(what: &'static str, value: &str) -> Result<(), IdentityError> {
+    let ok = (1..=63).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        && !value.starts_with('.')
+        && !value.starts_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(IdentityError::BadName {
+            what,
+            value: value.to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_prints_round_trip() {
+        let id: SpiffeId = "spiffe://demo/org/police/coordinator".parse().unwrap();
+        assert_eq!(id.consortium(), "demo");
+        assert_eq!(id.org(), "police");
+        assert_eq!(id.role(), Role::Coordinator);
+        assert_eq!(id.to_string(), "spiffe://demo/org/police/coordinator");
+    }
+
+    #[test]
+    fn rejects_malformed_ids() {
+        let cases = [
+            ("https://demo/org/police/node", "not a SPIFFE id"),
+            ("spiffe://demo", "path must be"),
+            ("spiffe://demo/org/police", "path must be"),
+            ("spiffe://demo/org/police/node/extra", "path must be"),
+            ("spiffe://demo/team/police/node", "path must be"),
+            ("spiffe://demo/org/police/admin", "unknown role \"admin\""),
+            ("spiffe://Demo/org/police/node", "consortium \"Demo\""),
+            ("spiffe://demo/org//node", "org \"\""),
+            ("spiffe://demo/org/po lice/node", "org \"po lice\""),
+        ];
+        for (input, expected) in cases {
+            let err = input.parse::<SpiffeId>().unwrap_err().to_string();
+            assert!(err.contains(expected), "{input}: {err}");
+        }
+    }
+
+    #[test]
+    fn garbage_certificate_is_an_error_not_a_panic() {
+        let err = SpiffeId::from_certificate_der(b"\x30\x03\x02\x01").unwrap_err();
+        assert!(matches!(err, IdentityError::BadCertificate(_)), "{err}");
+    }
+}

@@ -1,0 +1,33 @@
+//! # pluis-proto — the Pluis protocol, without I/O
+//!
+//! Pluis lets partner organisations learn which *life domains* (safety,
+//! education, health, social, finances, housing, youth care) have signals
+//! about the same person, without any organisation handing over a record or
+//! a raw identifier. This crate is what both ends of every connection share:
+//!
+//! * [`pb`]: the generated gRPC types of `pluis.proto` (package `pluis.v1`):
+//!   `Partner` (node to node), `Coordinator` (client to own node) and
+//!   `Audit` (auditor to node);
+//! * [`identity`]: the SPIFFE identities in certificates
+//!   (`spiffe://<consortium>/org/<org>/<role>`) on which every call is
+//!   authorised.
+//!
+//! The matching protocol is a labelled OPRF-PSI (RFC 9497,
+//! ristretto255-SHA512). A responder R keeps an OPRF key per epoch and
+//! publishes, per epoch, a table of `(tag, label)` pairs: for every key `y`
+//! it holds, `o = OPRF(k_R, y)`, `tag = HKDF(o, "pluis/tag")[..16]` and
+//! `label = AEAD(HKDF(o, "pluis/label"), flags)`. A requester Q blinds its
+//! own keys, has R evaluate them (`Partner.Evaluate`, policy-checked and
+//! logged), unblinds to `o`, fetches the table bucket that starts with its
+//! tag's prefix (`Partner.GetTable`) and opens the labels whose tag equals
+//! its own. R learns how many keys Q asked about and the bucket prefixes; Q
+//! learns R's allowed flags for persons it already knows. Every exchange is
+//! logged on both sides in a signed, append-only Merkle log (`Audit`).
+//!
+//! Nothing here opens a socket, a file or a runtime: node and client move
+//! the bytes; the protocol's rules live here, where they can be unit-tested.
+
+pub mod identity;
+pub mod pb;
+
+pub use identity::{IdentityError, Role, SpiffeId};
