@@ -42,20 +42,20 @@ pub enum CertsError {
         found: String,
     },
     /// rcgen could not make a key or certificate.
-    #[error("cannot generate {what}: {source}")]
+    #[error("cannot generate {what}: {error}")]
     Generate {
         /// Which certificate.
         what: String,
         /// rcgen's error.
-        source: rcgen::Error,
+        error: rcgen::Error,
     },
     /// A file or directory could not be written.
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}: {error}")]
     Write {
         /// The path.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -125,7 +125,7 @@ pub fn init(options: &InitOptions) -> Result<Issued, CertsError> {
     let issuer = Issuer::new(ca_params.clone(), ca_key);
     let ca_cert = ca_params
         .self_signed(issuer.key())
-        .map_err(|source| generate_error("the CA certificate", source))?;
+        .map_err(|error| generate_error("the CA certificate", error))?;
     let mut files: Vec<(PathBuf, String, bool)> = vec![
         (options.out.join("ca.pem"), ca_cert.pem(), false),
         (
@@ -160,10 +160,10 @@ pub fn init(options: &InitOptions) -> Result<Issued, CertsError> {
     })
 }
 
-fn generate_error(what: &str, source: rcgen::Error) -> CertsError {
+fn generate_error(what: &str, error: rcgen::Error) -> CertsError {
     CertsError::Generate {
         what: what.to_owned(),
-        source,
+        error,
     }
 }
 
@@ -171,10 +171,10 @@ fn refuse_existing(dir: &Path) -> Result<(), CertsError> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(source) => {
+        Err(error) => {
             return Err(CertsError::Write {
                 path: dir.to_owned(),
-                source,
+                error,
             })
         }
     };
@@ -266,17 +266,17 @@ fn create_dir(dir: &Path) -> Result<(), CertsError> {
     builder.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir).map_err(|source| CertsError::Write {
+    builder.create(dir).map_err(|error| CertsError::Write {
         path: dir.to_owned(),
-        source,
+        error,
     })
 }
 
 /// Writes a file afresh; secrets get mode 0600 from the moment they exist.
 fn write_file(path: &Path, contents: &str, secret: bool) -> Result<(), CertsError> {
-    let write_error = |source| CertsError::Write {
+    let write_error = |error| CertsError::Write {
         path: path.to_owned(),
-        source,
+        error,
     };
     match fs::remove_file(path) {
         Ok(()) => {}

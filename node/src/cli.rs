@@ -37,6 +37,9 @@ async fn serve(config_path: &std::path::Path) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
     let node = Node::new(config)?;
     let listener = node.bind().await?;
+    // One stable line on stdout, for scripts and test harnesses that bind
+    // port 0 and need to know the port.
+    println!("listening on https://{}", listener.local_addr()?);
     node.serve(listener, shutdown_signal()).await?;
     Ok(())
 }

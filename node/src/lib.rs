@@ -19,22 +19,28 @@ pub mod tls;
 pub use config::Config;
 pub use node::{Node, NodeError};
 
-/// An error and all its causes on one line, `a: b: c`.
+/// An error and all its causes on one line, `a: b: c`, leaving out a cause
+/// whose text is already there (wrappers often repeat their source).
 pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
-    let mut source = error.source();
+    append_causes(&mut text, error.source());
+    text
+}
+
+fn append_causes(text: &mut String, mut source: Option<&dyn std::error::Error>) {
     while let Some(cause) = source {
         let cause_text = cause.to_string();
-        if !text.ends_with(&cause_text) {
+        if !text.contains(&cause_text) && cause_text != "transport error" {
             text.push_str(": ");
             text.push_str(&cause_text);
         }
         source = cause.source();
     }
-    text
 }
 
 /// A gRPC status as one line a person can act on: code, message, causes.
 pub fn status_detail(status: &tonic::Status) -> String {
-    format!("{:?}: {}", status.code(), error_chain(status))
+    let mut text = format!("{:?}: {}", status.code(), status.message());
+    append_causes(&mut text, std::error::Error::source(status));
+    text
 }

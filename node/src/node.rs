@@ -49,12 +49,12 @@ pub enum NodeError {
         org: String,
     },
     /// The listen address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {error}")]
     Bind {
         /// The address.
         addr: SocketAddr,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The gRPC server failed.
     #[error("gRPC server: {0}")]
@@ -116,7 +116,7 @@ impl Node {
         let addr = self.config.listen;
         TcpListener::bind(addr)
             .await
-            .map_err(|source| NodeError::Bind { addr, source })
+            .map_err(|error| NodeError::Bind { addr, error })
     }
 
     /// Serves gRPC over mutual TLS on `listener` until `shutdown` resolves,

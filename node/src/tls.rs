@@ -34,14 +34,14 @@ use tonic::transport::{Channel, Endpoint, Uri};
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// A PEM file could not be read.
-    #[error("cannot read {what} {path}: {source}")]
+    #[error("cannot read {what} {path}: {error}")]
     Read {
         /// "CA certificate", "certificate" or "private key".
         what: &'static str,
         /// The file.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A PEM file holds nothing usable.
     #[error("{path}: {reason}")]
@@ -60,12 +60,14 @@ pub enum TlsError {
         reason: String,
     },
     /// rustls refused the material (for example a key that does not match).
-    #[error("TLS setup with {cert}: {source}")]
+    #[error("TLS setup with certificate {cert} and key {key}: {error}")]
     Rustls {
         /// The certificate file.
         cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
         /// rustls's error.
-        source: rustls::Error,
+        error: rustls::Error,
     },
     /// A URL that is not `https://host:port`.
     #[error("{0}")]
@@ -80,6 +82,7 @@ pub struct TlsIdentity {
     key: Arc<PrivateKeyDer<'static>>,
     id: SpiffeId,
     cert_path: PathBuf,
+    key_path: PathBuf,
 }
 
 impl fmt::Debug for TlsIdentity {
@@ -95,10 +98,10 @@ pub fn provider() -> Arc<CryptoProvider> {
 }
 
 fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
+    std::fs::read(path).map_err(|error| TlsError::Read {
         what,
         path: path.to_owned(),
-        source,
+        error,
     })
 }
 
@@ -154,6 +157,7 @@ impl TlsIdentity {
             key: Arc::new(key_der),
             id,
             cert_path: cert.to_owned(),
+            key_path: key.to_owned(),
         };
         // Build a client config once so that a key that does not match its
         // certificate is reported now, naming the files, not at first use.
@@ -166,10 +170,11 @@ impl TlsIdentity {
         &self.id
     }
 
-    fn rustls_error(&self, source: rustls::Error) -> TlsError {
+    fn rustls_error(&self, error: rustls::Error) -> TlsError {
         TlsError::Rustls {
             cert: self.cert_path.clone(),
-            source,
+            key: self.key_path.clone(),
+            error,
         }
     }
 

@@ -1,1 +1,275 @@
-//! placeholder
+//! The end-to-end harness: real consortia in temporary directories, real
+//! nodes on loopback ports the OS picks (port 0, read back), real mutual
+//! TLS with certificates from the project's own dev PKI.
+//!
+//! Every test makes its own consortium, so tests run in parallel.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pluis_client::consortium::LocalConsortium;
+use pluis_node::tls::{self, ExpectedServer, TlsIdentity};
+use pluis_proto::pb::audit_client::AuditClient;
+use pluis_proto::pb::coordinator_client::CoordinatorClient;
+use pluis_proto::pb::partner_client::PartnerClient;
+use pluis_proto::Role;
+use tonic::transport::Channel;
+
+pub use pluis_client::demo::ORGS as DEMO_ORGS;
+
+/// A running consortium and the temporary directory that holds it.
+pub struct TestConsortium {
+    /// The consortium.
+    pub inner: LocalConsortium,
+    _dir: tempfile::TempDir,
+}
+
+impl TestConsortium {
+    /// Issues certificates for `orgs` in consortium `name` and starts a node each.
+    pub async fn start(name: &str, orgs: &[&str]) -> Self {
+        install_crypto_provider();
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let inner = LocalConsortium::start(&dir.path().join(name), name, orgs)
+            .await
+            .expect("consortium starts");
+        TestConsortium { inner, _dir: dir }
+    }
+
+    /// The consortium's directory (dev PKI, configs, data).
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// `https://127.0.0.1:PORT` of ORG's node.
+    pub fn url(&self, org: &str) -> String {
+        self.inner
+            .node(org)
+            .expect("org is in the consortium")
+            .url
+            .clone()
+    }
+
+    /// ORG's ROLE identity from the dev PKI.
+    pub fn identity(&self, org: &str, role: Role) -> TlsIdentity {
+        self.inner
+            .tls_args(org, role)
+            .load(role)
+            .expect("dev PKI identity loads")
+    }
+
+    /// A channel to `node_org`'s node as `org`'s `role`, accepting any node
+    /// of the consortium as server (so that authorisation, not the client's
+    /// own server check, is what a test exercises).
+    pub fn channel(&self, node_org: &str, org: &str, role: Role) -> Channel {
+        channel_as(&self.url(node_org), &self.identity(org, role))
+    }
+
+    /// A `Coordinator` client to `node_org`'s node as `org`'s `role`.
+    pub fn coordinator(&self, node_org: &str, org: &str, role: Role) -> CoordinatorClient<Channel> {
+        CoordinatorClient::new(self.channel(node_org, org, role))
+    }
+
+    /// A `Partner` client to `node_org`'s node as `org`'s `role`.
+    pub fn partner(&self, node_org: &str, org: &str, role: Role) -> PartnerClient<Channel> {
+        PartnerClient::new(self.channel(node_org, org, role))
+    }
+
+    /// An `Audit` client to `node_org`'s node as `org`'s `role`.
+    pub fn audit(&self, node_org: &str, org: &str, role: Role) -> AuditClient<Channel> {
+        AuditClient::new(self.channel(node_org, org, role))
+    }
+
+    /// Stops every node, checking each stops cleanly.
+    pub async fn stop(self) {
+        self.inner.stop().await.expect("nodes stop cleanly");
+    }
+}
+
+/// A channel to `url` presenting `identity`, accepting any consortium node.
+pub fn channel_as(url: &str, identity: &TlsIdentity) -> Channel {
+    let config = identity
+        .client_config(ExpectedServer::AnyNode)
+        .expect("client TLS config");
+    tls::connect(url, config, Duration::from_secs(5)).expect("channel")
+}
+
+/// A channel that trusts `ca` but presents no client certificate at all.
+pub fn channel_without_client_cert(url: &str, ca: &Path) -> Channel {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca).expect("CA file") {
+        roots
+            .add(cert.expect("CA cert"))
+            .expect("CA cert is usable");
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(tls::provider())
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    tls::connect(url, Arc::new(config), Duration::from_secs(5)).expect("channel")
+}
+
+/// Installs ring as the process's rustls provider (idempotent).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Runs a binary to completion with a deadline (integration tests name
+/// the product's binaries as `env!("CARGO_BIN_EXE_pluis-node-e2e")` and
+/// `env!("CARGO_BIN_EXE_pluis-e2e")`); returns (exit success,
+/// stdout, stderr).
+pub fn run_to_end(binary: &Path, args: &[&str], deadline: Duration) -> (bool, String, String) {
+    let child = Command::new(binary)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("binary starts");
+    let output = wait_with_deadline(child, deadline);
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Waits for a child, killing it (and failing the test) past the deadline.
+/// Its output is drained as it comes, so a chatty child cannot block.
+pub fn wait_with_deadline(mut child: Child, deadline: Duration) -> std::process::Output {
+    fn drain(
+        pipe: Option<impl std::io::Read + Send + 'static>,
+    ) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    }
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("child status") {
+            break status;
+        }
+        if start.elapsed() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stderr = stderr.join().unwrap_or_default();
+            panic!(
+                "process did not finish within {deadline:?}; stderr:\n{}",
+                String::from_utf8_lossy(&stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::process::Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    }
+}
+
+/// A `pluis-node serve` process, for tests that need a real process:
+/// exit codes, signals, kills.
+pub struct NodeProcess {
+    child: Option<Child>,
+    /// `https://ADDR` the node reported on stdout.
+    pub url: String,
+    stderr: Option<std::thread::JoinHandle<Vec<u8>>>,
+}
+
+impl NodeProcess {
+    /// Starts `binary serve --config CONFIG` and waits (up to 30 s) for its
+    /// `listening on URL` line, which carries the port it bound.
+    pub fn spawn(binary: &Path, config: &Path) -> Self {
+        use std::io::BufRead;
+        let mut child = Command::new(binary)
+            .args(["serve", "--config"])
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("pluis-node starts");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut stderr_pipe = child.stderr.take().expect("stderr is piped");
+        let stderr = std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut stderr_pipe, &mut bytes);
+            bytes
+        });
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(line);
+            }
+        });
+        let mut process = NodeProcess {
+            child: Some(child),
+            url: String::new(),
+            stderr: Some(stderr),
+        };
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) => match line.strip_prefix("listening on ") {
+                Some(url) => process.url = url.to_owned(),
+                None => panic!("unexpected first line from pluis-node: {line:?}"),
+            },
+            Err(_) => {
+                let output = process.terminate();
+                panic!(
+                    "pluis-node did not report its port; stderr:\n{}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
+        }
+        process
+    }
+
+    /// Sends SIGTERM and waits (up to 30 s) for the process to end.
+    pub fn terminate(&mut self) -> std::process::Output {
+        let mut child = self.child.take().expect("process is running");
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let start = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("child status") {
+                break status;
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                let _ = child.kill();
+                panic!("pluis-node did not stop within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        std::process::Output {
+            status,
+            stdout: Vec::new(),
+            stderr: self
+                .stderr
+                .take()
+                .and_then(|h| h.join().ok())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! User story: an operator runs `pluis-node` and the `pluis` client as
+//! real processes. Bad configs stop the node at once with a message naming
+//! what is wrong; SIGTERM stops it cleanly; the demo runs to the end.
+
+use std::path::Path;
+use std::time::Duration;
+
+use pluis_client::consortium::node_config;
+use pluis_proto::Role;
+use pluis_tests::{run_to_end, NodeProcess, TestConsortium};
+
+const NODE: &str = env!("CARGO_BIN_EXE_pluis-node-e2e");
+const CLIENT: &str = env!("CARGO_BIN_EXE_pluis-e2e");
+const DEADLINE: Duration = Duration::from_secs(60);
+
+fn serve(config: &Path) -> (bool, String) {
+    let config = config.to_str().unwrap();
+    let (ok, _, stderr) = run_to_end(Path::new(NODE), &["serve", "--config", config], DEADLINE);
+    (ok, stderr)
+}
+
+fn write_certs(dir: &Path, consortium: &str, orgs: &[&str]) {
+    pluis_client::certs::init(&pluis_client::certs::InitOptions {
+        out: dir.to_owned(),
+        consortium: consortium.into(),
+        orgs: orgs.iter().map(|o| o.to_string()).collect(),
+        force: false,
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_config_with_an_unknown_key_stops_the_node_naming_key_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("node.toml");
+    let text = node_config("police", "127.0.0.1:0".parse().unwrap(), &[])
+        .replace("data_dir = \"data\"", "data_dir = \"data\"\nmax_peers = 3");
+    std::fs::write(&config, text).unwrap();
+    let (ok, stderr) = serve(&config);
+    assert!(!ok, "the node must exit non-zero");
+    assert!(stderr.contains("unknown field `max_peers`"), "{stderr}");
+    assert!(stderr.contains(&config.display().to_string()), "{stderr}");
+    assert!(stderr.contains("line 5"), "{stderr}");
+}
+
+#[test]
+fn a_missing_certificate_file_stops_the_node_naming_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    write_certs(dir.path(), "proc", &["police"]);
+    let config = dir.path().join("police").join("node.toml");
+    let text = node_config("police", "127.0.0.1:0".parse().unwrap(), &[])
+        .replace("cert = \"node.pem\"", "cert = \"missing-node.pem\"");
+    std::fs::write(&config, text).unwrap();
+    let (ok, stderr) = serve(&config);
+    assert!(!ok, "the node must exit non-zero");
+    let missing = dir.path().join("police").join("missing-node.pem");
+    assert!(stderr.contains(&missing.display().to_string()), "{stderr}");
+    assert!(stderr.contains("No such file"), "{stderr}");
+}
+
+#[test]
+fn a_certificate_of_another_org_or_role_stops_the_node() {
+    let dir = tempfile::tempdir().unwrap();
+    write_certs(dir.path(), "proc", &["police", "school"]);
+    let config = dir.path().join("police").join("node.toml");
+    let base = node_config("police", "127.0.0.1:0".parse().unwrap(), &[]);
+    for (replacement, expected) in [
+        (
+            "cert = \"../school/node.pem\"\nkey = \"../school/node.key\"",
+            "certificate is for spiffe://proc/org/school/node, but the config says org = \"police\"",
+        ),
+        (
+            "cert = \"coordinator.pem\"\nkey = \"coordinator.key\"",
+            "this needs a node certificate",
+        ),
+        (
+            "cert = \"node.pem\"\nkey = \"auditor.key\"",
+            "police/auditor.key: keys may not be consistent: KeyMismatch",
+        ),
+    ] {
+        let text = base.replace("cert = \"node.pem\"\nkey = \"node.key\"", replacement);
+        std::fs::write(&config, text).unwrap();
+        let (ok, stderr) = serve(&config);
+        assert!(!ok, "{replacement}: the node must exit non-zero");
+        assert!(stderr.contains(expected), "{replacement}: {stderr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_process_serves_on_the_port_it_reports_and_stops_cleanly_on_sigterm() {
+    let c = TestConsortium::start("sigterm", &["police", "school"]).await;
+    // A second police node, run as a process on port 0, whose config points
+    // its "school" peer at the real school node.
+    let config = c.dir().join("police").join("process.toml");
+    let school: std::net::SocketAddr = c
+        .url("school")
+        .trim_start_matches("https://")
+        .parse()
+        .unwrap();
+    let text = node_config(
+        "police",
+        "127.0.0.1:0".parse().unwrap(),
+        &[("school", school)],
+    )
+    .replace("data_dir = \"data\"", "data_dir = \"process-data\"");
+    std::fs::write(&config, text).unwrap();
+    let mut node = NodeProcess::spawn(Path::new(NODE), &config);
+    assert!(!node.url.ends_with(":0"), "{}", node.url);
+
+    let identity = c.identity("police", Role::Coordinator);
+    let status = pluis_client::status::fetch(&node.url, &identity)
+        .await
+        .unwrap();
+    assert_eq!(status.org, "police");
+    assert!(status.peers[0].reachable, "{:?}", status.peers[0]);
+
+    let output = node.terminate();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "exit {:?}; stderr:\n{stderr}",
+        output.status
+    );
+    assert!(stderr.contains("SIGTERM: shutting down"), "{stderr}");
+    assert!(stderr.contains("stopped"), "{stderr}");
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_peer_url_that_leads_to_another_orgs_node_is_not_trusted() {
+    let c = TestConsortium::start("pinning", &["police", "school", "healthcare"]).await;
+    let healthcare: std::net::SocketAddr = c
+        .url("healthcare")
+        .trim_start_matches("https://")
+        .parse()
+        .unwrap();
+    let config = c.dir().join("police").join("misrouted.toml");
+    // "school" points at the healthcare node: its certificate is valid, from
+    // the same CA, for localhost — but it is not the school's node.
+    let text = node_config(
+        "police",
+        "127.0.0.1:0".parse().unwrap(),
+        &[("school", healthcare), ("healthcare", healthcare)],
+    )
+    .replace("data_dir = \"data\"", "data_dir = \"misrouted-data\"");
+    std::fs::write(&config, text).unwrap();
+    let mut node = NodeProcess::spawn(Path::new(NODE), &config);
+
+    let identity = c.identity("police", Role::Coordinator);
+    let status = pluis_client::status::fetch(&node.url, &identity)
+        .await
+        .unwrap();
+    let school = status.peers.iter().find(|p| p.org == "school").unwrap();
+    let health = status.peers.iter().find(|p| p.org == "healthcare").unwrap();
+    assert!(!school.reachable);
+    assert!(
+        school
+            .detail
+            .contains("spiffe://pinning/org/healthcare/node")
+            && school.detail.contains("expected the node of org school"),
+        "{}",
+        school.detail
+    );
+    assert!(health.reachable, "{}", health.detail);
+    assert!(node.terminate().status.success());
+    c.stop().await;
+}
+
+#[test]
+fn certs_init_refuses_to_overwrite_without_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("pki");
+    let out = out.to_str().unwrap();
+    let args = [
+        "certs",
+        "init",
+        "--out",
+        out,
+        "--consortium",
+        "cli",
+        "--org",
+        "police",
+        "--org",
+        "school",
+    ];
+    let (ok, stdout, stderr) = run_to_end(Path::new(CLIENT), &args, DEADLINE);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("spiffe://cli/org/school/auditor"),
+        "{stdout}"
+    );
+    let ca = std::fs::read(dir.path().join("pki/ca.pem")).unwrap();
+
+    let (ok, _, stderr) = run_to_end(Path::new(CLIENT), &args, DEADLINE);
+    assert!(!ok, "a second init must fail");
+    assert!(
+        stderr.contains("--force") && stderr.contains(out),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("pki/ca.pem")).unwrap(),
+        ca,
+        "nothing was replaced"
+    );
+
+    let mut forced = args.to_vec();
+    forced.push("--force");
+    let (ok, _, stderr) = run_to_end(Path::new(CLIENT), &forced, DEADLINE);
+    assert!(ok, "{stderr}");
+    assert_ne!(std::fs::read(dir.path().join("pki/ca.pem")).unwrap(), ca);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pluis_status_takes_its_identity_from_the_environment() {
+    let c = TestConsortium::start("envstatus", &["police", "school"]).await;
+    let tls = c.inner.tls_args("police", Role::Coordinator);
+    let url = c.url("police");
+    let run = |cert: &Path, key: &Path| {
+        let output = std::process::Command::new(CLIENT)
+            .args(["status", "--node", &url])
+            .env("PLUIS_CA", &tls.ca)
+            .env("PLUIS_CERT", cert)
+            .env("PLUIS_KEY", key)
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (ok, stdout, stderr) = tokio::task::block_in_place(|| run(&tls.cert, &tls.key));
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("node police (consortium envstatus)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("peer school") && stdout.contains("reachable"),
+        "{stdout}"
+    );
+
+    let auditor = c.inner.tls_args("police", Role::Auditor);
+    let (ok, _, stderr) = tokio::task::block_in_place(|| run(&auditor.cert, &auditor.key));
+    assert!(!ok);
+    assert!(
+        stderr.contains("this needs a coordinator certificate"),
+        "{stderr}"
+    );
+    c.stop().await;
+}
+
+#[test]
+fn the_demo_runs_from_start_to_end() {
+    let (ok, stdout, stderr) = run_to_end(Path::new(CLIENT), &["demo"], DEADLINE);
+    assert!(ok, "demo failed:\n{stdout}\n{stderr}");
+    for org in pluis_tests::DEMO_ORGS {
+        assert!(
+            stdout.contains(&format!("node {org} (consortium demo)")),
+            "{stdout}"
+        );
+    }
+    assert!(!stdout.contains("UNREACHABLE"), "{stdout}");
+    assert!(stdout.contains("Demo complete."), "{stdout}");
+}
