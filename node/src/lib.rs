@@ -14,7 +14,9 @@ pub mod config;
 pub mod node;
 pub mod peers;
 pub mod service;
+pub mod store;
 pub mod tls;
+pub mod vault;
 
 pub use config::Config;
 pub use node::{Node, NodeError};

@@ -27,7 +27,9 @@
 //! Nothing here opens a socket, a file or a runtime: node and client move
 //! the bytes; the protocol's rules live here, where they can be unit-tested.
 
+pub mod identifier;
 pub mod identity;
 pub mod pb;
+pub mod taxonomy;
 
 pub use identity::{IdentityError, Role, SpiffeId};
