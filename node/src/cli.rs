@@ -1,9 +1,18 @@
-//! The `pluis-node` command line.
+//! The `pluis-node` command line: one function per subcommand.
 
-use std::path::PathBuf;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 
-use clap::{Parser, Subcommand};
+use anyhow::{bail, Context};
+use clap::{ArgGroup, Parser, Subcommand};
+use pluis_proto::identifier::{Bsn, SubjectKey};
+use time::{Date, OffsetDateTime};
 
+use crate::config::load_taxonomy;
+use crate::import::{ImportOptions, Progress};
+use crate::store::Store;
 use crate::{Config, Node};
 
 /// A Pluis partner node.
@@ -24,16 +33,129 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Import signals from CSV or JSON Lines (`-` for stdin); all or nothing.
+    Import {
+        /// The node's TOML config file.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Replace all of this organisation's signals in one atomic step.
+        #[arg(long)]
+        replace: bool,
+        /// Store the valid rows; write the invalid ones to a rejects file.
+        #[arg(long)]
+        skip_invalid: bool,
+        /// Where rejects go with --skip-invalid (default: PATH.rejects).
+        #[arg(long, value_name = "FILE", requires = "skip_invalid")]
+        rejects: Option<PathBuf>,
+        /// The file to import, or `-` for standard input.
+        #[arg(value_name = "PATH")]
+        path: PathBuf,
+    },
+    /// Count stored signals per domain and signal, active and expired.
+    Signals {
+        /// The node's TOML config file.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Remove expired signals first.
+        #[arg(long)]
+        purge_expired: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Erase a person's signals (right to erasure).
+    #[command(group(ArgGroup::new("who").required(true).args(["bsn", "key", "local_ref"])))]
+    Forget {
+        /// The node's TOML config file.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// The person's BSN.
+        #[arg(long)]
+        bsn: Option<String>,
+        /// A person key: bsn:DIGITS or nd:SURNAME,INITIAL,YYYY-MM-DD.
+        #[arg(long)]
+        key: Option<String>,
+        /// The organisation's own case reference.
+        #[arg(long)]
+        local_ref: Option<String>,
+    },
+    /// Print the signal taxonomy in force.
+    Taxonomy {
+        /// The node's TOML config file (for its `taxonomy` setting).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write synthetic import CSV (for demos, tests, benchmarks).
+    GenData {
+        /// Number of rows.
+        #[arg(long)]
+        rows: u64,
+        /// Population seed: the same seed gives overlapping populations.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The organisation the rows are for (decides the domains).
+        #[arg(long, default_value = "police")]
+        org: String,
+        /// Population size (default: 2 × rows).
+        #[arg(long)]
+        population: Option<u64>,
+        /// Output file (default: standard output).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
+/// Today's date, UTC.
+pub fn today() -> Date {
+    OffsetDateTime::now_utc().date()
 }
 
 /// Runs one subcommand to completion.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config } => serve(&config).await,
+        Command::Import {
+            config,
+            replace,
+            skip_invalid,
+            rejects,
+            path,
+        } => {
+            let options = ImportOptions {
+                path,
+                replace,
+                skip_invalid,
+                rejects,
+                today: today(),
+            };
+            tokio::task::block_in_place(|| import(&config, &options))
+        }
+        Command::Signals {
+            config,
+            purge_expired,
+            json,
+        } => tokio::task::block_in_place(|| signals(&config, purge_expired, json)),
+        Command::Forget {
+            config,
+            bsn,
+            key,
+            local_ref,
+        } => tokio::task::block_in_place(|| forget(&config, bsn, key, local_ref)),
+        Command::Taxonomy { config, json } => taxonomy(config.as_deref(), json),
+        Command::GenData {
+            rows,
+            seed,
+            org,
+            population,
+            out,
+        } => gen_data(rows, seed, org, population, out.as_deref()),
     }
 }
 
-async fn serve(config_path: &std::path::Path) -> anyhow::Result<()> {
+async fn serve(config_path: &Path) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
     let node = Node::new(config)?;
     let listener = node.bind().await?;
@@ -41,6 +163,213 @@ async fn serve(config_path: &std::path::Path) -> anyhow::Result<()> {
     // port 0 and need to know the port.
     println!("listening on https://{}", listener.local_addr()?);
     node.serve(listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+fn open_store(config: &Config) -> anyhow::Result<Store> {
+    Ok(Store::open(&config.data_dir)?)
+}
+
+/// Progress for a terminal (a live counter) or a pipe (a line per 100,000).
+struct CliProgress {
+    bar: OnceLock<indicatif::ProgressBar>,
+    terminal: bool,
+    printed: AtomicU64,
+}
+
+impl Progress for CliProgress {
+    fn rows_checked(&self, rows: u64) {
+        if self.terminal && rows > 10_000 {
+            let bar = self.bar.get_or_init(|| {
+                let bar = indicatif::ProgressBar::new_spinner();
+                if let Ok(style) = indicatif::ProgressStyle::with_template(
+                    "{spinner} {human_pos} rows checked and sealed ({per_sec}) {elapsed}",
+                ) {
+                    bar.set_style(style);
+                }
+                bar
+            });
+            bar.set_position(rows);
+        } else if !self.terminal && rows / 100_000 > self.printed.load(Ordering::Relaxed) {
+            self.printed.store(rows / 100_000, Ordering::Relaxed);
+            eprintln!("import: {rows} rows checked");
+        }
+    }
+
+    fn writing(&self, signals: u64) {
+        if let Some(bar) = self.bar.get() {
+            bar.finish_and_clear();
+        }
+        if self.terminal || signals > 100_000 {
+            eprintln!("import: writing {signals} signals in one atomic step…");
+        }
+    }
+}
+
+fn import(config_path: &Path, options: &ImportOptions) -> anyhow::Result<()> {
+    let config = Config::load(config_path)?;
+    let taxonomy = load_taxonomy(config.taxonomy.as_deref())?;
+    let store = open_store(&config)?;
+    let progress = CliProgress {
+        bar: OnceLock::new(),
+        terminal: std::io::stderr().is_terminal(),
+        printed: AtomicU64::new(0),
+    };
+    let report = crate::import::import(&store, &taxonomy, options, &progress)?;
+    tracing::info!(
+        rows = report.rows,
+        added = report.stored.added,
+        unchanged = report.stored.unchanged,
+        removed = report.stored.removed,
+        expired = report.already_expired,
+        rejected = report.rejected,
+        replace = options.replace,
+        "import committed"
+    );
+    println!(
+        "imported {}: {} rows; {} new signals, {} already stored{}{}",
+        options.path.display(),
+        report.rows,
+        report.stored.added,
+        report.stored.unchanged,
+        if options.replace {
+            format!(", {} removed (replace)", report.stored.removed)
+        } else {
+            String::new()
+        },
+        if report.already_expired > 0 {
+            format!(", {} already expired (not stored)", report.already_expired)
+        } else {
+            String::new()
+        }
+    );
+    if let Some(file) = &report.rejects_file {
+        println!(
+            "{} invalid rows written to {}",
+            report.rejected,
+            file.display()
+        );
+    }
+    println!("{} signals stored in all", store.len());
+    Ok(())
+}
+
+fn signals(config_path: &Path, purge: bool, json: bool) -> anyhow::Result<()> {
+    let config = Config::load(config_path)?;
+    let store = open_store(&config)?;
+    let today = today();
+    if purge {
+        let purged = store.purge_expired(today)?;
+        tracing::info!(purged, "expired signals purged");
+        if !json {
+            println!("purged {purged} expired signals");
+        }
+    }
+    let counts = store.counts(today)?;
+    if json {
+        let rows: Vec<serde_json::Value> = counts
+            .by_signal
+            .iter()
+            .map(|((domain, signal), (active, expired))| {
+                serde_json::json!({"domain": domain, "signal": signal, "active": active, "expired": expired})
+            })
+            .collect();
+        let out = serde_json::json!({
+            "signals": rows,
+            "purged_total": counts.purged_total,
+            "forgotten_total": counts.forgotten_total,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!(
+        "{:<12} {:<32} {:>9} {:>9}",
+        "domain", "signal", "active", "expired"
+    );
+    let (mut active, mut expired) = (0, 0);
+    for ((domain, signal), (a, e)) in &counts.by_signal {
+        println!("{:<12} {:<32} {:>9} {:>9}", domain.code(), signal, a, e);
+        active += a;
+        expired += e;
+    }
+    println!("{:<12} {:<32} {:>9} {:>9}", "total", "", active, expired);
+    println!(
+        "purged for expiry so far: {}; erased on request so far: {}",
+        counts.purged_total, counts.forgotten_total
+    );
+    Ok(())
+}
+
+fn forget(
+    config_path: &Path,
+    bsn: Option<String>,
+    key: Option<String>,
+    local_ref: Option<String>,
+) -> anyhow::Result<()> {
+    let config = Config::load(config_path)?;
+    let store = open_store(&config)?;
+    let (erased, by) = match (bsn, key, local_ref) {
+        (Some(bsn), _, _) => (
+            store.forget_key(&SubjectKey::Bsn(Bsn::parse(&bsn)?))?,
+            "bsn",
+        ),
+        (_, Some(key), _) => (store.forget_key(&SubjectKey::parse(&key, today())?)?, "key"),
+        (_, _, Some(local_ref)) => (store.forget_local_ref(&local_ref)?, "local_ref"),
+        _ => bail!("give --bsn, --key or --local-ref"),
+    };
+    // Logged with how many and by which kind of key, never the key itself.
+    tracing::info!(erased, by, "forget: signals erased on request");
+    println!("erased {erased} signals");
+    Ok(())
+}
+
+fn taxonomy(config_path: Option<&Path>, json: bool) -> anyhow::Result<()> {
+    let file = match config_path {
+        Some(path) => Config::load(path)?.taxonomy,
+        None => None,
+    };
+    let taxonomy = load_taxonomy(file.as_deref())?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&taxonomy)?);
+        return Ok(());
+    }
+    for domain in taxonomy.domains() {
+        println!("{} — {}", domain.code, domain.label);
+        for s in &domain.signals {
+            println!(
+                "  {:<30} {:>3} mo  {}: {}",
+                s.code, s.retention_months, s.label, s.description
+            );
+        }
+    }
+    Ok(())
+}
+
+fn gen_data(
+    rows: u64,
+    seed: u64,
+    org: String,
+    population: Option<u64>,
+    out: Option<&Path>,
+) -> anyhow::Result<()> {
+    let taxonomy = load_taxonomy(None)?;
+    let options = crate::gendata::GenOptions {
+        rows,
+        seed,
+        org,
+        population,
+        today: today(),
+    };
+    match out {
+        Some(path) => {
+            let mut file = std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            crate::gendata::generate(&taxonomy, &options, &mut file)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        None => crate::gendata::generate(&taxonomy, &options, &mut std::io::stdout().lock())
+            .context("writing standard output")?,
+    }
     Ok(())
 }
 

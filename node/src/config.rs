@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use pluis_proto::identity::check_name;
+use pluis_proto::taxonomy::Taxonomy;
 use serde::Deserialize;
 
 /// Why a configuration was refused. Each message names the file.
@@ -50,6 +51,7 @@ struct RawConfig {
     listen: String,
     data_dir: PathBuf,
     tls: RawTls,
+    taxonomy: Option<PathBuf>,
     #[serde(default)]
     peers: Vec<RawPeer>,
 }
@@ -80,6 +82,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// PEM files of the consortium CA and this node's certificate and key.
     pub tls: TlsPaths,
+    /// A taxonomy file replacing the default one.
+    pub taxonomy: Option<PathBuf>,
     /// The partner nodes this node knows.
     pub peers: Vec<PeerConfig>,
 }
@@ -157,6 +161,7 @@ impl Config {
             org: raw.org,
             listen,
             data_dir: base.join(raw.data_dir),
+            taxonomy: raw.taxonomy.map(|t| base.join(t)),
             tls: TlsPaths {
                 ca: base.join(raw.tls.ca),
                 cert: base.join(raw.tls.cert),
@@ -171,6 +176,29 @@ impl Config {
                 })
                 .collect(),
         })
+    }
+}
+
+/// The taxonomy shipped with Pluis (`node/taxonomy.toml`).
+pub const DEFAULT_TAXONOMY: &str = include_str!("../taxonomy.toml");
+
+/// The taxonomy in force: the file `path` names, or the default one.
+pub fn load_taxonomy(path: Option<&Path>) -> Result<Taxonomy, ConfigError> {
+    match path {
+        None => Taxonomy::from_toml(DEFAULT_TAXONOMY).map_err(|e| ConfigError::Parse {
+            path: PathBuf::from("<built-in taxonomy>"),
+            message: e.to_string(),
+        }),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+                path: path.to_owned(),
+                error,
+            })?;
+            Taxonomy::from_toml(&text).map_err(|e| ConfigError::Parse {
+                path: path.to_owned(),
+                message: e.to_string(),
+            })
+        }
     }
 }
 
@@ -195,6 +223,13 @@ url = "https://127.0.0.1:7102"
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Path::new("/etc/pluis/police.toml"))
+    }
+
+    #[test]
+    fn the_default_taxonomy_is_valid() {
+        let taxonomy = load_taxonomy(None).unwrap();
+        assert_eq!(taxonomy.domains().len(), 7);
+        assert!(taxonomy.signal("petty_theft_young_child").is_ok());
     }
 
     #[test]

@@ -11,6 +11,8 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod gendata;
+pub mod import;
 pub mod node;
 pub mod peers;
 pub mod service;

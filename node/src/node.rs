@@ -22,15 +22,19 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Server;
 
 use crate::auth::{Audience, Authorizer};
-use crate::config::Config;
+use crate::config::{load_taxonomy, Config, ConfigError};
 use crate::peers::Peers;
 use crate::service::audit::AuditService;
 use crate::service::coordinator::CoordinatorService;
 use crate::service::partner::PartnerService;
+use crate::store::{Store, StoreError};
 use crate::tls::{MtlsStream, TlsError, TlsIdentity};
+use pluis_proto::taxonomy::Taxonomy;
 
 /// How long a client may take to finish its TLS handshake.
 const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
+/// How often expired signals are purged from disk.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Why a node could not start or serve.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +60,12 @@ pub enum NodeError {
         /// The I/O error.
         error: std::io::Error,
     },
+    /// The config's taxonomy is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The store cannot be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
     /// The gRPC server failed.
     #[error("gRPC server: {0}")]
     Serve(String),
@@ -70,6 +80,10 @@ pub struct NodeState {
     pub started: Instant,
     /// The partner nodes.
     pub peers: Peers,
+    /// This organisation's signals.
+    pub store: Arc<Store>,
+    /// The signal taxonomy in force.
+    pub taxonomy: Arc<Taxonomy>,
 }
 
 /// A node, loaded and checked, not yet serving.
@@ -94,10 +108,14 @@ impl Node {
             });
         }
         let peers = Peers::new(&config.peers, &identity)?;
+        let taxonomy = load_taxonomy(config.taxonomy.as_deref())?;
+        let store = Store::open(&config.data_dir)?;
         let state = Arc::new(NodeState {
             id: identity.id().clone(),
             started: Instant::now(),
             peers,
+            store: Arc::new(store),
+            taxonomy: Arc::new(taxonomy),
         });
         Ok(Node {
             state,
@@ -130,6 +148,7 @@ impl Node {
         let acceptor = TlsAcceptor::from(self.identity.server_config()?);
         let (tx, rx) = mpsc::channel(64);
         let accept_loop = tokio::spawn(accept_loop(listener, acceptor, tx));
+        let sweeper = tokio::spawn(expiry_sweep(self.state.store.clone()));
 
         let auth = Authorizer::new(&self.state.id);
         let (health, health_service) = tonic_health::server::health_reporter();
@@ -168,9 +187,27 @@ impl Node {
             .serve_with_incoming_shutdown(ReceiverStream::new(rx), shutdown)
             .await;
         accept_loop.abort();
+        sweeper.abort();
         served.map_err(|e| NodeError::Serve(crate::error_chain(&e)))?;
         tracing::info!(node = %self.state.id, "stopped");
         Ok(())
+    }
+}
+
+/// Purges expired signals at start and then every [`SWEEP_INTERVAL`].
+/// Expired signals never match even between sweeps; the sweep is what
+/// makes them gone from disk.
+async fn expiry_sweep(store: Arc<Store>) {
+    loop {
+        let store_ = store.clone();
+        let today = crate::cli::today();
+        match tokio::task::spawn_blocking(move || store_.purge_expired(today)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(purged)) => tracing::info!(purged, "expired signals purged"),
+            Ok(Err(e)) => tracing::error!(error = %e, "expiry sweep failed"),
+            Err(e) => tracing::error!(error = %e, "expiry sweep task failed"),
+        }
+        tokio::time::sleep(SWEEP_INTERVAL).await;
     }
 }
 

@@ -1,0 +1,590 @@
+//! `pluis-node import`: signals from a CSV or JSON Lines file into the store.
+//!
+//! Validation first, then one atomic write: if any row is bad, nothing is
+//! stored and every bad row is reported as `PATH:LINE: field: reason` (the
+//! first [`MAX_REPORTED`], then a count). With `--skip-invalid` the good
+//! rows are stored and the bad ones written, with their reason, to a
+//! rejects file (mode 0600: it holds the organisation's own raw rows).
+//!
+//! Messages name the field and the rule, never the value: an identifier
+//! must not end up in a terminal scrollback or a log.
+//!
+//! Columns: `bsn`, `surname`, `initial`, `birth_date`, `signal`,
+//! `registered_on`, `expires_on` (optional: default from the taxonomy's
+//! retention), `local_ref` (optional). Each row needs a `bsn` or a complete
+//! `surname` + `initial` + `birth_date`.
+
+use std::fmt;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+use pluis_proto::identifier::{self, Bsn, NameDobKey, SubjectKey};
+use pluis_proto::taxonomy::Taxonomy;
+use rayon::prelude::*;
+use time::{Date, Month};
+
+use crate::store::{CommitCounts, NewSignal, PreparedSignal, Store, StoreError};
+
+/// How many bad rows an error report lists before it just counts.
+pub const MAX_REPORTED: usize = 100;
+/// Rows parsed, validated and sealed per parallel chunk.
+const CHUNK: usize = 32 * 1024;
+/// The longest local case reference accepted.
+const MAX_LOCAL_REF: usize = 128;
+
+/// The columns an import file may have.
+pub const COLUMNS: [&str; 8] = [
+    "bsn",
+    "surname",
+    "initial",
+    "birth_date",
+    "signal",
+    "registered_on",
+    "expires_on",
+    "local_ref",
+];
+
+/// What to import and how.
+#[derive(Debug, Clone)]
+pub struct ImportOptions {
+    /// The file, or `-` for standard input.
+    pub path: PathBuf,
+    /// Replace all of this organisation's signals in the same atomic step.
+    pub replace: bool,
+    /// Store the good rows; write the bad ones to `rejects`.
+    pub skip_invalid: bool,
+    /// Where rejects go (default: `PATH.rejects`).
+    pub rejects: Option<PathBuf>,
+    /// The date that counts as today (future dates, expiry).
+    pub today: Date,
+}
+
+/// One bad row: where, which field, what rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowError {
+    /// 1-based line in the input.
+    pub line: u64,
+    /// `field: reason`.
+    pub message: String,
+}
+
+/// Why an import stored nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The input could not be read.
+    #[error("cannot read {path}: {error}")]
+    Read {
+        /// The input.
+        path: String,
+        /// The I/O error.
+        error: std::io::Error,
+    },
+    /// The CSV header is unusable.
+    #[error("{path}:1: header: {reason}")]
+    Header {
+        /// The input.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Some rows are invalid; nothing was stored.
+    #[error("{}", InvalidRows { path, errors, total: *total })]
+    Invalid {
+        /// The input.
+        path: String,
+        /// The first bad rows.
+        errors: Vec<RowError>,
+        /// How many rows were bad in all.
+        total: usize,
+    },
+    /// The rejects file could not be written; nothing was stored.
+    #[error("cannot write rejects file {path}: {error}")]
+    Rejects {
+        /// The rejects file.
+        path: PathBuf,
+        /// The I/O error.
+        error: std::io::Error,
+    },
+    /// The store failed; nothing was stored.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+struct InvalidRows<'a> {
+    path: &'a str,
+    errors: &'a [RowError],
+    total: usize,
+}
+
+impl fmt::Display for InvalidRows<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{}: {} invalid row{}; nothing was stored (fix them, or pass --skip-invalid)",
+            self.path,
+            self.total,
+            if self.total == 1 { "" } else { "s" }
+        )?;
+        for e in self.errors {
+            writeln!(f, "{}:{}: {}", self.path, e.line, e.message)?;
+        }
+        if self.total > self.errors.len() {
+            writeln!(f, "… and {} more", self.total - self.errors.len())?;
+        }
+        Ok(())
+    }
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportReport {
+    /// Data rows read.
+    pub rows: u64,
+    /// What the store did with the valid ones.
+    pub stored: CommitCounts,
+    /// Rows already past their expiry date: valid, but not stored.
+    pub already_expired: u64,
+    /// Invalid rows written to the rejects file (with `--skip-invalid`).
+    pub rejected: u64,
+    /// The rejects file, if one was written.
+    pub rejects_file: Option<PathBuf>,
+}
+
+/// Progress callbacks, so the CLI can draw a bar or print counts.
+pub trait Progress: Sync {
+    /// `rows` rows have been read and checked so far.
+    fn rows_checked(&self, rows: u64);
+    /// All rows are checked; the atomic write of `signals` begins.
+    fn writing(&self, signals: u64);
+}
+
+/// No progress output.
+pub struct Quiet;
+
+impl Progress for Quiet {
+    fn rows_checked(&self, _: u64) {}
+    fn writing(&self, _: u64) {}
+}
+
+/// One input row, fields as text.
+#[derive(Debug, Default, Clone)]
+struct RawRow {
+    line: u64,
+    fields: [Option<String>; 8],
+    /// The row as read, for the rejects file.
+    original: Vec<String>,
+    /// Why the row could not even be split into fields, if so.
+    broken: Option<String>,
+}
+
+impl RawRow {
+    fn get(&self, column: usize) -> Option<&str> {
+        self.fields[column]
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+    }
+}
+
+/// Adds months to a date, clamping the day to the month's length.
+pub fn add_months(date: Date, months: u16) -> Date {
+    let total = date.year() * 12 + i32::from(u8::from(date.month())) - 1 + i32::from(months);
+    let (year, month0) = (total.div_euclid(12), total.rem_euclid(12));
+    // month0 is 0..=11 by rem_euclid, so the conversion cannot fail.
+    let month = Month::try_from(month0 as u8 + 1).unwrap_or(Month::December);
+    let day = date.day().min(month.length(year));
+    Date::from_calendar_date(year, month, day).unwrap_or(date)
+}
+
+fn validate(row: &RawRow, taxonomy: &Taxonomy, today: Date) -> Result<NewSignal, String> {
+    let mut keys = Vec::new();
+    if let Some(bsn) = row.get(0) {
+        keys.push(SubjectKey::Bsn(Bsn::parse(bsn).map_err(|e| e.to_string())?));
+    }
+    let name = [row.get(1), row.get(2), row.get(3)];
+    if name.iter().any(Option::is_some) {
+        match name {
+            [Some(surname), Some(initial), Some(birth)] => keys.push(SubjectKey::NameDob(
+                NameDobKey::new(surname, initial, birth, today).map_err(|e| e.to_string())?,
+            )),
+            _ => {
+                let missing = ["surname", "initial", "birth_date"]
+                    .iter()
+                    .zip(name)
+                    .find(|(_, v)| v.is_none())
+                    .map_or("surname", |(n, _)| *n);
+                return Err(format!(
+                    "{missing}: missing (a name key needs surname, initial and birth_date)"
+                ));
+            }
+        }
+    }
+    if keys.is_empty() {
+        return Err(
+            "bsn: missing (each row needs a bsn or surname, initial and birth_date)".into(),
+        );
+    }
+    let code = row.get(4).ok_or("signal: missing")?;
+    let (domain, signal) = taxonomy.signal(code).map_err(|_| {
+        let looks_like_code = code.len() <= 48
+            && code
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if looks_like_code {
+            format!("signal: unknown signal code {code:?} (see `pluis-node taxonomy`)")
+        } else {
+            "signal: not a signal code (see `pluis-node taxonomy`)".to_owned()
+        }
+    })?;
+    let registered_on =
+        identifier::parse_date("registered_on", row.get(5).ok_or("registered_on: missing")?)
+            .map_err(|e| e.to_string())?;
+    if registered_on > today {
+        return Err("registered_on: lies in the future".into());
+    }
+    let expires_on = match row.get(6) {
+        Some(text) => identifier::parse_date("expires_on", text).map_err(|e| e.to_string())?,
+        None => add_months(registered_on, signal.retention_months),
+    };
+    if expires_on <= registered_on {
+        return Err("expires_on: must be after registered_on".into());
+    }
+    let local_ref = row.get(7).map(str::to_owned);
+    if local_ref
+        .as_ref()
+        .is_some_and(|r| r.chars().count() > MAX_LOCAL_REF)
+    {
+        return Err(format!("local_ref: longer than {MAX_LOCAL_REF} characters"));
+    }
+    Ok(NewSignal {
+        keys,
+        signal: signal.code.clone(),
+        domain,
+        registered_on,
+        expires_on,
+        local_ref,
+    })
+}
+
+enum Format {
+    Csv,
+    JsonLines,
+}
+
+/// Reads rows in chunks and hands each chunk to `chunk`.
+fn read_rows(
+    path: &str,
+    input: Box<dyn Read>,
+    mut chunk: impl FnMut(Vec<RawRow>) -> Result<(), ImportError>,
+) -> Result<(), ImportError> {
+    let read_error = |error| ImportError::Read {
+        path: path.to_owned(),
+        error,
+    };
+    let mut input = BufReader::with_capacity(1 << 20, input);
+    let first = input.fill_buf().map_err(read_error)?;
+    let format = match first.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => Format::JsonLines,
+        _ if path.ends_with(".jsonl") || path.ends_with(".ndjson") => Format::JsonLines,
+        _ => Format::Csv,
+    };
+    match format {
+        Format::Csv => read_csv(path, input, &mut chunk),
+        Format::JsonLines => read_json_lines(path, input, &mut chunk),
+    }
+}
+
+fn read_csv(
+    path: &str,
+    input: impl Read,
+    chunk: &mut impl FnMut(Vec<RawRow>) -> Result<(), ImportError>,
+) -> Result<(), ImportError> {
+    let header_error = |reason: String| ImportError::Header {
+        path: path.to_owned(),
+        reason,
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .trim(csv::Trim::Fields)
+        .from_reader(input);
+    let header = reader
+        .headers()
+        .map_err(|e| header_error(format!("not a CSV header: {e}")))?
+        .clone();
+    let mut positions = Vec::new();
+    for (i, name) in header.iter().enumerate() {
+        let name = name
+            .trim()
+            .trim_start_matches('\u{feff}')
+            .to_ascii_lowercase();
+        let column = COLUMNS.iter().position(|c| *c == name).ok_or_else(|| {
+            header_error(format!(
+                "unknown column {name:?} (columns are {})",
+                COLUMNS.join(", ")
+            ))
+        })?;
+        if positions.iter().any(|(_, c)| *c == column) {
+            return Err(header_error(format!("column {name:?} appears twice")));
+        }
+        positions.push((i, column));
+    }
+    for required in ["signal", "registered_on"] {
+        if !positions.iter().any(|(_, c)| COLUMNS[*c] == required) {
+            return Err(header_error(format!("column {required:?} is missing")));
+        }
+    }
+    let has_key = positions.iter().any(|(_, c)| *c == 0)
+        || ["surname", "initial", "birth_date"]
+            .iter()
+            .all(|n| positions.iter().any(|(_, c)| COLUMNS[*c] == *n));
+    if !has_key {
+        return Err(header_error(
+            "needs a bsn column, or surname, initial and birth_date columns".into(),
+        ));
+    }
+
+    let mut rows = Vec::with_capacity(CHUNK);
+    let mut record = csv::StringRecord::new();
+    loop {
+        let line_hint = reader.position().line();
+        match reader.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {
+                let line = record.position().map_or(line_hint, |p| p.line());
+                let mut row = RawRow {
+                    line,
+                    original: record.iter().map(str::to_owned).collect(),
+                    ..RawRow::default()
+                };
+                for (i, column) in &positions {
+                    row.fields[*column] = record.get(*i).map(str::to_owned);
+                }
+                rows.push(row);
+            }
+            Err(e) => {
+                // A broken row (for example bad UTF-8 or an unclosed quote)
+                // is reported like any other invalid row.
+                let line = e.position().map_or(line_hint, |p| p.line());
+                let reason = match e.kind() {
+                    csv::ErrorKind::Utf8 { .. } => "row: not valid UTF-8".to_owned(),
+                    _ => "row: not valid CSV".to_owned(),
+                };
+                rows.push(RawRow {
+                    line,
+                    broken: Some(reason),
+                    ..RawRow::default()
+                });
+                if !matches!(e.kind(), csv::ErrorKind::Utf8 { .. }) {
+                    break;
+                }
+            }
+        }
+        if rows.len() == CHUNK {
+            chunk(std::mem::replace(&mut rows, Vec::with_capacity(CHUNK)))?;
+        }
+    }
+    chunk(rows)
+}
+
+fn read_json_lines(
+    path: &str,
+    input: impl BufRead,
+    chunk: &mut impl FnMut(Vec<RawRow>) -> Result<(), ImportError>,
+) -> Result<(), ImportError> {
+    let mut rows = Vec::with_capacity(CHUNK);
+    for (n, line) in input.lines().enumerate() {
+        let line_no = n as u64 + 1;
+        let text = line.map_err(|error| ImportError::Read {
+            path: path.to_owned(),
+            error,
+        })?;
+        if text.trim().is_empty() {
+            continue;
+        }
+        let mut row = RawRow {
+            line: line_no,
+            ..RawRow::default()
+        };
+        match json_fields(&text) {
+            Ok(fields) => row.fields = fields,
+            Err(reason) => row.broken = Some(reason),
+        }
+        row.original = vec![text];
+        rows.push(row);
+        if rows.len() == CHUNK {
+            chunk(std::mem::replace(&mut rows, Vec::with_capacity(CHUNK)))?;
+        }
+    }
+    chunk(rows)
+}
+
+/// A JSON object's fields. Errors name keys and types, never values.
+fn json_fields(text: &str) -> Result<[Option<String>; 8], String> {
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| format!("json: not valid JSON (column {})", e.column()))?;
+    let object = value
+        .as_object()
+        .ok_or("json: each line must be one JSON object")?;
+    let mut fields: [Option<String>; 8] = Default::default();
+    for (key, value) in object {
+        let column = COLUMNS.iter().position(|c| c == key).ok_or_else(|| {
+            let shown: String = key.chars().take(32).collect();
+            format!(
+                "json: unknown field {shown:?} (fields are {})",
+                COLUMNS.join(", ")
+            )
+        })?;
+        fields[column] = match value {
+            serde_json::Value::Null => None,
+            serde_json::Value::String(s) => Some(s.clone()),
+            _ => return Err(format!("{key}: must be a string or null")),
+        };
+    }
+    Ok(fields)
+}
+
+/// Validates every row, then stores the valid ones in one atomic step.
+pub fn import(
+    store: &Store,
+    taxonomy: &Taxonomy,
+    options: &ImportOptions,
+    progress: &dyn Progress,
+) -> Result<ImportReport, ImportError> {
+    let path = options.path.display().to_string();
+    let input: Box<dyn Read> = if path == "-" {
+        Box::new(std::io::stdin())
+    } else {
+        Box::new(
+            std::fs::File::open(&options.path).map_err(|error| ImportError::Read {
+                path: path.clone(),
+                error,
+            })?,
+        )
+    };
+    let mut report = ImportReport::default();
+    let mut prepared: Vec<PreparedSignal> = Vec::new();
+    let mut errors: Vec<RowError> = Vec::new();
+    let mut error_count = 0usize;
+    let mut rejects: Vec<(RawRow, String)> = Vec::new();
+    read_rows(&path, input, |rows| {
+        report.rows += rows.len() as u64;
+        let checked: Vec<Result<Option<PreparedSignal>, String>> = rows
+            .par_iter()
+            .map(|row| {
+                if let Some(reason) = &row.broken {
+                    return Err(reason.clone());
+                }
+                let signal = validate(row, taxonomy, options.today)?;
+                if signal.expires_on <= options.today {
+                    return Ok(None);
+                }
+                store.prepare(&signal).map(Some).map_err(|e| e.to_string())
+            })
+            .collect();
+        for (row, result) in rows.into_iter().zip(checked) {
+            match result {
+                Ok(Some(p)) if error_count == 0 || options.skip_invalid => prepared.push(p),
+                Ok(Some(_)) => {}
+                Ok(None) => report.already_expired += 1,
+                Err(message) => {
+                    error_count += 1;
+                    if options.skip_invalid {
+                        rejects.push((row, message));
+                    } else {
+                        // Once a row is bad nothing will be stored: free memory.
+                        prepared = Vec::new();
+                        if errors.len() < MAX_REPORTED {
+                            errors.push(RowError {
+                                line: row.line,
+                                message,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        progress.rows_checked(report.rows);
+        Ok(())
+    })?;
+    if error_count > 0 && !options.skip_invalid {
+        return Err(ImportError::Invalid {
+            path,
+            errors,
+            total: error_count,
+        });
+    }
+    if !rejects.is_empty() {
+        let file = options.rejects.clone().unwrap_or_else(|| {
+            let mut name = options.path.clone().into_os_string();
+            name.push(".rejects");
+            PathBuf::from(if path == "-" {
+                "stdin.rejects".into()
+            } else {
+                name
+            })
+        });
+        write_rejects(&file, &rejects)?;
+        report.rejected = rejects.len() as u64;
+        report.rejects_file = Some(file);
+    }
+    progress.writing(prepared.len() as u64);
+    report.stored = store.commit(&prepared, options.replace)?;
+    Ok(report)
+}
+
+/// Rejects as CSV: line, reason, then the row as read. Mode 0600.
+fn write_rejects(path: &Path, rejects: &[(RawRow, String)]) -> Result<(), ImportError> {
+    let error = |error| ImportError::Rejects {
+        path: path.to_owned(),
+        error,
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(path).map_err(error)?;
+    let mut writer = csv::WriterBuilder::new().flexible(true).from_writer(file);
+    let csv_error = |e: csv::Error| error(std::io::Error::other(e.to_string()));
+    writer
+        .write_record(["line", "reason", "row"])
+        .map_err(csv_error)?;
+    for (row, reason) in rejects {
+        let mut record = vec![row.line.to_string(), reason.clone()];
+        record.extend(row.original.iter().cloned());
+        writer.write_record(&record).map_err(csv_error)?;
+    }
+    let mut file = writer
+        .into_inner()
+        .map_err(|e| error(std::io::Error::other(e.to_string())))?;
+    file.flush().map_err(error)?;
+    file.sync_all().map_err(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::date;
+
+    #[test]
+    fn months_are_added_with_clamped_days() {
+        assert_eq!(add_months(date!(2024 - 01 - 31), 1), date!(2024 - 02 - 29));
+        assert_eq!(add_months(date!(2024 - 11 - 15), 14), date!(2026 - 01 - 15));
+        assert_eq!(
+            add_months(date!(2024 - 05 - 01), 120),
+            date!(2034 - 05 - 01)
+        );
+    }
+
+    #[test]
+    fn json_errors_name_fields_not_values() {
+        let err = json_fields(r#"{"bsn": 123456782}"#).unwrap_err();
+        assert_eq!(err, "bsn: must be a string or null");
+        let err = json_fields(r#"{"bsn": "123456782", "nmae": "x"}"#).unwrap_err();
+        assert!(err.contains("unknown field \"nmae\""), "{err}");
+        let err = json_fields(r#"{"bsn": "123456782""#).unwrap_err();
+        assert!(
+            err.starts_with("json: not valid JSON") && !err.contains("1234"),
+            "{err}"
+        );
+    }
+}
