@@ -462,7 +462,10 @@ pub fn import(
         )
     };
     let mut report = ImportReport::default();
-    let mut prepared: Vec<PreparedSignal> = Vec::new();
+    // Rows are written into a new store generation as they are checked;
+    // it becomes visible only at commit, and is discarded on any error.
+    let mut writer = store.begin_import(options.replace)?;
+    let mut written = 0u64;
     let mut errors: Vec<RowError> = Vec::new();
     let mut error_count = 0usize;
     let mut rejects: Vec<(RawRow, String)> = Vec::new();
@@ -481,27 +484,29 @@ pub fn import(
                 store.prepare(&signal).map(Some).map_err(|e| e.to_string())
             })
             .collect();
+        let mut prepared = Vec::with_capacity(rows.len());
         for (row, result) in rows.into_iter().zip(checked) {
             match result {
-                Ok(Some(p)) if error_count == 0 || options.skip_invalid => prepared.push(p),
-                Ok(Some(_)) => {}
+                Ok(Some(p)) => prepared.push(p),
                 Ok(None) => report.already_expired += 1,
                 Err(message) => {
                     error_count += 1;
                     if options.skip_invalid {
                         rejects.push((row, message));
-                    } else {
-                        // Once a row is bad nothing will be stored: free memory.
-                        prepared = Vec::new();
-                        if errors.len() < MAX_REPORTED {
-                            errors.push(RowError {
-                                line: row.line,
-                                message,
-                            });
-                        }
+                    } else if errors.len() < MAX_REPORTED {
+                        errors.push(RowError {
+                            line: row.line,
+                            message,
+                        });
                     }
                 }
             }
+        }
+        // Once a row is bad (without --skip-invalid) nothing will be
+        // stored: keep checking, to report every bad row, but stop writing.
+        if error_count == 0 || options.skip_invalid {
+            written += prepared.len() as u64;
+            writer.write(&prepared)?;
         }
         progress.rows_checked(report.rows);
         Ok(())
@@ -527,8 +532,8 @@ pub fn import(
         report.rejected = rejects.len() as u64;
         report.rejects_file = Some(file);
     }
-    progress.writing(prepared.len() as u64);
-    report.stored = store.commit(&prepared, options.replace)?;
+    progress.writing(written);
+    report.stored = writer.commit()?;
     Ok(report)
 }
 

@@ -2,21 +2,34 @@
 //! touches sled.
 //!
 //! Trees, each with one purpose:
-//! * `meta`: schema version, the storage-key check, counters;
-//! * `signals`: signal id (16 bytes) → [`SignalRecord`]: which signal, when
-//!   registered, when it expires, the person's keys *sealed*, and their
-//!   keyed digests;
-//! * `subjects`: key digest (32) ‖ signal id (16) → (): find a person's
-//!   signals by any of their keys, without the key in clear;
-//! * `local_refs`: reference digest (32) ‖ signal id → (): the same for the
-//!   organisation's own case reference (for erasure).
+//! * `meta`: schema version, the storage-key check, the active generation,
+//!   the signal count, lifetime counters;
+//! * `signals/G`: the signals. Each value is a *bucket*: every signal whose
+//!   id (a keyed digest, so uniformly spread) starts with the bucket's 12
+//!   bits, sorted by id, as [`SignalRecord`]s: which signal, when
+//!   registered, when it expires, the person's keys *sealed*, their keyed
+//!   digests, and the sealed local case reference with its digest;
+//! * `subjects/G`: the keyed index: buckets of (key digest, signal id),
+//!   sorted, by the digest's first 12 bits. It finds a person's signals by
+//!   any of their keys without the key in clear.
 //!
-//! Values carry a format byte before their postcard encoding. Writes that
-//! belong together are one multi-tree transaction, flushed before a command
-//! reports success, so a crash leaves either the old or the new state.
+//! Buckets keep sled to a few thousand large values instead of millions of
+//! small ones: sled writes ~30,000 entries a second here, far too few for
+//! a million-row import, but moves large values at disk speed.
+//!
+//! `G` is the *generation*. An import builds a whole new generation beside
+//! the active one (the active one merged with the new rows, or only the new
+//! rows for `--replace`); it becomes visible only when the `meta` keys
+//! naming the active generation and its count are switched in one batch,
+//! after everything before was flushed. A crash at any point leaves the old
+//! generation active; leftovers of an unfinished one are dropped at the
+//! next open. Small changes (erasure, expiry purge) rewrite the affected
+//! buckets in one multi-tree transaction. Values carry a format byte before
+//! their postcard encoding.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::RwLock;
 
 use pluis_proto::identifier::SubjectKey;
 use pluis_proto::taxonomy::LifeDomain;
@@ -28,12 +41,18 @@ use crate::vault::{IndexDigest, Vault, VaultError};
 
 /// The store's schema version; checked at open.
 pub const SCHEMA_VERSION: u32 = 1;
-const RECORD_FORMAT_V1: u8 = 1;
+const BUCKET_FORMAT_V1: u8 = 1;
+/// Buckets per tree: 2^12.
+const BUCKET_BITS: u32 = 12;
 
 const META_SCHEMA: &[u8] = b"schema_version";
 const META_KEY_CHECK: &[u8] = b"storage_key_check";
+const META_GENERATION: &[u8] = b"generation";
+const META_COUNT: &[u8] = b"signal_count";
 const META_PURGED: &[u8] = b"purged_total";
 const META_FORGOTTEN: &[u8] = b"forgotten_total";
+/// sled's page cache; the default (1 GiB) is more than a node needs.
+const CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// A signal's id: a keyed digest of (keys, signal, registration date), so
 /// that importing the same row twice stores it once.
@@ -115,28 +134,6 @@ impl SignalRecord {
     pub fn expired_on(&self, today: Date) -> bool {
         today.to_julian_day() >= self.expires_on
     }
-
-    fn encode(&self) -> Vec<u8> {
-        let mut out = vec![RECORD_FORMAT_V1];
-        // postcard into a Vec cannot fail for these plain types.
-        out.extend(postcard::to_stdvec(self).unwrap_or_default());
-        out
-    }
-
-    fn decode(id: &[u8], bytes: &[u8]) -> Result<SignalRecord, StoreError> {
-        let corrupt = |reason: String| StoreError::Corrupt {
-            tree: "signals",
-            id: hex(id),
-            reason,
-        };
-        match bytes.split_first() {
-            Some((&RECORD_FORMAT_V1, body)) => {
-                postcard::from_bytes(body).map_err(|e| corrupt(e.to_string()))
-            }
-            Some((format, _)) => Err(corrupt(format!("unknown record format {format}"))),
-            None => Err(corrupt("empty value".into())),
-        }
-    }
 }
 
 /// A validated signal, ready to be prepared for storage.
@@ -185,14 +182,23 @@ pub struct SignalCounts {
     pub forgotten_total: u64,
 }
 
+/// One generation's data trees.
+#[derive(Clone)]
+struct Generation {
+    number: u64,
+    signals: sled::Tree,
+    subjects: sled::Tree,
+}
+
+/// One (key digest, signal id) pair of the keyed index.
+type SubjectEntry = ([u8; 32], SignalId);
+
 /// The node's sled store.
 pub struct Store {
     path: PathBuf,
     db: sled::Db,
     meta: sled::Tree,
-    signals: sled::Tree,
-    subjects: sled::Tree,
-    local_refs: sled::Tree,
+    active: RwLock<Generation>,
     vault: Vault,
 }
 
@@ -206,6 +212,38 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The bucket of an id or digest: its first [`BUCKET_BITS`] bits.
+fn bucket_of(bytes: &[u8]) -> [u8; 2] {
+    let prefix = u16::from_be_bytes([bytes[0], bytes[1]]) >> (16 - BUCKET_BITS);
+    prefix.to_be_bytes()
+}
+
+fn encode_bucket<T: Serialize>(entries: &[T]) -> Vec<u8> {
+    let mut out = vec![BUCKET_FORMAT_V1];
+    // postcard into a Vec cannot fail for these plain types.
+    out.extend(postcard::to_stdvec(entries).unwrap_or_default());
+    out
+}
+
+fn decode_bucket<T: for<'de> Deserialize<'de>>(
+    tree: &'static str,
+    key: &[u8],
+    bytes: &[u8],
+) -> Result<Vec<T>, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        tree,
+        id: hex(key),
+        reason,
+    };
+    match bytes.split_first() {
+        Some((&BUCKET_FORMAT_V1, body)) => {
+            postcard::from_bytes(body).map_err(|e| corrupt(e.to_string()))
+        }
+        Some((format, _)) => Err(corrupt(format!("unknown bucket format {format}"))),
+        None => Err(corrupt("empty value".into())),
+    }
+}
+
 fn transaction_error(path: &Path, e: TransactionError<StoreError>) -> StoreError {
     match e {
         TransactionError::Abort(e) => e,
@@ -214,6 +252,57 @@ fn transaction_error(path: &Path, e: TransactionError<StoreError>) -> StoreError
             error,
         },
     }
+}
+
+fn tree_names(generation: u64) -> [String; 2] {
+    [
+        format!("signals/{generation}"),
+        format!("subjects/{generation}"),
+    ]
+}
+
+/// The generation a data tree belongs to, if the name is a data tree's.
+fn generation_of(name: &[u8]) -> Option<u64> {
+    let name = std::str::from_utf8(name).ok()?;
+    let (kind, generation) = name.split_once('/')?;
+    matches!(kind, "signals" | "subjects")
+        .then(|| generation.parse().ok())
+        .flatten()
+}
+
+fn read_u64(value: Option<sled::IVec>) -> u64 {
+    value
+        .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or(0)
+}
+
+/// Writes `(bucket, encoded)` pairs in sled batches.
+fn write_buckets(
+    tree: &sled::Tree,
+    buckets: impl Iterator<Item = ([u8; 2], Vec<u8>)>,
+) -> Result<(), sled::Error> {
+    let mut batch = sled::Batch::default();
+    let mut size = 0;
+    for (key, value) in buckets {
+        size += value.len();
+        batch.insert(&key[..], value);
+        if size > 8 << 20 {
+            tree.apply_batch(std::mem::take(&mut batch))?;
+            size = 0;
+        }
+    }
+    tree.apply_batch(batch)
+}
+
+/// Groups sorted items into buckets by `key`, encoding each bucket.
+fn buckets_of<'a, T: Serialize + 'a>(
+    items: &'a [T],
+    key: impl Fn(&T) -> &[u8] + Copy + 'a,
+) -> impl Iterator<Item = ([u8; 2], Vec<u8>)> + 'a {
+    items
+        .chunk_by(move |a, b| bucket_of(key(a)) == bucket_of(key(b)))
+        .map(move |group| (bucket_of(key(&group[0])), encode_bucket(group)))
 }
 
 impl Store {
@@ -243,21 +332,30 @@ impl Store {
         };
         let db = sled::Config::new()
             .path(&path)
-            .mode(sled::Mode::HighThroughput)
+            .cache_capacity(CACHE_BYTES)
             .open()
             .map_err(sled_error)?;
-        if db.was_recovered() {
-            tracing::debug!(store = %path.display(), "store reopened");
+        let meta = db.open_tree("meta").map_err(sled_error)?;
+        let number = read_u64(meta.get(META_GENERATION).map_err(sled_error)?);
+        // Drop what an unfinished import left behind.
+        for name in db.tree_names() {
+            if generation_of(&name).is_some_and(|g| g != number) {
+                db.drop_tree(&name).map_err(sled_error)?;
+                tracing::info!(tree = %String::from_utf8_lossy(&name), "dropped an unfinished import");
+            }
         }
-        let tree = |name: &str| db.open_tree(name).map_err(sled_error);
+        let [signals, subjects] = tree_names(number);
+        let active = Generation {
+            number,
+            signals: db.open_tree(signals).map_err(sled_error)?,
+            subjects: db.open_tree(subjects).map_err(sled_error)?,
+        };
         let store = Store {
-            meta: tree("meta")?,
-            signals: tree("signals")?,
-            subjects: tree("subjects")?,
-            local_refs: tree("local_refs")?,
-            db,
-            vault,
             path: path.clone(),
+            db,
+            meta,
+            active: RwLock::new(active),
+            vault,
         };
         store.check_meta()?;
         Ok(store)
@@ -267,6 +365,15 @@ impl Store {
         StoreError::Sled {
             path: self.path.clone(),
             error,
+        }
+    }
+
+    fn active(&self) -> Generation {
+        // A poisoned lock only means a panic elsewhere mid-swap; the
+        // generation inside is still a whole one.
+        match self.active.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
 
@@ -323,188 +430,174 @@ impl Store {
             ),
             None => (None, None),
         };
-        Ok(PreparedSignal {
-            id,
-            record: SignalRecord {
-                signal: signal.signal.clone(),
-                domain: signal.domain,
-                registered_on: registered,
-                expires_on: signal.expires_on.to_julian_day(),
-                key_digests: canonical
-                    .iter()
-                    .map(|k| self.vault.index("key", k.as_bytes()))
-                    .collect(),
-                sealed_keys: self.vault.seal(&id, keys.as_bytes())?,
-                ref_digest,
-                sealed_ref,
-            },
+        let record = SignalRecord {
+            signal: signal.signal.clone(),
+            domain: signal.domain,
+            registered_on: registered,
+            expires_on: signal.expires_on.to_julian_day(),
+            key_digests: canonical
+                .iter()
+                .map(|k| self.vault.index("key", k.as_bytes()))
+                .collect(),
+            sealed_keys: self.vault.seal(&id, keys.as_bytes())?,
+            ref_digest,
+            sealed_ref,
+        };
+        Ok(PreparedSignal { id, record })
+    }
+
+    /// Starts an import: a new generation beside the active one. Nothing is
+    /// visible until [`Import::commit`]; dropping the [`Import`] discards it.
+    pub fn begin_import(&self, replace: bool) -> Result<Import<'_>, StoreError> {
+        let old = self.active();
+        let number = old.number + 1;
+        let names = tree_names(number);
+        for name in &names {
+            // A leftover of the same number (an import that failed in this
+            // process) must not leak into this one.
+            self.db.drop_tree(name).map_err(|e| self.sled(e))?;
+        }
+        let new = Generation {
+            number,
+            signals: self.db.open_tree(&names[0]).map_err(|e| self.sled(e))?,
+            subjects: self.db.open_tree(&names[1]).map_err(|e| self.sled(e))?,
+        };
+        Ok(Import {
+            store: self,
+            old,
+            new,
+            replace,
+            pending: Vec::new(),
+            done: false,
         })
     }
 
-    fn record(&self, id: &[u8]) -> Result<Option<SignalRecord>, StoreError> {
-        match self.signals.get(id).map_err(|e| self.sled(e))? {
-            Some(bytes) => SignalRecord::decode(id, &bytes).map(Some),
-            None => Ok(None),
+    /// Every signal of a generation, sorted by id.
+    fn all_signals(&self, generation: &Generation) -> Result<Vec<PreparedSignal>, StoreError> {
+        let mut all = Vec::new();
+        for entry in generation.signals.iter() {
+            let (key, bytes) = entry.map_err(|e| self.sled(e))?;
+            let bucket: Vec<(SignalId, SignalRecord)> = decode_bucket("signals", &key, &bytes)?;
+            all.extend(
+                bucket
+                    .into_iter()
+                    .map(|(id, record)| PreparedSignal { id, record }),
+            );
         }
+        Ok(all)
     }
 
-    /// Stores prepared signals in one atomic, flushed step. With `replace`,
-    /// everything stored before is removed in the same step.
-    pub fn commit(
-        &self,
-        prepared: &[PreparedSignal],
-        replace: bool,
-    ) -> Result<CommitCounts, StoreError> {
-        let mut counts = CommitCounts::default();
-        // Index entries to remove: everything (replace), or the old entries
-        // of records this import rewrites (their local_ref may change).
-        let mut removals: Vec<(&sled::Tree, Vec<u8>)> = Vec::new();
-        let mut seen = BTreeSet::new();
-        if replace {
-            for tree in [&self.signals, &self.subjects, &self.local_refs] {
-                for key in tree.iter().keys() {
-                    removals.push((tree, key.map_err(|e| self.sled(e))?.to_vec()));
-                }
-            }
-            counts.removed = self.signals.len();
-        }
-        for p in prepared {
-            if !seen.insert(p.id) {
-                counts.unchanged += 1;
-                continue;
-            }
-            match self.record(&p.id)? {
-                Some(old) => {
-                    counts.unchanged += 1;
-                    if !replace {
-                        removals.extend(self.index_entries(&p.id, &old));
-                    }
-                }
-                None => counts.added += 1,
-            }
-        }
-        if replace {
-            // What is re-imported was not really removed.
-            counts.removed = counts.removed.saturating_sub(counts.unchanged);
-            counts.added += counts.unchanged;
-            counts.unchanged = 0;
-        }
-        (&self.signals, &self.subjects, &self.local_refs)
-            .transaction(|(signals, subjects, refs)| {
-                for (tree, key) in &removals {
-                    let target = if std::ptr::eq(*tree, &self.signals) {
-                        signals
-                    } else if std::ptr::eq(*tree, &self.subjects) {
-                        subjects
-                    } else {
-                        refs
-                    };
-                    target.remove(key.as_slice())?;
-                }
-                for p in prepared {
-                    signals.insert(&p.id[..], p.record.encode())?;
-                    for digest in &p.record.key_digests {
-                        subjects.insert(index_key(digest, &p.id), &[] as &[u8])?;
-                    }
-                    if let Some(digest) = &p.record.ref_digest {
-                        refs.insert(index_key(digest, &p.id), &[] as &[u8])?;
-                    }
-                }
-                Ok::<_, ConflictableTransactionError<StoreError>>(())
-            })
-            .map_err(|e| transaction_error(&self.path, e))?;
-        self.db.flush().map_err(|e| self.sled(e))?;
-        Ok(counts)
-    }
-
-    fn index_entries(&self, id: &SignalId, record: &SignalRecord) -> Vec<(&sled::Tree, Vec<u8>)> {
-        let mut entries: Vec<(&sled::Tree, Vec<u8>)> = record
-            .key_digests
-            .iter()
-            .map(|d| (&self.subjects, index_key(d, id)))
-            .collect();
-        if let Some(d) = &record.ref_digest {
-            entries.push((&self.local_refs, index_key(d, id)));
-        }
-        entries
-    }
-
-    fn ids_under(
-        &self,
-        tree: &sled::Tree,
-        digest: &IndexDigest,
-    ) -> Result<Vec<SignalId>, StoreError> {
-        let mut ids = Vec::new();
-        for key in tree.scan_prefix(digest).keys() {
-            let key = key.map_err(|e| self.sled(e))?;
-            if let Ok(id) = <SignalId>::try_from(&key[32..]) {
-                ids.push(id);
-            }
-        }
-        Ok(ids)
-    }
-
-    /// Removes signals and all their index entries in one flushed step,
+    /// Removes signals and their index entries in one flushed transaction,
     /// adding their number to the `counter` in `meta`.
     fn remove_signals(&self, ids: &[SignalId], counter: &[u8]) -> Result<usize, StoreError> {
-        let mut records = Vec::new();
-        for id in ids {
-            if let Some(record) = self.record(id)? {
-                records.push((*id, record));
-            }
+        let active = self.active();
+        let wanted: BTreeSet<SignalId> = ids.iter().copied().collect();
+        let mut signal_buckets: BTreeMap<[u8; 2], Vec<(SignalId, SignalRecord)>> = BTreeMap::new();
+        let mut removed_entries: BTreeSet<SubjectEntry> = BTreeSet::new();
+        let mut removed = 0u64;
+        for key in wanted
+            .iter()
+            .map(|id| bucket_of(id))
+            .collect::<BTreeSet<_>>()
+        {
+            let Some(bytes) = active.signals.get(key).map_err(|e| self.sled(e))? else {
+                continue;
+            };
+            let mut bucket: Vec<(SignalId, SignalRecord)> = decode_bucket("signals", &key, &bytes)?;
+            bucket.retain(|(id, record)| {
+                let gone = wanted.contains(id);
+                if gone {
+                    removed += 1;
+                    removed_entries.extend(record.key_digests.iter().map(|d| (*d, *id)));
+                }
+                !gone
+            });
+            signal_buckets.insert(key, bucket);
         }
-        if records.is_empty() {
+        if removed == 0 {
             return Ok(0);
         }
-        let removed = records.len() as u64;
-        (&self.signals, &self.subjects, &self.local_refs, &self.meta)
-            .transaction(|(signals, subjects, refs, meta)| {
-                for (id, record) in &records {
-                    signals.remove(&id[..])?;
-                    for d in &record.key_digests {
-                        subjects.remove(index_key(d, id))?;
-                    }
-                    if let Some(d) = &record.ref_digest {
-                        refs.remove(index_key(d, id))?;
-                    }
+        let mut subject_buckets: BTreeMap<[u8; 2], Vec<SubjectEntry>> = BTreeMap::new();
+        for key in removed_entries
+            .iter()
+            .map(|(d, _)| bucket_of(d))
+            .collect::<BTreeSet<_>>()
+        {
+            let Some(bytes) = active.subjects.get(key).map_err(|e| self.sled(e))? else {
+                continue;
+            };
+            let mut bucket: Vec<SubjectEntry> = decode_bucket("subjects", &key, &bytes)?;
+            bucket.retain(|entry| !removed_entries.contains(entry));
+            subject_buckets.insert(key, bucket);
+        }
+        (&active.signals, &active.subjects, &self.meta)
+            .transaction(|(signals, subjects, meta)| {
+                for (key, bucket) in &signal_buckets {
+                    signals.insert(&key[..], encode_bucket(bucket))?;
                 }
-                let before = meta
-                    .get(counter)?
-                    .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
-                    .map(u64::from_be_bytes)
-                    .unwrap_or(0);
-                meta.insert(counter, &(before + removed).to_be_bytes())?;
+                for (key, bucket) in &subject_buckets {
+                    subjects.insert(&key[..], encode_bucket(bucket))?;
+                }
+                let total = read_u64(meta.get(counter)?);
+                meta.insert(counter, &(total + removed).to_be_bytes())?;
+                let count = read_u64(meta.get(META_COUNT)?);
+                meta.insert(META_COUNT, &count.saturating_sub(removed).to_be_bytes())?;
                 Ok::<_, ConflictableTransactionError<StoreError>>(())
             })
             .map_err(|e| transaction_error(&self.path, e))?;
         self.db.flush().map_err(|e| self.sled(e))?;
-        Ok(records.len())
+        Ok(removed as usize)
+    }
+
+    /// The ids of the signals stored under a key digest.
+    fn ids_of(
+        &self,
+        generation: &Generation,
+        digest: &IndexDigest,
+    ) -> Result<Vec<SignalId>, StoreError> {
+        let key = bucket_of(digest);
+        let Some(bytes) = generation.subjects.get(key).map_err(|e| self.sled(e))? else {
+            return Ok(Vec::new());
+        };
+        let bucket: Vec<SubjectEntry> = decode_bucket("subjects", &key, &bytes)?;
+        let start = bucket.partition_point(|(d, _)| d < digest);
+        Ok(bucket[start..]
+            .iter()
+            .take_while(|(d, _)| d == digest)
+            .map(|(_, id)| *id)
+            .collect())
     }
 
     /// Erases every signal stored under `key` (right to erasure).
     pub fn forget_key(&self, key: &SubjectKey) -> Result<usize, StoreError> {
         let digest = self.vault.index("key", key.canonical().as_bytes());
-        let ids = self.ids_under(&self.subjects, &digest)?;
+        let ids = self.ids_of(&self.active(), &digest)?;
         self.remove_signals(&ids, META_FORGOTTEN)
     }
 
-    /// Erases every signal stored with this local case reference.
+    /// Erases every signal stored with this local case reference. Rare, so
+    /// a scan over the records' reference digests rather than an index.
     pub fn forget_local_ref(&self, local_ref: &str) -> Result<usize, StoreError> {
         let digest = self.vault.index("ref", local_ref.as_bytes());
-        let ids = self.ids_under(&self.local_refs, &digest)?;
+        let mut ids = Vec::new();
+        self.for_each_signal(|id, record| {
+            if record.ref_digest == Some(digest) {
+                ids.push(*id);
+            }
+        })?;
         self.remove_signals(&ids, META_FORGOTTEN)
     }
 
-    /// Visits every stored signal.
+    /// Visits every stored signal of the active generation, in id order.
     pub fn for_each_signal(
         &self,
         mut visit: impl FnMut(&SignalId, &SignalRecord),
     ) -> Result<(), StoreError> {
-        for entry in self.signals.iter() {
-            let (id, bytes) = entry.map_err(|e| self.sled(e))?;
-            let record = SignalRecord::decode(&id, &bytes)?;
-            if let Ok(id) = <SignalId>::try_from(id.as_ref()) {
-                visit(&id, &record);
+        for entry in self.active().signals.iter() {
+            let (key, bytes) = entry.map_err(|e| self.sled(e))?;
+            let bucket: Vec<(SignalId, SignalRecord)> = decode_bucket("signals", &key, &bytes)?;
+            for (id, record) in &bucket {
+                visit(id, record);
             }
         }
         Ok(())
@@ -535,17 +628,8 @@ impl Store {
                 entry.0 += 1;
             }
         })?;
-        let counter = |key: &[u8]| -> Result<u64, StoreError> {
-            Ok(self
-                .meta
-                .get(key)
-                .map_err(|e| self.sled(e))?
-                .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
-                .map(u64::from_be_bytes)
-                .unwrap_or(0))
-        };
-        counts.purged_total = counter(META_PURGED)?;
-        counts.forgotten_total = counter(META_FORGOTTEN)?;
+        counts.purged_total = read_u64(self.meta.get(META_PURGED).map_err(|e| self.sled(e))?);
+        counts.forgotten_total = read_u64(self.meta.get(META_FORGOTTEN).map_err(|e| self.sled(e))?);
         Ok(counts)
     }
 
@@ -566,20 +650,147 @@ impl Store {
 
     /// The number of stored signals.
     pub fn len(&self) -> usize {
-        self.signals.len()
+        self.meta
+            .get(META_COUNT)
+            .map(|v| read_u64(v) as usize)
+            .unwrap_or(0)
     }
 
     /// Whether no signal is stored.
     pub fn is_empty(&self) -> bool {
-        self.signals.is_empty()
+        self.len() == 0
     }
 }
 
-fn index_key(digest: &IndexDigest, id: &SignalId) -> Vec<u8> {
-    let mut key = Vec::with_capacity(48);
-    key.extend_from_slice(digest);
-    key.extend_from_slice(id);
-    key
+/// An import in progress: a generation being built beside the active one.
+pub struct Import<'a> {
+    store: &'a Store,
+    old: Generation,
+    new: Generation,
+    replace: bool,
+    pending: Vec<PreparedSignal>,
+    done: bool,
+}
+
+impl Import<'_> {
+    /// Adds prepared signals to the import.
+    pub fn write(&mut self, prepared: &[PreparedSignal]) -> Result<(), StoreError> {
+        self.pending.extend_from_slice(prepared);
+        Ok(())
+    }
+
+    /// Builds the new generation, then makes it the active one: flush
+    /// everything, switch the `meta` keys in one batch, flush again, drop
+    /// the old generation.
+    pub fn commit(mut self) -> Result<CommitCounts, StoreError> {
+        let store = self.store;
+        let mut counts = CommitCounts::default();
+        let mut new = std::mem::take(&mut self.pending);
+        // Stable sort, then keep the last of equal ids: a later row for the
+        // same signal wins.
+        new.sort_by_key(|p| p.id);
+        let before = new.len();
+        new.reverse();
+        new.dedup_by(|a, b| a.id == b.id);
+        new.reverse();
+        counts.unchanged = before - new.len();
+
+        let old = store.all_signals(&self.old)?;
+        let merged = if self.replace {
+            let again = count_common(&old, &new);
+            counts.added = new.len();
+            counts.removed = old.len() - again;
+            new
+        } else {
+            let again = count_common(&old, &new);
+            counts.added = new.len() - again;
+            counts.unchanged += again;
+            merge(old, new)
+        };
+
+        let sled = |e| store.sled(e);
+        let entries: Vec<(SignalId, SignalRecord)> =
+            merged.into_iter().map(|p| (p.id, p.record)).collect();
+        let mut index: Vec<SubjectEntry> = entries
+            .iter()
+            .flat_map(|(id, r)| r.key_digests.iter().map(move |d| (*d, *id)))
+            .collect();
+        index.sort_unstable();
+        write_buckets(&self.new.signals, buckets_of(&entries, |e| &e.0[..])).map_err(sled)?;
+        write_buckets(&self.new.subjects, buckets_of(&index, |e| &e.0[..])).map_err(sled)?;
+
+        store.db.flush().map_err(sled)?;
+        let mut switch = sled::Batch::default();
+        switch.insert(META_GENERATION, &self.new.number.to_be_bytes());
+        switch.insert(META_COUNT, &(entries.len() as u64).to_be_bytes());
+        store.meta.apply_batch(switch).map_err(sled)?;
+        store.db.flush().map_err(sled)?;
+        {
+            let mut active = match store.active.write() {
+                Ok(guard) => guard,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            *active = self.new.clone();
+        }
+        self.done = true;
+        for name in tree_names(self.old.number) {
+            // The switch is durable; a failure here leaves only garbage that
+            // the next open drops.
+            if let Err(e) = store.db.drop_tree(&name) {
+                tracing::warn!(error = %e, "could not drop the previous generation yet");
+            }
+        }
+        Ok(counts)
+    }
+}
+
+/// How many ids two id-sorted lists share.
+fn count_common(a: &[PreparedSignal], b: &[PreparedSignal]) -> usize {
+    let (mut i, mut j, mut common) = (0, 0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].id.cmp(&b[j].id) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                common += 1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    common
+}
+
+/// Merges two id-sorted lists; on equal ids the second (newer) wins.
+fn merge(old: Vec<PreparedSignal>, new: Vec<PreparedSignal>) -> Vec<PreparedSignal> {
+    let mut out = Vec::with_capacity(old.len() + new.len());
+    let mut old = old.into_iter().peekable();
+    let mut new = new.into_iter().peekable();
+    loop {
+        let (take_new, drop_old) = match (old.peek(), new.peek()) {
+            (None, None) => break,
+            (Some(_), None) => (false, false),
+            (None, Some(_)) => (true, false),
+            (Some(o), Some(n)) => (n.id <= o.id, n.id == o.id),
+        };
+        if drop_old {
+            old.next();
+        }
+        if let Some(item) = if take_new { new.next() } else { old.next() } {
+            out.push(item);
+        }
+    }
+    out
+}
+
+impl Drop for Import<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            for name in tree_names(self.new.number) {
+                let _ = self.store.db.drop_tree(&name);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -602,7 +813,9 @@ mod tests {
 
     fn commit(store: &Store, signals: &[NewSignal], replace: bool) -> CommitCounts {
         let prepared: Vec<_> = signals.iter().map(|s| store.prepare(s).unwrap()).collect();
-        store.commit(&prepared, replace).unwrap()
+        let mut import = store.begin_import(replace).unwrap();
+        import.write(&prepared).unwrap();
+        import.commit().unwrap()
     }
 
     #[test]
@@ -620,11 +833,14 @@ mod tests {
         assert_eq!(store.len(), 1);
         assert_eq!(store.forget_local_ref("case-1").unwrap(), 1);
         assert!(store.is_empty());
-        assert_eq!(
-            store.subjects.len() + store.local_refs.len(),
-            0,
-            "no dangling index"
-        );
+        let mut dangling = 0;
+        for entry in store.active().subjects.iter() {
+            let (key, bytes) = entry.unwrap();
+            dangling += decode_bucket::<SubjectEntry>("subjects", &key, &bytes)
+                .unwrap()
+                .len();
+        }
+        assert_eq!(dangling, 0, "no dangling index entries");
         assert_eq!(store.counts(TODAY).unwrap().forgotten_total, 1);
     }
 
@@ -649,6 +865,34 @@ mod tests {
         std::fs::write(dir.path().join("storage.key"), [7u8; 32]).unwrap();
         let err = Store::open(dir.path()).unwrap_err().to_string();
         assert!(err.contains("does not belong"), "{err}");
+    }
+
+    #[test]
+    fn an_unfinished_import_is_invisible_and_dropped_at_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            commit(
+                &store,
+                &[signal("111222333", "weapon_possession", None)],
+                false,
+            );
+            // What a crash between writing generation 2 and switching to
+            // it leaves behind.
+            let half = store.db.open_tree("signals/2").unwrap();
+            half.insert([0u8, 0], b"half-written".to_vec()).unwrap();
+            assert_eq!(store.len(), 1, "not visible before the switch");
+            store.db.flush().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.len(), 1);
+        let names: Vec<_> = store
+            .db
+            .tree_names()
+            .into_iter()
+            .filter_map(|n| generation_of(&n))
+            .collect();
+        assert!(names.iter().all(|g| *g == 1), "{names:?}");
     }
 
     #[test]
@@ -681,7 +925,7 @@ mod tests {
     }
 
     #[test]
-    fn record_codec_round_trips_and_rejects_unknown_formats() {
+    fn bucket_codec_round_trips_and_rejects_unknown_formats() {
         let record = SignalRecord {
             signal: "x".into(),
             domain: LifeDomain::YouthCare,
@@ -692,16 +936,47 @@ mod tests {
             ref_digest: None,
             sealed_ref: Some(vec![6]),
         };
-        assert_eq!(
-            SignalRecord::decode(b"id", &record.encode()).unwrap(),
-            record
-        );
-        let mut bad = record.encode();
+        let bucket = vec![([9u8; 16], record)];
+        let bytes = encode_bucket(&bucket);
+        let back: Vec<(SignalId, SignalRecord)> = decode_bucket("signals", b"k", &bytes).unwrap();
+        assert_eq!(back, bucket);
+        let mut bad = bytes.clone();
         bad[0] = 9;
-        assert!(SignalRecord::decode(b"id", &bad)
-            .unwrap_err()
-            .to_string()
-            .contains("format 9"));
-        assert!(SignalRecord::decode(b"id", &record.encode()[..3]).is_err());
+        let err = decode_bucket::<(SignalId, SignalRecord)>("signals", b"k", &bad).unwrap_err();
+        assert!(err.to_string().contains("format 9"), "{err}");
+        assert!(decode_bucket::<(SignalId, SignalRecord)>("signals", b"k", &bytes[..4]).is_err());
+    }
+
+    #[test]
+    fn merge_keeps_order_and_prefers_the_newer() {
+        let p = |id: u8, code: &str| PreparedSignal {
+            id: [id; 16],
+            record: SignalRecord {
+                signal: code.into(),
+                domain: LifeDomain::Safety,
+                registered_on: 0,
+                expires_on: 1,
+                key_digests: vec![],
+                sealed_keys: vec![],
+                ref_digest: None,
+                sealed_ref: None,
+            },
+        };
+        let merged = merge(
+            vec![p(1, "old"), p(3, "old"), p(5, "old")],
+            vec![p(2, "new"), p(3, "new"), p(9, "new")],
+        );
+        let got: Vec<(u8, &str)> = merged
+            .iter()
+            .map(|m| (m.id[0], m.record.signal.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [(1, "old"), (2, "new"), (3, "new"), (5, "old"), (9, "new")]
+        );
+        assert_eq!(
+            count_common(&[p(1, ""), p(3, "")], &[p(3, ""), p(4, "")]),
+            1
+        );
     }
 }
