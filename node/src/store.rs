@@ -472,21 +472,6 @@ impl Store {
         })
     }
 
-    /// Every signal of a generation, sorted by id.
-    fn all_signals(&self, generation: &Generation) -> Result<Vec<PreparedSignal>, StoreError> {
-        let mut all = Vec::new();
-        for entry in generation.signals.iter() {
-            let (key, bytes) = entry.map_err(|e| self.sled(e))?;
-            let bucket: Vec<(SignalId, SignalRecord)> = decode_bucket("signals", &key, &bytes)?;
-            all.extend(
-                bucket
-                    .into_iter()
-                    .map(|(id, record)| PreparedSignal { id, record }),
-            );
-        }
-        Ok(all)
-    }
-
     /// Removes signals and their index entries in one flushed transaction,
     /// adding their number to the `counter` in `meta`.
     fn remove_signals(&self, ids: &[SignalId], counter: &[u8]) -> Result<usize, StoreError> {
@@ -695,34 +680,68 @@ impl Import<'_> {
         new.reverse();
         counts.unchanged = before - new.len();
 
-        let old = store.all_signals(&self.old)?;
-        let merged = if self.replace {
-            let again = count_common(&old, &new);
-            counts.added = new.len();
-            counts.removed = old.len() - again;
-            new
-        } else {
-            let again = count_common(&old, &new);
-            counts.added = new.len() - again;
-            counts.unchanged += again;
-            merge(old, new)
-        };
-
+        // Bucket by bucket: the old generation is read one bucket at a
+        // time and merged with the new rows of that bucket, so only the new
+        // rows and the keyed index are ever held whole in memory.
         let sled = |e| store.sled(e);
-        let entries: Vec<(SignalId, SignalRecord)> =
-            merged.into_iter().map(|p| (p.id, p.record)).collect();
-        let mut index: Vec<SubjectEntry> = entries
-            .iter()
-            .flat_map(|(id, r)| r.key_digests.iter().map(move |d| (*d, *id)))
-            .collect();
+        let mut index: Vec<SubjectEntry> = Vec::new();
+        let mut total = 0u64;
+        let mut batch = sled::Batch::default();
+        let mut batch_bytes = 0;
+        let mut new = new.into_iter().peekable();
+        for bucket in 0..(1u16 << BUCKET_BITS) {
+            let key = bucket.to_be_bytes();
+            let mut fresh = Vec::new();
+            while let Some(p) = new.next_if(|p| bucket_of(&p.id) == key) {
+                fresh.push(p);
+            }
+            let old: Vec<PreparedSignal> = match self.old.signals.get(key).map_err(sled)? {
+                Some(bytes) => decode_bucket::<(SignalId, SignalRecord)>("signals", &key, &bytes)?
+                    .into_iter()
+                    .map(|(id, record)| PreparedSignal { id, record })
+                    .collect(),
+                None => Vec::new(),
+            };
+            let again = count_common(&old, &fresh);
+            let merged = if self.replace {
+                counts.added += fresh.len();
+                counts.removed += old.len() - again;
+                fresh
+            } else {
+                counts.added += fresh.len() - again;
+                counts.unchanged += again;
+                merge(old, fresh)
+            };
+            if merged.is_empty() {
+                continue;
+            }
+            total += merged.len() as u64;
+            let entries: Vec<(SignalId, SignalRecord)> =
+                merged.into_iter().map(|p| (p.id, p.record)).collect();
+            index.extend(
+                entries
+                    .iter()
+                    .flat_map(|(id, r)| r.key_digests.iter().map(move |d| (*d, *id))),
+            );
+            let value = encode_bucket(&entries);
+            batch_bytes += value.len();
+            batch.insert(&key[..], value);
+            if batch_bytes > 8 << 20 {
+                self.new
+                    .signals
+                    .apply_batch(std::mem::take(&mut batch))
+                    .map_err(sled)?;
+                batch_bytes = 0;
+            }
+        }
+        self.new.signals.apply_batch(batch).map_err(sled)?;
         index.sort_unstable();
-        write_buckets(&self.new.signals, buckets_of(&entries, |e| &e.0[..])).map_err(sled)?;
         write_buckets(&self.new.subjects, buckets_of(&index, |e| &e.0[..])).map_err(sled)?;
 
         store.db.flush().map_err(sled)?;
         let mut switch = sled::Batch::default();
         switch.insert(META_GENERATION, &self.new.number.to_be_bytes());
-        switch.insert(META_COUNT, &(entries.len() as u64).to_be_bytes());
+        switch.insert(META_COUNT, &total.to_be_bytes());
         store.meta.apply_batch(switch).map_err(sled)?;
         store.db.flush().map_err(sled)?;
         {
