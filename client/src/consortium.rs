@@ -29,6 +29,7 @@ pub struct LocalNode {
     pub url: String,
     /// Its config file.
     pub config: PathBuf,
+    listener: Option<TcpListener>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), NodeError>>>,
 }
@@ -61,6 +62,15 @@ pub struct LocalConsortium {
 impl LocalConsortium {
     /// Issues certificates and starts one node per org.
     pub async fn start(dir: &Path, name: &str, orgs: &[&str]) -> anyhow::Result<Self> {
+        let mut consortium = Self::create(dir, name, orgs).await?;
+        consortium.start_all()?;
+        Ok(consortium)
+    }
+
+    /// Issues certificates, binds a loopback port per org and writes each
+    /// org's config, without starting the nodes (so that data can be
+    /// imported first, as an operator would).
+    pub async fn create(dir: &Path, name: &str, orgs: &[&str]) -> anyhow::Result<Self> {
         certs::init(&InitOptions {
             out: dir.to_owned(),
             consortium: name.to_owned(),
@@ -90,11 +100,27 @@ impl LocalConsortium {
                 addr: *addr,
                 url: format!("https://{addr}"),
                 config,
+                listener: None,
                 stop: None,
                 task: None,
             });
         }
         for (node, (_, _, listener)) in nodes.iter_mut().zip(listeners) {
+            node.listener = Some(listener);
+        }
+        Ok(LocalConsortium {
+            dir: dir.to_owned(),
+            name: name.to_owned(),
+            nodes,
+        })
+    }
+
+    /// Starts every node that is not running yet, on its bound port.
+    pub fn start_all(&mut self) -> anyhow::Result<()> {
+        for node in &mut self.nodes {
+            let Some(listener) = node.listener.take() else {
+                continue;
+            };
             let config = Config::load(&node.config)?;
             let server = Node::new(config)?;
             let (stop, stopped) = oneshot::channel::<()>();
@@ -103,11 +129,7 @@ impl LocalConsortium {
                 let _ = stopped.await;
             })));
         }
-        Ok(LocalConsortium {
-            dir: dir.to_owned(),
-            name: name.to_owned(),
-            nodes,
-        })
+        Ok(())
     }
 
     /// The running node of `org`.

@@ -15,6 +15,53 @@ use crate::consortium::LocalConsortium;
 /// The demo's organisations.
 pub const ORGS: [&str; 4] = ["police", "municipality", "school", "healthcare"];
 
+/// Synthetic rows per organisation; one shared population, so they overlap.
+const DEMO_ROWS: u64 = 5_000;
+const DEMO_SEED: u64 = 2026;
+
+/// Generates and imports an org's synthetic signals; returns a summary.
+fn import_synthetic(org: &str, config_path: &std::path::Path) -> anyhow::Result<String> {
+    use pluis_node::config::load_taxonomy;
+    use pluis_node::gendata::{generate, GenOptions};
+    use pluis_node::import::{import, ImportOptions, Quiet};
+
+    let config = pluis_node::Config::load(config_path)?;
+    let taxonomy = load_taxonomy(config.taxonomy.as_deref())?;
+    let today = pluis_node::cli::today();
+    let file = config_path.with_file_name("signals.csv");
+    let options = GenOptions {
+        rows: DEMO_ROWS,
+        seed: DEMO_SEED,
+        org: org.to_owned(),
+        population: Some(4 * DEMO_ROWS),
+        today,
+    };
+    generate(&taxonomy, &options, &mut std::fs::File::create(&file)?)?;
+    let store = pluis_node::store::Store::open(&config.data_dir)?;
+    let report = import(
+        &store,
+        &taxonomy,
+        &ImportOptions {
+            path: file.clone(),
+            replace: false,
+            skip_invalid: false,
+            rejects: None,
+            today,
+        },
+        &Quiet,
+    )?;
+    let domains: Vec<&str> = pluis_node::gendata::domains_of(org)
+        .iter()
+        .map(|d| d.code())
+        .collect();
+    Ok(format!(
+        "{} rows → {} signals stored, sealed ({})",
+        report.rows,
+        store.len(),
+        domains.join(", ")
+    ))
+}
+
 /// Runs the demo; with `keep`, its consortium is left in that directory.
 pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
     let temp;
@@ -30,7 +77,16 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
         ORGS.len()
     );
     println!("   dev PKI and configs in {}", dir.display());
-    let consortium = LocalConsortium::start(&dir, "demo", &ORGS).await?;
+    let mut consortium = LocalConsortium::create(&dir, "demo", &ORGS).await?;
+
+    println!("\n== Each organisation imports its (synthetic) signals");
+    for node in &consortium.nodes {
+        let counts = import_synthetic(&node.org, &node.config)?;
+        println!("   {:13} {counts}", node.org);
+    }
+
+    consortium.start_all()?;
+    println!("\n== Four nodes on loopback, mutual TLS");
     for node in &consortium.nodes {
         println!("   node {:13} listening on {}", node.org, node.url);
     }
