@@ -506,7 +506,7 @@ pub fn import(
         // stored: keep checking, to report every bad row, but stop writing.
         if error_count == 0 || options.skip_invalid {
             written += prepared.len() as u64;
-            writer.write(&prepared)?;
+            writer.write(prepared)?;
         }
         progress.rows_checked(report.rows);
         Ok(())

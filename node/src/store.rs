@@ -335,6 +335,9 @@ impl Store {
             .cache_capacity(CACHE_BYTES)
             .open()
             .map_err(sled_error)?;
+        if db.was_recovered() {
+            tracing::debug!(store = %path.display(), "store reopened after a previous run");
+        }
         let meta = db.open_tree("meta").map_err(sled_error)?;
         let number = read_u64(meta.get(META_GENERATION).map_err(sled_error)?);
         // Drop what an unfinished import left behind.
@@ -659,8 +662,8 @@ pub struct Import<'a> {
 
 impl Import<'_> {
     /// Adds prepared signals to the import.
-    pub fn write(&mut self, prepared: &[PreparedSignal]) -> Result<(), StoreError> {
-        self.pending.extend_from_slice(prepared);
+    pub fn write(&mut self, prepared: Vec<PreparedSignal>) -> Result<(), StoreError> {
+        self.pending.extend(prepared);
         Ok(())
     }
 
@@ -833,7 +836,7 @@ mod tests {
     fn commit(store: &Store, signals: &[NewSignal], replace: bool) -> CommitCounts {
         let prepared: Vec<_> = signals.iter().map(|s| store.prepare(s).unwrap()).collect();
         let mut import = store.begin_import(replace).unwrap();
-        import.write(&prepared).unwrap();
+        import.write(prepared).unwrap();
         import.commit().unwrap()
     }
 
@@ -912,6 +915,24 @@ mod tests {
             .filter_map(|n| generation_of(&n))
             .collect();
         assert!(names.iter().all(|g| *g == 1), "{names:?}");
+    }
+
+    #[test]
+    fn another_schema_version_is_refused_naming_both() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store
+                .meta
+                .insert(META_SCHEMA, &99u32.to_be_bytes())
+                .unwrap();
+            store.db.flush().unwrap();
+        }
+        let err = Store::open(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("schema version 99") && err.contains("reads version 1"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -10,7 +10,13 @@
 //!   `Audit` (auditor to node);
 //! * [`identity`]: the SPIFFE identities in certificates
 //!   (`spiffe://<consortium>/org/<org>/<role>`) on which every call is
-//!   authorised.
+//!   authorised;
+//! * [`identifier`]: person keys (BSN with elfproef, surname + initial +
+//!   date of birth), normalised to canonical bytes;
+//! * [`taxonomy`]: life domains and signal codes;
+//! * [`oprf`]: RFC 9497 OPRF (ristretto255-SHA512) for epochs, blinding
+//!   and evaluation;
+//! * [`table`]: tags, sealed labels, flags and bucket prefixes.
 //!
 //! The matching protocol is a labelled OPRF-PSI (RFC 9497,
 //! ristretto255-SHA512). A responder R keeps an OPRF key per epoch and
@@ -29,7 +35,9 @@
 
 pub mod identifier;
 pub mod identity;
+pub mod oprf;
 pub mod pb;
+pub mod table;
 pub mod taxonomy;
 
 pub use identity::{IdentityError, Role, SpiffeId};

@@ -1,0 +1,396 @@
+//! The labelled table: what a responder publishes per epoch, and how a
+//! requester reads it.
+//!
+//! For every key `y` a responder holds, with `o = OPRF(k, y)`:
+//! * `tag = HKDF-SHA256(ikm = o, info = "pluis/tag")[..16]` — what the
+//!   table is sorted and searched by;
+//! * `label = AES-256-GCM(key = HKDF-SHA256(o, "pluis/label"), nonce,
+//!   aad = tag, flags)` — the [`Flags`] this requester may see, openable
+//!   only by someone who knows `o`, that is, who already holds `y` and had
+//!   the responder evaluate it.
+//!
+//! Requesters fetch a bucket (every entry whose tag starts with a
+//! [`Prefix`]) or the whole table, then open the entry whose tag is theirs.
+
+use std::collections::BTreeSet;
+
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use ring::hkdf::{self, KeyType, HKDF_SHA256};
+use ring::rand::SecureRandom;
+
+use crate::oprf::OprfOutput;
+use crate::taxonomy::LifeDomain;
+
+/// Tag length in bytes.
+pub const TAG_LEN: usize = 16;
+/// A table tag.
+pub type Tag = [u8; TAG_LEN];
+const FLAGS_V1: u8 = 1;
+
+/// Why a table operation failed. Never carries a tag or a flag's owner.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TableError {
+    /// The label does not open under this key (not ours, or corrupted).
+    #[error("label does not open")]
+    Open,
+    /// Sealing needed randomness the system could not give.
+    #[error("no randomness for a nonce")]
+    Random,
+    /// Flags that do not decode.
+    #[error("flags: {0}")]
+    Flags(&'static str),
+    /// A bucket prefix that is not well-formed.
+    #[error("prefix: {0}")]
+    Prefix(String),
+}
+
+struct Len(usize);
+
+impl KeyType for Len {
+    fn len(&self) -> usize {
+        self.0
+    }
+}
+
+fn expand(output: &OprfOutput, info: &[u8], out: &mut [u8]) {
+    let prk = hkdf::Salt::new(HKDF_SHA256, &[]).extract(output);
+    // Expanding to at most 32 bytes is far below HKDF's 255·32 limit.
+    if let Ok(okm) = prk.expand(&[info], Len(out.len())) {
+        let _ = okm.fill(out);
+    }
+}
+
+/// The tag of an OPRF output.
+pub fn tag(output: &OprfOutput) -> Tag {
+    let mut tag = [0u8; TAG_LEN];
+    expand(output, b"pluis/tag", &mut tag);
+    tag
+}
+
+fn label_key(output: &OprfOutput) -> LessSafeKey {
+    let mut key = [0u8; 32];
+    expand(output, b"pluis/label", &mut key);
+    // 32 bytes is AES-256's key length: this cannot fail.
+    let unbound = UnboundKey::new(&AES_256_GCM, &key)
+        .unwrap_or_else(|_| unreachable!("AES-256 takes a 32-byte key"));
+    LessSafeKey::new(unbound)
+}
+
+/// Seals flags for the holder of `output`: `nonce || ciphertext || tag`.
+/// The nonce is random: a table rebuilt in the same epoch seals under the
+/// same key again.
+pub fn seal_label(
+    output: &OprfOutput,
+    flags: &[u8],
+    rng: &dyn SecureRandom,
+) -> Result<Vec<u8>, TableError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    rng.fill(&mut nonce).map_err(|_| TableError::Random)?;
+    let mut sealed = Vec::with_capacity(NONCE_LEN + flags.len() + 16);
+    sealed.extend_from_slice(&nonce);
+    sealed.extend_from_slice(flags);
+    let aead_tag = label_key(output)
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(tag(output)),
+            &mut sealed[NONCE_LEN..],
+        )
+        .map_err(|_| TableError::Random)?;
+    sealed.extend_from_slice(aead_tag.as_ref());
+    Ok(sealed)
+}
+
+/// Opens a label sealed for `output`.
+pub fn open_label(output: &OprfOutput, label: &[u8]) -> Result<Vec<u8>, TableError> {
+    if label.len() < NONCE_LEN + 16 {
+        return Err(TableError::Open);
+    }
+    let (nonce, body) = label.split_at(NONCE_LEN);
+    let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| TableError::Open)?;
+    let mut body = body.to_vec();
+    let plain = label_key(output)
+        .open_in_place(nonce, Aad::from(tag(output)), &mut body)
+        .map_err(|_| TableError::Open)?;
+    Ok(plain.to_vec())
+}
+
+/// One signal in a label, where the responder's policy allows signal
+/// granularity.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SignalFlag {
+    /// Its domain.
+    pub domain: LifeDomain,
+    /// The taxonomy code.
+    pub code: String,
+    /// Registration month, as `year * 12 + month - 1`.
+    pub month: u16,
+}
+
+/// What a label says about one person: domains, and signals where allowed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Flags {
+    /// Life domains with at least one active signal.
+    pub domains: BTreeSet<LifeDomain>,
+    /// Individual signals (empty at domain granularity).
+    pub signals: Vec<SignalFlag>,
+}
+
+impl Flags {
+    /// Compact encoding: version, domain bitmask, then per signal
+    /// (domain, code length, code, month).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![FLAGS_V1, self.domains.iter().fold(0, |m, d| m | d.bit())];
+        let n = self.signals.len().min(255);
+        out.push(n as u8);
+        for s in &self.signals[..n] {
+            let code = &s.code.as_bytes()[..s.code.len().min(255)];
+            out.push(s.domain as u8);
+            out.push(code.len() as u8);
+            out.extend_from_slice(code);
+            out.extend_from_slice(&s.month.to_be_bytes());
+        }
+        out
+    }
+
+    /// Decodes [`Flags::encode`]'s output; refuses anything else.
+    pub fn decode(bytes: &[u8]) -> Result<Flags, TableError> {
+        let domain_of = |i: u8| {
+            LifeDomain::ALL
+                .get(usize::from(i))
+                .copied()
+                .ok_or(TableError::Flags("unknown domain"))
+        };
+        let [version, mask, n, rest @ ..] = bytes else {
+            return Err(TableError::Flags("too short"));
+        };
+        if *version != FLAGS_V1 {
+            return Err(TableError::Flags("unknown version"));
+        }
+        let domains = LifeDomain::ALL
+            .into_iter()
+            .filter(|d| mask & d.bit() != 0)
+            .collect();
+        let mut signals = Vec::with_capacity(usize::from(*n));
+        let mut rest = rest;
+        for _ in 0..*n {
+            let [domain, len, tail @ ..] = rest else {
+                return Err(TableError::Flags("truncated"));
+            };
+            let len = usize::from(*len);
+            if tail.len() < len + 2 {
+                return Err(TableError::Flags("truncated"));
+            }
+            let code = std::str::from_utf8(&tail[..len])
+                .map_err(|_| TableError::Flags("code is not UTF-8"))?
+                .to_owned();
+            let month = u16::from_be_bytes([tail[len], tail[len + 1]]);
+            signals.push(SignalFlag {
+                domain: domain_of(*domain)?,
+                code,
+                month,
+            });
+            rest = &tail[len + 2..];
+        }
+        if !rest.is_empty() {
+            return Err(TableError::Flags("trailing bytes"));
+        }
+        Ok(Flags { domains, signals })
+    }
+}
+
+/// The leading bits of a tag that select a bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prefix {
+    bits: u32,
+    bytes: Vec<u8>,
+}
+
+impl Prefix {
+    /// The whole table.
+    pub fn all() -> Prefix {
+        Prefix {
+            bits: 0,
+            bytes: Vec::new(),
+        }
+    }
+
+    /// The first `bits` bits of `tag`.
+    pub fn of(tag: &Tag, bits: u32) -> Prefix {
+        let bits = bits.min(8 * TAG_LEN as u32);
+        let mut bytes = tag[..bits.div_ceil(8) as usize].to_vec();
+        if bits % 8 != 0 {
+            if let Some(last) = bytes.last_mut() {
+                *last &= 0xff << (8 - bits % 8);
+            }
+        }
+        Prefix { bits, bytes }
+    }
+
+    /// A prefix from the wire, checked: length matches, unused bits zero.
+    pub fn parse(bits: u32, bytes: &[u8]) -> Result<Prefix, TableError> {
+        if bits > 8 * TAG_LEN as u32 {
+            return Err(TableError::Prefix(format!(
+                "{bits} bits is longer than a tag"
+            )));
+        }
+        if bytes.len() != bits.div_ceil(8) as usize {
+            return Err(TableError::Prefix(format!(
+                "{bits} bits need {} bytes, got {}",
+                bits.div_ceil(8),
+                bytes.len()
+            )));
+        }
+        let mut padded = [0u8; TAG_LEN];
+        padded[..bytes.len()].copy_from_slice(bytes);
+        let canonical = Prefix::of(&padded, bits);
+        if canonical.bytes != bytes {
+            return Err(TableError::Prefix(
+                "bits past the prefix length must be zero".into(),
+            ));
+        }
+        Ok(canonical)
+    }
+
+    /// Its length in bits.
+    pub fn bits(&self) -> u32 {
+        self.bits
+    }
+
+    /// Its bytes (the last one zero-padded).
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Whether `tag` starts with this prefix.
+    pub fn matches(&self, tag: &Tag) -> bool {
+        Prefix::of(tag, self.bits) == *self
+    }
+}
+
+/// One table entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableEntry {
+    /// The tag.
+    pub tag: Tag,
+    /// The sealed flags.
+    pub label: Vec<u8>,
+}
+
+/// A responder's table for one epoch and one policy view, sorted by tag.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LabelledTable {
+    entries: Vec<TableEntry>,
+}
+
+impl LabelledTable {
+    /// A table from entries in any order.
+    pub fn new(mut entries: Vec<TableEntry>) -> LabelledTable {
+        entries.sort_unstable_by_key(|e| e.tag);
+        LabelledTable { entries }
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The entries whose tag starts with `prefix`, in tag order.
+    pub fn bucket(&self, prefix: &Prefix) -> &[TableEntry] {
+        let mut low = [0u8; TAG_LEN];
+        low[..prefix.bytes.len()].copy_from_slice(&prefix.bytes);
+        let start = self.entries.partition_point(|e| e.tag < low);
+        let len = self.entries[start..]
+            .iter()
+            .take_while(|e| prefix.matches(&e.tag))
+            .count();
+        &self.entries[start..start + len]
+    }
+
+    /// The entries with exactly this tag (normally zero or one).
+    pub fn find(&self, tag: &Tag) -> &[TableEntry] {
+        let start = self.entries.partition_point(|e| e.tag < *tag);
+        let len = self.entries[start..]
+            .iter()
+            .take_while(|e| e.tag == *tag)
+            .count();
+        &self.entries[start..start + len]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ring::rand::SystemRandom;
+
+    fn flags() -> Flags {
+        Flags {
+            domains: [LifeDomain::Safety, LifeDomain::YouthCare]
+                .into_iter()
+                .collect(),
+            signals: vec![SignalFlag {
+                domain: LifeDomain::Safety,
+                code: "weapon_possession".into(),
+                month: 2026 * 12 + 3,
+            }],
+        }
+    }
+
+    #[test]
+    fn labels_open_only_for_the_same_output() {
+        let rng = SystemRandom::new();
+        let o1 = [1u8; 64];
+        let o2 = [2u8; 64];
+        let label = seal_label(&o1, &flags().encode(), &rng).unwrap();
+        assert_eq!(
+            Flags::decode(&open_label(&o1, &label).unwrap()).unwrap(),
+            flags()
+        );
+        assert_eq!(open_label(&o2, &label), Err(TableError::Open));
+        assert_ne!(tag(&o1), tag(&o2));
+        assert_ne!(
+            label,
+            seal_label(&o1, &flags().encode(), &rng).unwrap(),
+            "fresh nonce"
+        );
+        let mut tampered = label.clone();
+        tampered[20] ^= 1;
+        assert_eq!(open_label(&o1, &tampered), Err(TableError::Open));
+    }
+
+    #[test]
+    fn flags_decoding_refuses_garbage() {
+        let good = flags().encode();
+        for bad in [&good[..2], &good[..good.len() - 1], &[9, 0, 0][..]] {
+            assert!(Flags::decode(bad).is_err(), "{bad:?}");
+        }
+        let mut trailing = good.clone();
+        trailing.push(0);
+        assert!(Flags::decode(&trailing).is_err());
+    }
+
+    #[test]
+    fn prefixes_select_buckets() {
+        let entries: Vec<TableEntry> = (0..=255u8)
+            .map(|b| TableEntry {
+                tag: [b; TAG_LEN],
+                label: vec![b],
+            })
+            .collect();
+        let table = LabelledTable::new(entries);
+        let p = Prefix::of(&[0xabu8; TAG_LEN], 4); // 0xa0
+        let bucket = table.bucket(&p);
+        assert_eq!(bucket.len(), 16);
+        assert!(bucket.iter().all(|e| e.tag[0] >> 4 == 0xa));
+        assert_eq!(table.bucket(&Prefix::all()).len(), 256);
+        assert_eq!(table.find(&[7; TAG_LEN]).len(), 1);
+        assert_eq!(Prefix::parse(4, &[0xa0]).unwrap(), p);
+        assert!(Prefix::parse(4, &[0xa1]).is_err());
+        assert!(Prefix::parse(16, &[0xa1]).is_err());
+        assert!(Prefix::parse(200, &[0; 25]).is_err());
+    }
+}
