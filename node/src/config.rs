@@ -10,7 +10,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use pluis_proto::identity::check_name;
-use pluis_proto::taxonomy::Taxonomy;
+use pluis_proto::taxonomy::{LifeDomain, Taxonomy};
+
+use crate::policy::{Granularity, PeerPolicy, Purpose};
 use serde::Deserialize;
 
 /// Why a configuration was refused. Each message names the file.
@@ -53,6 +55,8 @@ struct RawConfig {
     tls: RawTls,
     taxonomy: Option<PathBuf>,
     #[serde(default)]
+    purposes: Vec<Purpose>,
+    #[serde(default)]
     peers: Vec<RawPeer>,
 }
 
@@ -69,6 +73,15 @@ struct RawTls {
 struct RawPeer {
     org: String,
     url: String,
+    #[serde(default)]
+    purposes: Vec<String>,
+    #[serde(default)]
+    domains: Vec<LifeDomain>,
+    #[serde(default)]
+    granularity: Granularity,
+    max_keys_per_request: Option<u64>,
+    max_keys_per_day: Option<u64>,
+    min_prefix_bits: Option<u32>,
 }
 
 /// A node's validated configuration.
@@ -84,6 +97,8 @@ pub struct Config {
     pub tls: TlsPaths,
     /// A taxonomy file replacing the default one.
     pub taxonomy: Option<PathBuf>,
+    /// The purposes this node's coordinators may ask for.
+    pub purposes: Vec<Purpose>,
     /// The partner nodes this node knows.
     pub peers: Vec<PeerConfig>,
 }
@@ -106,6 +121,8 @@ pub struct PeerConfig {
     pub org: String,
     /// `https://host:port` of its node.
     pub url: String,
+    /// What it may ask of this node.
+    pub policy: PeerPolicy,
 }
 
 impl Config {
@@ -155,6 +172,35 @@ impl Config {
             }
             crate::tls::check_https_url(&peer.url)
                 .map_err(|reason| invalid(&format!("peers[{i}].url"), reason))?;
+            for purpose in &peer.purposes {
+                if !raw.purposes.iter().any(|p| &p.name == purpose) {
+                    return Err(invalid(
+                        &format!("peers[{i}].purposes"),
+                        format!("{purpose:?} is not defined in a [[purposes]] table"),
+                    ));
+                }
+            }
+            if peer.min_prefix_bits.is_some_and(|b| b > 128) {
+                return Err(invalid(
+                    &format!("peers[{i}].min_prefix_bits"),
+                    "must be 0 to 128".into(),
+                ));
+            }
+        }
+        let mut names = BTreeSet::new();
+        for (i, purpose) in raw.purposes.iter().enumerate() {
+            if purpose.name.trim().is_empty() || purpose.legal_basis.trim().is_empty() {
+                return Err(invalid(
+                    &format!("purposes[{i}]"),
+                    "needs a name and a legal_basis".into(),
+                ));
+            }
+            if !names.insert(purpose.name.as_str()) {
+                return Err(invalid(
+                    &format!("purposes[{i}].name"),
+                    format!("{:?} is defined twice", purpose.name),
+                ));
+            }
         }
         let base = path.parent().unwrap_or(Path::new("."));
         Ok(Config {
@@ -162,6 +208,7 @@ impl Config {
             listen,
             data_dir: base.join(raw.data_dir),
             taxonomy: raw.taxonomy.map(|t| base.join(t)),
+            purposes: raw.purposes,
             tls: TlsPaths {
                 ca: base.join(raw.tls.ca),
                 cert: base.join(raw.tls.cert),
@@ -170,9 +217,24 @@ impl Config {
             peers: raw
                 .peers
                 .into_iter()
-                .map(|p| PeerConfig {
-                    org: p.org,
-                    url: p.url,
+                .map(|p| {
+                    let defaults = PeerPolicy::default();
+                    PeerConfig {
+                        org: p.org,
+                        url: p.url,
+                        policy: PeerPolicy {
+                            purposes: p.purposes.into_iter().collect(),
+                            domains: p.domains.into_iter().collect(),
+                            granularity: p.granularity,
+                            max_keys_per_request: p
+                                .max_keys_per_request
+                                .unwrap_or(defaults.max_keys_per_request),
+                            max_keys_per_day: p
+                                .max_keys_per_day
+                                .unwrap_or(defaults.max_keys_per_day),
+                            min_prefix_bits: p.min_prefix_bits.unwrap_or(defaults.min_prefix_bits),
+                        },
+                    }
                 })
                 .collect(),
         })
@@ -252,6 +314,37 @@ url = "https://127.0.0.1:7102"
         assert!(err.contains("/etc/pluis/police.toml"), "{err}");
         assert!(err.contains("listen_port"), "{err}");
         assert!(err.contains("line 5"), "{err}");
+    }
+
+    #[test]
+    fn peer_policy_parses_with_defaults_and_checks_purposes() {
+        let text = GOOD
+            .replace(
+                "url = \"https://127.0.0.1:7102\"",
+                "url = \"https://127.0.0.1:7102\"\npurposes = [\"exploitation-assessment\"]\ndomains = [\"education\", \"safety\"]\ngranularity = \"signal\"\nmax_keys_per_day = 50",
+            )
+            .replace(
+                "\n[tls]",
+                "\n[[purposes]]\nname = \"exploitation-assessment\"\nlegal_basis = \"art. 4\"\n\n[tls]",
+            );
+        let config = parse(&text).unwrap();
+        let policy = &config.peers[0].policy;
+        assert_eq!(policy.granularity, Granularity::Signal);
+        assert_eq!(policy.max_keys_per_day, 50);
+        assert_eq!(policy.max_keys_per_request, 100);
+        assert_eq!(policy.min_prefix_bits, 16);
+        assert!(policy.domains.contains(&LifeDomain::Safety));
+        let undefined = text.replace("name = \"exploitation-assessment\"", "name = \"other\"");
+        let err = parse(&undefined).unwrap_err().to_string();
+        assert!(
+            err.contains("peers[0].purposes") && err.contains("not defined"),
+            "{err}"
+        );
+        let bad_domain = text.replace("\"safety\"]", "\"money\"]");
+        assert!(parse(&bad_domain)
+            .unwrap_err()
+            .to_string()
+            .contains("money"));
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod gendata;
 pub mod import;
 pub mod node;
 pub mod peers;
+pub mod policy;
 pub mod service;
 pub mod store;
 pub mod tls;

@@ -1,0 +1,251 @@
+//! Policy: what this node answers, to whom, for what — "within legal limits".
+//!
+//! The node's config lists the purposes its own coordinators may ask for
+//! (`[[purposes]]`, each with its legal basis) and, per peer, what that
+//! peer may ask of this node: purposes, visible domains, granularity,
+//! request and daily budgets, and the shortest tag prefix it may fetch. A
+//! peer without an entry, or with no purposes, is answered with nothing.
+//! Every refusal names the rule that refused.
+
+use std::collections::BTreeSet;
+
+use pluis_proto::taxonomy::LifeDomain;
+use serde::Deserialize;
+
+/// How much a peer may see of a matched person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Granularity {
+    /// Which domains have signals.
+    #[default]
+    Domain,
+    /// Which signals, with their registration month.
+    Signal,
+}
+
+/// A purpose this node's coordinators may ask for.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Purpose {
+    /// Its name, the same in every partner's config.
+    pub name: String,
+    /// The legal basis recorded with every exchange for it.
+    pub legal_basis: String,
+}
+
+/// What one peer may ask of this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerPolicy {
+    /// Purposes this peer may ask for.
+    pub purposes: BTreeSet<String>,
+    /// This node's domains the peer may see.
+    pub domains: BTreeSet<LifeDomain>,
+    /// Domain or signal level.
+    pub granularity: Granularity,
+    /// Most keys in one `Evaluate`.
+    pub max_keys_per_request: u64,
+    /// Most keys evaluated per UTC day.
+    pub max_keys_per_day: u64,
+    /// Shortest tag prefix for `GetTable`; 0 allows the whole table.
+    pub min_prefix_bits: u32,
+}
+
+impl Default for PeerPolicy {
+    /// Nothing is shared until the config says so.
+    fn default() -> Self {
+        PeerPolicy {
+            purposes: BTreeSet::new(),
+            domains: BTreeSet::new(),
+            granularity: Granularity::Domain,
+            max_keys_per_request: 100,
+            max_keys_per_day: 10_000,
+            min_prefix_bits: 16,
+        }
+    }
+}
+
+/// A refusal: which rule, and why, in words fit for the caller. Never
+/// personal data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    /// The rule, as a stable name (`purpose`, `max_keys_per_day`, …).
+    pub rule: &'static str,
+    /// The explanation.
+    pub reason: String,
+}
+
+impl std::fmt::Display for Denial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "policy rule {}: {}", self.rule, self.reason)
+    }
+}
+
+/// What a request asks of the policy.
+#[derive(Debug, Clone, Copy)]
+pub struct Ask<'a> {
+    /// The calling peer's org.
+    pub peer: &'a str,
+    /// The purpose it names.
+    pub purpose: &'a str,
+    /// Keys in this request.
+    pub keys: u64,
+    /// Keys already evaluated for this peer today.
+    pub used_today: u64,
+}
+
+/// Decides on a peer's `Evaluate`.
+pub fn decide_evaluate(policy: Option<&PeerPolicy>, ask: Ask<'_>) -> Result<(), Denial> {
+    let policy = allowed_purpose(policy, ask.peer, ask.purpose)?;
+    if ask.keys == 0 {
+        return Err(Denial {
+            rule: "max_keys_per_request",
+            reason: "a request must carry at least one key".into(),
+        });
+    }
+    if ask.keys > policy.max_keys_per_request {
+        return Err(Denial {
+            rule: "max_keys_per_request",
+            reason: format!(
+                "{} keys asked, at most {} per request for {}",
+                ask.keys, policy.max_keys_per_request, ask.peer
+            ),
+        });
+    }
+    if ask.used_today.saturating_add(ask.keys) > policy.max_keys_per_day {
+        return Err(Denial {
+            rule: "max_keys_per_day",
+            reason: format!(
+                "{} keys asked with {} used today; {} allows {} per day",
+                ask.keys, ask.used_today, ask.peer, policy.max_keys_per_day
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Decides on a peer's `GetTable` for a prefix of `prefix_bits`.
+pub fn decide_table<'p>(
+    policy: Option<&'p PeerPolicy>,
+    peer: &str,
+    purpose: &str,
+    prefix_bits: u32,
+) -> Result<&'p PeerPolicy, Denial> {
+    let policy = allowed_purpose(policy, peer, purpose)?;
+    if prefix_bits < policy.min_prefix_bits {
+        return Err(Denial {
+            rule: "min_prefix_bits",
+            reason: format!(
+                "a {prefix_bits}-bit prefix asked; {peer} needs at least {} bits",
+                policy.min_prefix_bits
+            ),
+        });
+    }
+    Ok(policy)
+}
+
+fn allowed_purpose<'p>(
+    policy: Option<&'p PeerPolicy>,
+    peer: &str,
+    purpose: &str,
+) -> Result<&'p PeerPolicy, Denial> {
+    let policy = policy.ok_or_else(|| Denial {
+        rule: "peers",
+        reason: format!("this node has no policy for {peer}, so it shares nothing with it"),
+    })?;
+    if !policy.purposes.contains(purpose) {
+        return Err(Denial {
+            rule: "purposes",
+            reason: format!("purpose {purpose:?} is not among those {peer} may ask for"),
+        });
+    }
+    Ok(policy)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn school() -> PeerPolicy {
+        PeerPolicy {
+            purposes: ["exploitation-assessment".to_owned()].into(),
+            domains: [LifeDomain::Education, LifeDomain::Safety].into(),
+            ..PeerPolicy::default()
+        }
+    }
+
+    fn ask(purpose: &str, keys: u64, used_today: u64) -> Ask<'_> {
+        Ask {
+            peer: "school",
+            purpose,
+            keys,
+            used_today,
+        }
+    }
+
+    #[test]
+    fn each_rule_names_itself() {
+        let p = school();
+        assert_eq!(
+            decide_evaluate(Some(&p), ask("exploitation-assessment", 5, 0)),
+            Ok(())
+        );
+        let rule = |r: Result<(), Denial>| r.unwrap_err().rule;
+        assert_eq!(
+            rule(decide_evaluate(None, ask("exploitation-assessment", 5, 0))),
+            "peers"
+        );
+        assert_eq!(
+            rule(decide_evaluate(Some(&p), ask("marketing", 5, 0))),
+            "purposes"
+        );
+        assert_eq!(
+            rule(decide_evaluate(
+                Some(&p),
+                ask("exploitation-assessment", 101, 0)
+            )),
+            "max_keys_per_request"
+        );
+        assert_eq!(
+            rule(decide_evaluate(
+                Some(&p),
+                ask("exploitation-assessment", 0, 0)
+            )),
+            "max_keys_per_request"
+        );
+        assert_eq!(
+            rule(decide_evaluate(
+                Some(&p),
+                ask("exploitation-assessment", 10, 9_995)
+            )),
+            "max_keys_per_day"
+        );
+        assert_eq!(
+            decide_evaluate(Some(&p), ask("exploitation-assessment", 5, 9_995)),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn prefixes_shorter_than_allowed_are_refused() {
+        let p = school();
+        assert!(decide_table(Some(&p), "school", "exploitation-assessment", 16).is_ok());
+        let denial = decide_table(Some(&p), "school", "exploitation-assessment", 0).unwrap_err();
+        assert_eq!(denial.rule, "min_prefix_bits");
+        assert!(denial.to_string().contains("at least 16 bits"), "{denial}");
+        let whole = PeerPolicy {
+            min_prefix_bits: 0,
+            ..school()
+        };
+        assert!(decide_table(Some(&whole), "school", "exploitation-assessment", 0).is_ok());
+    }
+
+    #[test]
+    fn the_default_policy_shares_nothing() {
+        let denial = decide_evaluate(
+            Some(&PeerPolicy::default()),
+            ask("exploitation-assessment", 1, 0),
+        )
+        .unwrap_err();
+        assert_eq!(denial.rule, "purposes");
+    }
+}
