@@ -160,15 +160,26 @@ impl LocalConsortium {
 }
 
 /// A node config as an operator would write it, paths relative to it.
+///
+/// Every peer may ask for the one purpose, `exploitation-assessment`, and
+/// see every domain at domain granularity, with the default budgets.
 pub fn node_config(org: &str, listen: SocketAddr, peers: &[(&str, SocketAddr)]) -> String {
     let mut text = format!(
         "# Pluis node of {org}\norg = \"{org}\"\nlisten = \"{listen}\"\ndata_dir = \"data\"\n\n\
+         [[purposes]]\nname = \"{PURPOSE}\"\nlegal_basis = \"{LEGAL_BASIS}\"\n\n\
          [tls]\nca = \"../ca.pem\"\ncert = \"node.pem\"\nkey = \"node.key\"\n"
     );
     for (peer, addr) in peers {
         text.push_str(&format!(
-            "\n[[peers]]\norg = \"{peer}\"\nurl = \"https://{addr}\"\n"
+            "\n[[peers]]\norg = \"{peer}\"\nurl = \"https://{addr}\"\npurposes = [\"{PURPOSE}\"]\n\
+             domains = [\"safety\", \"education\", \"health\", \"social\", \"finances\", \"housing\", \"youth_care\"]\n\
+             granularity = \"domain\"\n"
         ));
     }
     text
 }
+
+/// The purpose the local consortium's policies allow.
+pub const PURPOSE: &str = "exploitation-assessment";
+/// Its legal basis.
+pub const LEGAL_BASIS: &str = "partnership agreement, art. 4";

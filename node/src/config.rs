@@ -54,6 +54,8 @@ struct RawConfig {
     data_dir: PathBuf,
     tls: RawTls,
     taxonomy: Option<PathBuf>,
+    epoch_length: Option<String>,
+    epoch_grace: Option<String>,
     #[serde(default)]
     purposes: Vec<Purpose>,
     #[serde(default)]
@@ -97,6 +99,10 @@ pub struct Config {
     pub tls: TlsPaths,
     /// A taxonomy file replacing the default one.
     pub taxonomy: Option<PathBuf>,
+    /// How long one OPRF key is in use, in seconds (default 24 h).
+    pub epoch_length_secs: u64,
+    /// How long the previous epoch's key still answers, in seconds (default 2 h).
+    pub epoch_grace_secs: u64,
     /// The purposes this node's coordinators may ask for.
     pub purposes: Vec<Purpose>,
     /// The partner nodes this node knows.
@@ -187,6 +193,23 @@ impl Config {
                 ));
             }
         }
+        let duration = |field: &str, value: &Option<String>, default: u64| match value {
+            None => Ok(default),
+            Some(text) => parse_duration(text).ok_or_else(|| {
+                invalid(
+                    field,
+                    format!("{text:?} is not a duration like \"24h\", \"90m\" or \"30s\""),
+                )
+            }),
+        };
+        let epoch_length_secs = duration("epoch_length", &raw.epoch_length, 24 * 3600)?;
+        let epoch_grace_secs = duration("epoch_grace", &raw.epoch_grace, 2 * 3600)?;
+        if epoch_length_secs == 0 || epoch_grace_secs >= epoch_length_secs {
+            return Err(invalid(
+                "epoch_grace",
+                "epoch_length must be positive and longer than epoch_grace".into(),
+            ));
+        }
         let mut names = BTreeSet::new();
         for (i, purpose) in raw.purposes.iter().enumerate() {
             if purpose.name.trim().is_empty() || purpose.legal_basis.trim().is_empty() {
@@ -208,6 +231,8 @@ impl Config {
             listen,
             data_dir: base.join(raw.data_dir),
             taxonomy: raw.taxonomy.map(|t| base.join(t)),
+            epoch_length_secs,
+            epoch_grace_secs,
             purposes: raw.purposes,
             tls: TlsPaths {
                 ca: base.join(raw.tls.ca),
@@ -239,6 +264,22 @@ impl Config {
                 .collect(),
         })
     }
+}
+
+/// Parses `30s`, `90m`, `24h` or `2d` into seconds.
+pub fn parse_duration(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    number.checked_mul(scale)
 }
 
 /// The taxonomy shipped with Pluis (`node/taxonomy.toml`).
@@ -345,6 +386,21 @@ url = "https://127.0.0.1:7102"
             .unwrap_err()
             .to_string()
             .contains("money"));
+    }
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("24h"), Some(86_400));
+        assert_eq!(parse_duration("90m"), Some(5_400));
+        assert_eq!(parse_duration("2d"), Some(172_800));
+        assert_eq!(parse_duration("5"), None);
+        assert_eq!(parse_duration("h"), None);
+        assert_eq!(parse_duration("3w"), None);
+        let bad = GOOD.replace(
+            "data_dir = \"data\"",
+            "data_dir = \"data\"\nepoch_length = \"1h\"\nepoch_grace = \"2h\"",
+        );
+        assert!(parse(&bad).unwrap_err().to_string().contains("epoch_grace"));
     }
 
     #[test]

@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod epochs;
 pub mod gendata;
 pub mod import;
 pub mod node;

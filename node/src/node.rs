@@ -6,8 +6,10 @@
 //! [`Node::serve`] then serves on a listener the caller bound, which lets
 //! tests and the demo bind port 0 and read the port back before starting.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,7 +25,9 @@ use tonic::transport::Server;
 
 use crate::auth::{Audience, Authorizer};
 use crate::config::{load_taxonomy, Config, ConfigError};
+use crate::epochs::Epochs;
 use crate::peers::Peers;
+use crate::policy::PeerPolicy;
 use crate::service::audit::AuditService;
 use crate::service::coordinator::CoordinatorService;
 use crate::service::partner::PartnerService;
@@ -84,6 +88,14 @@ pub struct NodeState {
     pub store: Arc<Store>,
     /// The signal taxonomy in force.
     pub taxonomy: Arc<Taxonomy>,
+    /// OPRF keys per epoch.
+    pub epochs: Epochs,
+    /// What each peer may ask of this node.
+    pub policies: BTreeMap<String, PeerPolicy>,
+    /// Exchanges served since start.
+    pub exchanges: AtomicU64,
+    /// Requests denied by policy since start.
+    pub denials: AtomicU64,
 }
 
 /// A node, loaded and checked, not yet serving.
@@ -109,13 +121,25 @@ impl Node {
         }
         let peers = Peers::new(&config.peers, &identity)?;
         let taxonomy = load_taxonomy(config.taxonomy.as_deref())?;
-        let store = Store::open(&config.data_dir)?;
+        let store = Arc::new(Store::open(&config.data_dir)?);
         let state = Arc::new(NodeState {
             id: identity.id().clone(),
             started: Instant::now(),
             peers,
-            store: Arc::new(store),
+            epochs: Epochs::new(
+                store.clone(),
+                config.epoch_length_secs,
+                config.epoch_grace_secs,
+            ),
+            store,
             taxonomy: Arc::new(taxonomy),
+            policies: config
+                .peers
+                .iter()
+                .map(|p| (p.org.clone(), p.policy.clone()))
+                .collect(),
+            exchanges: AtomicU64::new(0),
+            denials: AtomicU64::new(0),
         });
         Ok(Node {
             state,
@@ -173,7 +197,7 @@ impl Node {
             .add_service(health_service)
             .add_service(reflection)
             .add_service(PartnerServer::with_interceptor(
-                PartnerService,
+                PartnerService::new(self.state.clone()),
                 auth.interceptor(Audience::Partner),
             ))
             .add_service(CoordinatorServer::with_interceptor(

@@ -9,6 +9,10 @@
 //!   bits, sorted by id, as [`SignalRecord`]s: which signal, when
 //!   registered, when it expires, the person's keys *sealed*, their keyed
 //!   digests, and the sealed local case reference with its digest;
+//! * `epochs`: epoch number → that epoch's OPRF key seed, sealed; deleted
+//!   when the epoch's grace period is over;
+//! * `budgets`: (peer org, UTC day) → keys evaluated for that peer that
+//!   day, so that daily limits survive restarts;
 //! * `subjects/G`: the keyed index: buckets of (key digest, signal id),
 //!   sorted, by the digest's first 12 bits. It finds a person's signals by
 //!   any of their keys without the key in clear.
@@ -198,6 +202,8 @@ pub struct Store {
     path: PathBuf,
     db: sled::Db,
     meta: sled::Tree,
+    epochs: sled::Tree,
+    budgets: sled::Tree,
     active: RwLock<Generation>,
     vault: Vault,
 }
@@ -355,6 +361,8 @@ impl Store {
         };
         let store = Store {
             path: path.clone(),
+            epochs: db.open_tree("epochs").map_err(sled_error)?,
+            budgets: db.open_tree("budgets").map_err(sled_error)?,
             db,
             meta,
             active: RwLock::new(active),
@@ -636,6 +644,91 @@ impl Store {
         Ok(text.split('\n').map(str::to_owned).collect())
     }
 
+    /// The OPRF key seed of `epoch`, made (from the OS RNG, sealed,
+    /// flushed) if `create` and there is none yet. `None`: no such seed,
+    /// because the epoch was never made here or has been destroyed.
+    pub fn epoch_seed(&self, epoch: u64, create: bool) -> Result<Option<[u8; 32]>, StoreError> {
+        let key = epoch.to_be_bytes();
+        let context = [b"epoch/".as_slice(), &key].concat();
+        if let Some(sealed) = self.epochs.get(key).map_err(|e| self.sled(e))? {
+            let plain = self.vault.open_sealed(&context, &sealed)?;
+            let seed = <[u8; 32]>::try_from(plain.as_slice()).map_err(|_| StoreError::Corrupt {
+                tree: "epochs",
+                id: epoch.to_string(),
+                reason: "seed is not 32 bytes".into(),
+            })?;
+            return Ok(Some(seed));
+        }
+        if !create {
+            return Ok(None);
+        }
+        let seed = self.vault.random_seed()?;
+        let sealed = self.vault.seal(&context, &seed)?;
+        // Two callers racing to create the same epoch: the first one wins.
+        match self
+            .epochs
+            .compare_and_swap(key, None as Option<&[u8]>, Some(sealed))
+            .map_err(|e| self.sled(e))?
+        {
+            Ok(()) => {
+                self.epochs.flush().map_err(|e| self.sled(e))?;
+                Ok(Some(seed))
+            }
+            Err(_) => self.epoch_seed(epoch, false),
+        }
+    }
+
+    /// Destroys every epoch seed before `epoch`; returns how many.
+    pub fn destroy_epochs_before(&self, epoch: u64) -> Result<usize, StoreError> {
+        let mut destroyed = 0;
+        for key in self.epochs.range(..epoch.to_be_bytes()).keys() {
+            let key = key.map_err(|e| self.sled(e))?;
+            self.epochs.remove(key).map_err(|e| self.sled(e))?;
+            destroyed += 1;
+        }
+        if destroyed > 0 {
+            self.epochs.flush().map_err(|e| self.sled(e))?;
+        }
+        Ok(destroyed)
+    }
+
+    /// Keys evaluated for `peer` on UTC day `day`.
+    pub fn budget_used(&self, peer: &str, day: i32) -> Result<u64, StoreError> {
+        Ok(read_u64(
+            self.budgets
+                .get(budget_key(peer, day))
+                .map_err(|e| self.sled(e))?,
+        ))
+    }
+
+    /// Adds `keys` to `peer`'s use on `day` if that stays within `limit`,
+    /// atomically and durably. `Ok(Err(used))`: refused, `used` already.
+    pub fn charge_budget(
+        &self,
+        peer: &str,
+        day: i32,
+        keys: u64,
+        limit: u64,
+    ) -> Result<Result<u64, u64>, StoreError> {
+        let key = budget_key(peer, day);
+        loop {
+            let current = self.budgets.get(&key).map_err(|e| self.sled(e))?;
+            let used = read_u64(current.clone());
+            let total = used.saturating_add(keys);
+            if total > limit {
+                return Ok(Err(used));
+            }
+            let swapped = self
+                .budgets
+                .compare_and_swap(&key, current, Some(&total.to_be_bytes()[..]))
+                .map_err(|e| self.sled(e))?;
+            if swapped.is_ok() {
+                self.budgets.flush().map_err(|e| self.sled(e))?;
+                return Ok(Ok(total));
+            }
+        }
+    }
+
     /// The number of stored signals.
     pub fn len(&self) -> usize {
         self.meta
@@ -766,6 +859,13 @@ impl Import<'_> {
     }
 }
 
+fn budget_key(peer: &str, day: i32) -> Vec<u8> {
+    let mut key = peer.as_bytes().to_vec();
+    key.push(0);
+    key.extend_from_slice(&day.to_be_bytes());
+    key
+}
+
 /// How many ids two id-sorted lists share.
 fn count_common(a: &[PreparedSignal], b: &[PreparedSignal]) -> usize {
     let (mut i, mut j, mut common) = (0, 0, 0);
@@ -833,6 +933,21 @@ mod tests {
         }
     }
 
+    /// Opens a store just closed in this process: sled's background
+    /// flusher can hold the file lock for a moment after the last handle
+    /// is dropped.
+    fn reopen(dir: &Path) -> Result<Store, StoreError> {
+        for _ in 0..100 {
+            match Store::open(dir) {
+                Err(StoreError::Locked(_)) => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                other => return other,
+            }
+        }
+        Store::open(dir)
+    }
+
     fn commit(store: &Store, signals: &[NewSignal], replace: bool) -> CommitCounts {
         let prepared: Vec<_> = signals.iter().map(|s| store.prepare(s).unwrap()).collect();
         let mut import = store.begin_import(replace).unwrap();
@@ -877,7 +992,7 @@ mod tests {
                 false,
             );
         }
-        let store = Store::open(dir.path()).unwrap();
+        let store = reopen(dir.path()).unwrap();
         let mut keys = Vec::new();
         store
             .for_each_signal(|id, r| keys = store.open_keys(id, r).unwrap())
@@ -885,7 +1000,7 @@ mod tests {
         assert_eq!(keys, ["bsn:111222333"]);
         drop(store);
         std::fs::write(dir.path().join("storage.key"), [7u8; 32]).unwrap();
-        let err = Store::open(dir.path()).unwrap_err().to_string();
+        let err = reopen(dir.path()).unwrap_err().to_string();
         assert!(err.contains("does not belong"), "{err}");
     }
 
@@ -906,7 +1021,7 @@ mod tests {
             assert_eq!(store.len(), 1, "not visible before the switch");
             store.db.flush().unwrap();
         }
-        let store = Store::open(dir.path()).unwrap();
+        let store = reopen(dir.path()).unwrap();
         assert_eq!(store.len(), 1);
         let names: Vec<_> = store
             .db
@@ -928,11 +1043,50 @@ mod tests {
                 .unwrap();
             store.db.flush().unwrap();
         }
-        let err = Store::open(dir.path()).unwrap_err().to_string();
+        let err = reopen(dir.path()).unwrap_err().to_string();
         assert!(
             err.contains("schema version 99") && err.contains("reads version 1"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn epoch_seeds_persist_sealed_and_can_be_destroyed() {
+        let dir = tempfile::tempdir().unwrap();
+        let seed = {
+            let store = Store::open(dir.path()).unwrap();
+            assert_eq!(store.epoch_seed(5, false).unwrap(), None);
+            let seed = store.epoch_seed(5, true).unwrap().unwrap();
+            assert_eq!(store.epoch_seed(5, true).unwrap(), Some(seed), "made once");
+            store.epoch_seed(6, true).unwrap();
+            seed
+        };
+        let store = reopen(dir.path()).unwrap();
+        assert_eq!(
+            store.epoch_seed(5, false).unwrap(),
+            Some(seed),
+            "survives a restart"
+        );
+        assert_eq!(store.destroy_epochs_before(6).unwrap(), 1);
+        assert_eq!(store.epoch_seed(5, false).unwrap(), None);
+        assert!(store.epoch_seed(6, false).unwrap().is_some());
+    }
+
+    #[test]
+    fn budgets_are_charged_atomically_within_their_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            assert_eq!(store.charge_budget("school", 100, 60, 100).unwrap(), Ok(60));
+            assert_eq!(
+                store.charge_budget("school", 100, 50, 100).unwrap(),
+                Err(60)
+            );
+            assert_eq!(store.charge_budget("school", 101, 50, 100).unwrap(), Ok(50));
+        }
+        let store = reopen(dir.path()).unwrap();
+        assert_eq!(store.budget_used("school", 100).unwrap(), 60);
+        assert_eq!(store.budget_used("police", 100).unwrap(), 0);
     }
 
     #[test]

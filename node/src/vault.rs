@@ -131,6 +131,13 @@ impl Vault {
         }
     }
 
+    /// 32 fresh bytes from the OS RNG.
+    pub fn random_seed(&self) -> Result<[u8; 32], VaultError> {
+        let mut seed = [0u8; 32];
+        self.rng.fill(&mut seed).map_err(|_| VaultError::Random)?;
+        Ok(seed)
+    }
+
     /// The keyed digest of `value` in domain `what` (e.g. "key", "ref").
     pub fn index(&self, what: &str, value: &[u8]) -> IndexDigest {
         let mut ctx = hmac::Context::with_key(&self.index);

@@ -1,22 +1,143 @@
 //! `pluis.v1.Partner`: node-to-node matching (labelled OPRF-PSI).
+//!
+//! `Evaluate` runs the policy check (peer, purpose, per-request and daily
+//! key budgets), evaluates the blinded elements under the requested epoch's
+//! key in parallel, and charges the daily budget durably. Logs carry the
+//! exchange id, the peer, the purpose and counts — never an element.
 
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use pluis_proto::pb;
+use rayon::prelude::*;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
+use crate::auth::Caller;
+use crate::epochs::now_secs;
+use crate::node::NodeState;
+use crate::policy::{decide_evaluate, Ask};
+
 /// Serves other nodes' `Evaluate` and `GetTable` calls.
-#[derive(Debug, Default)]
-pub struct PartnerService;
+#[derive(Debug)]
+pub struct PartnerService {
+    state: Arc<NodeState>,
+}
+
+impl PartnerService {
+    /// A service over the node's shared state.
+    pub fn new(state: Arc<NodeState>) -> Self {
+        PartnerService { state }
+    }
+
+    fn deny(&self, message: String) -> Status {
+        self.state.denials.fetch_add(1, Ordering::Relaxed);
+        Status::permission_denied(message)
+    }
+}
+
+/// Hex of an exchange id, for logs.
+pub fn exchange_hex(id: &[u8]) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn caller<T>(request: &Request<T>) -> Result<pluis_proto::SpiffeId, Status> {
+    request
+        .extensions()
+        .get::<Caller>()
+        .map(|c| c.0.clone())
+        .ok_or_else(|| Status::internal("caller identity missing"))
+}
+
+fn context(context: Option<pb::ExchangeContext>) -> Result<(pb::ExchangeContext, String), Status> {
+    let context = context.ok_or_else(|| Status::invalid_argument("context: missing"))?;
+    if context.exchange_id.len() != 16 {
+        return Err(Status::invalid_argument(
+            "context.exchange_id: must be 16 bytes",
+        ));
+    }
+    if context.purpose.trim().is_empty() {
+        return Err(Status::invalid_argument("context.purpose: missing"));
+    }
+    let id = exchange_hex(&context.exchange_id);
+    Ok((context, id))
+}
 
 #[tonic::async_trait]
 impl pb::partner_server::Partner for PartnerService {
     async fn evaluate(
         &self,
-        _request: Request<pb::EvaluateRequest>,
+        request: Request<pb::EvaluateRequest>,
     ) -> Result<Response<pb::EvaluateResponse>, Status> {
-        Err(super::not_yet("Partner.Evaluate"))
+        let caller = caller(&request)?;
+        let peer = caller.org().to_owned();
+        let request = request.into_inner();
+        let (ctx, exchange) = context(request.context)?;
+        let keys = request.blinded.len() as u64;
+        let span = tracing::info_span!("evaluate", %exchange, %peer, purpose = %ctx.purpose, keys);
+        let _entered = span.enter();
+
+        let state = &self.state;
+        let policy = state.policies.get(&peer);
+        let day = crate::cli::today().to_julian_day();
+        let used_today = state
+            .store
+            .budget_used(&peer, day)
+            .map_err(|e| Status::internal(format!("budget: {e}")))?;
+        let ask = Ask {
+            peer: &peer,
+            purpose: &ctx.purpose,
+            keys,
+            used_today,
+        };
+        if let Err(denial) = decide_evaluate(policy, ask) {
+            tracing::warn!(rule = denial.rule, "exchange denied");
+            return Err(self.deny(denial.to_string()));
+        }
+        let (epoch, key) = state
+            .epochs
+            .key(request.epoch, now_secs())
+            .map_err(|e| Status::failed_precondition(e.to_string()))?;
+
+        // Parallel evaluation, off the async runtime's threads.
+        let blinded = request.blinded;
+        let evaluated = tokio::task::spawn_blocking(move || {
+            blinded
+                .par_iter()
+                .enumerate()
+                .map(|(i, b)| {
+                    key.evaluate_blinded(b)
+                        .map(|e| e.to_vec())
+                        .map_err(|err| Status::invalid_argument(format!("blinded[{i}]: {err}")))
+                })
+                .collect::<Result<Vec<_>, Status>>()
+        })
+        .await
+        .map_err(|_| Status::internal("evaluation task failed"))??;
+
+        // Charge the day's budget only for a request that was served; a
+        // concurrent request may have used it up meanwhile.
+        let limit = policy.map_or(0, |p| p.max_keys_per_day);
+        match state.store.charge_budget(&peer, day, keys, limit) {
+            Ok(Ok(_)) => {}
+            Ok(Err(used)) => {
+                tracing::warn!(rule = "max_keys_per_day", "exchange denied");
+                return Err(self.deny(format!(
+                    "policy rule max_keys_per_day: {keys} keys asked with {used} used today; {peer} allows {limit} per day"
+                )));
+            }
+            Err(e) => return Err(Status::internal(format!("budget: {e}"))),
+        }
+        state.exchanges.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(epoch, "exchange served");
+        Ok(Response::new(pb::EvaluateResponse {
+            epoch,
+            evaluated,
+            table_size: 0,
+            min_prefix_bits: policy.map_or(0, |p| p.min_prefix_bits),
+            receipt: None,
+        }))
     }
 
     type GetTableStream = Pin<Box<dyn Stream<Item = Result<pb::TableChunk, Status>> + Send>>;

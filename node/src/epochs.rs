@@ -1,0 +1,157 @@
+//! OPRF keys per epoch, and their rotation.
+//!
+//! Time is cut into epochs of a configured length (default 24 h), counted
+//! from the Unix epoch. The key of the current epoch is made from the OS
+//! RNG the first time it is needed, stored sealed, and logged; the previous
+//! epoch's key keeps answering for a grace period (so a query blinded just
+//! before a rotation still completes), then is destroyed. Keys of epochs
+//! that are neither current nor in grace are never served.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use pluis_proto::oprf::EpochKey;
+
+use crate::store::{Store, StoreError};
+
+/// Why no key could be given.
+#[derive(Debug, thiserror::Error)]
+pub enum EpochError {
+    /// The epoch is neither current nor in its grace period.
+    #[error("epoch {requested} is not served (current epoch is {current})")]
+    NotServed {
+        /// What was asked.
+        requested: u64,
+        /// The current epoch.
+        current: u64,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Key derivation failed.
+    #[error("epoch key derivation failed")]
+    Derive,
+}
+
+/// The node's epoch keys.
+#[derive(Debug)]
+pub struct Epochs {
+    store: Arc<Store>,
+    length_secs: u64,
+    grace_secs: u64,
+    keys: Mutex<BTreeMap<u64, Arc<EpochKey>>>,
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Epochs {
+    /// Epochs of `length_secs` (at least 1), the previous one kept for
+    /// `grace_secs`.
+    pub fn new(store: Arc<Store>, length_secs: u64, grace_secs: u64) -> Epochs {
+        Epochs {
+            store,
+            length_secs: length_secs.max(1),
+            grace_secs,
+            keys: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The epoch at `now` (seconds since the Unix epoch). Epoch numbers
+    /// start at 1, so that 0 can mean "current" on the wire.
+    pub fn current(&self, now: u64) -> u64 {
+        now / self.length_secs + 1
+    }
+
+    /// The key for `requested` (0: the current epoch) at `now`.
+    pub fn key(&self, requested: u64, now: u64) -> Result<(u64, Arc<EpochKey>), EpochError> {
+        let current = self.current(now);
+        let epoch = if requested == 0 { current } else { requested };
+        let grace_ends = (current - 1) * self.length_secs + self.grace_secs;
+        let mut keys = match self.keys.lock() {
+            Ok(keys) => keys,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        // Forget and destroy what is past its grace.
+        let oldest_served = if now < grace_ends {
+            current - 1
+        } else {
+            current
+        };
+        keys.retain(|e, _| *e >= oldest_served);
+        let destroyed = self.store.destroy_epochs_before(oldest_served)?;
+        if destroyed > 0 {
+            tracing::info!(
+                destroyed,
+                before_epoch = oldest_served,
+                "epoch keys destroyed after their grace period"
+            );
+        }
+        let in_grace = epoch + 1 == current && now < grace_ends;
+        if epoch != current && !in_grace {
+            return Err(EpochError::NotServed {
+                requested: epoch,
+                current,
+            });
+        }
+        if let Some(key) = keys.get(&epoch) {
+            return Ok((epoch, key.clone()));
+        }
+        let existed = self.store.epoch_seed(epoch, false)?;
+        let seed = match existed {
+            Some(seed) => seed,
+            None if epoch == current => {
+                let seed = self
+                    .store
+                    .epoch_seed(epoch, true)?
+                    .ok_or(EpochError::Derive)?;
+                tracing::info!(epoch, "epoch key rotated: a new OPRF key is in use");
+                seed
+            }
+            None => {
+                return Err(EpochError::NotServed {
+                    requested: epoch,
+                    current,
+                })
+            }
+        };
+        let key = Arc::new(EpochKey::from_seed(&seed).map_err(|_| EpochError::Derive)?);
+        keys.insert(epoch, key.clone());
+        Ok((epoch, key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_previous_epoch_is_served_only_within_its_grace() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let epochs = Epochs::new(store, 100, 10);
+        let (e1, k1) = epochs.key(0, 150).unwrap();
+        assert_eq!(e1, 2);
+        let probe = k1.evaluate_input(b"x").unwrap();
+        // Rotation at 200: epoch 3 is current, epoch 2 still served until 210.
+        let (e2, k2) = epochs.key(0, 205).unwrap();
+        assert_eq!(e2, 3);
+        assert_ne!(k2.evaluate_input(b"x").unwrap(), probe);
+        let (_, again) = epochs.key(e1, 205).unwrap();
+        assert_eq!(
+            again.evaluate_input(b"x").unwrap(),
+            probe,
+            "same key in grace"
+        );
+        let err = epochs.key(e1, 215).unwrap_err().to_string();
+        assert!(err.contains("epoch 2 is not served"), "{err}");
+        // And it is gone from disk, not only from memory.
+        assert!(epochs.store.epoch_seed(e1, false).unwrap().is_none());
+        assert!(epochs.key(7, 215).is_err(), "future epochs are not served");
+    }
+}
