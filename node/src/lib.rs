@@ -14,11 +14,13 @@ pub mod config;
 pub mod epochs;
 pub mod gendata;
 pub mod import;
+pub mod matching;
 pub mod node;
 pub mod peers;
 pub mod policy;
 pub mod service;
 pub mod store;
+pub mod tables;
 pub mod tls;
 pub mod vault;
 

@@ -27,11 +27,12 @@ use crate::auth::{Audience, Authorizer};
 use crate::config::{load_taxonomy, Config, ConfigError};
 use crate::epochs::Epochs;
 use crate::peers::Peers;
-use crate::policy::PeerPolicy;
+use crate::policy::{PeerPolicy, Purpose};
 use crate::service::audit::AuditService;
 use crate::service::coordinator::CoordinatorService;
 use crate::service::partner::PartnerService;
 use crate::store::{Store, StoreError};
+use crate::tables::Tables;
 use crate::tls::{MtlsStream, TlsError, TlsIdentity};
 use pluis_proto::taxonomy::Taxonomy;
 
@@ -92,6 +93,10 @@ pub struct NodeState {
     pub epochs: Epochs,
     /// What each peer may ask of this node.
     pub policies: BTreeMap<String, PeerPolicy>,
+    /// The purposes this node's coordinators may ask for.
+    pub purposes: Vec<Purpose>,
+    /// Labelled tables built so far.
+    pub tables: Tables,
     /// Exchanges served since start.
     pub exchanges: AtomicU64,
     /// Requests denied by policy since start.
@@ -138,6 +143,8 @@ impl Node {
                 .iter()
                 .map(|p| (p.org.clone(), p.policy.clone()))
                 .collect(),
+            purposes: config.purposes.clone(),
+            tables: Tables::default(),
             exchanges: AtomicU64::new(0),
             denials: AtomicU64::new(0),
         });

@@ -564,6 +564,25 @@ impl Store {
             .collect())
     }
 
+    /// Every signal stored under `key`, expired or not.
+    pub fn records_for_key(&self, key: &SubjectKey) -> Result<Vec<SignalRecord>, StoreError> {
+        let active = self.active();
+        let digest = self.vault.index("key", key.canonical().as_bytes());
+        let mut records = Vec::new();
+        for id in self.ids_of(&active, &digest)? {
+            let bucket_key = bucket_of(&id);
+            let Some(bytes) = active.signals.get(bucket_key).map_err(|e| self.sled(e))? else {
+                continue;
+            };
+            let bucket: Vec<(SignalId, SignalRecord)> =
+                decode_bucket("signals", &bucket_key, &bytes)?;
+            if let Ok(i) = bucket.binary_search_by(|(other, _)| other.cmp(&id)) {
+                records.push(bucket[i].1.clone());
+            }
+        }
+        Ok(records)
+    }
+
     /// Erases every signal stored under `key` (right to erasure).
     pub fn forget_key(&self, key: &SubjectKey) -> Result<usize, StoreError> {
         let digest = self.vault.index("key", key.canonical().as_bytes());

@@ -180,3 +180,178 @@ async fn the_daily_key_budget_is_enforced_and_survives_a_restart() {
     );
     assert!(node.terminate().status.success());
 }
+
+/// Imports CSV rows (with header) into `org`'s store, before its node runs.
+fn import_rows(c: &LocalConsortium, org: &str, rows: &str) {
+    use pluis_node::import::{import, ImportOptions, Quiet};
+    let config = pluis_node::Config::load(&c.node(org).unwrap().config).unwrap();
+    let file = config.data_dir.with_file_name("signals.csv");
+    std::fs::write(&file, format!("bsn,signal,registered_on\n{rows}")).unwrap();
+    let store = pluis_node::store::Store::open(&config.data_dir).unwrap();
+    let taxonomy = pluis_node::config::load_taxonomy(None).unwrap();
+    let options = ImportOptions {
+        path: file,
+        replace: false,
+        skip_invalid: false,
+        rejects: None,
+        today: pluis_node::cli::today(),
+    };
+    import(&store, &taxonomy, &options, &Quiet).unwrap();
+}
+
+fn subject(label: &str, key: &str) -> pluis_proto::pb::Subject {
+    pluis_proto::pb::Subject {
+        label: label.into(),
+        keys: vec![key.into()],
+    }
+}
+
+fn domains(result: &pluis_proto::pb::SubjectResult) -> Vec<(String, Vec<String>)> {
+    result
+        .domains
+        .iter()
+        .map(|d| (d.domain.clone(), d.orgs.clone()))
+        .collect()
+}
+
+const FAMILY_ORGS: [&str; 4] = ["police", "municipality", "school", "healthcare"];
+
+async fn family_consortium(
+    dir: &Path,
+    edit_healthcare: impl Fn(String) -> String,
+) -> LocalConsortium {
+    pluis_tests::install_crypto_provider();
+    let mut c = LocalConsortium::create(dir, "family", &FAMILY_ORGS)
+        .await
+        .unwrap();
+    let recent = pluis_node::cli::today() - time::Duration::days(30);
+    let date = pluis_proto::identifier::iso_date(recent);
+    import_rows(
+        &c,
+        "police",
+        &format!("111222333,weapon_possession,{date}\n"),
+    );
+    import_rows(
+        &c,
+        "school",
+        &format!("111222333,frequent_absence,{date}\n"),
+    );
+    import_rows(
+        &c,
+        "healthcare",
+        &format!("123456782,unexplained_injuries,{date}\n"),
+    );
+    // Someone else, at the municipality only, so no table is empty.
+    import_rows(
+        &c,
+        "municipality",
+        &format!("240000006,household_debts,{date}\n"),
+    );
+    let config = c.node("healthcare").unwrap().config.clone();
+    let text = edit_healthcare(std::fs::read_to_string(&config).unwrap());
+    std::fs::write(&config, text).unwrap();
+    c.start_all().unwrap();
+    c
+}
+
+async fn case_query(
+    c: &LocalConsortium,
+    subjects: Vec<pluis_proto::pb::Subject>,
+) -> pluis_proto::pb::MatchResponse {
+    let coordinator = c
+        .tls_args("police", Role::Coordinator)
+        .load(Role::Coordinator)
+        .unwrap();
+    let channel = channel_as(&c.node("police").unwrap().url, &coordinator);
+    pluis_proto::pb::coordinator_client::CoordinatorClient::new(channel)
+        .r#match(pluis_proto::pb::MatchRequest {
+            purpose: PURPOSE.into(),
+            subjects,
+        })
+        .await
+        .expect("match")
+        .into_inner()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_family_with_signals_at_three_partners_gets_exactly_those_domains() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = family_consortium(&dir.path().join("family"), |t| t).await;
+    let response = case_query(
+        &c,
+        vec![
+            subject("child 1", "bsn:111-222-333"),
+            subject("child 2", "bsn:123456782"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        domains(&response.subjects[0]),
+        [
+            ("safety".to_owned(), vec!["police".to_owned()]),
+            ("education".to_owned(), vec!["school".to_owned()]),
+        ]
+    );
+    assert_eq!(response.subjects[0].assessment, "watch");
+    assert_eq!(
+        domains(&response.subjects[1]),
+        [("health".to_owned(), vec!["healthcare".to_owned()])]
+    );
+    let case = response.case_total.unwrap();
+    assert_eq!(case.domain_count, 3);
+    assert_eq!(
+        case.assessment,
+        "discuss in a multidisciplinary case meeting"
+    );
+    assert_eq!(response.peers.len(), 3);
+    assert!(
+        response.peers.iter().all(|p| p.state == 1),
+        "{:?}",
+        response.peers
+    );
+
+    let nobody = case_query(&c, vec![subject("unknown", "bsn:010000008")]).await;
+    assert!(nobody.subjects[0].domains.is_empty());
+    assert_eq!(nobody.subjects[0].assessment, "no combined signal");
+    c.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_partner_whose_policy_excludes_health_never_reveals_health() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = family_consortium(&dir.path().join("nohealth"), |text| {
+        // healthcare shows police everything but health.
+        let police = text.find("org = \"police\"").unwrap();
+        let (head, tail) = text.split_at(police);
+        format!("{head}{}", tail.replacen("\"health\", ", "", 1))
+    })
+    .await;
+    let response = case_query(&c, vec![subject("child 2", "bsn:123456782")]).await;
+    assert!(
+        response.subjects[0].domains.is_empty(),
+        "{:?}",
+        response.subjects[0]
+    );
+    c.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_partner_gives_a_partial_answer_naming_it_within_the_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = family_consortium(&dir.path().join("dead"), |t| t).await;
+    let school = c.nodes.iter_mut().find(|n| n.org == "school").unwrap();
+    school.stop().await.unwrap();
+    let started = std::time::Instant::now();
+    let response = case_query(&c, vec![subject("child 1", "bsn:111222333")]).await;
+    assert!(
+        started.elapsed() < pluis_node::matching::PEER_DEADLINE + std::time::Duration::from_secs(2)
+    );
+    let school = response.peers.iter().find(|p| p.org == "school").unwrap();
+    assert_ne!(school.state, 1, "{school:?}");
+    assert!(!school.detail.is_empty());
+    assert_eq!(
+        domains(&response.subjects[0]),
+        [("safety".to_owned(), vec!["police".to_owned()])]
+    );
+    c.stop().await.unwrap();
+}

@@ -2,7 +2,16 @@
 
 use std::sync::Arc;
 
-use pluis_proto::pb;
+use std::collections::{BTreeMap, BTreeSet};
+
+use pluis_proto::identifier::SubjectKey;
+use pluis_proto::pb::{self, peer_outcome::State};
+use pluis_proto::table::Flags;
+use pluis_proto::taxonomy::LifeDomain;
+use tokio::task::JoinSet;
+
+use crate::matching::{ask_peer, exchange_id, PEER_DEADLINE};
+use crate::tables::{add_flags, View};
 use tonic::{Request, Response, Status};
 
 use crate::node::NodeState;
@@ -20,13 +29,204 @@ impl CoordinatorService {
     }
 }
 
+/// Domains flagged for a subject or a case: which orgs, which signals.
+struct CaseDomains(BTreeMap<LifeDomain, (BTreeSet<String>, BTreeSet<String>)>);
+
+impl CaseDomains {
+    fn new() -> Self {
+        CaseDomains(BTreeMap::new())
+    }
+
+    fn add(&mut self, org: &str, flags: &Flags) {
+        for domain in &flags.domains {
+            self.0.entry(*domain).or_default().0.insert(org.to_owned());
+        }
+        for signal in &flags.signals {
+            self.0
+                .entry(signal.domain)
+                .or_default()
+                .1
+                .insert(signal.code.clone());
+        }
+    }
+
+    fn result(self, label: String) -> pb::SubjectResult {
+        let count = self.0.len() as u32;
+        pb::SubjectResult {
+            label,
+            domains: self
+                .0
+                .into_iter()
+                .map(|(domain, (orgs, signals))| pb::DomainHit {
+                    domain: domain.code().to_owned(),
+                    orgs: orgs.into_iter().collect(),
+                    signals: signals.into_iter().collect(),
+                })
+                .collect(),
+            domain_count: count,
+            assessment: assessment(count).to_owned(),
+        }
+    }
+}
+
+/// The default assessment rule: how many life domains show signals.
+pub fn assessment(domains: u32) -> &'static str {
+    match domains {
+        0 | 1 => "no combined signal",
+        2 => "watch",
+        _ => "discuss in a multidisciplinary case meeting",
+    }
+}
+
 #[tonic::async_trait]
 impl pb::coordinator_server::Coordinator for CoordinatorService {
     async fn r#match(
         &self,
-        _request: Request<pb::MatchRequest>,
+        request: Request<pb::MatchRequest>,
     ) -> Result<Response<pb::MatchResponse>, Status> {
-        Err(super::not_yet("Coordinator.Match"))
+        let request = request.into_inner();
+        let state = self.state.clone();
+        let purpose = state
+            .purposes
+            .iter()
+            .find(|p| p.name == request.purpose)
+            .cloned()
+            .ok_or_else(|| {
+                Status::permission_denied(format!(
+                    "policy rule purposes: {:?} is not a purpose this node's coordinators may ask for",
+                    request.purpose
+                ))
+            })?;
+        if request.subjects.is_empty() {
+            return Err(Status::invalid_argument("subjects: at least one is needed"));
+        }
+        // Parse every key; errors name the place, never the value.
+        let today = crate::cli::today();
+        let mut keys: Vec<String> = Vec::new();
+        let mut subject_keys: Vec<Vec<usize>> = Vec::new();
+        for (i, subject) in request.subjects.iter().enumerate() {
+            if subject.keys.is_empty() {
+                return Err(Status::invalid_argument(format!(
+                    "subjects[{i}].keys: none given"
+                )));
+            }
+            let mut indexes = Vec::new();
+            for (j, text) in subject.keys.iter().enumerate() {
+                let key = SubjectKey::parse(text, today).map_err(|e| {
+                    Status::invalid_argument(format!("subjects[{i}].keys[{j}]: {e}"))
+                })?;
+                let canonical = key.canonical();
+                let index = keys
+                    .iter()
+                    .position(|k| *k == canonical)
+                    .unwrap_or_else(|| {
+                        keys.push(canonical);
+                        keys.len() - 1
+                    });
+                indexes.push(index);
+            }
+            subject_keys.push(indexes);
+        }
+        let query_id = exchange_id();
+        let span = tracing::info_span!(
+            "case_query",
+            query = %crate::service::partner::exchange_hex(&query_id),
+            purpose = %purpose.name,
+            subjects = request.subjects.len(),
+            keys = keys.len()
+        );
+        let _entered = span.enter();
+
+        // Every partner at once, each under its own deadline.
+        let mut asks = JoinSet::new();
+        for peer in state.peers.iter() {
+            let (peer, purpose, keys) = (peer.clone(), purpose.clone(), keys.clone());
+            asks.spawn(async move {
+                ask_peer(
+                    &peer,
+                    &purpose.name,
+                    &purpose.legal_basis,
+                    &keys,
+                    PEER_DEADLINE,
+                )
+                .await
+            });
+        }
+        // Our own signals, meanwhile.
+        let own = {
+            let state = state.clone();
+            let keys = keys.clone();
+            tokio::task::spawn_blocking(move || -> Result<Vec<Option<Flags>>, String> {
+                let mut flags = Vec::with_capacity(keys.len());
+                for k in &keys {
+                    let key = SubjectKey::parse(k, today).map_err(|e| e.to_string())?;
+                    let mut found: Option<Flags> = None;
+                    for record in state
+                        .store
+                        .records_for_key(&key)
+                        .map_err(|e| e.to_string())?
+                    {
+                        if !record.expired_on(today) {
+                            add_flags(
+                                found.get_or_insert_with(Flags::default),
+                                &record,
+                                &View::everything(),
+                            );
+                        }
+                    }
+                    flags.push(found);
+                }
+                Ok(flags)
+            })
+        };
+        let own = own
+            .await
+            .map_err(|_| Status::internal("local lookup failed"))?
+            .map_err(|e| Status::internal(format!("local lookup: {e}")))?;
+        let mut answers: Vec<(String, Vec<Option<Flags>>)> = vec![(state.id.org().to_owned(), own)];
+        let mut outcomes = Vec::new();
+        while let Some(joined) = asks.join_next().await {
+            if let Ok(answer) = joined {
+                answers.push((answer.outcome.org.clone(), answer.flags));
+                outcomes.push(answer.outcome);
+            }
+        }
+        outcomes.sort_by(|a, b| a.org.cmp(&b.org));
+
+        let mut subjects = Vec::new();
+        let mut total = CaseDomains::new();
+        for (i, subject) in request.subjects.iter().enumerate() {
+            let mut domains = CaseDomains::new();
+            for (org, flags) in &answers {
+                for &k in &subject_keys[i] {
+                    if let Some(Some(f)) = flags.get(k) {
+                        domains.add(org, f);
+                        total.add(org, f);
+                    }
+                }
+            }
+            let label = if subject.label.is_empty() {
+                format!("subject {}", i + 1)
+            } else {
+                subject.label.clone()
+            };
+            subjects.push(domains.result(label));
+        }
+        let served = outcomes
+            .iter()
+            .filter(|o| o.state == State::Answered as i32)
+            .count();
+        tracing::info!(
+            partners = outcomes.len(),
+            answered = served,
+            "case query answered"
+        );
+        Ok(Response::new(pb::MatchResponse {
+            query_id: query_id.to_vec(),
+            subjects,
+            case_total: Some(total.result("case (all subjects)".into())),
+            peers: outcomes,
+        }))
     }
 
     async fn status(

@@ -17,7 +17,13 @@ use tonic::{Request, Response, Status};
 use crate::auth::Caller;
 use crate::epochs::now_secs;
 use crate::node::NodeState;
-use crate::policy::{decide_evaluate, Ask};
+use crate::policy::{decide_evaluate, decide_table, Ask};
+use crate::tables::View;
+use pluis_proto::table::Prefix;
+
+/// Table entries per streamed chunk: about 0.5 MiB, well under gRPC's
+/// 4 MiB message limit.
+const TABLE_CHUNK: usize = 8 * 1024;
 
 /// Serves other nodes' `Evaluate` and `GetTable` calls.
 #[derive(Debug)]
@@ -144,8 +150,59 @@ impl pb::partner_server::Partner for PartnerService {
 
     async fn get_table(
         &self,
-        _request: Request<pb::GetTableRequest>,
+        request: Request<pb::GetTableRequest>,
     ) -> Result<Response<Self::GetTableStream>, Status> {
-        Err(super::not_yet("Partner.GetTable"))
+        let caller = caller(&request)?;
+        let peer = caller.org().to_owned();
+        let request = request.into_inner();
+        let (ctx, exchange) = context(request.context)?;
+        let span = tracing::info_span!("get_table", %exchange, %peer, purpose = %ctx.purpose, prefix_bits = request.prefix_bits);
+        let _entered = span.enter();
+        let state = self.state.clone();
+        let policy = match decide_table(
+            state.policies.get(&peer),
+            &peer,
+            &ctx.purpose,
+            request.prefix_bits,
+        ) {
+            Ok(policy) => policy.clone(),
+            Err(denial) => {
+                tracing::warn!(rule = denial.rule, "table request denied");
+                return Err(self.deny(denial.to_string()));
+            }
+        };
+        let prefix = Prefix::parse(request.prefix_bits, &request.prefix)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let (epoch, key) = state
+            .epochs
+            .key(request.epoch, now_secs())
+            .map_err(|e| Status::failed_precondition(e.to_string()))?;
+        let view = View::of(&policy);
+        let today = crate::cli::today();
+        let table = tokio::task::spawn_blocking(move || {
+            state.tables.get(&state.store, epoch, &key, &view, today)
+        })
+        .await
+        .map_err(|_| Status::internal("table task failed"))?
+        .map_err(|e| Status::internal(format!("table: {e}")))?;
+        let bucket = table.bucket(&prefix);
+        tracing::info!(entries = bucket.len(), "table entries served");
+        let chunks: Vec<Result<pb::TableChunk, Status>> = bucket
+            .chunks(TABLE_CHUNK)
+            .map(|chunk| {
+                Ok(pb::TableChunk {
+                    epoch,
+                    entries: chunk
+                        .iter()
+                        .map(|e| pb::TableEntry {
+                            tag: e.tag.to_vec(),
+                            label: e.label.clone(),
+                        })
+                        .collect(),
+                    receipt: None,
+                })
+            })
+            .collect();
+        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
     }
 }
