@@ -10,10 +10,18 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use pluis_proto::Role;
 
-use crate::consortium::LocalConsortium;
+use crate::consortium::{LocalConsortium, PURPOSE};
 
 /// The demo's organisations.
 pub const ORGS: [&str; 4] = ["police", "municipality", "school", "healthcare"];
+
+/// The demo family: which partner knows whom, with which signal.
+const FAMILY: [(&str, &str, &str); 4] = [
+    ("police", "111222333", "picked_up_by_unrelated_adult"),
+    ("school", "111222333", "frequent_absence"),
+    ("healthcare", "123456782", "unexplained_injuries"),
+    ("municipality", "240000006", "household_debts"),
+];
 
 /// Synthetic rows per organisation; one shared population, so they overlap.
 const DEMO_ROWS: u64 = 5_000;
@@ -36,7 +44,16 @@ fn import_synthetic(org: &str, config_path: &std::path::Path) -> anyhow::Result<
         population: Some(4 * DEMO_ROWS),
         today,
     };
-    generate(&taxonomy, &options, &mut std::fs::File::create(&file)?)?;
+    let mut csv = Vec::new();
+    generate(&taxonomy, &options, &mut csv)?;
+    // The family the demo's case query is about, known to three partners.
+    let recent = pluis_proto::identifier::iso_date(today - time::Duration::days(40));
+    for (family_org, bsn, signal) in FAMILY {
+        if family_org == org {
+            csv.extend(format!("{bsn},,,,{signal},{recent},demo-family\n").bytes());
+        }
+    }
+    std::fs::write(&file, csv)?;
     let store = pluis_node::store::Store::open(&config.data_dir)?;
     let report = import(
         &store,
@@ -101,6 +118,33 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
         print!("{}", crate::status::render(&status));
         unreachable += status.peers.iter().filter(|p| !p.reachable).count();
     }
+
+    println!("\n== The police coordinator asks about a family (three persons) across all partners");
+    let coordinator = consortium
+        .tls_args("police", Role::Coordinator)
+        .load(Role::Coordinator)?;
+    let subjects = crate::matching::subjects_from_args(&[
+        "bsn:111222333".to_owned(),
+        "bsn:123456782".to_owned(),
+        "bsn:240000006".to_owned(),
+    ]);
+    let police = consortium.node("police")?.url.clone();
+    let answer = crate::matching::query(&police, &coordinator, PURPOSE, subjects).await?;
+    print!("{}", crate::matching::render(&answer));
+    let case = answer.case_total.as_ref().map(|c| {
+        c.domains
+            .iter()
+            .map(|d| d.domain.as_str())
+            .collect::<Vec<_>>()
+    });
+    let expected = ["safety", "education", "health", "finances"];
+    if case.as_deref() != Some(&expected[..]) {
+        bail!("the case query found {case:?}, expected {expected:?}");
+    }
+    println!(
+        "   as expected: the case shows signals in {} life domains",
+        expected.len()
+    );
 
     println!("\n== Stopping the nodes");
     consortium.stop().await?;

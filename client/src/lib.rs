@@ -9,4 +9,5 @@ pub mod certs;
 pub mod connect;
 pub mod consortium;
 pub mod demo;
+pub mod matching;
 pub mod status;

@@ -31,6 +31,26 @@ enum Command {
         #[command(flatten)]
         tls: TlsArgs,
     },
+    /// Ask which life domains show signals for a case's persons, across partners.
+    Match {
+        /// Your own organisation's node, as https://HOST:PORT.
+        #[arg(long, value_name = "URL")]
+        node: String,
+        /// The purpose (must be in your node's and the partners' policies).
+        #[arg(long)]
+        purpose: String,
+        /// A person: KEY or KEY;KEY (bsn:DIGITS, nd:SURNAME,INITIAL,YYYY-MM-DD). Repeatable.
+        #[arg(long = "subject", value_name = "KEYS")]
+        subjects: Vec<String>,
+        /// A case file: CSV with columns label,key.
+        #[arg(long, value_name = "FILE")]
+        case: Option<PathBuf>,
+        /// Print the documented JSON form.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        tls: TlsArgs,
+    },
     /// Run a local demo consortium: certificates, four nodes, status, shutdown.
     Demo {
         /// Keep the consortium (certificates, configs) in this new directory.
@@ -89,6 +109,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let identity = tls.load(Role::Coordinator)?;
             let status = pluis_client::status::fetch(&node, &identity).await?;
             print!("{}", pluis_client::status::render(&status));
+            Ok(())
+        }
+        Command::Match {
+            node,
+            purpose,
+            subjects,
+            case,
+            json,
+            tls,
+        } => {
+            use pluis_client::matching;
+            let identity = tls.load(Role::Coordinator)?;
+            let mut all = matching::subjects_from_args(&subjects);
+            if let Some(case) = case {
+                all.extend(matching::subjects_from_case_file(&case)?);
+            }
+            let response = matching::query(&node, &identity, &purpose, all).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&matching::to_json(&purpose, &response))?
+                );
+            } else {
+                print!("{}", matching::render(&response));
+            }
             Ok(())
         }
         Command::Demo { keep } => pluis_client::demo::run(keep).await,

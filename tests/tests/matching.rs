@@ -186,7 +186,7 @@ fn import_rows(c: &LocalConsortium, org: &str, rows: &str) {
     use pluis_node::import::{import, ImportOptions, Quiet};
     let config = pluis_node::Config::load(&c.node(org).unwrap().config).unwrap();
     let file = config.data_dir.with_file_name("signals.csv");
-    std::fs::write(&file, format!("bsn,signal,registered_on\n{rows}")).unwrap();
+    std::fs::write(&file, format!("bsn,signal,registered_on,local_ref\n{rows}")).unwrap();
     let store = pluis_node::store::Store::open(&config.data_dir).unwrap();
     let taxonomy = pluis_node::config::load_taxonomy(None).unwrap();
     let options = ImportOptions {
@@ -353,5 +353,105 @@ async fn a_dead_partner_gives_a_partial_answer_naming_it_within_the_deadline() {
         domains(&response.subjects[0]),
         [("safety".to_owned(), vec!["police".to_owned()])]
     );
+    c.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nothing_a_responder_sends_holds_an_identifier_or_a_reference() {
+    use prost::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let c = family_consortium(&dir.path().join("capture"), |t| t).await;
+    // Act as the school's node towards the police node, as ask_peer does,
+    // and keep every byte the police node answers with.
+    let school = c.tls_args("school", Role::Node).load(Role::Node).unwrap();
+    let mut client = PartnerClient::new(channel_as(&c.node("police").unwrap().url, &school));
+    let keys = ["bsn:111222333", "bsn:123456782"];
+    let b = blinded(&keys);
+    let mut sent: Vec<Vec<u8>> = Vec::new();
+    let response = client
+        .evaluate(request(PURPOSE, &b))
+        .await
+        .unwrap()
+        .into_inner();
+    sent.push(response.encode_to_vec());
+    for ((bl, k), evaluated) in b.iter().zip(keys).zip(&response.evaluated) {
+        let output = bl.finalize(k.as_bytes(), evaluated).unwrap();
+        let prefix = pluis_proto::table::Prefix::of(&pluis_proto::table::tag(&output), 16);
+        let mut req = pluis_proto::pb::GetTableRequest {
+            context: request(PURPOSE, &b).context,
+            epoch: response.epoch,
+            prefix_bits: 16,
+            prefix: prefix.bytes().to_vec(),
+        };
+        let mut stream = client.get_table(req.clone()).await.unwrap().into_inner();
+        while let Some(chunk) = tokio_stream::StreamExt::next(&mut stream).await {
+            sent.push(chunk.unwrap().encode_to_vec());
+        }
+        // Denials and errors are messages too.
+        req.prefix_bits = 0;
+        req.prefix.clear();
+        sent.push(
+            client
+                .get_table(req)
+                .await
+                .err()
+                .unwrap()
+                .message()
+                .as_bytes()
+                .to_vec(),
+        );
+    }
+    let mut bad = request(PURPOSE, &b);
+    bad.blinded[0] = vec![0xff; 32];
+    sent.push(
+        client
+            .evaluate(bad)
+            .await
+            .unwrap_err()
+            .message()
+            .as_bytes()
+            .to_vec(),
+    );
+    let raw: [&[u8]; 7] = [
+        b"111222333",
+        b"123456782",
+        b"240000006",
+        b"PV-2026-0001",
+        b"LL-4711",
+        b"ZD-1234",
+        b"GEM-77",
+    ];
+    for message in &sent {
+        for needle in raw {
+            assert!(
+                !message.windows(needle.len()).any(|w| w == needle),
+                "a responder message holds {:?}",
+                String::from_utf8_lossy(needle)
+            );
+        }
+    }
+    assert!(sent.len() >= 4);
+    c.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_coordinators_json_follows_the_documented_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = family_consortium(&dir.path().join("json"), |t| t).await;
+    let response = case_query(&c, vec![subject("child 1", "bsn:111222333")]).await;
+    let json = pluis_client::matching::to_json(PURPOSE, &response);
+    assert_eq!(json["purpose"], PURPOSE);
+    assert_eq!(json["subjects"][0]["label"], "child 1");
+    assert_eq!(json["subjects"][0]["domain_count"], 2);
+    assert_eq!(json["subjects"][0]["domains"][0]["domain"], "safety");
+    assert_eq!(json["subjects"][0]["domains"][0]["orgs"][0], "police");
+    assert_eq!(json["case"]["assessment"], "watch");
+    let partners = json["partners"].as_array().unwrap();
+    assert_eq!(partners.len(), 3);
+    assert!(partners
+        .iter()
+        .all(|p| p["state"] == "answered" && p["exchange_id"].as_str().unwrap().len() == 32));
+    let text = pluis_client::matching::render(&response);
+    assert!(text.contains("partners answered: 3 of 3"), "{text}");
     c.stop().await.unwrap();
 }

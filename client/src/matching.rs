@@ -1,0 +1,212 @@
+//! `pluis match`: a case coordinator's question to their own node — which
+//! life domains show signals for these persons, across the partnership?
+//!
+//! Subjects are given as `--subject KEY[;KEY…]` (several keys of one person
+//! separated by `;`, merged into one row) or as a case file (CSV with
+//! columns `label,key`; rows with the same label are one person). Keys are
+//! `bsn:DIGITS` or `nd:SURNAME,INITIAL,YYYY-MM-DD`.
+//!
+//! `--json` prints the stable schema documented in the README:
+//! `{"query_id", "purpose", "subjects": [SubjectResult], "case": SubjectResult,
+//! "partners": [{"org", "state", "detail", "exchange_id"}]}` where a
+//! SubjectResult is `{"label", "domains": [{"domain", "orgs", "signals"}],
+//! "domain_count", "assessment"}` and `state` is one of `answered`,
+//! `denied`, `unreachable`, `timed_out`, `failed`.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use pluis_node::status_detail;
+use pluis_node::tls::TlsIdentity;
+use pluis_proto::pb::coordinator_client::CoordinatorClient;
+use pluis_proto::pb::{peer_outcome::State, MatchRequest, MatchResponse, Subject, SubjectResult};
+use pluis_proto::taxonomy::LifeDomain;
+
+/// Subjects from `--subject` arguments.
+pub fn subjects_from_args(args: &[String]) -> Vec<Subject> {
+    args.iter()
+        .enumerate()
+        .map(|(i, arg)| Subject {
+            label: format!("subject {}", i + 1),
+            keys: arg
+                .split(';')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        })
+        .collect()
+}
+
+/// Subjects from a case file: CSV `label,key`, one key per row.
+pub fn subjects_from_case_file(path: &Path) -> anyhow::Result<Vec<Subject>> {
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_path(path)
+        .with_context(|| format!("cannot read case file {}", path.display()))?;
+    let headers = reader
+        .headers()
+        .with_context(|| format!("{}:1: not a CSV header", path.display()))?
+        .clone();
+    if headers.iter().collect::<Vec<_>>() != ["label", "key"] {
+        bail!("{}:1: header must be exactly: label,key", path.display());
+    }
+    let mut subjects: Vec<Subject> = Vec::new();
+    for (n, record) in reader.records().enumerate() {
+        let line = n + 2;
+        let record =
+            record.map_err(|_| anyhow::anyhow!("{}:{line}: not valid CSV", path.display()))?;
+        let (Some(label), Some(key)) = (record.get(0), record.get(1)) else {
+            bail!("{}:{line}: needs a label and a key", path.display());
+        };
+        if label.is_empty() || key.is_empty() {
+            bail!("{}:{line}: needs a label and a key", path.display());
+        }
+        match subjects.iter_mut().find(|s| s.label == label) {
+            Some(subject) => subject.keys.push(key.to_owned()),
+            None => subjects.push(Subject {
+                label: label.to_owned(),
+                keys: vec![key.to_owned()],
+            }),
+        }
+    }
+    Ok(subjects)
+}
+
+/// Asks the node at `url` about `subjects` for `purpose`.
+pub async fn query(
+    url: &str,
+    identity: &TlsIdentity,
+    purpose: &str,
+    subjects: Vec<Subject>,
+) -> anyhow::Result<MatchResponse> {
+    if subjects.is_empty() {
+        bail!("give at least one --subject or a --case file");
+    }
+    let channel = crate::connect::channel(url, identity)?;
+    let response = CoordinatorClient::new(channel)
+        .r#match(MatchRequest {
+            purpose: purpose.to_owned(),
+            subjects,
+        })
+        .await
+        .map_err(|status| anyhow::anyhow!(status_detail(&status)))
+        .with_context(|| format!("case query to node {url}"))?;
+    Ok(response.into_inner())
+}
+
+fn state_name(state: i32) -> &'static str {
+    match State::try_from(state) {
+        Ok(State::Answered) => "answered",
+        Ok(State::Denied) => "denied",
+        Ok(State::Unreachable) => "unreachable",
+        Ok(State::TimedOut) => "timed_out",
+        Ok(State::Failed) => "failed",
+        _ => "unknown",
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn subject_json(s: &SubjectResult) -> serde_json::Value {
+    serde_json::json!({
+        "label": s.label,
+        "domains": s.domains.iter().map(|d| serde_json::json!({
+            "domain": d.domain, "orgs": d.orgs, "signals": d.signals,
+        })).collect::<Vec<_>>(),
+        "domain_count": s.domain_count,
+        "assessment": s.assessment,
+    })
+}
+
+/// The documented JSON form of an answer.
+pub fn to_json(purpose: &str, response: &MatchResponse) -> serde_json::Value {
+    serde_json::json!({
+        "query_id": hex(&response.query_id),
+        "purpose": purpose,
+        "subjects": response.subjects.iter().map(subject_json).collect::<Vec<_>>(),
+        "case": response.case_total.as_ref().map(subject_json),
+        "partners": response.peers.iter().map(|p| serde_json::json!({
+            "org": p.org,
+            "state": state_name(p.state),
+            "detail": p.detail,
+            "exchange_id": hex(&p.exchange_id),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// A table for a terminal: a row per subject, a column per life domain.
+pub fn render(response: &MatchResponse) -> String {
+    let cell = |s: &SubjectResult, domain: LifeDomain| -> String {
+        s.domains
+            .iter()
+            .find(|d| d.domain == domain.code())
+            .map_or_else(
+                || "·".to_owned(),
+                |d| {
+                    let mut text = d.orgs.join("+");
+                    if !d.signals.is_empty() {
+                        let _ = write!(text, " ({})", d.signals.join(", "));
+                    }
+                    text
+                },
+            )
+    };
+    let mut rows: Vec<&SubjectResult> = response.subjects.iter().collect();
+    if let Some(total) = &response.case_total {
+        rows.push(total);
+    }
+    let mut table: Vec<Vec<String>> = vec![std::iter::once("subject".to_owned())
+        .chain(LifeDomain::ALL.iter().map(|d| d.code().to_owned()))
+        .chain(["domains".to_owned(), "assessment".to_owned()])
+        .collect()];
+    for s in &rows {
+        table.push(
+            std::iter::once(s.label.clone())
+                .chain(LifeDomain::ALL.iter().map(|d| cell(s, *d)))
+                .chain([s.domain_count.to_string(), s.assessment.clone()])
+                .collect(),
+        );
+    }
+    let widths: Vec<usize> = (0..table[0].len())
+        .map(|c| {
+            table
+                .iter()
+                .map(|r| r[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for (i, row) in table.iter().enumerate() {
+        if i == table.len() - 1 && response.case_total.is_some() {
+            let total: usize = widths.iter().sum::<usize>() + 2 * widths.len();
+            let _ = writeln!(out, "{}", "-".repeat(total));
+        }
+        for (c, value) in row.iter().enumerate() {
+            let pad = widths[c] - value.chars().count();
+            let _ = write!(out, "{value}{}  ", " ".repeat(pad));
+        }
+        out.truncate(out.trim_end().len());
+        out.push('\n');
+    }
+    let missing: Vec<String> = response
+        .peers
+        .iter()
+        .filter(|p| p.state != State::Answered as i32)
+        .map(|p| format!("{} ({}: {})", p.org, state_name(p.state), p.detail))
+        .collect();
+    let answered = response.peers.len() - missing.len();
+    let _ = writeln!(
+        out,
+        "partners answered: {answered} of {}",
+        response.peers.len()
+    );
+    if !missing.is_empty() {
+        let _ = writeln!(out, "PARTIAL ANSWER, missing: {}", missing.join("; "));
+    }
+    out
+}
