@@ -152,3 +152,81 @@ impl Tables {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::NewSignal;
+    use pluis_proto::identifier::SubjectKey;
+    use pluis_proto::table::{open_label, Prefix};
+    use time::macros::date;
+
+    #[test]
+    fn expired_signals_and_hidden_domains_never_reach_a_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = SubjectKey::parse("bsn:111222333", date!(2026 - 11 - 28)).unwrap();
+        let signal = |code: &str, domain, expires_on| NewSignal {
+            keys: vec![key.clone()],
+            signal: code.into(),
+            domain,
+            registered_on: date!(2026 - 06 - 01),
+            expires_on,
+            local_ref: None,
+        };
+        let prepared = vec![
+            store
+                .prepare(&signal(
+                    "weapon_possession",
+                    LifeDomain::Safety,
+                    date!(2026 - 12 - 01),
+                ))
+                .unwrap(),
+            store
+                .prepare(&signal(
+                    "exhaustion",
+                    LifeDomain::Health,
+                    date!(2027 - 06 - 01),
+                ))
+                .unwrap(),
+        ];
+        let mut import = store.begin_import(false).unwrap();
+        import.write(prepared).unwrap();
+        import.commit().unwrap();
+        let epoch_key = EpochKey::from_seed(&[3; 32]).unwrap();
+        let output = epoch_key
+            .evaluate_input(key.canonical().as_bytes())
+            .unwrap();
+        let flags_on = |today: Date, view: &View| -> Option<Flags> {
+            let table = build(&store, &epoch_key, view, today).unwrap();
+            let entry = table
+                .bucket(&Prefix::all())
+                .iter()
+                .find(|e| e.tag == tag(&output))?;
+            Some(Flags::decode(&open_label(&output, &entry.label).unwrap()).unwrap())
+        };
+        let all = View::everything();
+        let before = flags_on(date!(2026 - 11 - 28), &all).unwrap();
+        assert_eq!(
+            before.domains,
+            [LifeDomain::Safety, LifeDomain::Health].into()
+        );
+        assert_eq!(before.signals.len(), 2);
+        // On its expiry day the safety signal is gone from the table.
+        let after = flags_on(date!(2026 - 12 - 01), &all).unwrap();
+        assert_eq!(after.domains, [LifeDomain::Health].into());
+        // A view without health, at domain granularity, sees only safety,
+        // and no signal codes.
+        let safety_only = View {
+            domains: [LifeDomain::Safety, LifeDomain::Education].into(),
+            signals: false,
+        };
+        let seen = flags_on(date!(2026 - 11 - 28), &safety_only).unwrap();
+        assert_eq!(seen.domains, [LifeDomain::Safety].into());
+        assert!(seen.signals.is_empty());
+        assert!(
+            flags_on(date!(2026 - 12 - 01), &safety_only).is_none(),
+            "nothing left to show"
+        );
+    }
+}

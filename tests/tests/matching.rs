@@ -455,3 +455,85 @@ async fn the_coordinators_json_follows_the_documented_schema() {
     assert!(text.contains("partners answered: 3 of 3"), "{text}");
     c.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_rotation_still_answers_the_previous_epoch_within_its_grace() {
+    use pluis_proto::table::{open_label, tag, Prefix};
+    let dir = tempfile::tempdir().unwrap();
+    pluis_tests::install_crypto_provider();
+    let mut c = LocalConsortium::create(
+        &dir.path().join("rotation"),
+        "rotation",
+        &["police", "school"],
+    )
+    .await
+    .unwrap();
+    let recent =
+        pluis_proto::identifier::iso_date(pluis_node::cli::today() - time::Duration::days(3));
+    import_rows(
+        &c,
+        "police",
+        &format!("111222333,weapon_possession,{recent},PV-1\n"),
+    );
+    let config = c.node("police").unwrap().config.clone();
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "data_dir = \"data\"",
+        "data_dir = \"data\"\nepoch_length = \"3s\"\nepoch_grace = \"2s\"",
+    );
+    std::fs::write(&config, text).unwrap();
+    c.start_all().unwrap();
+
+    let school = c.tls_args("school", Role::Node).load(Role::Node).unwrap();
+    let mut client = PartnerClient::new(channel_as(&c.node("police").unwrap().url, &school));
+    let key = "bsn:111222333";
+    let b = blinded(&[key]);
+    let response = client
+        .evaluate(request(PURPOSE, &b))
+        .await
+        .unwrap()
+        .into_inner();
+    let output = b[0]
+        .finalize(key.as_bytes(), &response.evaluated[0])
+        .unwrap();
+    let prefix = Prefix::of(&tag(&output), 16);
+    let table_request = |epoch| pluis_proto::pb::GetTableRequest {
+        context: request(PURPOSE, &b).context,
+        epoch,
+        prefix_bits: 16,
+        prefix: prefix.bytes().to_vec(),
+    };
+    // Epoch E covers [(E-1)·3 s, E·3 s); the next one starts at E·3 s.
+    let sleep_until = |unix: f64| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        std::time::Duration::from_secs_f64((unix - now).max(0.0))
+    };
+    let next_epoch_starts = (response.epoch * 3) as f64;
+    tokio::time::sleep(sleep_until(next_epoch_starts + 0.3)).await;
+    let mut stream = client
+        .get_table(table_request(response.epoch))
+        .await
+        .expect("within grace")
+        .into_inner();
+    let mut opened = false;
+    while let Some(chunk) = tokio_stream::StreamExt::next(&mut stream).await {
+        for entry in chunk.unwrap().entries {
+            opened |= entry.tag == tag(&output) && open_label(&output, &entry.label).is_ok();
+        }
+    }
+    assert!(
+        opened,
+        "the previous epoch's table still answers during the grace period"
+    );
+
+    tokio::time::sleep(sleep_until(next_epoch_starts + 2.4)).await;
+    let err = client
+        .get_table(table_request(response.epoch))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(err.message().contains("is not served"), "{}", err.message());
+    c.stop().await.unwrap();
+}

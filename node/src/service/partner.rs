@@ -135,12 +135,33 @@ impl pb::partner_server::Partner for PartnerService {
             }
             Err(e) => return Err(Status::internal(format!("budget: {e}"))),
         }
+        // The size of this peer's table view, built now if need be so that
+        // the GetTable calls that follow find it ready.
+        let table_size = match policy {
+            Some(policy) => {
+                let state = self.state.clone();
+                let view = View::of(policy);
+                let (_, key) = state
+                    .epochs
+                    .key(epoch, now_secs())
+                    .map_err(|e| Status::failed_precondition(e.to_string()))?;
+                let today = crate::cli::today();
+                tokio::task::spawn_blocking(move || {
+                    state.tables.get(&state.store, epoch, &key, &view, today)
+                })
+                .await
+                .map_err(|_| Status::internal("table task failed"))?
+                .map_err(|e| Status::internal(format!("table: {e}")))?
+                .len() as u64
+            }
+            None => 0,
+        };
         state.exchanges.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(epoch, "exchange served");
+        tracing::info!(epoch, table_size, "exchange served");
         Ok(Response::new(pb::EvaluateResponse {
             epoch,
             evaluated,
-            table_size: 0,
+            table_size,
             min_prefix_bits: policy.map_or(0, |p| p.min_prefix_bits),
             receipt: None,
         }))
