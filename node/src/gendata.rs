@@ -12,7 +12,7 @@
 
 use std::io::Write;
 
-use pluis_proto::identifier::iso_date;
+use pluis_proto::identifier::{elfproef_check_digit, iso_date};
 use pluis_proto::taxonomy::{LifeDomain, Taxonomy};
 use time::{Date, Duration};
 
@@ -95,16 +95,10 @@ pub fn person(seed: u64, index: u64, today: Date) -> Person {
     let h = hash(&[seed, index, 1]);
     // Eight digits, then the check digit that makes the elfproef pass;
     // where that would be 10, the next prefix is taken.
-    let mut prefix = (h % 90_000_000) + 10_000_000;
+    let mut prefix = (h % 90_000_000) as u32 + 10_000_000;
     let bsn = loop {
-        let digits: Vec<u64> = prefix
-            .to_string()
-            .bytes()
-            .map(|b| u64::from(b - b'0'))
-            .collect();
-        let sum: u64 = digits.iter().zip((2..=9).rev()).map(|(d, w)| d * w).sum();
-        if sum % 11 < 10 {
-            break format!("{prefix}{}", sum % 11);
+        if let Some(check) = elfproef_check_digit(prefix) {
+            break format!("{prefix}{check}");
         }
         prefix += 1;
     };

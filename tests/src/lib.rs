@@ -138,6 +138,17 @@ pub fn run_to_end(binary: &Path, args: &[&str], deadline: Duration) -> (bool, St
     )
 }
 
+/// Reads a child's pipe to its end on a thread of its own.
+fn drain(pipe: Option<impl std::io::Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut bytes);
+        }
+        bytes
+    })
+}
+
 /// Waits for a child, killing it (and failing the test) past the deadline.
 /// Its output is drained as it comes, so a chatty child cannot block.
 pub fn wait_with_deadline(mut child: Child, deadline: Duration) -> std::process::Output {
@@ -200,12 +211,7 @@ impl NodeProcess {
             .spawn()
             .expect("pluis-node starts");
         let stdout = child.stdout.take().expect("stdout is piped");
-        let mut stderr_pipe = child.stderr.take().expect("stderr is piped");
-        let stderr = std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            let _ = std::io::Read::read_to_end(&mut stderr_pipe, &mut bytes);
-            bytes
-        });
+        let stderr = drain(child.stderr.take());
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(stdout)

@@ -50,15 +50,9 @@ fn stored(config: &Path) -> u64 {
 
 fn good_row(n: usize) -> String {
     // Valid BSNs: 8 digits and the check digit that passes the elfproef.
-    let prefix = 10_000_000 + n as u64 * 7;
-    let digits: Vec<u64> = prefix
-        .to_string()
-        .bytes()
-        .map(|b| u64::from(b - b'0'))
-        .collect();
-    let sum: u64 = digits.iter().zip((2..=9).rev()).map(|(d, w)| d * w).sum();
-    let bsn = if sum % 11 < 10 {
-        format!("{prefix}{}", sum % 11)
+    let prefix = 10_000_000 + n as u32 * 7;
+    let bsn = if let Some(check) = pluis_proto::identifier::elfproef_check_digit(prefix) {
+        format!("{prefix}{check}")
     } else {
         String::new()
     };
