@@ -1,0 +1,98 @@
+//! Matching benchmark: `cargo bench -p pluis-node --bench matching`.
+//!
+//! Per element, on this machine: one raw ristretto255 OPRF evaluation of a
+//! blinded element; one table entry's full cost (OPRF evaluation of an
+//! input, HKDF tag and key, AES-GCM seal), single-threaded; then a whole
+//! labelled-table build from a store of `PLUIS_BENCH_KEYS` signals
+//! (default 1,000,000) over all cores, and its ratio to the ideal
+//! `keys × per-entry cost / cores` measured in the same run (target ≤ 1.3).
+
+use std::time::Instant;
+
+use pluis_node::config::load_taxonomy;
+use pluis_node::gendata::{generate, GenOptions};
+use pluis_node::import::{import, ImportOptions, Quiet};
+use pluis_node::store::Store;
+use pluis_node::tables::{build, View};
+use pluis_proto::oprf::{blind, EpochKey};
+use pluis_proto::table::{seal_label, tag, Flags};
+use ring::rand::SystemRandom;
+
+fn main() -> anyhow::Result<()> {
+    let keys: u64 = std::env::var("PLUIS_BENCH_KEYS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let cores = rayon::current_num_threads();
+    let key = EpochKey::from_seed(&[9; 32])?;
+
+    // Raw OPRF evaluation of blinded elements, one thread.
+    let samples = 20_000;
+    let blinded: Vec<_> = (0..samples)
+        .map(|i| blind(format!("bsn:{i:09}").as_bytes(), &mut rand_core::OsRng).map(|b| b.element))
+        .collect::<Result<_, _>>()?;
+    let started = Instant::now();
+    for b in &blinded {
+        key.evaluate_blinded(b)?;
+    }
+    let raw = started.elapsed().as_secs_f64() / samples as f64;
+    println!("OPRF evaluate (blinded ristretto255 element), 1 thread: {:.1} µs/element = {:.0} elements/s", raw * 1e6, 1.0 / raw);
+
+    // One table entry: OPRF on the input, HKDF, AEAD seal; one thread.
+    let rng = SystemRandom::new();
+    let flags = Flags {
+        domains: [pluis_proto::taxonomy::LifeDomain::Social].into(),
+        signals: Vec::new(),
+    }
+    .encode();
+    let started = Instant::now();
+    for i in 0..samples {
+        let output = key.evaluate_input(format!("bsn:{i:09}").as_bytes())?;
+        let _ = tag(&output);
+        seal_label(&output, &flags, &rng)?;
+    }
+    let entry = started.elapsed().as_secs_f64() / samples as f64;
+    println!(
+        "table entry (OPRF + HKDF + AES-GCM), 1 thread: {:.1} µs/entry",
+        entry * 1e6
+    );
+
+    // A whole table build from a real store.
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("signals.csv");
+    let taxonomy = load_taxonomy(None)?;
+    let today = pluis_node::cli::today();
+    let options = GenOptions {
+        rows: keys,
+        seed: 7,
+        org: "municipality".into(),
+        population: Some(keys * 4),
+        today,
+    };
+    generate(&taxonomy, &options, &mut std::fs::File::create(&file)?)?;
+    let store = Store::open(&dir.path().join("data"))?;
+    let import_options = ImportOptions {
+        path: file,
+        replace: false,
+        skip_invalid: false,
+        rejects: None,
+        today,
+    };
+    import(&store, &taxonomy, &import_options, &Quiet)?;
+    let started = Instant::now();
+    let table = build(&store, &key, &View::everything(), today)?;
+    let took = started.elapsed().as_secs_f64();
+    let ideal = table.len() as f64 * entry / cores as f64;
+    println!(
+        "table build: {} entries from {} signals in {:.2} s on {cores} threads = {:.0} entries/s",
+        table.len(),
+        store.len(),
+        took,
+        table.len() as f64 / took
+    );
+    println!(
+        "table build vs ideal (entries × per-entry cost / cores = {ideal:.2} s): ratio {:.2} (target ≤ 1.30)",
+        took / ideal
+    );
+    Ok(())
+}
