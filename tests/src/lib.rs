@@ -201,10 +201,16 @@ impl NodeProcess {
     /// Starts `binary serve --config CONFIG` and waits (up to 30 s) for its
     /// `listening on URL` line, which carries the port it bound.
     pub fn spawn(binary: &Path, config: &Path) -> Self {
+        Self::spawn_with_env(binary, config, &[])
+    }
+
+    /// [`NodeProcess::spawn`] with extra environment variables.
+    pub fn spawn_with_env(binary: &Path, config: &Path, env: &[(&str, &str)]) -> Self {
         use std::io::BufRead;
         let mut child = Command::new(binary)
             .args(["serve", "--config"])
             .arg(config)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
