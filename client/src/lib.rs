@@ -10,4 +10,5 @@ pub mod connect;
 pub mod consortium;
 pub mod demo;
 pub mod matching;
+pub mod screen;
 pub mod status;

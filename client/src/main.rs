@@ -51,6 +51,23 @@ enum Command {
         #[command(flatten)]
         tls: TlsArgs,
     },
+    /// Bulk screening: your node's active keys against every partner's table.
+    Screen {
+        /// Your own organisation's node, as https://HOST:PORT.
+        #[arg(long, value_name = "URL")]
+        node: String,
+        /// The purpose (must be in your node's and the partners' policies).
+        #[arg(long)]
+        purpose: String,
+        /// List cases with signals in at least this many life domains.
+        #[arg(long, default_value_t = 3)]
+        min_domains: u32,
+        /// Write the hits to this CSV file (mode 0600) instead of printing them.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        tls: TlsArgs,
+    },
     /// Run a local demo consortium: certificates, four nodes, status, shutdown.
     Demo {
         /// Keep the consortium (certificates, configs) in this new directory.
@@ -133,6 +150,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             } else {
                 print!("{}", matching::render(&response));
+            }
+            Ok(())
+        }
+        Command::Screen {
+            node,
+            purpose,
+            min_domains,
+            out,
+            tls,
+        } => {
+            use pluis_client::screen;
+            let identity = tls.load(Role::Coordinator)?;
+            let response = screen::run(&node, &identity, &purpose, min_domains).await?;
+            match out {
+                Some(path) => {
+                    screen::write_csv(&path, &response)?;
+                    println!(
+                        "{} cases written to {}",
+                        response.hits.len(),
+                        path.display()
+                    );
+                }
+                None => print!("{}", screen::render(&response)),
             }
             Ok(())
         }

@@ -6,7 +6,7 @@
 //! The whole exchange runs under one deadline, so a slow or dead partner
 //! gives a partial answer, never a hang.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use pluis_proto::oprf::blind;
@@ -40,6 +40,18 @@ pub fn exchange_id() -> [u8; 16] {
     id
 }
 
+/// How a partner's table is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fetch {
+    /// Only the buckets of our own tags' prefixes (case queries).
+    Buckets,
+    /// The whole table (bulk screening).
+    Whole,
+}
+
+/// Keys per `Evaluate` request in bulk screening (the default policy limit).
+pub const BULK_BATCH: usize = 100;
+
 /// Asks `peer` about `keys` (canonical encodings) for `purpose`.
 pub async fn ask_peer(
     peer: &Peer,
@@ -48,6 +60,18 @@ pub async fn ask_peer(
     keys: &[String],
     deadline: Duration,
 ) -> PeerAnswer {
+    ask_peer_with(peer, purpose, legal_basis, keys, deadline, Fetch::Buckets).await
+}
+
+/// [`ask_peer`], reading the partner's table as `fetch` says.
+pub async fn ask_peer_with(
+    peer: &Peer,
+    purpose: &str,
+    legal_basis: &str,
+    keys: &[String],
+    deadline: Duration,
+    fetch: Fetch,
+) -> PeerAnswer {
     let id = exchange_id();
     let outcome = |state: State, detail: String| pb::PeerOutcome {
         org: peer.org.clone(),
@@ -55,7 +79,8 @@ pub async fn ask_peer(
         detail,
         exchange_id: id.to_vec(),
     };
-    match tokio::time::timeout(deadline, exchange(peer, purpose, legal_basis, keys, id)).await {
+    let work = exchange(peer, purpose, legal_basis, keys, id, fetch);
+    match tokio::time::timeout(deadline, work).await {
         Ok(Ok(flags)) => PeerAnswer {
             outcome: outcome(State::Answered, String::new()),
             flags,
@@ -82,12 +107,23 @@ pub async fn ask_peer(
     }
 }
 
+/// Opens `label` for the holder of `output`, adding its flags to `into`.
+fn open_into(into: &mut Option<Flags>, output: &pluis_proto::oprf::OprfOutput, label: &[u8]) {
+    // A label that does not open is not ours: skip it.
+    if let Ok(found) = open_label(output, label).and_then(|plain| Flags::decode(&plain)) {
+        let merged = into.get_or_insert_with(Flags::default);
+        merged.domains.extend(found.domains);
+        merged.signals.extend(found.signals);
+    }
+}
+
 async fn exchange(
     peer: &Peer,
     purpose: &str,
     legal_basis: &str,
     keys: &[String],
     id: [u8; 16],
+    fetch: Fetch,
 ) -> Result<Vec<Option<Flags>>, tonic::Status> {
     if keys.is_empty() {
         return Ok(Vec::new());
@@ -97,50 +133,71 @@ async fn exchange(
         purpose: purpose.to_owned(),
         legal_basis: legal_basis.to_owned(),
     };
-    let mut rng = rand_core::OsRng;
-    let blinded = keys
-        .iter()
-        .map(|k| blind(k.as_bytes(), &mut rng))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| tonic::Status::internal(format!("blinding: {e}")))?;
     let mut client = PartnerClient::new(peer.channel.clone());
-    let response = client
-        .evaluate(pb::EvaluateRequest {
-            context: Some(context.clone()),
-            epoch: 0,
-            blinded: blinded.iter().map(|b| b.element.to_vec()).collect(),
-        })
-        .await?
-        .into_inner();
-    if response.evaluated.len() != keys.len() {
-        return Err(tonic::Status::internal(format!(
-            "{} evaluations for {} keys",
-            response.evaluated.len(),
-            keys.len()
-        )));
-    }
+    let batch = match fetch {
+        Fetch::Buckets => keys.len(),
+        Fetch::Whole => BULK_BATCH,
+    };
     let mut outputs = Vec::with_capacity(keys.len());
-    for ((b, k), e) in blinded.iter().zip(keys).zip(&response.evaluated) {
-        let output = b
-            .finalize(k.as_bytes(), e)
-            .map_err(|err| tonic::Status::internal(format!("partner's evaluation: {err}")))?;
-        outputs.push(output);
+    let mut epoch = 0;
+    let mut min_prefix_bits = 0;
+    for chunk in keys.chunks(batch) {
+        let mut rng = rand_core::OsRng;
+        let blinded = chunk
+            .iter()
+            .map(|k| blind(k.as_bytes(), &mut rng))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| tonic::Status::internal(format!("blinding: {e}")))?;
+        let response = client
+            .evaluate(pb::EvaluateRequest {
+                context: Some(context.clone()),
+                // Every batch under the epoch of the first.
+                epoch,
+                blinded: blinded.iter().map(|b| b.element.to_vec()).collect(),
+            })
+            .await?
+            .into_inner();
+        if response.evaluated.len() != chunk.len() {
+            return Err(tonic::Status::internal(format!(
+                "{} evaluations for {} keys",
+                response.evaluated.len(),
+                chunk.len()
+            )));
+        }
+        epoch = response.epoch;
+        min_prefix_bits = response.min_prefix_bits;
+        for ((b, k), e) in blinded.iter().zip(chunk).zip(&response.evaluated) {
+            let output = b
+                .finalize(k.as_bytes(), e)
+                .map_err(|err| tonic::Status::internal(format!("partner's evaluation: {err}")))?;
+            outputs.push(output);
+        }
     }
     let tags: Vec<Tag> = outputs.iter().map(tag).collect();
-    let bits = response.min_prefix_bits;
-    let mut buckets: BTreeMap<Vec<u8>, Vec<usize>> = BTreeMap::new();
-    for (i, t) in tags.iter().enumerate() {
-        buckets
-            .entry(Prefix::of(t, bits).bytes().to_vec())
-            .or_default()
-            .push(i);
-    }
     let mut flags: Vec<Option<Flags>> = vec![None; keys.len()];
-    for (prefix, members) in buckets {
+    let (bits, prefixes): (u32, BTreeMap<Vec<u8>, Vec<usize>>) = match fetch {
+        Fetch::Whole => (0, [(Vec::new(), (0..keys.len()).collect())].into()),
+        Fetch::Buckets => {
+            let mut buckets: BTreeMap<Vec<u8>, Vec<usize>> = BTreeMap::new();
+            for (i, t) in tags.iter().enumerate() {
+                buckets
+                    .entry(Prefix::of(t, min_prefix_bits).bytes().to_vec())
+                    .or_default()
+                    .push(i);
+            }
+            (min_prefix_bits, buckets)
+        }
+    };
+    for (prefix, members) in prefixes {
+        // Our tags in this bucket, to look entries up by.
+        let mut wanted: HashMap<Tag, Vec<usize>> = HashMap::new();
+        for i in members {
+            wanted.entry(tags[i]).or_default().push(i);
+        }
         let mut stream = client
             .get_table(pb::GetTableRequest {
                 context: Some(context.clone()),
-                epoch: response.epoch,
+                epoch,
                 prefix_bits: bits,
                 prefix,
             })
@@ -148,17 +205,11 @@ async fn exchange(
             .into_inner();
         while let Some(chunk) = stream.next().await {
             for entry in chunk?.entries {
-                for &i in &members {
-                    if entry.tag == tags[i] {
-                        // A label that does not open is not ours: skip it.
-                        if let Ok(plain) = open_label(&outputs[i], &entry.label) {
-                            if let Ok(found) = Flags::decode(&plain) {
-                                let merged = flags[i].get_or_insert_with(Flags::default);
-                                merged.domains.extend(found.domains);
-                                merged.signals.extend(found.signals);
-                            }
-                        }
-                    }
+                let Ok(entry_tag) = Tag::try_from(entry.tag.as_slice()) else {
+                    continue;
+                };
+                for &i in wanted.get(&entry_tag).map_or(&[][..], Vec::as_slice) {
+                    open_into(&mut flags[i], &outputs[i], &entry.label);
                 }
             }
         }

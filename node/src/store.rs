@@ -648,6 +648,25 @@ impl Store {
         Ok(counts)
     }
 
+    /// The local case reference of a record, unsealed, if it has one.
+    pub fn open_local_ref(
+        &self,
+        id: &SignalId,
+        record: &SignalRecord,
+    ) -> Result<Option<String>, StoreError> {
+        let Some(sealed) = &record.sealed_ref else {
+            return Ok(None);
+        };
+        let plain = self.vault.open_sealed(id, sealed)?;
+        String::from_utf8(plain)
+            .map(Some)
+            .map_err(|_| StoreError::Corrupt {
+                tree: "signals",
+                id: hex(id),
+                reason: "sealed reference is not UTF-8".into(),
+            })
+    }
+
     /// The canonical keys of a record, unsealed.
     pub fn open_keys(
         &self,

@@ -537,3 +537,91 @@ async fn a_key_rotation_still_answers_the_previous_epoch_within_its_grace() {
     assert!(err.message().contains("is not served"), "{}", err.message());
     c.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bulk_screening_lists_own_cases_that_reach_the_threshold() {
+    let dir = tempfile::tempdir().unwrap();
+    pluis_tests::install_crypto_provider();
+    let mut c = LocalConsortium::create(&dir.path().join("screen"), "screen", &FAMILY_ORGS)
+        .await
+        .unwrap();
+    let date =
+        pluis_proto::identifier::iso_date(pluis_node::cli::today() - time::Duration::days(30));
+    import_rows(
+        &c,
+        "police",
+        &format!("111222333,weapon_possession,{date},PV-1\n123456782,petty_theft_young_child,{date},PV-2\n"),
+    );
+    import_rows(
+        &c,
+        "school",
+        &format!("111222333,frequent_absence,{date},LL-1\n"),
+    );
+    import_rows(
+        &c,
+        "healthcare",
+        &format!("111222333,unexplained_injuries,{date},ZD-1\n"),
+    );
+    import_rows(
+        &c,
+        "municipality",
+        &format!("240000006,household_debts,{date},GEM-1\n"),
+    );
+    // Bulk screening fetches whole tables: the partners allow that.
+    for org in FAMILY_ORGS {
+        let config = c.node(org).unwrap().config.clone();
+        let text = std::fs::read_to_string(&config).unwrap().replace(
+            "granularity = \"domain\"",
+            "granularity = \"domain\"\nmin_prefix_bits = 0",
+        );
+        std::fs::write(&config, text).unwrap();
+    }
+    c.start_all().unwrap();
+    let coordinator = c
+        .tls_args("police", Role::Coordinator)
+        .load(Role::Coordinator)
+        .unwrap();
+    let url = c.node("police").unwrap().url.clone();
+    let response = pluis_client::screen::run(&url, &coordinator, PURPOSE, 3)
+        .await
+        .unwrap();
+    assert_eq!(response.keys_screened, 2);
+    let refs: Vec<&str> = response.hits.iter().map(|h| h.local_ref.as_str()).collect();
+    assert_eq!(refs, ["PV-1"], "{response:?}");
+    assert_eq!(response.hits[0].domain_count, 3);
+    assert!(
+        response.peers.iter().all(|p| p.state == 1),
+        "{:?}",
+        response.peers
+    );
+    let all = pluis_client::screen::run(&url, &coordinator, PURPOSE, 1)
+        .await
+        .unwrap();
+    assert_eq!(all.hits.len(), 2);
+    c.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bulk_screening_is_denied_where_whole_tables_are_not_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = family_consortium(&dir.path().join("screendeny"), |t| t).await;
+    let coordinator = c
+        .tls_args("police", Role::Coordinator)
+        .load(Role::Coordinator)
+        .unwrap();
+    let url = c.node("police").unwrap().url.clone();
+    let response = pluis_client::screen::run(&url, &coordinator, PURPOSE, 3)
+        .await
+        .unwrap();
+    assert!(
+        response.peers.iter().all(|p| p.state == 2),
+        "{:?}",
+        response.peers
+    );
+    assert!(
+        response.peers[0].detail.contains("min_prefix_bits"),
+        "{}",
+        response.peers[0].detail
+    );
+    c.stop().await.unwrap();
+}

@@ -10,7 +10,8 @@ use pluis_proto::table::Flags;
 use pluis_proto::taxonomy::LifeDomain;
 use tokio::task::JoinSet;
 
-use crate::matching::{ask_peer, exchange_id, PEER_DEADLINE};
+use crate::matching::{ask_peer, ask_peer_with, exchange_id, Fetch, PEER_DEADLINE};
+use crate::policy::Purpose;
 use crate::tables::{add_flags, View};
 use tonic::{Request, Response, Status};
 
@@ -27,6 +28,56 @@ impl CoordinatorService {
     pub fn new(state: Arc<NodeState>) -> Self {
         CoordinatorService { state }
     }
+
+    /// The purpose, if this node's coordinators may ask for it.
+    fn own_purpose(&self, name: &str) -> Result<Purpose, Status> {
+        self.state
+            .purposes
+            .iter()
+            .find(|p| p.name == name)
+            .cloned()
+            .ok_or_else(|| {
+                Status::permission_denied(format!(
+                    "policy rule purposes: {name:?} is not a purpose this node's coordinators may ask for"
+                ))
+            })
+    }
+}
+
+/// How long one partner may take for a whole bulk screening.
+const SCREEN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Every active key this node holds, with its own flags and case references.
+fn own_keys(
+    state: &NodeState,
+    today: time::Date,
+) -> Result<BTreeMap<String, (Flags, BTreeSet<String>)>, String> {
+    let mut records = Vec::new();
+    state
+        .store
+        .for_each_signal(|id, record| {
+            if !record.expired_on(today) {
+                records.push((*id, record.clone()));
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    let mut keys: BTreeMap<String, (Flags, BTreeSet<String>)> = BTreeMap::new();
+    for (id, record) in &records {
+        let local_ref = state
+            .store
+            .open_local_ref(id, record)
+            .map_err(|e| e.to_string())?;
+        for key in state
+            .store
+            .open_keys(id, record)
+            .map_err(|e| e.to_string())?
+        {
+            let entry = keys.entry(key).or_default();
+            add_flags(&mut entry.0, record, &View::everything());
+            entry.1.extend(local_ref.clone());
+        }
+    }
+    Ok(keys)
 }
 
 /// Domains flagged for a subject or a case: which orgs, which signals.
@@ -86,17 +137,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
     ) -> Result<Response<pb::MatchResponse>, Status> {
         let request = request.into_inner();
         let state = self.state.clone();
-        let purpose = state
-            .purposes
-            .iter()
-            .find(|p| p.name == request.purpose)
-            .cloned()
-            .ok_or_else(|| {
-                Status::permission_denied(format!(
-                    "policy rule purposes: {:?} is not a purpose this node's coordinators may ask for",
-                    request.purpose
-                ))
-            })?;
+        let purpose = self.own_purpose(&request.purpose)?;
         if request.subjects.is_empty() {
             return Err(Status::invalid_argument("subjects: at least one is needed"));
         }
@@ -226,6 +267,99 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             subjects,
             case_total: Some(total.result("case (all subjects)".into())),
             peers: outcomes,
+        }))
+    }
+
+    async fn screen(
+        &self,
+        request: Request<pb::ScreenRequest>,
+    ) -> Result<Response<pb::ScreenResponse>, Status> {
+        let request = request.into_inner();
+        let purpose = self.own_purpose(&request.purpose)?;
+        let min_domains = if request.min_domains == 0 {
+            3
+        } else {
+            request.min_domains
+        };
+        let state = self.state.clone();
+        let today = crate::cli::today();
+        let own = {
+            let state = state.clone();
+            tokio::task::spawn_blocking(move || own_keys(&state, today))
+                .await
+                .map_err(|_| Status::internal("local scan failed"))?
+                .map_err(|e| Status::internal(format!("local scan: {e}")))?
+        };
+        let keys: Vec<String> = own.keys().cloned().collect();
+        let span = tracing::info_span!("screening", purpose = %purpose.name, keys = keys.len(), min_domains);
+        let _entered = span.enter();
+        let mut asks = JoinSet::new();
+        for peer in state.peers.iter() {
+            let (peer, purpose, keys) = (peer.clone(), purpose.clone(), keys.clone());
+            asks.spawn(async move {
+                ask_peer_with(
+                    &peer,
+                    &purpose.name,
+                    &purpose.legal_basis,
+                    &keys,
+                    SCREEN_DEADLINE,
+                    Fetch::Whole,
+                )
+                .await
+            });
+        }
+        let mut answers = Vec::new();
+        let mut outcomes = Vec::new();
+        while let Some(joined) = asks.join_next().await {
+            if let Ok(answer) = joined {
+                outcomes.push(answer.outcome.clone());
+                answers.push(answer);
+            }
+        }
+        outcomes.sort_by(|a, b| a.org.cmp(&b.org));
+        // Per case reference, the union over its keys of every partner's flags.
+        let own_org = state.id.org().to_owned();
+        let mut cases: BTreeMap<String, CaseDomains> = BTreeMap::new();
+        for (i, (_, (flags, refs))) in own.iter().enumerate() {
+            let mut domains = CaseDomains::new();
+            domains.add(&own_org, flags);
+            for answer in &answers {
+                if let Some(Some(f)) = answer.flags.get(i) {
+                    domains.add(&answer.outcome.org, f);
+                }
+            }
+            for local_ref in refs {
+                let case = cases
+                    .entry(local_ref.clone())
+                    .or_insert_with(CaseDomains::new);
+                for (domain, (orgs, signals)) in &domains.0 {
+                    let entry = case.0.entry(*domain).or_default();
+                    entry.0.extend(orgs.iter().cloned());
+                    entry.1.extend(signals.iter().cloned());
+                }
+            }
+        }
+        let hits: Vec<pb::ScreenHit> = cases
+            .into_iter()
+            .filter(|(_, d)| d.0.len() as u32 >= min_domains)
+            .map(|(local_ref, d)| {
+                let result = d.result(String::new());
+                pb::ScreenHit {
+                    local_ref,
+                    domains: result.domains,
+                    domain_count: result.domain_count,
+                }
+            })
+            .collect();
+        tracing::info!(
+            hits = hits.len(),
+            partners = outcomes.len(),
+            "screening done"
+        );
+        Ok(Response::new(pb::ScreenResponse {
+            hits,
+            peers: outcomes,
+            keys_screened: keys.len() as u64,
         }))
     }
 

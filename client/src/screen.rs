@@ -1,0 +1,90 @@
+//! `pluis screen`: bulk screening. The coordinator's own node checks every
+//! active key it holds against every partner's whole table (fetched once
+//! per epoch; partners learn only how many keys were asked) and lists this
+//! organisation's own case references whose combined signals reach
+//! `--min-domains` life domains.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use anyhow::Context;
+use pluis_node::status_detail;
+use pluis_node::tls::TlsIdentity;
+use pluis_proto::pb::coordinator_client::CoordinatorClient;
+use pluis_proto::pb::{ScreenRequest, ScreenResponse};
+
+/// Runs a screening on the node at `url`.
+pub async fn run(
+    url: &str,
+    identity: &TlsIdentity,
+    purpose: &str,
+    min_domains: u32,
+) -> anyhow::Result<ScreenResponse> {
+    let channel = crate::connect::channel(url, identity)?;
+    let response = CoordinatorClient::new(channel)
+        .screen(ScreenRequest {
+            purpose: purpose.to_owned(),
+            min_domains,
+        })
+        .await
+        .map_err(|status| anyhow::anyhow!(status_detail(&status)))
+        .with_context(|| format!("screening on node {url}"))?;
+    Ok(response.into_inner())
+}
+
+/// One line per hit: reference, domain count, `domain:org+org` list.
+pub fn render(response: &ScreenResponse) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} keys screened; {} cases reach the threshold",
+        response.keys_screened,
+        response.hits.len()
+    );
+    for hit in &response.hits {
+        let domains: Vec<String> = hit
+            .domains
+            .iter()
+            .map(|d| format!("{}:{}", d.domain, d.orgs.join("+")))
+            .collect();
+        let _ = writeln!(
+            out,
+            "{}  {}  {}",
+            hit.local_ref,
+            hit.domain_count,
+            domains.join(" ")
+        );
+    }
+    for p in response.peers.iter().filter(|p| p.state != 1) {
+        let _ = writeln!(out, "PARTIAL: {} did not answer: {}", p.org, p.detail);
+    }
+    out
+}
+
+/// Writes the hits as CSV (`local_ref,domain_count,domains`), mode 0600:
+/// case references are the organisation's own, but still case data.
+pub fn write_csv(path: &Path, response: &ScreenResponse) -> anyhow::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    let mut writer = csv::Writer::from_writer(file);
+    writer.write_record(["local_ref", "domain_count", "domains"])?;
+    for hit in &response.hits {
+        let domains: Vec<String> = hit
+            .domains
+            .iter()
+            .map(|d| format!("{}:{}", d.domain, d.orgs.join("+")))
+            .collect();
+        writer.write_record([
+            hit.local_ref.as_str(),
+            &hit.domain_count.to_string(),
+            &domains.join(" "),
+        ])?;
+    }
+    writer.flush()?;
+    Ok(())
+}
