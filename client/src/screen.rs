@@ -32,6 +32,15 @@ pub async fn run(
     Ok(response.into_inner())
 }
 
+/// `domain:org+org …` of a hit.
+fn domains_text(hit: &pluis_proto::pb::ScreenHit) -> String {
+    hit.domains
+        .iter()
+        .map(|d| format!("{}:{}", d.domain, d.orgs.join("+")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// One line per hit: reference, domain count, `domain:org+org` list.
 pub fn render(response: &ScreenResponse) -> String {
     let mut out = String::new();
@@ -74,15 +83,10 @@ pub fn write_csv(path: &Path, response: &ScreenResponse) -> anyhow::Result<()> {
     let mut writer = csv::Writer::from_writer(file);
     writer.write_record(["local_ref", "domain_count", "domains"])?;
     for hit in &response.hits {
-        let domains: Vec<String> = hit
-            .domains
-            .iter()
-            .map(|d| format!("{}:{}", d.domain, d.orgs.join("+")))
-            .collect();
         writer.write_record([
             hit.local_ref.as_str(),
             &hit.domain_count.to_string(),
-            &domains.join(" "),
+            &domains_text(hit),
         ])?;
     }
     writer.flush()?;

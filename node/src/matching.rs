@@ -17,7 +17,12 @@ use ring::rand::{SecureRandom, SystemRandom};
 use tokio_stream::StreamExt;
 use tonic::Code;
 
-use crate::peers::Peer;
+use std::sync::Arc;
+
+use tokio::task::JoinSet;
+
+use crate::peers::{Peer, Peers};
+use crate::policy::Purpose;
 
 /// How long one partner may take for a whole exchange.
 pub const PEER_DEADLINE: Duration = Duration::from_secs(5);
@@ -52,19 +57,50 @@ pub enum Fetch {
 /// Keys per `Evaluate` request in bulk screening (the default policy limit).
 pub const BULK_BATCH: usize = 100;
 
-/// Asks `peer` about `keys` (canonical encodings) for `purpose`.
-pub async fn ask_peer(
-    peer: &Peer,
-    purpose: &str,
-    legal_basis: &str,
+/// Asks every partner at once, each under its own `deadline`; collect
+/// the answers with [`gather`].
+pub fn ask_all(
+    peers: &Peers,
+    purpose: &Purpose,
     keys: &[String],
     deadline: Duration,
-) -> PeerAnswer {
-    ask_peer_with(peer, purpose, legal_basis, keys, deadline, Fetch::Buckets).await
+    fetch: Fetch,
+) -> JoinSet<PeerAnswer> {
+    let mut asks = JoinSet::new();
+    let keys: Arc<[String]> = keys.into();
+    for peer in peers.iter() {
+        let (peer, purpose, keys) = (peer.clone(), purpose.clone(), keys.clone());
+        asks.spawn(async move {
+            ask_peer(
+                &peer,
+                &purpose.name,
+                &purpose.legal_basis,
+                &keys,
+                deadline,
+                fetch,
+            )
+            .await
+        });
+    }
+    asks
 }
 
-/// [`ask_peer`], reading the partner's table as `fetch` says.
-pub async fn ask_peer_with(
+/// Every answer of [`ask_all`], in org order.
+pub async fn gather(mut asks: JoinSet<PeerAnswer>) -> Vec<PeerAnswer> {
+    let mut answers = Vec::new();
+    while let Some(joined) = asks.join_next().await {
+        // A task that panicked has no answer; its partner is simply missing.
+        if let Ok(answer) = joined {
+            answers.push(answer);
+        }
+    }
+    answers.sort_by(|a, b| a.outcome.org.cmp(&b.outcome.org));
+    answers
+}
+
+/// Asks `peer` about `keys` (canonical encodings) for `purpose`, reading
+/// its table as `fetch` says.
+pub async fn ask_peer(
     peer: &Peer,
     purpose: &str,
     legal_basis: &str,

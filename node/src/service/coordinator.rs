@@ -8,12 +8,12 @@ use pluis_proto::identifier::SubjectKey;
 use pluis_proto::pb::{self, peer_outcome::State};
 use pluis_proto::table::Flags;
 use pluis_proto::taxonomy::LifeDomain;
-use tokio::task::JoinSet;
 
-use crate::matching::{ask_peer, ask_peer_with, exchange_id, Fetch, PEER_DEADLINE};
+use crate::matching::{ask_all, exchange_id, gather, Fetch, PEER_DEADLINE};
 use crate::policy::Purpose;
 use crate::tables::{add_flags, View};
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use crate::node::NodeState;
 
@@ -176,98 +176,85 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             subjects = request.subjects.len(),
             keys = keys.len()
         );
-        let _entered = span.enter();
-
-        // Every partner at once, each under its own deadline.
-        let mut asks = JoinSet::new();
-        for peer in state.peers.iter() {
-            let (peer, purpose, keys) = (peer.clone(), purpose.clone(), keys.clone());
-            asks.spawn(async move {
-                ask_peer(
-                    &peer,
-                    &purpose.name,
-                    &purpose.legal_basis,
-                    &keys,
-                    PEER_DEADLINE,
-                )
-                .await
-            });
-        }
-        // Our own signals, meanwhile.
-        let own = {
-            let state = state.clone();
-            let keys = keys.clone();
-            tokio::task::spawn_blocking(move || -> Result<Vec<Option<Flags>>, String> {
-                let mut flags = Vec::with_capacity(keys.len());
-                for k in &keys {
-                    let key = SubjectKey::parse(k, today).map_err(|e| e.to_string())?;
-                    let mut found: Option<Flags> = None;
-                    for record in state
-                        .store
-                        .records_for_key(&key)
-                        .map_err(|e| e.to_string())?
-                    {
-                        if !record.expired_on(today) {
-                            add_flags(
-                                found.get_or_insert_with(Flags::default),
-                                &record,
-                                &View::everything(),
-                            );
+        async move {
+            // Every partner at once, each under its own deadline.
+            let asks = ask_all(&state.peers, &purpose, &keys, PEER_DEADLINE, Fetch::Buckets);
+            // Our own signals, meanwhile.
+            let own = {
+                let state = state.clone();
+                let keys = keys.clone();
+                tokio::task::spawn_blocking(move || -> Result<Vec<Option<Flags>>, String> {
+                    let mut flags = Vec::with_capacity(keys.len());
+                    for k in &keys {
+                        let key = SubjectKey::parse(k, today).map_err(|e| e.to_string())?;
+                        let mut found: Option<Flags> = None;
+                        for record in state
+                            .store
+                            .records_for_key(&key)
+                            .map_err(|e| e.to_string())?
+                        {
+                            if !record.expired_on(today) {
+                                add_flags(
+                                    found.get_or_insert_with(Flags::default),
+                                    &record,
+                                    &View::everything(),
+                                );
+                            }
                         }
+                        flags.push(found);
                     }
-                    flags.push(found);
-                }
-                Ok(flags)
-            })
-        };
-        let own = own
-            .await
-            .map_err(|_| Status::internal("local lookup failed"))?
-            .map_err(|e| Status::internal(format!("local lookup: {e}")))?;
-        let mut answers: Vec<(String, Vec<Option<Flags>>)> = vec![(state.id.org().to_owned(), own)];
-        let mut outcomes = Vec::new();
-        while let Some(joined) = asks.join_next().await {
-            if let Ok(answer) = joined {
+                    Ok(flags)
+                })
+            };
+            let own = own
+                .await
+                .map_err(|_| Status::internal("local lookup failed"))?
+                .map_err(|e| Status::internal(format!("local lookup: {e}")))?;
+            let mut answers: Vec<(String, Vec<Option<Flags>>)> =
+                vec![(state.id.org().to_owned(), own)];
+            let mut outcomes = Vec::new();
+            for answer in gather(asks).await {
                 answers.push((answer.outcome.org.clone(), answer.flags));
                 outcomes.push(answer.outcome);
             }
-        }
-        outcomes.sort_by(|a, b| a.org.cmp(&b.org));
 
-        let mut subjects = Vec::new();
-        let mut total = CaseDomains::new();
-        for (i, subject) in request.subjects.iter().enumerate() {
-            let mut domains = CaseDomains::new();
-            for (org, flags) in &answers {
-                for &k in &subject_keys[i] {
-                    if let Some(Some(f)) = flags.get(k) {
-                        domains.add(org, f);
-                        total.add(org, f);
+            let mut subjects = Vec::new();
+            let mut total = CaseDomains::new();
+            for (i, subject) in request.subjects.iter().enumerate() {
+                let mut domains = CaseDomains::new();
+                for (org, flags) in &answers {
+                    for &k in &subject_keys[i] {
+                        if let Some(Some(f)) = flags.get(k) {
+                            domains.add(org, f);
+                            total.add(org, f);
+                        }
                     }
                 }
+                let label = if subject.label.is_empty() {
+                    format!("subject {}", i + 1)
+                } else {
+                    subject.label.clone()
+                };
+                subjects.push(domains.result(label));
             }
-            let label = if subject.label.is_empty() {
-                format!("subject {}", i + 1)
-            } else {
-                subject.label.clone()
-            };
-            subjects.push(domains.result(label));
+            let served = outcomes
+                .iter()
+                .filter(|o| o.state == State::Answered as i32)
+                .count();
+            tracing::info!(
+                partners = outcomes.len(),
+                answered = served,
+                "case query answered"
+            );
+            Ok(Response::new(pb::MatchResponse {
+                query_id: query_id.to_vec(),
+                subjects,
+                case_total: Some(total.result("case (all subjects)".into())),
+                peers: outcomes,
+            }))
         }
-        let served = outcomes
-            .iter()
-            .filter(|o| o.state == State::Answered as i32)
-            .count();
-        tracing::info!(
-            partners = outcomes.len(),
-            answered = served,
-            "case query answered"
-        );
-        Ok(Response::new(pb::MatchResponse {
-            query_id: query_id.to_vec(),
-            subjects,
-            case_total: Some(total.result("case (all subjects)".into())),
-            peers: outcomes,
-        }))
+        .instrument(span)
+        .await
     }
 
     async fn screen(
@@ -292,75 +279,64 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         };
         let keys: Vec<String> = own.keys().cloned().collect();
         let span = tracing::info_span!("screening", purpose = %purpose.name, keys = keys.len(), min_domains);
-        let _entered = span.enter();
-        let mut asks = JoinSet::new();
-        for peer in state.peers.iter() {
-            let (peer, purpose, keys) = (peer.clone(), purpose.clone(), keys.clone());
-            asks.spawn(async move {
-                ask_peer_with(
-                    &peer,
-                    &purpose.name,
-                    &purpose.legal_basis,
-                    &keys,
-                    SCREEN_DEADLINE,
-                    Fetch::Whole,
-                )
-                .await
-            });
-        }
-        let mut answers = Vec::new();
-        let mut outcomes = Vec::new();
-        while let Some(joined) = asks.join_next().await {
-            if let Ok(answer) = joined {
-                outcomes.push(answer.outcome.clone());
-                answers.push(answer);
-            }
-        }
-        outcomes.sort_by(|a, b| a.org.cmp(&b.org));
-        // Per case reference, the union over its keys of every partner's flags.
-        let own_org = state.id.org().to_owned();
-        let mut cases: BTreeMap<String, CaseDomains> = BTreeMap::new();
-        for (i, (_, (flags, refs))) in own.iter().enumerate() {
-            let mut domains = CaseDomains::new();
-            domains.add(&own_org, flags);
-            for answer in &answers {
-                if let Some(Some(f)) = answer.flags.get(i) {
-                    domains.add(&answer.outcome.org, f);
+        async move {
+            let answers = gather(ask_all(
+                &state.peers,
+                &purpose,
+                &keys,
+                SCREEN_DEADLINE,
+                Fetch::Whole,
+            ))
+            .await;
+            let outcomes: Vec<pb::PeerOutcome> =
+                answers.iter().map(|a| a.outcome.clone()).collect();
+            // Per case reference, the union over its keys of every partner's flags.
+            let own_org = state.id.org().to_owned();
+            let mut cases: BTreeMap<String, CaseDomains> = BTreeMap::new();
+            for (i, (_, (flags, refs))) in own.iter().enumerate() {
+                let mut domains = CaseDomains::new();
+                domains.add(&own_org, flags);
+                for answer in &answers {
+                    if let Some(Some(f)) = answer.flags.get(i) {
+                        domains.add(&answer.outcome.org, f);
+                    }
+                }
+                for local_ref in refs {
+                    let case = cases
+                        .entry(local_ref.clone())
+                        .or_insert_with(CaseDomains::new);
+                    for (domain, (orgs, signals)) in &domains.0 {
+                        let entry = case.0.entry(*domain).or_default();
+                        entry.0.extend(orgs.iter().cloned());
+                        entry.1.extend(signals.iter().cloned());
+                    }
                 }
             }
-            for local_ref in refs {
-                let case = cases
-                    .entry(local_ref.clone())
-                    .or_insert_with(CaseDomains::new);
-                for (domain, (orgs, signals)) in &domains.0 {
-                    let entry = case.0.entry(*domain).or_default();
-                    entry.0.extend(orgs.iter().cloned());
-                    entry.1.extend(signals.iter().cloned());
-                }
-            }
+            let hits: Vec<pb::ScreenHit> = cases
+                .into_iter()
+                .filter(|(_, d)| d.0.len() as u32 >= min_domains)
+                .map(|(local_ref, d)| {
+                    let result = d.result(String::new());
+                    pb::ScreenHit {
+                        local_ref,
+                        domains: result.domains,
+                        domain_count: result.domain_count,
+                    }
+                })
+                .collect();
+            tracing::info!(
+                hits = hits.len(),
+                partners = outcomes.len(),
+                "screening done"
+            );
+            Ok(Response::new(pb::ScreenResponse {
+                hits,
+                peers: outcomes,
+                keys_screened: keys.len() as u64,
+            }))
         }
-        let hits: Vec<pb::ScreenHit> = cases
-            .into_iter()
-            .filter(|(_, d)| d.0.len() as u32 >= min_domains)
-            .map(|(local_ref, d)| {
-                let result = d.result(String::new());
-                pb::ScreenHit {
-                    local_ref,
-                    domains: result.domains,
-                    domain_count: result.domain_count,
-                }
-            })
-            .collect();
-        tracing::info!(
-            hits = hits.len(),
-            partners = outcomes.len(),
-            "screening done"
-        );
-        Ok(Response::new(pb::ScreenResponse {
-            hits,
-            peers: outcomes,
-            keys_screened: keys.len() as u64,
-        }))
+        .instrument(span)
+        .await
     }
 
     async fn status(

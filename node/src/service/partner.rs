@@ -13,6 +13,7 @@ use pluis_proto::pb;
 use rayon::prelude::*;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use crate::auth::Caller;
 use crate::epochs::now_secs;
@@ -82,7 +83,7 @@ impl pb::partner_server::Partner for PartnerService {
         let (ctx, exchange) = context(request.context)?;
         let keys = request.blinded.len() as u64;
         let span = tracing::info_span!("evaluate", %exchange, %peer, purpose = %ctx.purpose, keys);
-        let _entered = span.enter();
+        async move {
 
         let state = &self.state;
         let policy = state.policies.get(&peer);
@@ -165,6 +166,9 @@ impl pb::partner_server::Partner for PartnerService {
             min_prefix_bits: policy.map_or(0, |p| p.min_prefix_bits),
             receipt: None,
         }))
+        }
+        .instrument(span)
+        .await
     }
 
     type GetTableStream = Pin<Box<dyn Stream<Item = Result<pb::TableChunk, Status>> + Send>>;
@@ -178,52 +182,56 @@ impl pb::partner_server::Partner for PartnerService {
         let request = request.into_inner();
         let (ctx, exchange) = context(request.context)?;
         let span = tracing::info_span!("get_table", %exchange, %peer, purpose = %ctx.purpose, prefix_bits = request.prefix_bits);
-        let _entered = span.enter();
-        let state = self.state.clone();
-        let policy = match decide_table(
-            state.policies.get(&peer),
-            &peer,
-            &ctx.purpose,
-            request.prefix_bits,
-        ) {
-            Ok(policy) => policy.clone(),
-            Err(denial) => {
-                tracing::warn!(rule = denial.rule, "table request denied");
-                return Err(self.deny(denial.to_string()));
-            }
-        };
-        let prefix = Prefix::parse(request.prefix_bits, &request.prefix)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let (epoch, key) = state
-            .epochs
-            .key(request.epoch, now_secs())
-            .map_err(|e| Status::failed_precondition(e.to_string()))?;
-        let view = View::of(&policy);
-        let today = crate::cli::today();
-        let table = tokio::task::spawn_blocking(move || {
-            state.tables.get(&state.store, epoch, &key, &view, today)
-        })
-        .await
-        .map_err(|_| Status::internal("table task failed"))?
-        .map_err(|e| Status::internal(format!("table: {e}")))?;
-        let bucket = table.bucket(&prefix);
-        tracing::info!(entries = bucket.len(), "table entries served");
-        let chunks: Vec<Result<pb::TableChunk, Status>> = bucket
-            .chunks(TABLE_CHUNK)
-            .map(|chunk| {
-                Ok(pb::TableChunk {
-                    epoch,
-                    entries: chunk
-                        .iter()
-                        .map(|e| pb::TableEntry {
-                            tag: e.tag.to_vec(),
-                            label: e.label.clone(),
-                        })
-                        .collect(),
-                    receipt: None,
-                })
+        async move {
+            let state = self.state.clone();
+            let policy = match decide_table(
+                state.policies.get(&peer),
+                &peer,
+                &ctx.purpose,
+                request.prefix_bits,
+            ) {
+                Ok(policy) => policy.clone(),
+                Err(denial) => {
+                    tracing::warn!(rule = denial.rule, "table request denied");
+                    return Err(self.deny(denial.to_string()));
+                }
+            };
+            let prefix = Prefix::parse(request.prefix_bits, &request.prefix)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            let (epoch, key) = state
+                .epochs
+                .key(request.epoch, now_secs())
+                .map_err(|e| Status::failed_precondition(e.to_string()))?;
+            let view = View::of(&policy);
+            let today = crate::cli::today();
+            let table = tokio::task::spawn_blocking(move || {
+                state.tables.get(&state.store, epoch, &key, &view, today)
             })
-            .collect();
-        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
+            .await
+            .map_err(|_| Status::internal("table task failed"))?
+            .map_err(|e| Status::internal(format!("table: {e}")))?;
+            let bucket = table.bucket(&prefix);
+            tracing::info!(entries = bucket.len(), "table entries served");
+            let chunks: Vec<Result<pb::TableChunk, Status>> = bucket
+                .chunks(TABLE_CHUNK)
+                .map(|chunk| {
+                    Ok(pb::TableChunk {
+                        epoch,
+                        entries: chunk
+                            .iter()
+                            .map(|e| pb::TableEntry {
+                                tag: e.tag.to_vec(),
+                                label: e.label.clone(),
+                            })
+                            .collect(),
+                        receipt: None,
+                    })
+                })
+                .collect();
+            let stream: Self::GetTableStream = Box::pin(tokio_stream::iter(chunks));
+            Ok(Response::new(stream))
+        }
+        .instrument(span)
+        .await
     }
 }
