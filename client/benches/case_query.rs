@@ -1,0 +1,115 @@
+//! Case-query benchmark: `cargo bench -p pluis-client --bench case_query`.
+//!
+//! Four real nodes on loopback with mutual TLS, each holding synthetic
+//! signals (`PLUIS_BENCH_ROWS` per org, default 20,000); the police
+//! coordinator asks about 5 subjects across the 3 partners. Prints the
+//! median and 95th-percentile latency of sequential queries, then the
+//! sustained rate from 8 concurrent clients. Partners' tables are built
+//! once (first query) and excluded by a warm-up.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pluis_client::consortium::{LocalConsortium, PURPOSE};
+use pluis_client::matching::{query, subjects_from_args};
+use pluis_node::config::load_taxonomy;
+use pluis_node::gendata::{generate, person, GenOptions};
+use pluis_node::import::{import, ImportOptions, Quiet};
+use pluis_proto::Role;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rows: u64 = std::env::var("PLUIS_BENCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let dir = tempfile::tempdir()?;
+    let orgs = ["police", "municipality", "school", "healthcare"];
+    let mut consortium = LocalConsortium::create(&dir.path().join("bench"), "bench", &orgs).await?;
+    let taxonomy = load_taxonomy(None)?;
+    let today = pluis_node::cli::today();
+    for node in &consortium.nodes {
+        let config = pluis_node::Config::load(&node.config)?;
+        let file = node.config.with_file_name("signals.csv");
+        let options = GenOptions {
+            rows,
+            seed: 11,
+            org: node.org.clone(),
+            population: Some(rows * 2),
+            today,
+        };
+        generate(&taxonomy, &options, &mut std::fs::File::create(&file)?)?;
+        let store = pluis_node::store::Store::open(&config.data_dir)?;
+        let import_options = ImportOptions {
+            path: file,
+            replace: false,
+            skip_invalid: false,
+            rejects: None,
+            today,
+        };
+        import(&store, &taxonomy, &import_options, &Quiet)?;
+    }
+    consortium.start_all()?;
+    let identity = Arc::new(
+        consortium
+            .tls_args("police", Role::Coordinator)
+            .load(Role::Coordinator)?,
+    );
+    let url = consortium.node("police")?.url.clone();
+    let subjects = move |i: u64| {
+        let keys: Vec<String> = (0..5)
+            .map(|k| format!("bsn:{}", person(11, (i * 5 + k) % (rows * 2), today).bsn))
+            .collect();
+        subjects_from_args(&keys)
+    };
+    // Warm-up: partners build their tables, channels connect.
+    for i in 0..5 {
+        query(&url, &identity, PURPOSE, subjects(i)).await?;
+    }
+
+    let mut latencies = Vec::new();
+    for i in 0..200 {
+        let started = Instant::now();
+        let answer = query(&url, &identity, PURPOSE, subjects(i)).await?;
+        latencies.push(started.elapsed());
+        anyhow::ensure!(
+            answer.peers.iter().all(|p| p.state == 1),
+            "a partner did not answer"
+        );
+    }
+    latencies.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "case query, 5 subjects, 3 partners + own signals ({rows} signals per org): median {:.1} ms, p95 {:.1} ms (sequential, 200 queries)",
+        ms(latencies[latencies.len() / 2]),
+        ms(latencies[latencies.len() * 95 / 100])
+    );
+
+    let clients = 8;
+    let window = Duration::from_secs(10);
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..clients {
+        let (url, identity) = (url.clone(), identity.clone());
+        tasks.spawn(async move {
+            let mut done = 0u64;
+            while started.elapsed() < window {
+                query(&url, &identity, PURPOSE, subjects(c * 10_000 + done)).await?;
+                done += 1;
+            }
+            anyhow::Ok(done)
+        });
+    }
+    let mut total = 0;
+    while let Some(done) = tasks.join_next().await {
+        total += done??;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "case queries from {clients} concurrent clients: {total} in {seconds:.1} s = {:.0} queries/s",
+        total as f64 / seconds
+    );
+    consortium.stop().await?;
+    Ok(())
+}
