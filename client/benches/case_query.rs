@@ -41,13 +41,7 @@ async fn main() -> anyhow::Result<()> {
         };
         generate(&taxonomy, &options, &mut std::fs::File::create(&file)?)?;
         let store = pluis_node::store::Store::open(&config.data_dir)?;
-        let import_options = ImportOptions {
-            path: file,
-            replace: false,
-            skip_invalid: false,
-            rejects: None,
-            today,
-        };
+        let import_options = ImportOptions::new(file, today);
         import(&store, &taxonomy, &import_options, &Quiet)?;
     }
     consortium.start_all()?;

@@ -58,13 +58,7 @@ fn import_synthetic(org: &str, config_path: &std::path::Path) -> anyhow::Result<
     let report = import(
         &store,
         &taxonomy,
-        &ImportOptions {
-            path: file.clone(),
-            replace: false,
-            skip_invalid: false,
-            rejects: None,
-            today,
-        },
+        &ImportOptions::new(file.clone(), today),
         &Quiet,
     )?;
     let domains: Vec<&str> = pluis_node::gendata::domains_of(org)

@@ -55,13 +55,7 @@ fn main() -> anyhow::Result<()> {
     let rss_before = peak_rss_mib();
 
     let store = Store::open(&dir.path().join("data"))?;
-    let import_options = ImportOptions {
-        path: file.clone(),
-        replace: false,
-        skip_invalid: false,
-        rejects: None,
-        today,
-    };
+    let import_options = ImportOptions::new(file.clone(), today);
     for (label, what) in [
         ("fresh store", "first import"),
         ("full store", "re-import (merge, all unchanged)"),

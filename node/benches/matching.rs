@@ -71,13 +71,7 @@ fn main() -> anyhow::Result<()> {
     };
     generate(&taxonomy, &options, &mut std::fs::File::create(&file)?)?;
     let store = Store::open(&dir.path().join("data"))?;
-    let import_options = ImportOptions {
-        path: file,
-        replace: false,
-        skip_invalid: false,
-        rejects: None,
-        today,
-    };
+    let import_options = ImportOptions::new(file, today);
     import(&store, &taxonomy, &import_options, &Quiet)?;
     let started = Instant::now();
     let table = build(&store, &key, &View::everything(), today)?;

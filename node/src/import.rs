@@ -59,6 +59,19 @@ pub struct ImportOptions {
     pub today: Date,
 }
 
+impl ImportOptions {
+    /// A plain import of `path`: merge, all or nothing, no rejects file.
+    pub fn new(path: PathBuf, today: Date) -> ImportOptions {
+        ImportOptions {
+            path,
+            replace: false,
+            skip_invalid: false,
+            rejects: None,
+            today,
+        }
+    }
+}
+
 /// One bad row: where, which field, what rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowError {

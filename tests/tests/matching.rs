@@ -189,13 +189,7 @@ fn import_rows(c: &LocalConsortium, org: &str, rows: &str) {
     std::fs::write(&file, format!("bsn,signal,registered_on,local_ref\n{rows}")).unwrap();
     let store = pluis_node::store::Store::open(&config.data_dir).unwrap();
     let taxonomy = pluis_node::config::load_taxonomy(None).unwrap();
-    let options = ImportOptions {
-        path: file,
-        replace: false,
-        skip_invalid: false,
-        rejects: None,
-        today: pluis_node::cli::today(),
-    };
+    let options = ImportOptions::new(file, pluis_node::cli::today());
     import(&store, &taxonomy, &options, &Quiet).unwrap();
 }
 

@@ -101,6 +101,15 @@ impl CaseDomains {
         }
     }
 
+    /// Adds everything `other` holds.
+    fn merge(&mut self, other: &CaseDomains) {
+        for (domain, (orgs, signals)) in &other.0 {
+            let entry = self.0.entry(*domain).or_default();
+            entry.0.extend(orgs.iter().cloned());
+            entry.1.extend(signals.iter().cloned());
+        }
+    }
+
     fn result(self, label: String) -> pb::SubjectResult {
         let count = self.0.len() as u32;
         pb::SubjectResult {
@@ -302,14 +311,10 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
                     }
                 }
                 for local_ref in refs {
-                    let case = cases
+                    cases
                         .entry(local_ref.clone())
-                        .or_insert_with(CaseDomains::new);
-                    for (domain, (orgs, signals)) in &domains.0 {
-                        let entry = case.0.entry(*domain).or_default();
-                        entry.0.extend(orgs.iter().cloned());
-                        entry.1.extend(signals.iter().cloned());
-                    }
+                        .or_insert_with(CaseDomains::new)
+                        .merge(&domains);
                 }
             }
             let hits: Vec<pb::ScreenHit> = cases
