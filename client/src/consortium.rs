@@ -35,6 +35,18 @@ pub struct LocalNode {
 }
 
 impl LocalNode {
+    /// Loads the config and serves on `listener` in a task of its own.
+    fn start(&mut self, listener: TcpListener) -> anyhow::Result<()> {
+        let config = Config::load(&self.config)?;
+        let server = Node::new(config)?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        self.stop = Some(stop);
+        self.task = Some(tokio::spawn(server.serve(listener, async {
+            let _ = stopped.await;
+        })));
+        Ok(())
+    }
+
     /// Stops the node and waits until it has drained and closed.
     pub async fn stop(&mut self) -> anyhow::Result<()> {
         if let Some(stop) = self.stop.take() {
@@ -118,18 +130,26 @@ impl LocalConsortium {
     /// Starts every node that is not running yet, on its bound port.
     pub fn start_all(&mut self) -> anyhow::Result<()> {
         for node in &mut self.nodes {
-            let Some(listener) = node.listener.take() else {
-                continue;
-            };
-            let config = Config::load(&node.config)?;
-            let server = Node::new(config)?;
-            let (stop, stopped) = oneshot::channel::<()>();
-            node.stop = Some(stop);
-            node.task = Some(tokio::spawn(server.serve(listener, async {
-                let _ = stopped.await;
-            })));
+            if let Some(listener) = node.listener.take() {
+                node.start(listener)?;
+            }
         }
         Ok(())
+    }
+
+    /// Stops `org`'s node and starts it again on the same address, with
+    /// its config and data as they are now.
+    pub async fn restart(&mut self, org: &str) -> anyhow::Result<()> {
+        let node = self
+            .nodes
+            .iter_mut()
+            .find(|n| n.org == org)
+            .with_context(|| format!("no node for org {org}"))?;
+        node.stop().await?;
+        let listener = TcpListener::bind(node.addr)
+            .await
+            .with_context(|| format!("binding {} again for {org}", node.addr))?;
+        node.start(listener)
     }
 
     /// The running node of `org`.

@@ -73,10 +73,7 @@ impl Epochs {
         let current = self.current(now);
         let epoch = if requested == 0 { current } else { requested };
         let grace_ends = (current - 1) * self.length_secs + self.grace_secs;
-        let mut keys = match self.keys.lock() {
-            Ok(keys) => keys,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut keys = crate::lock(&self.keys);
         // Forget and destroy what is past its grace.
         let oldest_served = if now < grace_ends {
             current - 1

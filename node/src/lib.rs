@@ -52,3 +52,12 @@ pub fn status_detail(status: &tonic::Status) -> String {
     append_causes(&mut text, std::error::Error::source(status));
     text
 }
+
+/// Locks `mutex`, carrying on after a panic elsewhere: every value kept
+/// under a lock here is whole between statements (caches, counters).
+pub fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}

@@ -10,11 +10,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use pluis_proto::oprf::blind;
+use pluis_proto::oprf::OprfOutput;
 use pluis_proto::pb::partner_client::PartnerClient;
 use pluis_proto::pb::{self, peer_outcome::State};
-use pluis_proto::table::{open_label, tag, Flags, Prefix, Tag};
+use pluis_proto::table::{open_label, tag, Flags, LabelledTable, Prefix, TableEntry, Tag};
+use rayon::prelude::*;
 use ring::rand::{SecureRandom, SystemRandom};
 use tokio_stream::StreamExt;
+use tonic::transport::Channel;
 use tonic::Code;
 
 use std::sync::Arc;
@@ -114,12 +117,17 @@ pub async fn ask_peer(
         state: state as i32,
         detail,
         exchange_id: id.to_vec(),
+        ..Default::default()
     };
     let work = exchange(peer, purpose, legal_basis, keys, id, fetch);
     match tokio::time::timeout(deadline, work).await {
-        Ok(Ok(flags)) => PeerAnswer {
-            outcome: outcome(State::Answered, String::new()),
-            flags,
+        Ok(Ok(exchanged)) => PeerAnswer {
+            outcome: pb::PeerOutcome {
+                table_size: exchanged.table_size,
+                table_from_cache: exchanged.table_from_cache,
+                ..outcome(State::Answered, String::new())
+            },
+            flags: exchanged.flags,
         },
         Ok(Err(status)) => {
             let state = match status.code() {
@@ -153,6 +161,106 @@ fn open_into(into: &mut Option<Flags>, output: &pluis_proto::oprf::OprfOutput, l
     }
 }
 
+/// Keys per `Evaluate` when the partner allows more than the first batch.
+const MAX_BATCH: usize = 2048;
+/// `Evaluate` calls in flight at once to one partner in bulk screening.
+const IN_FLIGHT: usize = 4;
+
+/// One `Evaluate` round trip, unblinded.
+struct Evaluated {
+    outputs: Vec<OprfOutput>,
+    response: pb::EvaluateResponse,
+}
+
+/// Blinds `keys`, has the partner evaluate them under `epoch` (0: its
+/// current one) and unblinds the answers; the elliptic-curve work runs on
+/// all cores, off the async runtime.
+async fn evaluate(
+    mut client: PartnerClient<Channel>,
+    context: pb::ExchangeContext,
+    epoch: u64,
+    keys: Arc<[String]>,
+) -> Result<Evaluated, tonic::Status> {
+    let blinding_keys = keys.clone();
+    let blinded = tokio::task::spawn_blocking(move || {
+        blinding_keys
+            .par_iter()
+            .map(|k| blind(k.as_bytes(), &mut rand_core::OsRng))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await
+    .map_err(|_| tonic::Status::internal("blinding task failed"))?
+    .map_err(|e| tonic::Status::internal(format!("blinding: {e}")))?;
+    let mut response = client
+        .evaluate(pb::EvaluateRequest {
+            context: Some(context),
+            epoch,
+            blinded: blinded.iter().map(|b| b.element.to_vec()).collect(),
+        })
+        .await?
+        .into_inner();
+    if response.evaluated.len() != keys.len() {
+        return Err(tonic::Status::internal(format!(
+            "{} evaluations for {} keys",
+            response.evaluated.len(),
+            keys.len()
+        )));
+    }
+    let evaluated = std::mem::take(&mut response.evaluated);
+    let outputs = tokio::task::spawn_blocking(move || {
+        blinded
+            .par_iter()
+            .zip(keys.par_iter())
+            .zip(evaluated.par_iter())
+            .map(|((b, k), e)| b.finalize(k.as_bytes(), e))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await
+    .map_err(|_| tonic::Status::internal("unblinding task failed"))?
+    .map_err(|err| tonic::Status::internal(format!("partner's evaluation: {err}")))?;
+    Ok(Evaluated { outputs, response })
+}
+
+/// Streams a partner's whole table for `epoch`.
+async fn fetch_whole(
+    mut client: PartnerClient<Channel>,
+    context: pb::ExchangeContext,
+    epoch: u64,
+) -> Result<LabelledTable, tonic::Status> {
+    let mut stream = client
+        .get_table(pb::GetTableRequest {
+            context: Some(context),
+            epoch,
+            prefix_bits: 0,
+            prefix: Vec::new(),
+        })
+        .await?
+        .into_inner();
+    let mut entries = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        for entry in chunk?.entries {
+            if let Ok(tag) = Tag::try_from(entry.tag.as_slice()) {
+                entries.push(TableEntry {
+                    tag,
+                    label: entry.label,
+                });
+            }
+        }
+    }
+    Ok(LabelledTable::new(entries))
+}
+
+/// What one exchange with a partner found.
+#[derive(Debug, Default)]
+struct Exchanged {
+    /// Per key, the partner's flags, if any.
+    flags: Vec<Option<Flags>>,
+    /// The size of the partner's table for us.
+    table_size: u64,
+    /// Whether a cached whole table was used.
+    table_from_cache: bool,
+}
+
 async fn exchange(
     peer: &Peer,
     purpose: &str,
@@ -160,71 +268,106 @@ async fn exchange(
     keys: &[String],
     id: [u8; 16],
     fetch: Fetch,
-) -> Result<Vec<Option<Flags>>, tonic::Status> {
+) -> Result<Exchanged, tonic::Status> {
     if keys.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Exchanged::default());
     }
     let context = pb::ExchangeContext {
         exchange_id: id.to_vec(),
         purpose: purpose.to_owned(),
         legal_basis: legal_basis.to_owned(),
     };
-    let mut client = PartnerClient::new(peer.channel.clone());
-    let batch = match fetch {
+    let client = PartnerClient::new(peer.channel.clone());
+    // The first call learns the epoch, the limits and the table digest;
+    // every later batch is asked under the same epoch.
+    let first_len = match fetch {
         Fetch::Buckets => keys.len(),
-        Fetch::Whole => BULK_BATCH,
+        Fetch::Whole => BULK_BATCH.min(keys.len()),
     };
-    let mut outputs = Vec::with_capacity(keys.len());
-    let mut epoch = 0;
-    let mut min_prefix_bits = 0;
-    for chunk in keys.chunks(batch) {
-        let mut rng = rand_core::OsRng;
-        let blinded = chunk
-            .iter()
-            .map(|k| blind(k.as_bytes(), &mut rng))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| tonic::Status::internal(format!("blinding: {e}")))?;
-        let response = client
-            .evaluate(pb::EvaluateRequest {
-                context: Some(context.clone()),
-                // Every batch under the epoch of the first.
+    let first = evaluate(client.clone(), context.clone(), 0, keys[..first_len].into()).await?;
+    let epoch = first.response.epoch;
+    let min_prefix_bits = first.response.min_prefix_bits;
+    let table_size = first.response.table_size;
+    let mut table_from_cache = false;
+    // In bulk, fetch the whole table (unless this very table is cached)
+    // while the remaining keys are evaluated.
+    let table = match fetch {
+        Fetch::Buckets => None,
+        Fetch::Whole => Some(
+            match peer.cached_table(epoch, &first.response.table_digest) {
+                Some(table) => {
+                    table_from_cache = true;
+                    tokio::spawn(async move { Ok(table) })
+                }
+                None => {
+                    let fetching = fetch_whole(client.clone(), context.clone(), epoch);
+                    tokio::spawn(async move { fetching.await.map(Arc::new) })
+                }
+            },
+        ),
+    };
+    let mut outputs = first.outputs;
+    let batch = (first.response.max_keys_per_request as usize).clamp(1, MAX_BATCH);
+    let mut batches = keys[first_len..].chunks(batch);
+    let mut in_flight = std::collections::VecDeque::new();
+    loop {
+        while in_flight.len() < IN_FLIGHT {
+            let Some(chunk) = batches.next() else { break };
+            in_flight.push_back(tokio::spawn(evaluate(
+                client.clone(),
+                context.clone(),
                 epoch,
-                blinded: blinded.iter().map(|b| b.element.to_vec()).collect(),
-            })
-            .await?
-            .into_inner();
-        if response.evaluated.len() != chunk.len() {
-            return Err(tonic::Status::internal(format!(
-                "{} evaluations for {} keys",
-                response.evaluated.len(),
-                chunk.len()
+                chunk.into(),
             )));
         }
-        epoch = response.epoch;
-        min_prefix_bits = response.min_prefix_bits;
-        for ((b, k), e) in blinded.iter().zip(chunk).zip(&response.evaluated) {
-            let output = b
-                .finalize(k.as_bytes(), e)
-                .map_err(|err| tonic::Status::internal(format!("partner's evaluation: {err}")))?;
-            outputs.push(output);
-        }
+        let Some(next) = in_flight.pop_front() else {
+            break;
+        };
+        let evaluated = next
+            .await
+            .map_err(|_| tonic::Status::internal("evaluation task failed"))??;
+        outputs.extend(evaluated.outputs);
     }
     let tags: Vec<Tag> = outputs.iter().map(tag).collect();
-    let mut flags: Vec<Option<Flags>> = vec![None; keys.len()];
-    let (bits, prefixes): (u32, BTreeMap<Vec<u8>, Vec<usize>>) = match fetch {
-        Fetch::Whole => (0, [(Vec::new(), (0..keys.len()).collect())].into()),
-        Fetch::Buckets => {
-            let mut buckets: BTreeMap<Vec<u8>, Vec<usize>> = BTreeMap::new();
-            for (i, t) in tags.iter().enumerate() {
-                buckets
-                    .entry(Prefix::of(t, min_prefix_bits).bytes().to_vec())
-                    .or_default()
-                    .push(i);
-            }
-            (min_prefix_bits, buckets)
+    if let Some(table) = table {
+        let table = table
+            .await
+            .map_err(|_| tonic::Status::internal("table task failed"))??;
+        if table.digest()[..] == first.response.table_digest[..] {
+            peer.cache_table(epoch, table.clone());
         }
-    };
-    for (prefix, members) in prefixes {
+        let flags = tokio::task::spawn_blocking(move || {
+            tags.par_iter()
+                .zip(outputs.par_iter())
+                .map(|(t, output)| {
+                    let mut flags = None;
+                    for entry in table.find(t) {
+                        open_into(&mut flags, output, &entry.label);
+                    }
+                    flags
+                })
+                .collect()
+        })
+        .await
+        .map_err(|_| tonic::Status::internal("opening task failed"))?;
+        return Ok(Exchanged {
+            flags,
+            table_size,
+            table_from_cache,
+        });
+    }
+
+    // Case queries: one bucket per distinct tag prefix.
+    let mut client = client;
+    let mut flags: Vec<Option<Flags>> = vec![None; keys.len()];
+    let mut buckets: BTreeMap<Vec<u8>, Vec<usize>> = BTreeMap::new();
+    for (i, t) in tags.iter().enumerate() {
+        buckets
+            .entry(Prefix::of(t, min_prefix_bits).bytes().to_vec())
+            .or_default()
+            .push(i);
+    }
+    for (prefix, members) in buckets {
         // Our tags in this bucket, to look entries up by.
         let mut wanted: HashMap<Tag, Vec<usize>> = HashMap::new();
         for i in members {
@@ -234,7 +377,7 @@ async fn exchange(
             .get_table(pb::GetTableRequest {
                 context: Some(context.clone()),
                 epoch,
-                prefix_bits: bits,
+                prefix_bits: min_prefix_bits,
                 prefix,
             })
             .await?
@@ -250,5 +393,9 @@ async fn exchange(
             }
         }
     }
-    Ok(flags)
+    Ok(Exchanged {
+        flags,
+        table_size,
+        table_from_cache,
+    })
 }

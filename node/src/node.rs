@@ -32,7 +32,7 @@ use crate::service::audit::AuditService;
 use crate::service::coordinator::CoordinatorService;
 use crate::service::partner::PartnerService;
 use crate::store::{Store, StoreError};
-use crate::tables::Tables;
+use crate::tables::{Tables, View};
 use crate::tls::{MtlsStream, TlsError, TlsIdentity};
 use pluis_proto::taxonomy::Taxonomy;
 
@@ -144,7 +144,7 @@ impl Node {
                 .map(|p| (p.org.clone(), p.policy.clone()))
                 .collect(),
             purposes: config.purposes.clone(),
-            tables: Tables::default(),
+            tables: Tables::new(Some(config.data_dir.join("tables"))),
             exchanges: AtomicU64::new(0),
             denials: AtomicU64::new(0),
         });
@@ -179,7 +179,7 @@ impl Node {
         let acceptor = TlsAcceptor::from(self.identity.server_config()?);
         let (tx, rx) = mpsc::channel(64);
         let accept_loop = tokio::spawn(accept_loop(listener, acceptor, tx));
-        let sweeper = tokio::spawn(expiry_sweep(self.state.store.clone()));
+        let sweeper = tokio::spawn(housekeeping(self.state.clone()));
 
         let auth = Authorizer::new(&self.state.id);
         let (health, health_service) = tonic_health::server::health_reporter();
@@ -217,29 +217,57 @@ impl Node {
             ))
             .serve_with_incoming_shutdown(ReceiverStream::new(rx), shutdown)
             .await;
+        // Aborting only asks; awaiting makes sure the listening socket is
+        // closed when serve returns, so the address can be bound again.
         accept_loop.abort();
         sweeper.abort();
+        let _ = accept_loop.await;
+        let _ = sweeper.await;
         served.map_err(|e| NodeError::Serve(crate::error_chain(&e)))?;
         tracing::info!(node = %self.state.id, "stopped");
         Ok(())
     }
 }
 
-/// Purges expired signals at start and then every [`SWEEP_INTERVAL`].
-/// Expired signals never match even between sweeps; the sweep is what
-/// makes them gone from disk.
-async fn expiry_sweep(store: Arc<Store>) {
+/// At start and then every [`SWEEP_INTERVAL`]: purges expired signals,
+/// then makes sure every peer's table for the current epoch and day is
+/// ready (loaded from disk or built), so that no exchange waits for a
+/// build. Expired signals never match even between sweeps; the sweep is
+/// what makes them gone from disk.
+async fn housekeeping(state: Arc<NodeState>) {
     loop {
-        let store_ = store.clone();
+        let state_ = state.clone();
         let today = crate::cli::today();
-        match tokio::task::spawn_blocking(move || store_.purge_expired(today)).await {
+        match tokio::task::spawn_blocking(move || state_.store.purge_expired(today)).await {
             Ok(Ok(0)) => {}
             Ok(Ok(purged)) => tracing::info!(purged, "expired signals purged"),
             Ok(Err(e)) => tracing::error!(error = %e, "expiry sweep failed"),
             Err(e) => tracing::error!(error = %e, "expiry sweep task failed"),
         }
+        let state_ = state.clone();
+        match tokio::task::spawn_blocking(move || prepare_tables(&state_, today)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "preparing tables failed"),
+            Err(e) => tracing::error!(error = %e, "table task failed"),
+        }
         tokio::time::sleep(SWEEP_INTERVAL).await;
     }
+}
+
+/// Loads or builds the current epoch's table of every peer's view.
+fn prepare_tables(state: &NodeState, today: time::Date) -> Result<(), String> {
+    let (epoch, key) = state
+        .epochs
+        .key(0, crate::epochs::now_secs())
+        .map_err(|e| e.to_string())?;
+    let views: std::collections::HashSet<View> = state.policies.values().map(View::of).collect();
+    for view in views {
+        state
+            .tables
+            .get(&state.store, epoch, &key, &view, today)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 type Accepted = Result<MtlsStream, std::io::Error>;

@@ -1,7 +1,10 @@
 //! This node's view of its partners: one lazily connected mTLS channel per
 //! configured peer, each pinned to that peer's SPIFFE id.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use pluis_proto::table::LabelledTable;
 
 use pluis_proto::pb;
 use tokio::task::JoinSet;
@@ -11,6 +14,7 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
 use crate::config::PeerConfig;
+use crate::lock;
 use crate::tls::{ExpectedServer, TlsError, TlsIdentity};
 
 /// How long a reachability check may take before the peer counts as down.
@@ -25,6 +29,38 @@ pub struct Peer {
     pub url: String,
     /// A channel that only accepts that org's node certificate.
     pub channel: Channel,
+    /// The last whole table fetched from it (bulk screening), by epoch.
+    table: TableCache,
+}
+
+/// A partner's whole table, kept for its epoch.
+#[derive(Clone, Default)]
+struct TableCache(Arc<Mutex<Option<EpochTable>>>);
+
+/// A table and the epoch it belongs to.
+type EpochTable = (u64, Arc<LabelledTable>);
+
+impl std::fmt::Debug for TableCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TableCache")
+    }
+}
+
+impl Peer {
+    /// The cached whole table of `epoch`, if its digest is `digest`.
+    pub fn cached_table(&self, epoch: u64, digest: &[u8]) -> Option<Arc<LabelledTable>> {
+        let cached = lock(&self.table.0);
+        cached
+            .as_ref()
+            .filter(|(e, table)| *e == epoch && table.digest()[..] == *digest)
+            .map(|(_, table)| table.clone())
+    }
+
+    /// Keeps `table` as this partner's whole table for `epoch`, in place
+    /// of any earlier one.
+    pub fn cache_table(&self, epoch: u64, table: Arc<LabelledTable>) {
+        *lock(&self.table.0) = Some((epoch, table));
+    }
 }
 
 /// All configured partner nodes.
@@ -44,6 +80,7 @@ impl Peers {
                     org: p.org.clone(),
                     url: p.url.clone(),
                     channel: crate::tls::connect(&p.url, tls, CHECK_DEADLINE)?,
+                    table: TableCache::default(),
                 })
             })
             .collect::<Result<_, TlsError>>()?;

@@ -55,6 +55,9 @@ const META_GENERATION: &[u8] = b"generation";
 const META_COUNT: &[u8] = b"signal_count";
 const META_PURGED: &[u8] = b"purged_total";
 const META_FORGOTTEN: &[u8] = b"forgotten_total";
+/// Bumped by every change to the signal set (import, forget, purge), so
+/// that anything derived from it (labelled tables) knows when it is stale.
+const META_REVISION: &[u8] = b"revision";
 /// sled's page cache; the default (1 GiB) is more than a node needs.
 const CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -538,6 +541,8 @@ impl Store {
                 meta.insert(counter, &(total + removed).to_be_bytes())?;
                 let count = read_u64(meta.get(META_COUNT)?);
                 meta.insert(META_COUNT, &count.saturating_sub(removed).to_be_bytes())?;
+                let revision = read_u64(meta.get(META_REVISION)?);
+                meta.insert(META_REVISION, &(revision + 1).to_be_bytes())?;
                 Ok::<_, ConflictableTransactionError<StoreError>>(())
             })
             .map_err(|e| transaction_error(&self.path, e))?;
@@ -775,7 +780,15 @@ impl Store {
             .unwrap_or(0)
     }
 
-    /// Whether no signal is stored.
+    /// The revision of the signal set: it changes with every import,
+    /// erasure and purge, and with nothing else.
+    pub fn revision(&self) -> Result<u64, StoreError> {
+        Ok(read_u64(
+            self.meta.get(META_REVISION).map_err(|e| self.sled(e))?,
+        ))
+    }
+
+    /// Whether the store holds no signals.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -876,6 +889,8 @@ impl Import<'_> {
         let mut switch = sled::Batch::default();
         switch.insert(META_GENERATION, &self.new.number.to_be_bytes());
         switch.insert(META_COUNT, &total.to_be_bytes());
+        let revision = read_u64(store.meta.get(META_REVISION).map_err(sled)?);
+        switch.insert(META_REVISION, &(revision + 1).to_be_bytes());
         store.meta.apply_batch(switch).map_err(sled)?;
         store.db.flush().map_err(sled)?;
         {

@@ -4,11 +4,13 @@
 //! For every key of every active signal the node holds, the flags a view
 //! allows (its domains; signal codes and registration months at signal
 //! granularity) are sealed under that key's OPRF output. Keys are
-//! evaluated in parallel over all cores. Tables live in memory for the
-//! epoch: imports happen while the node is stopped, so a table only goes
-//! stale with the epoch, and expiry is re-checked by date.
+//! evaluated in parallel over all cores. Tables are kept in memory and on
+//! disk per (epoch, view, day, store revision): a restart loads them, and
+//! an import, erasure, purge, new day or new epoch makes a new one.
 
 use std::collections::{BTreeSet, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use pluis_proto::oprf::EpochKey;
@@ -18,6 +20,7 @@ use rayon::prelude::*;
 use ring::rand::SystemRandom;
 use time::Date;
 
+use crate::lock;
 use crate::policy::{Granularity, PeerPolicy};
 use crate::store::{SignalId, SignalRecord, Store, StoreError};
 
@@ -110,14 +113,92 @@ pub fn build(
     Ok(LabelledTable::new(entries))
 }
 
-/// Tables built so far, per (epoch, view, day).
+/// Which table: the epoch's key, the view, the day (expiry) and the
+/// store's revision (its signal set).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct TableId {
+    epoch: u64,
+    view: View,
+    day: i32,
+    revision: u64,
+}
+
+impl TableId {
+    /// The file name, unique per id: `e1-d2461000-r3-0a1b2c3d4e5f6071.table`.
+    fn file_name(&self) -> String {
+        let digest = ring::digest::digest(&ring::digest::SHA256, self.view.describe().as_bytes());
+        let short: String = digest.as_ref()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!(
+            "e{}-d{}-r{}-{short}.table",
+            self.epoch, self.day, self.revision
+        )
+    }
+
+    /// The first line of the file, checked on load.
+    fn header(&self) -> String {
+        format!(
+            "pluis-table v1 epoch={} day={} revision={} view={}\n",
+            self.epoch,
+            self.day,
+            self.revision,
+            self.view.describe()
+        )
+    }
+}
+
+/// Parses `e{epoch}-d{day}-r{revision}-…` back, for pruning.
+fn parse_file_name(name: &str) -> Option<(u64, i32, u64)> {
+    let rest = name.strip_suffix(".table")?.strip_prefix('e')?;
+    let (epoch, rest) = rest.split_once("-d")?;
+    let (day, rest) = rest.split_once("-r")?;
+    let (revision, _) = rest.split_once('-')?;
+    Some((
+        epoch.parse().ok()?,
+        day.parse().ok()?,
+        revision.parse().ok()?,
+    ))
+}
+
+impl View {
+    /// A stable description: domain codes and granularity.
+    fn describe(&self) -> String {
+        let domains: Vec<&str> = self.domains.iter().map(|d| d.code()).collect();
+        format!(
+            "{};{}",
+            domains.join(","),
+            if self.signals { "signal" } else { "domain" }
+        )
+    }
+}
+
+/// This node's labelled tables: in memory for the epoch, and on disk
+/// under `data_dir/tables` so that a restart does not rebuild them.
+///
+/// A table is rebuilt when the epoch, the day (expiry), the view or the
+/// store's revision (imports, erasures, purges) changes; files of older
+/// epochs, days and revisions are deleted as soon as a newer one exists.
+/// Builds are one at a time (each uses every core).
 #[derive(Debug, Default)]
 pub struct Tables {
-    cache: Mutex<HashMap<(u64, View, i32), Arc<LabelledTable>>>,
+    dir: Option<PathBuf>,
+    cache: Mutex<HashMap<TableId, Arc<LabelledTable>>>,
+    building: Mutex<()>,
 }
 
 impl Tables {
-    /// The table for `epoch` and `view`, built on first use.
+    /// Tables kept in `dir` as well as in memory (`None`: memory only).
+    pub fn new(dir: Option<PathBuf>) -> Tables {
+        Tables {
+            dir,
+            ..Tables::default()
+        }
+    }
+
+    /// The table for `epoch` and `view` on `today`: from memory, from
+    /// disk, or built now.
     pub fn get(
         &self,
         store: &Store,
@@ -126,31 +207,139 @@ impl Tables {
         view: &View,
         today: Date,
     ) -> Result<Arc<LabelledTable>, StoreError> {
-        let id = (epoch, view.clone(), today.to_julian_day());
-        if let Some(table) = self.lock().get(&id) {
+        let id = TableId {
+            epoch,
+            view: view.clone(),
+            day: today.to_julian_day(),
+            revision: store.revision()?,
+        };
+        if let Some(table) = lock(&self.cache).get(&id) {
+            return Ok(table.clone());
+        }
+        let _building = lock(&self.building);
+        if let Some(table) = lock(&self.cache).get(&id) {
             return Ok(table.clone());
         }
         let started = std::time::Instant::now();
-        let table = Arc::new(build(store, key, view, today)?);
-        tracing::info!(
-            epoch,
-            entries = table.len(),
-            ms = started.elapsed().as_millis() as u64,
-            "labelled table built"
-        );
-        let mut cache = self.lock();
-        // Older epochs and days are of no further use.
-        cache.retain(|(e, _, d), _| *e + 1 >= epoch && *d >= id.2);
+        let table = match self.load(&id) {
+            Some(table) => {
+                tracing::info!(
+                    epoch,
+                    entries = table.len(),
+                    ms = started.elapsed().as_millis() as u64,
+                    "labelled table loaded"
+                );
+                table
+            }
+            None => {
+                let table = build(store, key, view, today)?;
+                tracing::info!(
+                    epoch,
+                    entries = table.len(),
+                    ms = started.elapsed().as_millis() as u64,
+                    "labelled table built"
+                );
+                self.save(&id, &table);
+                table
+            }
+        };
+        let table = Arc::new(table);
+        let mut cache = lock(&self.cache);
+        // Older epochs, days and revisions are of no further use.
+        let (epoch, day, revision) = (id.epoch, id.day, id.revision);
+        let stale = move |e: u64, d: i32, r: u64| e + 1 < epoch || d < day || r != revision;
+        cache.retain(|k, _| !stale(k.epoch, k.day, k.revision));
         cache.insert(id, table.clone());
+        drop(cache);
+        self.prune(stale);
         Ok(table)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(u64, View, i32), Arc<LabelledTable>>> {
-        match self.cache.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
+    fn load(&self, id: &TableId) -> Option<LabelledTable> {
+        let path = self.dir.as_ref()?.join(id.file_name());
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "stored table unreadable; rebuilding");
+                return None;
+            }
+        };
+        let header = id.header();
+        let Some(body) = bytes.strip_prefix(header.as_bytes()) else {
+            tracing::warn!(path = %path.display(), "stored table is for another epoch, day or view; rebuilding");
+            return None;
+        };
+        match LabelledTable::decode(body) {
+            Ok(table) => Some(table),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "stored table damaged; rebuilding");
+                None
+            }
         }
     }
+
+    /// Writes the table beside its final name, syncs, then renames: a
+    /// crash leaves the old file or the whole new one. Failing to store
+    /// costs only a rebuild after a restart, so it is logged, not fatal.
+    fn save(&self, id: &TableId, table: &LabelledTable) {
+        let Some(dir) = &self.dir else {
+            return;
+        };
+        let path = dir.join(id.file_name());
+        let write = || -> std::io::Result<()> {
+            create_private_dir(dir)?;
+            let tmp = path.with_extension("tmp");
+            let mut file = private_file(&tmp)?;
+            file.write_all(id.header().as_bytes())?;
+            file.write_all(&table.encode())?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, &path)?;
+            std::fs::File::open(dir)?.sync_all()
+        };
+        if let Err(e) = write() {
+            tracing::warn!(path = %path.display(), error = %e, "could not store the labelled table");
+        }
+    }
+
+    /// Deletes stored tables for which `stale(epoch, day, revision)` holds,
+    /// and leftovers of interrupted writes.
+    fn prune(&self, stale: impl Fn(u64, i32, u64) -> bool) {
+        let Some(dir) = &self.dir else {
+            return;
+        };
+        let Ok(listing) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in listing.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let remove = name.ends_with(".tmp")
+                || parse_file_name(&name).is_some_and(|(e, d, r)| stale(e, d, r));
+            if remove {
+                if let Err(e) = std::fs::remove_file(entry.path()) {
+                    tracing::warn!(file = %name, error = %e, "could not delete a stale table");
+                }
+            }
+        }
+    }
+}
+
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        other => other,
+    }
+}
+
+fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
 }
 
 #[cfg(test)]
@@ -228,5 +417,94 @@ mod tests {
             flags_on(date!(2026 - 12 - 01), &safety_only).is_none(),
             "nothing left to show"
         );
+    }
+
+    fn one_signal(store: &Store, bsn: &str) {
+        let key = SubjectKey::parse(bsn, date!(2026 - 11 - 28)).unwrap();
+        let prepared = store
+            .prepare(&NewSignal {
+                keys: vec![key],
+                signal: "truancy".into(),
+                domain: LifeDomain::Education,
+                registered_on: date!(2026 - 06 - 01),
+                expires_on: date!(2027 - 06 - 01),
+                local_ref: None,
+            })
+            .unwrap();
+        let mut import = store.begin_import(false).unwrap();
+        import.write(vec![prepared]).unwrap();
+        import.commit().unwrap();
+    }
+
+    fn stored_files(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn tables_survive_a_restart_and_go_stale_with_the_signal_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let tables_dir = dir.path().join("tables");
+        let store = Store::open(&dir.path().join("data")).unwrap();
+        one_signal(&store, "bsn:111222333");
+        let key = EpochKey::from_seed(&[5; 32]).unwrap();
+        let today = date!(2026 - 11 - 28);
+        let view = View::everything();
+
+        let first = Tables::new(Some(tables_dir.clone()))
+            .get(&store, 1, &key, &view, today)
+            .unwrap();
+        assert_eq!(first.len(), 1);
+        assert_eq!(stored_files(&tables_dir).len(), 1);
+        // Labels carry random nonces: the same digest after a "restart"
+        // means the table was loaded, not rebuilt.
+        let again = Tables::new(Some(tables_dir.clone()))
+            .get(&store, 1, &key, &view, today)
+            .unwrap();
+        assert_eq!(again.digest(), first.digest());
+        // Memory-only tables are rebuilt.
+        let fresh = Tables::new(None)
+            .get(&store, 1, &key, &view, today)
+            .unwrap();
+        assert_ne!(fresh.digest(), first.digest());
+
+        // A damaged file is rebuilt, not served.
+        let file = tables_dir.join(&stored_files(&tables_dir)[0]);
+        let mut bytes = std::fs::read(&file).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&file, bytes).unwrap();
+        let rebuilt = Tables::new(Some(tables_dir.clone()))
+            .get(&store, 1, &key, &view, today)
+            .unwrap();
+        assert_ne!(rebuilt.digest(), first.digest());
+        assert_eq!(rebuilt.len(), 1);
+
+        // An import changes the revision: a new table, the old file gone.
+        let before = stored_files(&tables_dir);
+        one_signal(&store, "bsn:123456782");
+        let tables = Tables::new(Some(tables_dir.clone()));
+        let after_import = tables.get(&store, 1, &key, &view, today).unwrap();
+        assert_eq!(after_import.len(), 2);
+        let after = stored_files(&tables_dir);
+        assert_eq!(after.len(), 1);
+        assert_ne!(after, before);
+        // A new epoch keeps the previous one (grace), not the one before.
+        tables.get(&store, 2, &key, &view, today).unwrap();
+        assert_eq!(stored_files(&tables_dir).len(), 2);
+        tables.get(&store, 3, &key, &view, today).unwrap();
+        let names = stored_files(&tables_dir);
+        assert_eq!(names.len(), 2);
+        assert!(names.iter().all(|n| !n.starts_with("e1-")), "{names:?}");
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(tables_dir.join(&names[0]))
+                .unwrap()
+                .permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600);
     }
 }

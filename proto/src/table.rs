@@ -42,6 +42,14 @@ pub enum TableError {
     /// A bucket prefix that is not well-formed.
     #[error("prefix: {0}")]
     Prefix(String),
+    /// A stored table that does not decode (offset in bytes).
+    #[error("stored table at byte {offset}: {reason}")]
+    Stored {
+        /// Where decoding stopped.
+        offset: usize,
+        /// What was wrong there.
+        reason: &'static str,
+    },
 }
 
 struct Len(usize);
@@ -277,16 +285,22 @@ pub struct TableEntry {
 }
 
 /// A responder's table for one epoch and one policy view, sorted by tag.
+///
+/// Its [`digest`](LabelledTable::digest) names this exact table (labels
+/// carry random nonces, so every build has its own): requesters that
+/// cache a whole table compare it with the digest `Evaluate` reports.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LabelledTable {
     entries: Vec<TableEntry>,
+    digest: [u8; 32],
 }
 
 impl LabelledTable {
     /// A table from entries in any order.
     pub fn new(mut entries: Vec<TableEntry>) -> LabelledTable {
-        entries.sort_unstable_by_key(|e| e.tag);
-        LabelledTable { entries }
+        entries.sort_unstable_by(|a, b| a.tag.cmp(&b.tag).then_with(|| a.label.cmp(&b.label)));
+        let digest = digest_of(&entries);
+        LabelledTable { entries, digest }
     }
 
     /// Number of entries.
@@ -297,6 +311,11 @@ impl LabelledTable {
     /// Whether the table is empty.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// SHA-256 over the entries in order (`tag ‖ u16 label length ‖ label`).
+    pub fn digest(&self) -> [u8; 32] {
+        self.digest
     }
 
     /// The entries whose tag starts with `prefix`, in tag order.
@@ -320,6 +339,94 @@ impl LabelledTable {
             .count();
         &self.entries[start..start + len]
     }
+
+    /// The stored form: entry count (u64, big-endian), the entries as
+    /// hashed by [`digest`](LabelledTable::digest), then the digest.
+    pub fn encode(&self) -> Vec<u8> {
+        let size: usize = self
+            .entries
+            .iter()
+            .map(|e| TAG_LEN + 2 + e.label.len())
+            .sum();
+        let mut out = Vec::with_capacity(8 + size + 32);
+        out.extend_from_slice(&(self.entries.len() as u64).to_be_bytes());
+        for entry in &self.entries {
+            encode_entry(entry, &mut out);
+        }
+        out.extend_from_slice(&self.digest);
+        out
+    }
+
+    /// Reads [`encode`](LabelledTable::encode)'s output back, checking its
+    /// order, its length and its digest.
+    pub fn decode(bytes: &[u8]) -> Result<LabelledTable, TableError> {
+        let bad = |offset: usize, reason: &'static str| TableError::Stored { offset, reason };
+        let count = bytes
+            .get(..8)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(u64::from_be_bytes)
+            .ok_or(bad(0, "truncated entry count"))?;
+        let body_end = bytes.len().checked_sub(32).ok_or(bad(0, "truncated"))?;
+        let mut at = 8;
+        // Every entry takes at least 18 bytes, which bounds the allocation.
+        let mut entries = Vec::with_capacity((count as usize).min(body_end / (TAG_LEN + 2)));
+        for _ in 0..count {
+            let head = bytes
+                .get(at..at + TAG_LEN + 2)
+                .filter(|_| at + TAG_LEN + 2 <= body_end)
+                .ok_or(bad(at, "truncated entry"))?;
+            let mut tag = [0u8; TAG_LEN];
+            tag.copy_from_slice(&head[..TAG_LEN]);
+            let len = usize::from(u16::from_be_bytes([head[TAG_LEN], head[TAG_LEN + 1]]));
+            let start = at + TAG_LEN + 2;
+            let label = bytes
+                .get(start..start + len)
+                .filter(|_| start + len <= body_end)
+                .ok_or(bad(at, "truncated label"))?;
+            let entry = TableEntry {
+                tag,
+                label: label.to_vec(),
+            };
+            if entries.last().is_some_and(|last: &TableEntry| {
+                (&last.tag, &last.label) > (&entry.tag, &entry.label)
+            }) {
+                return Err(bad(at, "entries out of order"));
+            }
+            entries.push(entry);
+            at = start + len;
+        }
+        if at != body_end {
+            return Err(bad(at, "trailing bytes"));
+        }
+        let digest = digest_of(&entries);
+        if bytes[body_end..] != digest {
+            return Err(bad(body_end, "digest does not match the entries"));
+        }
+        Ok(LabelledTable { entries, digest })
+    }
+}
+
+fn encode_entry(entry: &TableEntry, out: &mut Vec<u8>) {
+    out.extend_from_slice(&entry.tag);
+    // Labels are a few dozen bytes; seal_label never makes one over 64 KiB.
+    out.extend_from_slice(&(entry.label.len().min(usize::from(u16::MAX)) as u16).to_be_bytes());
+    out.extend_from_slice(&entry.label[..entry.label.len().min(usize::from(u16::MAX))]);
+}
+
+fn digest_of(entries: &[TableEntry]) -> [u8; 32] {
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buffer = Vec::with_capacity(64 * 1024);
+    for entry in entries {
+        encode_entry(entry, &mut buffer);
+        if buffer.len() > 60 * 1024 {
+            context.update(&buffer);
+            buffer.clear();
+        }
+    }
+    context.update(&buffer);
+    let mut digest = [0u8; 32];
+    digest.copy_from_slice(context.finish().as_ref());
+    digest
 }
 
 #[cfg(test)]
@@ -392,5 +499,41 @@ mod tests {
         assert!(Prefix::parse(4, &[0xa1]).is_err());
         assert!(Prefix::parse(16, &[0xa1]).is_err());
         assert!(Prefix::parse(200, &[0; 25]).is_err());
+    }
+
+    #[test]
+    fn stored_tables_round_trip_and_damage_is_refused() {
+        let rng = SystemRandom::new();
+        let entries: Vec<TableEntry> = (0..50u8)
+            .map(|b| {
+                let output = [b; 64];
+                TableEntry {
+                    tag: tag(&output),
+                    label: seal_label(&output, &flags().encode(), &rng).unwrap(),
+                }
+            })
+            .collect();
+        let table = LabelledTable::new(entries.clone());
+        let bytes = table.encode();
+        let back = LabelledTable::decode(&bytes).unwrap();
+        assert_eq!(back, table);
+        assert_eq!(back.digest(), table.digest());
+        // The same entries in another order are the same table.
+        let mut reversed = entries;
+        reversed.reverse();
+        assert_eq!(LabelledTable::new(reversed).digest(), table.digest());
+
+        // A flipped byte anywhere is caught, by the digest or the framing.
+        for at in [3, 8, 8 + 17, bytes.len() / 2, bytes.len() - 1] {
+            let mut damaged = bytes.clone();
+            damaged[at] ^= 0x01;
+            assert!(LabelledTable::decode(&damaged).is_err(), "flip at {at}");
+        }
+        let err = LabelledTable::decode(&bytes[..bytes.len() - 40]).unwrap_err();
+        assert!(matches!(err, TableError::Stored { .. }), "{err}");
+        assert!(LabelledTable::decode(&[]).is_err());
+        let mut longer = bytes.clone();
+        longer.insert(8, 0);
+        assert!(LabelledTable::decode(&longer).is_err());
     }
 }

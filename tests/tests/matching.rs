@@ -588,10 +588,33 @@ async fn bulk_screening_lists_own_cases_that_reach_the_threshold() {
         "{:?}",
         response.peers
     );
+    assert!(response.peers.iter().all(|p| !p.table_from_cache));
+    let sizes: Vec<u64> = response.peers.iter().map(|p| p.table_size).collect();
+    assert_eq!(sizes, [1, 1, 1], "healthcare, municipality, school");
+
+    // Again: every partner's whole table is reused, not fetched.
     let all = pluis_client::screen::run(&url, &coordinator, PURPOSE, 1)
         .await
         .unwrap();
     assert_eq!(all.hits.len(), 2);
+    assert!(
+        all.peers.iter().all(|p| p.table_from_cache),
+        "{:?}",
+        all.peers
+    );
+
+    // A partner restarted serves the very table it stored (same digest),
+    // so the cached copy still holds.
+    c.restart("school").await.unwrap();
+    let after = pluis_client::screen::run(&url, &coordinator, PURPOSE, 3)
+        .await
+        .unwrap();
+    assert_eq!(after.hits.len(), 1);
+    assert!(
+        after.peers.iter().all(|p| p.table_from_cache),
+        "{:?}",
+        after.peers
+    );
     c.stop().await.unwrap();
 }
 

@@ -138,7 +138,7 @@ impl pb::partner_server::Partner for PartnerService {
         }
         // The size of this peer's table view, built now if need be so that
         // the GetTable calls that follow find it ready.
-        let table_size = match policy {
+        let (table_size, table_digest) = match policy {
             Some(policy) => {
                 let state = self.state.clone();
                 let view = View::of(policy);
@@ -152,10 +152,10 @@ impl pb::partner_server::Partner for PartnerService {
                 })
                 .await
                 .map_err(|_| Status::internal("table task failed"))?
-                .map_err(|e| Status::internal(format!("table: {e}")))?
-                .len() as u64
+                .map_err(|e| Status::internal(format!("table: {e}")))
+                .map(|table| (table.len() as u64, table.digest().to_vec()))?
             }
-            None => 0,
+            None => (0, Vec::new()),
         };
         state.exchanges.fetch_add(1, Ordering::Relaxed);
         tracing::info!(epoch, table_size, "exchange served");
@@ -165,6 +165,10 @@ impl pb::partner_server::Partner for PartnerService {
             table_size,
             min_prefix_bits: policy.map_or(0, |p| p.min_prefix_bits),
             receipt: None,
+            table_digest,
+            max_keys_per_request: policy.map_or(0, |p| {
+                u32::try_from(p.max_keys_per_request).unwrap_or(u32::MAX)
+            }),
         }))
         }
         .instrument(span)
