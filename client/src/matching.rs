@@ -8,7 +8,7 @@
 //!
 //! `--json` prints the stable schema documented in the README:
 //! `{"query_id", "purpose", "subjects": [SubjectResult], "case": SubjectResult,
-//! "partners": [{"org", "state", "detail", "exchange_id"}]}` where a
+//! "partners": [{"org", "state", "detail", "exchange_id", "table_size"}]}` where a
 //! SubjectResult is `{"label", "domains": [{"domain", "orgs", "signals"}],
 //! "domain_count", "assessment"}` and `state` is one of `answered`,
 //! `denied`, `unreachable`, `timed_out`, `failed`.
@@ -134,6 +134,7 @@ pub fn to_json(purpose: &str, response: &MatchResponse) -> serde_json::Value {
             "state": state_name(p.state),
             "detail": p.detail,
             "exchange_id": hex(&p.exchange_id),
+            "table_size": p.table_size,
         })).collect::<Vec<_>>(),
     })
 }

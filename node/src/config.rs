@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use pluis_proto::identity::check_name;
 use pluis_proto::taxonomy::{LifeDomain, Taxonomy};
 
-use crate::policy::{Granularity, PeerPolicy, Purpose};
+use crate::policy::{Assessment, AssessmentStep, Granularity, PeerPolicy, Purpose};
 use serde::Deserialize;
 
 /// Why a configuration was refused. Each message names the file.
@@ -60,6 +60,8 @@ struct RawConfig {
     purposes: Vec<Purpose>,
     #[serde(default)]
     peers: Vec<RawPeer>,
+    #[serde(default)]
+    assessment: Vec<AssessmentStep>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -107,6 +109,8 @@ pub struct Config {
     pub purposes: Vec<Purpose>,
     /// The partner nodes this node knows.
     pub peers: Vec<PeerConfig>,
+    /// The advice per number of life domains, for case queries.
+    pub assessment: Assessment,
 }
 
 /// PEM files, as absolute or config-relative paths resolved at load.
@@ -225,8 +229,11 @@ impl Config {
                 ));
             }
         }
+        let assessment = Assessment::new(raw.assessment)
+            .map_err(|(i, reason)| invalid(&format!("assessment[{i}]"), reason))?;
         let base = path.parent().unwrap_or(Path::new("."));
         Ok(Config {
+            assessment,
             org: raw.org,
             listen,
             data_dir: base.join(raw.data_dir),
@@ -386,6 +393,21 @@ url = "https://127.0.0.1:7102"
             .unwrap_err()
             .to_string()
             .contains("money"));
+    }
+
+    #[test]
+    fn the_assessment_rule_comes_from_the_config() {
+        assert_eq!(parse(GOOD).unwrap().assessment, Assessment::default());
+        let text = format!("{GOOD}\n[[assessment]]\nmin_domains = 2\nadvice = \"case meeting\"\n");
+        let config = parse(&text).unwrap();
+        assert_eq!(config.assessment.advice(2), "case meeting");
+        assert_eq!(config.assessment.advice(1), "no combined signal");
+        let twice = format!("{text}\n[[assessment]]\nmin_domains = 2\nadvice = \"x\"\n");
+        let err = parse(&twice).unwrap_err().to_string();
+        assert!(
+            err.contains("police.toml: assessment[1]: min_domains = 2 is given twice"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -27,7 +27,7 @@ use crate::auth::{Audience, Authorizer};
 use crate::config::{load_taxonomy, Config, ConfigError};
 use crate::epochs::Epochs;
 use crate::peers::Peers;
-use crate::policy::{PeerPolicy, Purpose};
+use crate::policy::{Assessment, PeerPolicy, Purpose};
 use crate::service::audit::AuditService;
 use crate::service::coordinator::CoordinatorService;
 use crate::service::partner::PartnerService;
@@ -95,6 +95,8 @@ pub struct NodeState {
     pub policies: BTreeMap<String, PeerPolicy>,
     /// The purposes this node's coordinators may ask for.
     pub purposes: Vec<Purpose>,
+    /// The advice per number of life domains.
+    pub assessment: Assessment,
     /// Labelled tables built so far.
     pub tables: Tables,
     /// Exchanges served since start.
@@ -144,6 +146,7 @@ impl Node {
                 .map(|p| (p.org.clone(), p.policy.clone()))
                 .collect(),
             purposes: config.purposes.clone(),
+            assessment: config.assessment.clone(),
             tables: Tables::new(Some(config.data_dir.join("tables"))),
             exchanges: AtomicU64::new(0),
             denials: AtomicU64::new(0),

@@ -307,6 +307,16 @@ async fn a_family_with_signals_at_three_partners_gets_exactly_those_domains() {
     let nobody = case_query(&c, vec![subject("unknown", "bsn:010000008")]).await;
     assert!(nobody.subjects[0].domains.is_empty());
     assert_eq!(nobody.subjects[0].assessment, "no combined signal");
+
+    // The coordinator's node sets its own assessment rule.
+    let mut c = c;
+    let config = c.node("police").unwrap().config.clone();
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\n[[assessment]]\nmin_domains = 2\nadvice = \"plan a case meeting\"\n");
+    std::fs::write(&config, text).unwrap();
+    c.restart("police").await.unwrap();
+    let again = case_query(&c, vec![subject("child 1", "bsn:111222333")]).await;
+    assert_eq!(again.subjects[0].assessment, "plan a case meeting");
     c.stop().await.unwrap();
 }
 
@@ -442,9 +452,9 @@ async fn the_coordinators_json_follows_the_documented_schema() {
     assert_eq!(json["case"]["assessment"], "watch");
     let partners = json["partners"].as_array().unwrap();
     assert_eq!(partners.len(), 3);
-    assert!(partners
-        .iter()
-        .all(|p| p["state"] == "answered" && p["exchange_id"].as_str().unwrap().len() == 32));
+    assert!(partners.iter().all(|p| p["state"] == "answered"
+        && p["exchange_id"].as_str().unwrap().len() == 32
+        && p["table_size"].as_u64().unwrap() >= 1));
     let text = pluis_client::matching::render(&response);
     assert!(text.contains("partners answered: 3 of 3"), "{text}");
     c.stop().await.unwrap();

@@ -10,7 +10,7 @@ use pluis_proto::table::Flags;
 use pluis_proto::taxonomy::LifeDomain;
 
 use crate::matching::{ask_all, exchange_id, gather, Fetch, PEER_DEADLINE};
-use crate::policy::Purpose;
+use crate::policy::{Assessment, Purpose};
 use crate::tables::{add_flags, View};
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
@@ -110,7 +110,7 @@ impl CaseDomains {
         }
     }
 
-    fn result(self, label: String) -> pb::SubjectResult {
+    fn result(self, label: String, assessment: &Assessment) -> pb::SubjectResult {
         let count = self.0.len() as u32;
         pb::SubjectResult {
             label,
@@ -124,17 +124,8 @@ impl CaseDomains {
                 })
                 .collect(),
             domain_count: count,
-            assessment: assessment(count).to_owned(),
+            assessment: assessment.advice(count).to_owned(),
         }
-    }
-}
-
-/// The default assessment rule: how many life domains show signals.
-pub fn assessment(domains: u32) -> &'static str {
-    match domains {
-        0 | 1 => "no combined signal",
-        2 => "watch",
-        _ => "discuss in a multidisciplinary case meeting",
     }
 }
 
@@ -244,7 +235,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
                 } else {
                     subject.label.clone()
                 };
-                subjects.push(domains.result(label));
+                subjects.push(domains.result(label, &state.assessment));
             }
             let served = outcomes
                 .iter()
@@ -258,7 +249,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             Ok(Response::new(pb::MatchResponse {
                 query_id: query_id.to_vec(),
                 subjects,
-                case_total: Some(total.result("case (all subjects)".into())),
+                case_total: Some(total.result("case (all subjects)".into(), &state.assessment)),
                 peers: outcomes,
             }))
         }
@@ -321,7 +312,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
                 .into_iter()
                 .filter(|(_, d)| d.0.len() as u32 >= min_domains)
                 .map(|(local_ref, d)| {
-                    let result = d.result(String::new());
+                    let result = d.result(String::new(), &state.assessment);
                     pb::ScreenHit {
                         local_ref,
                         domains: result.domains,
