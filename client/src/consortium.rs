@@ -152,6 +152,15 @@ impl LocalConsortium {
         node.start(listener)
     }
 
+    /// Closes the ports bound for nodes not started yet, so that node
+    /// processes of their own (benchmarks measuring each node's memory)
+    /// can bind the addresses in their configs.
+    pub fn release_listeners(&mut self) {
+        for node in &mut self.nodes {
+            node.listener = None;
+        }
+    }
+
     /// The running node of `org`.
     pub fn node(&self, org: &str) -> anyhow::Result<&LocalNode> {
         self.nodes

@@ -263,7 +263,13 @@ fn prepare_tables(state: &NodeState, today: time::Date) -> Result<(), String> {
         .epochs
         .key(0, crate::epochs::now_secs())
         .map_err(|e| e.to_string())?;
-    let views: std::collections::HashSet<View> = state.policies.values().map(View::of).collect();
+    // Only for peers that may ask for something at all.
+    let views: std::collections::HashSet<View> = state
+        .policies
+        .values()
+        .filter(|p| !p.purposes.is_empty())
+        .map(View::of)
+        .collect();
     for view in views {
         state
             .tables

@@ -1,0 +1,182 @@
+//! What the screening benchmarks share: node processes of their own (so
+//! that each node's peak memory can be read), and synthetic key sets.
+//!
+//! A bench binary starts its nodes by running itself again with
+//! `--node-process CONFIG`; [`run_node_if_asked`] must be the first thing
+//! its `main` does, before any async runtime exists.
+
+#![allow(dead_code)] // each bench uses part of it
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use pluis_client::consortium::LocalConsortium;
+use pluis_node::import::{import, ImportOptions, Quiet};
+
+const NODE_FLAG: &str = "--node-process";
+
+/// In a child started by [`NodeProcess::start`]: serves the node of the
+/// config given and exits when it stops. Otherwise returns.
+pub fn run_node_if_asked() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) != Some(NODE_FLAG) {
+        return;
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            std::env::var("PLUIS_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+        ))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = pluis_node::cli::Cli::parse_from(["pluis-node", "serve", "--config", &args[2]]);
+    let code = match tokio::runtime::Runtime::new()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(pluis_node::cli::run(cli)))
+    {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("node: {e:#}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+/// A node running as a child process of this bench.
+pub struct NodeProcess {
+    /// Its org.
+    pub org: String,
+    child: Child,
+}
+
+impl NodeProcess {
+    /// Starts the node of `config` and waits for it to listen.
+    pub fn start(org: &str, config: &Path) -> anyhow::Result<NodeProcess> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .arg(NODE_FLAG)
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting a node process")?;
+        let stdout = child.stdout.take().context("node stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        if !line.starts_with("listening on ") {
+            let _ = child.kill();
+            bail!("node {org} did not start: {line:?}");
+        }
+        Ok(NodeProcess {
+            org: org.to_owned(),
+            child,
+        })
+    }
+
+    /// Peak resident memory so far, in MiB (Linux `VmHWM`).
+    pub fn peak_mib(&self) -> f64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()
+            .and_then(|status| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            })
+            .map_or(f64::NAN, |kb| kb / 1024.0)
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                if !status.success() {
+                    bail!("node {} exited with {status}", self.org);
+                }
+                return Ok(());
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                let _ = self.child.kill();
+                bail!("node {} did not stop within 60 s", self.org);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// `count` distinct valid BSNs (elfproef), from the 8-digit stem `from` on.
+pub fn bsns(from: u32, count: usize) -> Vec<String> {
+    (from..)
+        .filter_map(|stem| {
+            pluis_proto::identifier::elfproef_check_digit(stem).map(|d| format!("{stem:08}{d}"))
+        })
+        .take(count)
+        .collect()
+}
+
+/// Imports one signal per BSN into `org`'s store (before its node runs).
+pub fn import_bsns(
+    consortium: &LocalConsortium,
+    org: &str,
+    bsns: &[String],
+    signal: &str,
+) -> anyhow::Result<()> {
+    let node = consortium.node(org)?;
+    let config = pluis_node::Config::load(&node.config)?;
+    let file = node.config.with_file_name("signals.csv");
+    let date =
+        pluis_proto::identifier::iso_date(pluis_node::cli::today() - time::Duration::days(10));
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&file)?);
+    writeln!(out, "bsn,signal,registered_on,local_ref")?;
+    for (i, bsn) in bsns.iter().enumerate() {
+        writeln!(out, "{bsn},{signal},{date},{org}-{i}")?;
+    }
+    out.flush()?;
+    drop(out);
+    let store = pluis_node::store::Store::open(&config.data_dir)?;
+    let taxonomy = pluis_node::config::load_taxonomy(None)?;
+    import(
+        &store,
+        &taxonomy,
+        &ImportOptions::new(file.clone(), pluis_node::cli::today()),
+        &Quiet,
+    )?;
+    std::fs::remove_file(file)?;
+    Ok(())
+}
+
+/// Lets `responder`'s partners screen it in bulk (whole tables, budgets
+/// for `keys` keys a day in batches of 2,048); the other nodes share
+/// nothing, so that only `responder` has a table to build.
+pub fn allow_bulk(consortium: &LocalConsortium, responder: &str, keys: u64) -> anyhow::Result<()> {
+    for node in &consortium.nodes {
+        let text = std::fs::read_to_string(&node.config)?;
+        if node.org != responder {
+            std::fs::write(
+                &node.config,
+                text.replace(
+                    &format!("purposes = [\"{}\"]", pluis_client::consortium::PURPOSE),
+                    "purposes = []",
+                ),
+            )?;
+            continue;
+        }
+        let text = text.replace(
+            "granularity = \"domain\"",
+            &format!(
+                "granularity = \"domain\"\nmin_prefix_bits = 0\nmax_keys_per_request = 2048\nmax_keys_per_day = {}",
+                keys * 4
+            ),
+        );
+        std::fs::write(&node.config, text)?;
+    }
+    Ok(())
+}
