@@ -80,28 +80,56 @@ pub fn build(
     view: &View,
     today: Date,
 ) -> Result<LabelledTable, StoreError> {
+    let items = flags_per_key(store, view, today)?;
+    Ok(LabelledTable::new(seal_entries(key, &items)))
+}
+
+/// Every key with an active signal in `view` on `today`, with the flags
+/// `view` lets its holder see; grouped in parallel.
+pub fn flags_per_key(
+    store: &Store,
+    view: &View,
+    today: Date,
+) -> Result<Vec<(String, Flags)>, StoreError> {
     let mut records: Vec<(SignalId, SignalRecord)> = Vec::new();
     store.for_each_signal(|id, record| {
         if !record.expired_on(today) && view.domains.contains(&record.domain) {
             records.push((*id, record.clone()));
         }
     })?;
-    let opened: Vec<(Vec<String>, &SignalRecord)> = records
+    let opened: Vec<Vec<String>> = records
         .par_iter()
-        .map(|(id, record)| store.open_keys(id, record).map(|keys| (keys, record)))
+        .map(|(id, record)| store.open_keys(id, record))
         .collect::<Result<_, _>>()?;
-    let mut per_key: HashMap<String, Flags> = HashMap::new();
-    for (keys, record) in opened {
-        for k in keys {
-            add_flags(per_key.entry(k).or_default(), record, view);
-        }
-    }
-    let rng = SystemRandom::new();
-    let entries: Vec<TableEntry> = per_key
-        .into_par_iter()
-        .filter_map(|(k, mut flags)| {
+    let mut pairs: Vec<(&str, usize)> = opened
+        .par_iter()
+        .enumerate()
+        .flat_map_iter(|(i, keys)| keys.iter().map(move |k| (k.as_str(), i)))
+        .collect();
+    pairs.par_sort_unstable();
+    Ok(pairs
+        .par_chunk_by(|a, b| a.0 == b.0)
+        .map(|group| {
+            let mut flags = Flags::default();
+            for (_, i) in group {
+                add_flags(&mut flags, &records[*i].1, view);
+            }
             flags.signals.sort();
             flags.signals.dedup();
+            (group[0].0.to_owned(), flags)
+        })
+        .collect())
+}
+
+/// One table entry per item, on all cores: the key's OPRF output under
+/// `key`, its tag, and its flags sealed under it.
+pub fn seal_entries(key: &EpochKey, items: &[(String, Flags)]) -> Vec<TableEntry> {
+    let rng = SystemRandom::new();
+    items
+        .par_iter()
+        .filter_map(|(k, flags)| {
+            // An input voprf refuses (empty or over 64 KiB) cannot be a
+            // stored key; a failed nonce leaves the entry out.
             let output = key.evaluate_input(k.as_bytes()).ok()?;
             let label = seal_label(&output, &flags.encode(), &rng).ok()?;
             Some(TableEntry {
@@ -109,8 +137,7 @@ pub fn build(
                 label,
             })
         })
-        .collect();
-    Ok(LabelledTable::new(entries))
+        .collect()
 }
 
 /// Which table: the epoch's key, the view, the day (expiry) and the
