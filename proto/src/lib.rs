@@ -16,7 +16,9 @@
 //! * [`taxonomy`]: life domains and signal codes;
 //! * [`oprf`]: RFC 9497 OPRF (ristretto255-SHA512) for epochs, blinding
 //!   and evaluation;
-//! * [`table`]: tags, sealed labels, flags and bucket prefixes.
+//! * [`table`]: tags, sealed labels, flags and bucket prefixes;
+//! * [`log`]: the audit log's format: RFC 9162 Merkle proofs, C2SP signed
+//!   checkpoints (Ed25519), receipts, and offline verification.
 //!
 //! The matching protocol is a labelled OPRF-PSI (RFC 9497,
 //! ristretto255-SHA512). A responder R keeps an OPRF key per epoch and
@@ -35,6 +37,7 @@
 
 pub mod identifier;
 pub mod identity;
+pub mod log;
 pub mod oprf;
 pub mod pb;
 pub mod table;
