@@ -153,6 +153,9 @@ fn fault(index: Option<u64>, place: String, reason: impl Into<String>) -> LogFau
     }
 }
 
+/// An entry as exported: its index and its exact bytes.
+pub type IndexedEntry = (u64, Vec<u8>);
+
 /// What a verified log holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedLog {
@@ -170,7 +173,7 @@ pub struct VerifiedLog {
 /// carry their own index as sequence; the largest checkpoint must cover
 /// every entry. Returns the first fault, naming entry and field.
 pub fn verify_log(
-    entries: &[(u64, Vec<u8>)],
+    entries: &[IndexedEntry],
     checkpoints: &[String],
     verifier: &NoteVerifier,
 ) -> Result<VerifiedLog, LogFault> {
@@ -301,7 +304,7 @@ pub fn verify_log(
 mod tests {
     use super::*;
 
-    fn log(n: u64) -> (NoteSigner, Vec<(u64, Vec<u8>)>, Vec<String>) {
+    fn log(n: u64) -> (NoteSigner, Vec<IndexedEntry>, Vec<String>) {
         let signer = NoteSigner::from_seed(&origin("t", "police"), &[3; 32]).unwrap();
         let mut tree = MemoryTree::new();
         let mut entries = Vec::new();
