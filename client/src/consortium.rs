@@ -97,12 +97,24 @@ impl LocalConsortium {
             let addr = listener.local_addr()?;
             listeners.push((org.to_string(), addr, listener));
         }
+        // Each node's log key, made now in its data directory, so that
+        // every partner can check that node's receipts from the start.
+        let mut log_keys = std::collections::BTreeMap::new();
+        for org in orgs {
+            let key = pluis_node::audit::log_verifier(&dir.join(org).join("data"), name, org)
+                .with_context(|| format!("making {org}'s log key"))?;
+            log_keys.insert(org.to_string(), key.to_string());
+        }
         let mut nodes = Vec::new();
         for (org, addr, _) in &listeners {
-            let peers: Vec<(&str, SocketAddr)> = listeners
+            let peers: Vec<PeerEntry<'_>> = listeners
                 .iter()
                 .filter(|(other, _, _)| other != org)
-                .map(|(other, addr, _)| (other.as_str(), *addr))
+                .map(|(other, addr, _)| PeerEntry {
+                    org: other.as_str(),
+                    addr: *addr,
+                    log_key: log_keys.get(other).map(String::as_str),
+                })
                 .collect();
             let config = dir.join(org).join("node.toml");
             std::fs::write(&config, node_config(org, *addr, &peers))
@@ -188,21 +200,47 @@ impl LocalConsortium {
     }
 }
 
+/// One partner in a generated config.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerEntry<'a> {
+    /// Its org.
+    pub org: &'a str,
+    /// Where its node listens.
+    pub addr: SocketAddr,
+    /// Its log's verifier key (`pluis-node pubkey`), if known.
+    pub log_key: Option<&'a str>,
+}
+
+impl<'a> PeerEntry<'a> {
+    /// A partner whose log key is not written into the config.
+    pub fn new(org: &'a str, addr: SocketAddr) -> Self {
+        PeerEntry {
+            org,
+            addr,
+            log_key: None,
+        }
+    }
+}
+
 /// A node config as an operator would write it, paths relative to it.
 ///
 /// Every peer may ask for the one purpose, `exploitation-assessment`, and
 /// see every domain at domain granularity, with the default budgets.
-pub fn node_config(org: &str, listen: SocketAddr, peers: &[(&str, SocketAddr)]) -> String {
+pub fn node_config(org: &str, listen: SocketAddr, peers: &[PeerEntry<'_>]) -> String {
     let mut text = format!(
         "# Pluis node of {org}\norg = \"{org}\"\nlisten = \"{listen}\"\ndata_dir = \"data\"\n\n\
          [[purposes]]\nname = \"{PURPOSE}\"\nlegal_basis = \"{LEGAL_BASIS}\"\n\n\
          [tls]\nca = \"../ca.pem\"\ncert = \"node.pem\"\nkey = \"node.key\"\n"
     );
-    for (peer, addr) in peers {
+    for peer in peers {
         text.push_str(&format!(
-            "\n[[peers]]\norg = \"{peer}\"\nurl = \"https://{addr}\"\npurposes = [\"{PURPOSE}\"]\n\
+            "\n[[peers]]\norg = \"{}\"\nurl = \"https://{}\"\n{}purposes = [\"{PURPOSE}\"]\n\
              domains = [\"safety\", \"education\", \"health\", \"social\", \"finances\", \"housing\", \"youth_care\"]\n\
-             granularity = \"domain\"\n"
+             granularity = \"domain\"\n",
+            peer.org,
+            peer.addr,
+            peer.log_key
+                .map_or_else(String::new, |k| format!("log_key = \"{k}\"\n"))
         ));
     }
     text

@@ -14,6 +14,7 @@ use crate::config::load_taxonomy;
 use crate::import::{ImportOptions, Progress};
 use crate::store::Store;
 use crate::{Config, Node};
+use pluis_proto::Role;
 
 /// A Pluis partner node.
 #[derive(Debug, Parser)]
@@ -78,6 +79,13 @@ pub enum Command {
         /// The organisation's own case reference.
         #[arg(long)]
         local_ref: Option<String>,
+    },
+    /// Print the verifier key of this node's audit log, for partners'
+    /// `log_key` and for auditors (`pluis audit verify --pubkey`).
+    Pubkey {
+        /// The node's TOML config file.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
     },
     /// Print the signal taxonomy in force.
     Taxonomy {
@@ -145,6 +153,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             local_ref,
         } => tokio::task::block_in_place(|| forget(&config, bsn, key, local_ref)),
         Command::Taxonomy { config, json } => taxonomy(config.as_deref(), json),
+        Command::Pubkey { config } => pubkey(&config),
         Command::GenData {
             rows,
             seed,
@@ -163,6 +172,16 @@ async fn serve(config_path: &Path) -> anyhow::Result<()> {
     // port 0 and need to know the port.
     println!("listening on https://{}", listener.local_addr()?);
     node.serve(listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+fn pubkey(config_path: &Path) -> anyhow::Result<()> {
+    let config = Config::load(config_path)?;
+    let tls = &config.tls;
+    let identity = crate::tls::TlsIdentity::load(&tls.ca, &tls.cert, &tls.key, Role::Node)?;
+    let id = identity.id();
+    let key = crate::audit::log_verifier(&config.data_dir, id.consortium(), id.org())?;
+    println!("{key}");
     Ok(())
 }
 
@@ -308,13 +327,17 @@ fn forget(
 ) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
     let store = open_store(&config)?;
+    let actor = format!("operator of {} (pluis-node forget)", config.org);
     let (erased, by) = match (bsn, key, local_ref) {
         (Some(bsn), _, _) => (
-            store.forget_key(&SubjectKey::Bsn(Bsn::parse(&bsn)?))?,
+            store.forget_key(&SubjectKey::Bsn(Bsn::parse(&bsn)?), &actor)?,
             "bsn",
         ),
-        (_, Some(key), _) => (store.forget_key(&SubjectKey::parse(&key, today())?)?, "key"),
-        (_, _, Some(local_ref)) => (store.forget_local_ref(&local_ref)?, "local_ref"),
+        (_, Some(key), _) => (
+            store.forget_key(&SubjectKey::parse(&key, today())?, &actor)?,
+            "key",
+        ),
+        (_, _, Some(local_ref)) => (store.forget_local_ref(&local_ref, &actor)?, "local_ref"),
         _ => bail!("give --bsn, --key or --local-ref"),
     };
     // Logged with how many and by which kind of key, never the key itself.

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use pluis_proto::identity::check_name;
+use pluis_proto::log::NoteVerifier;
 use pluis_proto::taxonomy::{LifeDomain, Taxonomy};
 
 use crate::policy::{Assessment, AssessmentStep, Granularity, PeerPolicy, Purpose};
@@ -86,6 +87,7 @@ struct RawPeer {
     max_keys_per_request: Option<u64>,
     max_keys_per_day: Option<u64>,
     min_prefix_bits: Option<u32>,
+    log_key: Option<String>,
 }
 
 /// A node's validated configuration.
@@ -111,6 +113,8 @@ pub struct Config {
     pub peers: Vec<PeerConfig>,
     /// The advice per number of life domains, for case queries.
     pub assessment: Assessment,
+    /// SHA-256 of the config file's text: the policy in force, as logged.
+    pub digest: [u8; 32],
 }
 
 /// PEM files, as absolute or config-relative paths resolved at load.
@@ -133,6 +137,9 @@ pub struct PeerConfig {
     pub url: String,
     /// What it may ask of this node.
     pub policy: PeerPolicy,
+    /// The verifier key of its audit log (`pluis-node pubkey`), to check
+    /// the receipts it returns.
+    pub log_key: Option<NoteVerifier>,
 }
 
 impl Config {
@@ -190,6 +197,10 @@ impl Config {
                     ));
                 }
             }
+            if let Some(key) = &peer.log_key {
+                key.parse::<NoteVerifier>()
+                    .map_err(|e| invalid(&format!("peers[{i}].log_key"), e.to_string()))?;
+            }
             if peer.min_prefix_bits.is_some_and(|b| b > 128) {
                 return Err(invalid(
                     &format!("peers[{i}].min_prefix_bits"),
@@ -229,10 +240,12 @@ impl Config {
                 ));
             }
         }
+        let digest = pluis_proto::log::digest(text.as_bytes());
         let assessment = Assessment::new(raw.assessment)
             .map_err(|(i, reason)| invalid(&format!("assessment[{i}]"), reason))?;
         let base = path.parent().unwrap_or(Path::new("."));
         Ok(Config {
+            digest,
             assessment,
             org: raw.org,
             listen,
@@ -252,6 +265,8 @@ impl Config {
                 .map(|p| {
                     let defaults = PeerPolicy::default();
                     PeerConfig {
+                        // Checked above.
+                        log_key: p.log_key.and_then(|k| k.parse().ok()),
                         org: p.org,
                         url: p.url,
                         policy: PeerPolicy {

@@ -8,6 +8,7 @@
 //! serving loop ([`node`]). `main.rs` only parses arguments and calls
 //! [`cli::run`].
 
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;

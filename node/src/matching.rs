@@ -14,6 +14,7 @@ use pluis_proto::oprf::OprfOutput;
 use pluis_proto::pb::partner_client::PartnerClient;
 use pluis_proto::pb::{self, peer_outcome::State};
 use pluis_proto::table::{open_label, tag, Flags, LabelledTable, Prefix, TableEntry, Tag};
+use prost::Message;
 use rayon::prelude::*;
 use ring::rand::{SecureRandom, SystemRandom};
 use tokio_stream::StreamExt;
@@ -24,6 +25,7 @@ use std::sync::Arc;
 
 use tokio::task::JoinSet;
 
+use crate::audit::AuditLog;
 use crate::peers::{Peer, Peers};
 use crate::policy::Purpose;
 
@@ -64,6 +66,7 @@ pub const BULK_BATCH: usize = 100;
 /// the answers with [`gather`].
 pub fn ask_all(
     peers: &Peers,
+    audit: &Arc<AuditLog>,
     purpose: &Purpose,
     keys: &[String],
     deadline: Duration,
@@ -72,10 +75,12 @@ pub fn ask_all(
     let mut asks = JoinSet::new();
     let keys: Arc<[String]> = keys.into();
     for peer in peers.iter() {
-        let (peer, purpose, keys) = (peer.clone(), purpose.clone(), keys.clone());
+        let (peer, purpose, keys, audit) =
+            (peer.clone(), purpose.clone(), keys.clone(), audit.clone());
         asks.spawn(async move {
+            let asker = Asker { peer, audit };
             ask_peer(
-                &peer,
+                asker,
                 &purpose.name,
                 &purpose.legal_basis,
                 &keys,
@@ -86,6 +91,85 @@ pub fn ask_all(
         });
     }
     asks
+}
+
+/// Who asks whom: the partner, and this node's log, where every call to
+/// it is recorded with the partner's receipt.
+#[derive(Clone)]
+pub struct Asker {
+    /// The partner.
+    pub peer: Peer,
+    /// This node's audit log.
+    pub audit: Arc<AuditLog>,
+}
+
+impl Asker {
+    /// Records one call to the partner: what was asked, the digests of
+    /// request and answer, and the partner's receipt (checked against its
+    /// `log_key`), or why there is none. Appended, not yet flushed: the
+    /// query flushes once at its end.
+    fn record(&self, call: Call<'_>) {
+        let audit = &self.audit;
+        let mut detail = call.what.to_owned();
+        let mut receipt = None;
+        match (&call.outcome, call.receipt) {
+            (Err(status), _) => {
+                detail = format!("{detail}; {:?}: {}", status.code(), status.message());
+            }
+            (Ok(_), None) => detail.push_str("; no receipt"),
+            (Ok(response_digest), Some(r)) => {
+                match &self.peer.log_key {
+                    None => detail.push_str("; receipt not checked: no log_key for this peer"),
+                    Some(key) => {
+                        if let Err(e) = pluis_proto::log::verify_receipt(
+                            key,
+                            &r,
+                            &call.context.exchange_id,
+                            &call.request_digest,
+                            response_digest,
+                        ) {
+                            detail = format!("{detail}; no valid receipt: {e}");
+                        }
+                    }
+                }
+                receipt = Some(r);
+            }
+        }
+        let entry = pb::AuditEntry {
+            counterparty: audit.peer_id(&self.peer.org),
+            exchange_id: call.context.exchange_id.clone(),
+            purpose: call.context.purpose.clone(),
+            legal_basis: call.context.legal_basis.clone(),
+            keys_asked: call.keys,
+            entries_served: call.entries,
+            request_digest: call.request_digest.to_vec(),
+            response_digest: call
+                .outcome
+                .as_ref()
+                .map(|d| d.to_vec())
+                .unwrap_or_default(),
+            epoch: call.epoch,
+            receipt,
+            detail,
+            ..audit.entry(pb::audit_entry::Kind::ExchangeRequested)
+        };
+        if let Err(e) = audit.store().append_audit(&entry) {
+            tracing::error!(error = %e, "could not log a request to a partner");
+        }
+    }
+}
+
+/// One call to a partner, as the requester logs it.
+struct Call<'a> {
+    context: &'a pb::ExchangeContext,
+    what: &'a str,
+    keys: u64,
+    entries: u64,
+    epoch: u64,
+    request_digest: [u8; 32],
+    /// The answer's digest, or the refusal.
+    outcome: Result<[u8; 32], &'a tonic::Status>,
+    receipt: Option<pb::Receipt>,
 }
 
 /// Every answer of [`ask_all`], in org order.
@@ -104,7 +188,7 @@ pub async fn gather(mut asks: JoinSet<PeerAnswer>) -> Vec<PeerAnswer> {
 /// Asks `peer` about `keys` (canonical encodings) for `purpose`, reading
 /// its table as `fetch` says.
 pub async fn ask_peer(
-    peer: &Peer,
+    asker: Asker,
     purpose: &str,
     legal_basis: &str,
     keys: &[String],
@@ -112,6 +196,7 @@ pub async fn ask_peer(
     fetch: Fetch,
 ) -> PeerAnswer {
     let id = exchange_id();
+    let peer = asker.peer.clone();
     let outcome = |state: State, detail: String| pb::PeerOutcome {
         org: peer.org.clone(),
         state: state as i32,
@@ -119,7 +204,7 @@ pub async fn ask_peer(
         exchange_id: id.to_vec(),
         ..Default::default()
     };
-    let work = exchange(peer, purpose, legal_basis, keys, id, fetch);
+    let work = exchange(asker.clone(), purpose, legal_basis, keys, id, fetch);
     match tokio::time::timeout(deadline, work).await {
         Ok(Ok(exchanged)) => PeerAnswer {
             outcome: pb::PeerOutcome {
@@ -176,6 +261,7 @@ struct Evaluated {
 /// current one) and unblinds the answers; the elliptic-curve work runs on
 /// all cores, off the async runtime.
 async fn evaluate(
+    asker: Asker,
     mut client: PartnerClient<Channel>,
     context: pb::ExchangeContext,
     epoch: u64,
@@ -191,14 +277,32 @@ async fn evaluate(
     .await
     .map_err(|_| tonic::Status::internal("blinding task failed"))?
     .map_err(|e| tonic::Status::internal(format!("blinding: {e}")))?;
-    let mut response = client
-        .evaluate(pb::EvaluateRequest {
-            context: Some(context),
-            epoch,
-            blinded: blinded.iter().map(|b| b.element.to_vec()).collect(),
-        })
-        .await?
-        .into_inner();
+    let request = pb::EvaluateRequest {
+        context: Some(context.clone()),
+        epoch,
+        blinded: blinded.iter().map(|b| b.element.to_vec()).collect(),
+    };
+    let request_digest = pluis_proto::log::digest(&request.encode_to_vec());
+    let call = |outcome, receipt, epoch| Call {
+        context: &context,
+        what: "evaluate",
+        keys: keys.len() as u64,
+        entries: 0,
+        epoch,
+        request_digest,
+        outcome,
+        receipt,
+    };
+    let mut response = match client.evaluate(request).await {
+        Ok(response) => response.into_inner(),
+        Err(status) => {
+            asker.record(call(Err(&status), None, epoch));
+            return Err(status);
+        }
+    };
+    let receipt = response.receipt.take();
+    let response_digest = pluis_proto::log::digest(&response.encode_to_vec());
+    asker.record(call(Ok(response_digest), receipt, response.epoch));
     if response.evaluated.len() != keys.len() {
         return Err(tonic::Status::internal(format!(
             "{} evaluations for {} keys",
@@ -223,22 +327,15 @@ async fn evaluate(
 
 /// Streams a partner's whole table for `epoch`.
 async fn fetch_whole(
-    mut client: PartnerClient<Channel>,
+    asker: Asker,
+    client: PartnerClient<Channel>,
     context: pb::ExchangeContext,
     epoch: u64,
 ) -> Result<LabelledTable, tonic::Status> {
-    let mut stream = client
-        .get_table(pb::GetTableRequest {
-            context: Some(context),
-            epoch,
-            prefix_bits: 0,
-            prefix: Vec::new(),
-        })
-        .await?
-        .into_inner();
+    let chunks = get_table(asker, client, &context, epoch, 0, Vec::new()).await?;
     let mut entries = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        for entry in chunk?.entries {
+    for chunk in chunks {
+        for entry in chunk.entries {
             if let Ok(tag) = Tag::try_from(entry.tag.as_slice()) {
                 entries.push(TableEntry {
                     tag,
@@ -248,6 +345,57 @@ async fn fetch_whole(
         }
     }
     Ok(LabelledTable::new(entries))
+}
+
+/// One `GetTable` call, read to its end and logged with its receipt
+/// (which rides on the last chunk).
+async fn get_table(
+    asker: Asker,
+    mut client: PartnerClient<Channel>,
+    context: &pb::ExchangeContext,
+    epoch: u64,
+    prefix_bits: u32,
+    prefix: Vec<u8>,
+) -> Result<Vec<pb::TableChunk>, tonic::Status> {
+    let request = pb::GetTableRequest {
+        context: Some(context.clone()),
+        epoch,
+        prefix_bits,
+        prefix,
+    };
+    let request_digest = pluis_proto::log::digest(&request.encode_to_vec());
+    let what = format!("table prefix_bits={prefix_bits}");
+    let call = |outcome, receipt, entries| Call {
+        context,
+        what: &what,
+        keys: 0,
+        entries,
+        epoch,
+        request_digest,
+        outcome,
+        receipt,
+    };
+    let read = async {
+        let mut stream = client.get_table(request).await?.into_inner();
+        let mut chunks = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            chunks.push(chunk?);
+        }
+        Ok::<_, tonic::Status>(chunks)
+    };
+    match read.await {
+        Ok(mut chunks) => {
+            let receipt = chunks.last_mut().and_then(|c| c.receipt.take());
+            let digest = crate::service::partner::table_response_digest(&chunks);
+            let entries = chunks.iter().map(|c| c.entries.len() as u64).sum();
+            asker.record(call(Ok(digest), receipt, entries));
+            Ok(chunks)
+        }
+        Err(status) => {
+            asker.record(call(Err(&status), None, 0));
+            Err(status)
+        }
+    }
 }
 
 /// What one exchange with a partner found.
@@ -262,7 +410,7 @@ struct Exchanged {
 }
 
 async fn exchange(
-    peer: &Peer,
+    asker: Asker,
     purpose: &str,
     legal_basis: &str,
     keys: &[String],
@@ -277,6 +425,7 @@ async fn exchange(
         purpose: purpose.to_owned(),
         legal_basis: legal_basis.to_owned(),
     };
+    let peer = asker.peer.clone();
     let client = PartnerClient::new(peer.channel.clone());
     // The first call learns the epoch, the limits and the table digest;
     // every later batch is asked under the same epoch.
@@ -284,7 +433,14 @@ async fn exchange(
         Fetch::Buckets => keys.len(),
         Fetch::Whole => BULK_BATCH.min(keys.len()),
     };
-    let first = evaluate(client.clone(), context.clone(), 0, keys[..first_len].into()).await?;
+    let first = evaluate(
+        asker.clone(),
+        client.clone(),
+        context.clone(),
+        0,
+        keys[..first_len].into(),
+    )
+    .await?;
     let epoch = first.response.epoch;
     let min_prefix_bits = first.response.min_prefix_bits;
     let table_size = first.response.table_size;
@@ -300,7 +456,8 @@ async fn exchange(
                     tokio::spawn(async move { Ok(table) })
                 }
                 None => {
-                    let fetching = fetch_whole(client.clone(), context.clone(), epoch);
+                    let fetching =
+                        fetch_whole(asker.clone(), client.clone(), context.clone(), epoch);
                     tokio::spawn(async move { fetching.await.map(Arc::new) })
                 }
             },
@@ -314,6 +471,7 @@ async fn exchange(
         while in_flight.len() < IN_FLIGHT {
             let Some(chunk) = batches.next() else { break };
             in_flight.push_back(tokio::spawn(evaluate(
+                asker.clone(),
                 client.clone(),
                 context.clone(),
                 epoch,

@@ -23,6 +23,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Server;
 
+use crate::audit::{AuditError, AuditLog};
 use crate::auth::{Audience, Authorizer};
 use crate::config::{load_taxonomy, Config, ConfigError};
 use crate::epochs::Epochs;
@@ -74,6 +75,9 @@ pub enum NodeError {
     /// The gRPC server failed.
     #[error("gRPC server: {0}")]
     Serve(String),
+    /// The audit log cannot be used.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
 }
 
 /// What the services share.
@@ -103,6 +107,8 @@ pub struct NodeState {
     pub exchanges: AtomicU64,
     /// Requests denied by policy since start.
     pub denials: AtomicU64,
+    /// The signed exchange log.
+    pub audit: Arc<AuditLog>,
 }
 
 /// A node, loaded and checked, not yet serving.
@@ -129,6 +135,10 @@ impl Node {
         let peers = Peers::new(&config.peers, &identity)?;
         let taxonomy = load_taxonomy(config.taxonomy.as_deref())?;
         let store = Arc::new(Store::open(&config.data_dir)?);
+        let id = identity.id().clone();
+        let signer = crate::audit::signer(&store.log_seed(), id.consortium(), id.org())
+            .map_err(|e| NodeError::Audit(AuditError::Note(e)))?;
+        let audit = Arc::new(AuditLog::open(store.clone(), signer, id.to_string())?);
         let state = Arc::new(NodeState {
             id: identity.id().clone(),
             started: Instant::now(),
@@ -150,6 +160,7 @@ impl Node {
             tables: Tables::new(Some(config.data_dir.join("tables"))),
             exchanges: AtomicU64::new(0),
             denials: AtomicU64::new(0),
+            audit,
         });
         Ok(Node {
             state,
@@ -180,6 +191,22 @@ impl Node {
     ) -> Result<(), NodeError> {
         let local = listener.local_addr().ok();
         let acceptor = TlsAcceptor::from(self.identity.server_config()?);
+        let audit = &self.state.audit;
+        let start = pb::AuditEntry {
+            detail: format!("pluis-node {}", env!("CARGO_PKG_VERSION")),
+            ..audit.entry(pb::audit_entry::Kind::NodeStart)
+        };
+        audit.record(&start).await?;
+        let policy = pb::AuditEntry {
+            request_digest: self.config.digest.to_vec(),
+            detail: format!(
+                "config sha256; peers={} purposes={}",
+                self.config.peers.len(),
+                self.config.purposes.len()
+            ),
+            ..audit.entry(pb::audit_entry::Kind::PolicyLoaded)
+        };
+        audit.record(&policy).await?;
         let (tx, rx) = mpsc::channel(64);
         let accept_loop = tokio::spawn(accept_loop(listener, acceptor, tx));
         let sweeper = tokio::spawn(housekeeping(self.state.clone()));
@@ -215,7 +242,7 @@ impl Node {
                 auth.interceptor(Audience::Coordinator),
             ))
             .add_service(AuditServer::with_interceptor(
-                AuditService,
+                AuditService::new(self.state.clone()),
                 auth.interceptor(Audience::Audit),
             ))
             .serve_with_incoming_shutdown(ReceiverStream::new(rx), shutdown)
@@ -226,7 +253,10 @@ impl Node {
         sweeper.abort();
         let _ = accept_loop.await;
         let _ = sweeper.await;
+        let stop = self.state.audit.entry(pb::audit_entry::Kind::NodeStop);
+        let logged = self.state.audit.record(&stop).await;
         served.map_err(|e| NodeError::Serve(crate::error_chain(&e)))?;
+        logged?;
         tracing::info!(node = %self.state.id, "stopped");
         Ok(())
     }

@@ -29,6 +29,8 @@ pub struct Peer {
     pub url: String,
     /// A channel that only accepts that org's node certificate.
     pub channel: Channel,
+    /// The verifier key of its audit log, to check its receipts.
+    pub log_key: Option<pluis_proto::log::NoteVerifier>,
     /// The last whole table fetched from it (bulk screening), by epoch.
     table: TableCache,
 }
@@ -81,6 +83,7 @@ impl Peers {
                     url: p.url.clone(),
                     channel: crate::tls::connect(&p.url, tls, CHECK_DEADLINE)?,
                     table: TableCache::default(),
+                    log_key: p.log_key.clone(),
                 })
             })
             .collect::<Result<_, TlsError>>()?;

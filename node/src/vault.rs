@@ -54,6 +54,7 @@ pub type IndexDigest = [u8; 32];
 
 /// Sealing and indexing keys, derived from the master storage key.
 pub struct Vault {
+    log_seed: [u8; 32],
     seal: LessSafeKey,
     index: hmac::Key,
     rng: SystemRandom,
@@ -125,10 +126,18 @@ impl Vault {
         let unbound = UnboundKey::new(&AES_256_GCM, &seal_key)
             .unwrap_or_else(|_| unreachable!("AES-256 takes a 32-byte key"));
         Vault {
+            log_seed: derive(&prk, b"pluis/log/ed25519"),
             seal: LessSafeKey::new(unbound),
             index: hmac::Key::new(hmac::HMAC_SHA256, &index_key),
             rng,
         }
+    }
+
+    /// The Ed25519 private key (seed) that signs the audit log's
+    /// checkpoints and receipts, derived from the storage key so that it
+    /// lives and dies with the node's data.
+    pub fn log_seed(&self) -> [u8; 32] {
+        self.log_seed
     }
 
     /// 32 fresh bytes from the OS RNG.

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use pluis_client::consortium::node_config;
+use pluis_client::consortium::{node_config, PeerEntry};
 use pluis_proto::Role;
 use pluis_tests::{run_to_end, NodeProcess, TestConsortium};
 
@@ -100,7 +100,7 @@ async fn a_node_process_serves_on_the_port_it_reports_and_stops_cleanly_on_sigte
     let text = node_config(
         "police",
         "127.0.0.1:0".parse().unwrap(),
-        &[("school", school)],
+        &[PeerEntry::new("school", school)],
     )
     .replace("data_dir = \"data\"", "data_dir = \"process-data\"");
     std::fs::write(&config, text).unwrap();
@@ -140,7 +140,10 @@ async fn a_peer_url_that_leads_to_another_orgs_node_is_not_trusted() {
     let text = node_config(
         "police",
         "127.0.0.1:0".parse().unwrap(),
-        &[("school", healthcare), ("healthcare", healthcare)],
+        &[
+            PeerEntry::new("school", healthcare),
+            PeerEntry::new("healthcare", healthcare),
+        ],
     )
     .replace("data_dir = \"data\"", "data_dir = \"misrouted-data\"");
     std::fs::write(&config, text).unwrap();

@@ -5,10 +5,12 @@ use std::sync::Arc;
 use std::collections::{BTreeMap, BTreeSet};
 
 use pluis_proto::identifier::SubjectKey;
+use pluis_proto::pb::audit_entry::Kind;
 use pluis_proto::pb::{self, peer_outcome::State};
 use pluis_proto::table::Flags;
 use pluis_proto::taxonomy::LifeDomain;
 
+use crate::auth::Caller;
 use crate::matching::{ask_all, exchange_id, gather, Fetch, PEER_DEADLINE};
 use crate::policy::{Assessment, Purpose};
 use crate::tables::{add_flags, View};
@@ -42,6 +44,18 @@ impl CoordinatorService {
                 ))
             })
     }
+}
+
+/// The caller's SPIFFE id, for the audit log.
+fn caller_id<T>(request: &Request<T>) -> String {
+    request
+        .extensions()
+        .get::<Caller>()
+        .map_or_else(String::new, |c| c.0.to_string())
+}
+
+fn audit_failed(e: crate::audit::AuditError) -> Status {
+    Status::internal(format!("audit log: {e}"))
 }
 
 /// How long one partner may take for a whole bulk screening.
@@ -135,6 +149,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         &self,
         request: Request<pb::MatchRequest>,
     ) -> Result<Response<pb::MatchResponse>, Status> {
+        let coordinator = caller_id(&request);
         let request = request.into_inner();
         let state = self.state.clone();
         let purpose = self.own_purpose(&request.purpose)?;
@@ -178,7 +193,14 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         );
         async move {
             // Every partner at once, each under its own deadline.
-            let asks = ask_all(&state.peers, &purpose, &keys, PEER_DEADLINE, Fetch::Buckets);
+            let asks = ask_all(
+                &state.peers,
+                &state.audit,
+                &purpose,
+                &keys,
+                PEER_DEADLINE,
+                Fetch::Buckets,
+            );
             // Our own signals, meanwhile.
             let own = {
                 let state = state.clone();
@@ -246,6 +268,20 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
                 answered = served,
                 "case query answered"
             );
+            let entry = pb::AuditEntry {
+                actor: coordinator,
+                exchange_id: query_id.to_vec(),
+                purpose: purpose.name.clone(),
+                legal_basis: purpose.legal_basis.clone(),
+                keys_asked: keys.len() as u64,
+                detail: format!(
+                    "case query: subjects={} partners answered={served}/{}",
+                    request.subjects.len(),
+                    outcomes.len()
+                ),
+                ..state.audit.entry(Kind::CaseQuery)
+            };
+            state.audit.record(&entry).await.map_err(audit_failed)?;
             Ok(Response::new(pb::MatchResponse {
                 query_id: query_id.to_vec(),
                 subjects,
@@ -261,6 +297,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         &self,
         request: Request<pb::ScreenRequest>,
     ) -> Result<Response<pb::ScreenResponse>, Status> {
+        let coordinator = caller_id(&request);
         let request = request.into_inner();
         let purpose = self.own_purpose(&request.purpose)?;
         let min_domains = if request.min_domains == 0 {
@@ -282,6 +319,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         async move {
             let answers = gather(ask_all(
                 &state.peers,
+                &state.audit,
                 &purpose,
                 &keys,
                 SCREEN_DEADLINE,
@@ -325,6 +363,19 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
                 partners = outcomes.len(),
                 "screening done"
             );
+            let entry = pb::AuditEntry {
+                actor: coordinator,
+                purpose: purpose.name.clone(),
+                legal_basis: purpose.legal_basis.clone(),
+                keys_asked: keys.len() as u64,
+                detail: format!(
+                    "bulk screening: min_domains={min_domains} hits={} partners={}",
+                    hits.len(),
+                    outcomes.len()
+                ),
+                ..state.audit.entry(Kind::CaseQuery)
+            };
+            state.audit.record(&entry).await.map_err(audit_failed)?;
             Ok(Response::new(pb::ScreenResponse {
                 hits,
                 peers: outcomes,

@@ -43,6 +43,10 @@ use time::Date;
 
 use crate::vault::{IndexDigest, Vault, VaultError};
 
+mod audit;
+use audit::AuditTrees;
+pub use audit::StoredSubtrees;
+
 /// The store's schema version; checked at open.
 pub const SCHEMA_VERSION: u32 = 1;
 const BUCKET_FORMAT_V1: u8 = 1;
@@ -207,6 +211,7 @@ pub struct Store {
     meta: sled::Tree,
     epochs: sled::Tree,
     budgets: sled::Tree,
+    audit: AuditTrees,
     active: RwLock<Generation>,
     vault: Vault,
 }
@@ -366,6 +371,7 @@ impl Store {
             path: path.clone(),
             epochs: db.open_tree("epochs").map_err(sled_error)?,
             budgets: db.open_tree("budgets").map_err(sled_error)?,
+            audit: AuditTrees::open(&db).map_err(sled_error)?,
             db,
             meta,
             active: RwLock::new(active),
@@ -483,12 +489,18 @@ impl Store {
             replace,
             pending: Vec::new(),
             done: false,
+            actor: "local operator".into(),
         })
     }
 
     /// Removes signals and their index entries in one flushed transaction,
     /// adding their number to the `counter` in `meta`.
-    fn remove_signals(&self, ids: &[SignalId], counter: &[u8]) -> Result<usize, StoreError> {
+    fn remove_signals(
+        &self,
+        ids: &[SignalId],
+        counter: &[u8],
+        audit: &pluis_proto::pb::AuditEntry,
+    ) -> Result<usize, StoreError> {
         let active = self.active();
         let wanted: BTreeSet<SignalId> = ids.iter().copied().collect();
         let mut signal_buckets: BTreeMap<[u8; 2], Vec<(SignalId, SignalRecord)>> = BTreeMap::new();
@@ -514,8 +526,19 @@ impl Store {
             signal_buckets.insert(key, bucket);
         }
         if removed == 0 {
+            // Nothing to remove: an erasure request is still logged, an
+            // hourly sweep that found nothing is not.
+            if audit.kind != pluis_proto::pb::audit_entry::Kind::ExpiryPurge as i32 {
+                self.append_audit(audit)?;
+                self.flush()?;
+            }
             return Ok(0);
         }
+        let entry = pluis_proto::pb::AuditEntry {
+            time_unix_ms: audit_now_ms(),
+            signals: removed,
+            ..audit.clone()
+        };
         let mut subject_buckets: BTreeMap<[u8; 2], Vec<SubjectEntry>> = BTreeMap::new();
         for key in removed_entries
             .iter()
@@ -529,8 +552,14 @@ impl Store {
             bucket.retain(|entry| !removed_entries.contains(entry));
             subject_buckets.insert(key, bucket);
         }
-        (&active.signals, &active.subjects, &self.meta)
-            .transaction(|(signals, subjects, meta)| {
+        (
+            &active.signals,
+            &active.subjects,
+            &self.meta,
+            &self.audit.entries,
+            &self.audit.subtrees,
+        )
+            .transaction(|(signals, subjects, meta, entries, subtrees)| {
                 for (key, bucket) in &signal_buckets {
                     signals.insert(&key[..], encode_bucket(bucket))?;
                 }
@@ -543,6 +572,7 @@ impl Store {
                 meta.insert(META_COUNT, &count.saturating_sub(removed).to_be_bytes())?;
                 let revision = read_u64(meta.get(META_REVISION)?);
                 meta.insert(META_REVISION, &(revision + 1).to_be_bytes())?;
+                audit::append(entries, subtrees, meta, &entry)?;
                 Ok::<_, ConflictableTransactionError<StoreError>>(())
             })
             .map_err(|e| transaction_error(&self.path, e))?;
@@ -588,16 +618,17 @@ impl Store {
         Ok(records)
     }
 
-    /// Erases every signal stored under `key` (right to erasure).
-    pub fn forget_key(&self, key: &SubjectKey) -> Result<usize, StoreError> {
+    /// Erases every signal stored under `key` (right to erasure), logged
+    /// as done by `actor` (never the key).
+    pub fn forget_key(&self, key: &SubjectKey, actor: &str) -> Result<usize, StoreError> {
         let digest = self.vault.index("key", key.canonical().as_bytes());
         let ids = self.ids_of(&self.active(), &digest)?;
-        self.remove_signals(&ids, META_FORGOTTEN)
+        self.remove_signals(&ids, META_FORGOTTEN, &forget_entry(actor, "by key"))
     }
 
     /// Erases every signal stored with this local case reference. Rare, so
     /// a scan over the records' reference digests rather than an index.
-    pub fn forget_local_ref(&self, local_ref: &str) -> Result<usize, StoreError> {
+    pub fn forget_local_ref(&self, local_ref: &str, actor: &str) -> Result<usize, StoreError> {
         let digest = self.vault.index("ref", local_ref.as_bytes());
         let mut ids = Vec::new();
         self.for_each_signal(|id, record| {
@@ -605,7 +636,11 @@ impl Store {
                 ids.push(*id);
             }
         })?;
-        self.remove_signals(&ids, META_FORGOTTEN)
+        self.remove_signals(
+            &ids,
+            META_FORGOTTEN,
+            &forget_entry(actor, "by local reference"),
+        )
     }
 
     /// Visits every stored signal of the active generation, in id order.
@@ -631,7 +666,12 @@ impl Store {
                 expired.push(*id);
             }
         })?;
-        self.remove_signals(&expired, META_PURGED)
+        let entry = pluis_proto::pb::AuditEntry {
+            kind: pluis_proto::pb::audit_entry::Kind::ExpiryPurge as i32,
+            actor: "expiry sweep".into(),
+            ..Default::default()
+        };
+        self.remove_signals(&expired, META_PURGED, &entry)
     }
 
     /// Active and expired counts per signal, and the lifetime counters.
@@ -708,16 +748,34 @@ impl Store {
         let seed = self.vault.random_seed()?;
         let sealed = self.vault.seal(&context, &seed)?;
         // Two callers racing to create the same epoch: the first one wins.
-        match self
-            .epochs
-            .compare_and_swap(key, None as Option<&[u8]>, Some(sealed))
-            .map_err(|e| self.sled(e))?
-        {
-            Ok(()) => {
-                self.epochs.flush().map_err(|e| self.sled(e))?;
-                Ok(Some(seed))
-            }
-            Err(_) => self.epoch_seed(epoch, false),
+        // The new key and its audit entry commit together.
+        let entry = pluis_proto::pb::AuditEntry {
+            time_unix_ms: audit_now_ms(),
+            kind: pluis_proto::pb::audit_entry::Kind::KeyRotation as i32,
+            actor: "epoch rotation".into(),
+            epoch,
+            ..Default::default()
+        };
+        let created = (
+            &self.epochs,
+            &self.audit.entries,
+            &self.audit.subtrees,
+            &self.meta,
+        )
+            .transaction(|(epochs, entries, subtrees, meta)| {
+                if epochs.get(key)?.is_some() {
+                    return Ok(false);
+                }
+                epochs.insert(&key[..], sealed.clone())?;
+                audit::append(entries, subtrees, meta, &entry)?;
+                Ok(true)
+            })
+            .map_err(|e| transaction_error(&self.path, e))?;
+        if created {
+            self.flush()?;
+            Ok(Some(seed))
+        } else {
+            self.epoch_seed(epoch, false)
         }
     }
 
@@ -745,31 +803,35 @@ impl Store {
     }
 
     /// Adds `keys` to `peer`'s use on `day` if that stays within `limit`,
-    /// atomically and durably. `Ok(Err(used))`: refused, `used` already.
+    /// and appends `served` to the audit log, in one transaction (not yet
+    /// flushed). `Ok(Ok((total, index)))`: charged, logged at `index`;
+    /// `Ok(Err(used))`: refused, `used` already, nothing written.
     pub fn charge_budget(
         &self,
         peer: &str,
         day: i32,
         keys: u64,
         limit: u64,
-    ) -> Result<Result<u64, u64>, StoreError> {
+        served: &pluis_proto::pb::AuditEntry,
+    ) -> Result<Result<(u64, u64), u64>, StoreError> {
         let key = budget_key(peer, day);
-        loop {
-            let current = self.budgets.get(&key).map_err(|e| self.sled(e))?;
-            let used = read_u64(current.clone());
-            let total = used.saturating_add(keys);
-            if total > limit {
-                return Ok(Err(used));
-            }
-            let swapped = self
-                .budgets
-                .compare_and_swap(&key, current, Some(&total.to_be_bytes()[..]))
-                .map_err(|e| self.sled(e))?;
-            if swapped.is_ok() {
-                self.budgets.flush().map_err(|e| self.sled(e))?;
-                return Ok(Ok(total));
-            }
-        }
+        (
+            &self.budgets,
+            &self.audit.entries,
+            &self.audit.subtrees,
+            &self.meta,
+        )
+            .transaction(|(budgets, entries, subtrees, meta)| {
+                let used = read_u64(budgets.get(&key)?);
+                let total = used.saturating_add(keys);
+                if total > limit {
+                    return Ok(Err(used));
+                }
+                budgets.insert(&key[..], &total.to_be_bytes())?;
+                let index = audit::append(entries, subtrees, meta, served)?;
+                Ok(Ok((total, index)))
+            })
+            .map_err(|e| transaction_error(&self.path, e))
     }
 
     /// The number of stored signals.
@@ -802,9 +864,15 @@ pub struct Import<'a> {
     replace: bool,
     pending: Vec<PreparedSignal>,
     done: bool,
+    actor: String,
 }
 
 impl Import<'_> {
+    /// Who runs the import, for its audit entry.
+    pub fn set_actor(&mut self, actor: &str) {
+        actor.clone_into(&mut self.actor);
+    }
+
     /// Adds prepared signals to the import.
     pub fn write(&mut self, prepared: Vec<PreparedSignal>) -> Result<(), StoreError> {
         self.pending.extend(prepared);
@@ -886,12 +954,29 @@ impl Import<'_> {
         write_buckets(&self.new.subjects, buckets_of(&index, |e| &e.0[..])).map_err(sled)?;
 
         store.db.flush().map_err(sled)?;
-        let mut switch = sled::Batch::default();
-        switch.insert(META_GENERATION, &self.new.number.to_be_bytes());
-        switch.insert(META_COUNT, &total.to_be_bytes());
-        let revision = read_u64(store.meta.get(META_REVISION).map_err(sled)?);
-        switch.insert(META_REVISION, &(revision + 1).to_be_bytes());
-        store.meta.apply_batch(switch).map_err(sled)?;
+        // The switch and its audit entry, in one transaction.
+        let entry = pluis_proto::pb::AuditEntry {
+            time_unix_ms: audit_now_ms(),
+            kind: pluis_proto::pb::audit_entry::Kind::Import as i32,
+            actor: self.actor.clone(),
+            signals: counts.added as u64,
+            detail: format!(
+                "added={} unchanged={} removed={} total={total}",
+                counts.added, counts.unchanged, counts.removed
+            ),
+            ..Default::default()
+        };
+        let number = self.new.number;
+        (&store.meta, &store.audit.entries, &store.audit.subtrees)
+            .transaction(|(meta, entries, subtrees)| {
+                meta.insert(META_GENERATION, &number.to_be_bytes())?;
+                meta.insert(META_COUNT, &total.to_be_bytes())?;
+                let revision = read_u64(meta.get(META_REVISION)?);
+                meta.insert(META_REVISION, &(revision + 1).to_be_bytes())?;
+                audit::append(entries, subtrees, meta, &entry)?;
+                Ok(())
+            })
+            .map_err(|e| transaction_error(&store.path, e))?;
         store.db.flush().map_err(sled)?;
         {
             let mut active = match store.active.write() {
@@ -910,6 +995,24 @@ impl Import<'_> {
         }
         Ok(counts)
     }
+}
+
+/// An erasure's audit entry: who, and how (never what).
+fn forget_entry(actor: &str, how: &str) -> pluis_proto::pb::AuditEntry {
+    pluis_proto::pb::AuditEntry {
+        time_unix_ms: audit_now_ms(),
+        kind: pluis_proto::pb::audit_entry::Kind::Forget as i32,
+        actor: actor.to_owned(),
+        detail: how.to_owned(),
+        ..Default::default()
+    }
+}
+
+/// Now, in Unix milliseconds, for audit entries.
+pub fn audit_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn budget_key(peer: &str, day: i32) -> Vec<u8> {
@@ -1021,7 +1124,7 @@ mod tests {
         let replaced = commit(&store, &[a], true);
         assert_eq!((replaced.added, replaced.removed), (1, 1));
         assert_eq!(store.len(), 1);
-        assert_eq!(store.forget_local_ref("case-1").unwrap(), 1);
+        assert_eq!(store.forget_local_ref("case-1", "test").unwrap(), 1);
         assert!(store.is_empty());
         let mut dangling = 0;
         for entry in store.active().subjects.iter() {
@@ -1130,16 +1233,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = Store::open(dir.path()).unwrap();
-            assert_eq!(store.charge_budget("school", 100, 60, 100).unwrap(), Ok(60));
-            assert_eq!(
-                store.charge_budget("school", 100, 50, 100).unwrap(),
-                Err(60)
-            );
-            assert_eq!(store.charge_budget("school", 101, 50, 100).unwrap(), Ok(50));
+            let served = pluis_proto::pb::AuditEntry {
+                keys_evaluated: 1,
+                ..Default::default()
+            };
+            let charge = |day, keys| store.charge_budget("school", day, keys, 100, &served);
+            assert_eq!(charge(100, 60).unwrap(), Ok((60, 0)));
+            assert_eq!(charge(100, 50).unwrap(), Err(60));
+            assert_eq!(charge(101, 50).unwrap(), Ok((50, 1)));
+            store.flush().unwrap();
         }
         let store = reopen(dir.path()).unwrap();
         assert_eq!(store.budget_used("school", 100).unwrap(), 60);
         assert_eq!(store.budget_used("police", 100).unwrap(), 0);
+        // Each charge and its log entry went together; the refusal wrote neither.
+        let entries = store.audit_entries(0, 10).unwrap();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(store.audit_size().unwrap(), 2);
     }
 
     #[test]

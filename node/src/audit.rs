@@ -1,0 +1,262 @@
+//! The node's audit log: appends made durable in groups, checkpoints
+//! signed only over durable entries, receipts, and the check at start.
+//!
+//! Entries live in the store ([`Store::append_audit`] and the business
+//! writes that append inside their own transaction). Here:
+//! * [`AuditLog::durable`] waits until everything appended so far is on
+//!   disk; concurrent callers share one fsync (group commit), so logging
+//!   every exchange does not cost an fsync each;
+//! * [`AuditLog::checkpoint`] signs a C2SP checkpoint over the *durable*
+//!   entries only, so a crash can never make the node sign two
+//!   checkpoints of the same size with different roots;
+//! * [`AuditLog::open`] recomputes the tree from every stored entry and
+//!   refuses to run a node whose log does not match its last signed
+//!   checkpoint.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use pluis_proto::log::merkle::{self, leaf_hash, MemoryTree};
+use pluis_proto::log::{self, Checkpoint, NoteError, NoteSigner, NoteVerifier};
+use pluis_proto::pb;
+
+use crate::store::{audit_now_ms, Store, StoreError};
+
+/// Why the log cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Signing or a stored checkpoint failed.
+    #[error("audit log: {0}")]
+    Note(#[from] NoteError),
+    /// The stored log does not match what this node signed.
+    #[error("audit log: {0}; refusing to sign more checkpoints over it")]
+    Inconsistent(String),
+    /// A Merkle computation failed (a subtree hash missing).
+    #[error("audit log: {0}")]
+    Proof(#[from] merkle::ProofError),
+}
+
+/// A node's audit log.
+pub struct AuditLog {
+    store: Arc<Store>,
+    signer: NoteSigner,
+    actor: String,
+    /// Entries known to be on disk.
+    durable: AtomicU64,
+    flush_lock: tokio::sync::Mutex<()>,
+    /// The latest checkpoint signed: (size, note).
+    latest: Mutex<Option<(u64, String)>>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("origin", &self.signer.name())
+            .finish()
+    }
+}
+
+/// The verifier key of the node whose data is in `data_dir`, making the
+/// data directory and its storage key if they do not exist yet (as the
+/// node's first start would). Works while the node runs: it reads only
+/// the key file.
+pub fn log_verifier(
+    data_dir: &std::path::Path,
+    consortium: &str,
+    org: &str,
+) -> Result<NoteVerifier, AuditError> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(data_dir).map_err(|error| {
+        AuditError::Store(StoreError::DataDir {
+            path: data_dir.to_owned(),
+            error,
+        })
+    })?;
+    let vault = crate::vault::Vault::open(data_dir, true).map_err(StoreError::from)?;
+    Ok(signer(&vault.log_seed(), consortium, org)?.verifier())
+}
+
+/// The signer of `org`'s log in `consortium`, from the node's store key.
+pub fn signer(seed: &[u8; 32], consortium: &str, org: &str) -> Result<NoteSigner, NoteError> {
+    NoteSigner::from_seed(&log::origin(consortium, org), seed)
+}
+
+impl AuditLog {
+    /// Opens the log of the node `actor` (its SPIFFE id) and checks it:
+    /// every stored entry is rehashed, and the tree must match the
+    /// stored subtree hashes and the last signed checkpoint.
+    pub fn open(store: Arc<Store>, signer: NoteSigner, actor: String) -> Result<Self, AuditError> {
+        let size = store.audit_size()?;
+        let mut tree = MemoryTree::new();
+        let mut start = 0;
+        while start < size {
+            let batch = store.audit_entries(start, 10_000)?;
+            if batch.is_empty() {
+                break;
+            }
+            for (index, bytes) in batch {
+                if index != tree.size() {
+                    return Err(AuditError::Inconsistent(format!(
+                        "entry {} is missing",
+                        tree.size()
+                    )));
+                }
+                tree.push(leaf_hash(&bytes));
+                start = index + 1;
+            }
+        }
+        if tree.size() != size {
+            return Err(AuditError::Inconsistent(format!(
+                "{} entries stored, {size} counted",
+                tree.size()
+            )));
+        }
+        let stored_root = merkle::root(&store.audit_subtrees(), size)?;
+        if tree.root(size)? != stored_root {
+            return Err(AuditError::Inconsistent(
+                "the entries do not hash to the stored tree".into(),
+            ));
+        }
+        let verifier = signer.verifier();
+        let latest = store.last_checkpoint()?;
+        if let Some((signed_size, note)) = &latest {
+            let checkpoint = Checkpoint::parse(verifier.open(note)?)?;
+            if checkpoint.size != *signed_size || checkpoint.size > size {
+                return Err(AuditError::Inconsistent(format!(
+                    "a checkpoint was signed over {} entries, {size} are stored",
+                    checkpoint.size
+                )));
+            }
+            if tree.root(checkpoint.size)? != checkpoint.root {
+                return Err(AuditError::Inconsistent(format!(
+                    "the first {} entries do not match the checkpoint signed over them",
+                    checkpoint.size
+                )));
+            }
+        }
+        Ok(AuditLog {
+            store,
+            signer,
+            actor,
+            // Whatever was read back at open is on disk.
+            durable: AtomicU64::new(size),
+            flush_lock: tokio::sync::Mutex::new(()),
+            latest: Mutex::new(latest),
+        })
+    }
+
+    /// The verifier key of this log (`name+id+base64`).
+    pub fn verifier(&self) -> NoteVerifier {
+        self.signer.verifier()
+    }
+
+    /// This node's SPIFFE id, the actor of its own events.
+    pub fn actor(&self) -> &str {
+        &self.actor
+    }
+
+    /// The SPIFFE id of `org`'s node in this node's consortium.
+    pub fn peer_id(&self, org: &str) -> String {
+        pluis_proto::SpiffeId::new(self.consortium(), org, pluis_proto::Role::Node)
+            .map_or_else(|_| format!("org {org}"), |id| id.to_string())
+    }
+
+    fn consortium(&self) -> &str {
+        // The origin is `pluis/<consortium>/<org>`.
+        self.signer.name().split('/').nth(1).unwrap_or("")
+    }
+
+    /// A new entry of `kind`, timed now, by this node.
+    pub fn entry(&self, kind: pb::audit_entry::Kind) -> pb::AuditEntry {
+        pb::AuditEntry {
+            time_unix_ms: audit_now_ms(),
+            kind: kind as i32,
+            actor: self.actor.clone(),
+            ..Default::default()
+        }
+    }
+
+    /// Appends `entry` and waits until it is durable; returns its index.
+    pub async fn record(&self, entry: &pb::AuditEntry) -> Result<u64, AuditError> {
+        let store = self.store.clone();
+        let entry = entry.clone();
+        let index = tokio::task::spawn_blocking(move || store.append_audit(&entry))
+            .await
+            .map_err(|_| AuditError::Inconsistent("append task failed".into()))??;
+        self.durable().await?;
+        Ok(index)
+    }
+
+    /// Waits until every entry appended so far is on disk. Callers that
+    /// arrive while a flush runs share the next one.
+    pub async fn durable(&self) -> Result<(), AuditError> {
+        let target = self.store.audit_size()?;
+        let _turn = self.flush_lock.lock().await;
+        if self.durable.load(Ordering::Acquire) >= target {
+            return Ok(());
+        }
+        let upto = self.store.audit_size()?;
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.flush())
+            .await
+            .map_err(|_| AuditError::Inconsistent("flush task failed".into()))??;
+        self.durable.fetch_max(upto, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// The newest checkpoint over the durable entries, signed now if the
+    /// log grew since the last one.
+    pub fn checkpoint(&self) -> Result<(u64, String), AuditError> {
+        let mut latest = crate::lock(&self.latest);
+        let size = self.durable.load(Ordering::Acquire);
+        if let Some((signed, note)) = latest.as_ref() {
+            if *signed >= size {
+                return Ok((*signed, note.clone()));
+            }
+        }
+        let checkpoint = Checkpoint {
+            origin: self.signer.name().to_owned(),
+            size,
+            root: merkle::root(&self.store.audit_subtrees(), size)?,
+            extensions: vec![format!("time {}", audit_now_ms())],
+        };
+        let note = self.signer.sign(&checkpoint.to_text())?;
+        self.store.store_checkpoint(size, &note)?;
+        *latest = Some((size, note.clone()));
+        Ok((size, note))
+    }
+
+    /// A signed receipt for the exchange logged (durably) at `index`.
+    pub fn receipt(
+        &self,
+        exchange_id: &[u8],
+        request_digest: &log::Hash,
+        response_digest: &log::Hash,
+        index: u64,
+    ) -> Result<pb::Receipt, AuditError> {
+        let (_, note) = self.checkpoint()?;
+        Ok(log::sign_receipt(
+            &self.signer,
+            exchange_id,
+            request_digest,
+            response_digest,
+            index,
+            note,
+        ))
+    }
+
+    /// The store, for reading entries and proofs.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Entries known durable.
+    pub fn durable_size(&self) -> u64 {
+        self.durable.load(Ordering::Acquire)
+    }
+}
