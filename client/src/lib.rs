@@ -1,10 +1,11 @@
 //! # pluis-client — the `pluis` command
 //!
 //! What people other than a node's operator use: case coordinators
-//! (`pluis status`, later `pluis match`), auditors (later `pluis audit`),
-//! and everyone trying Pluis out (`pluis certs init`, `pluis demo`). Each
-//! subcommand is one module; `main.rs` only parses arguments.
+//! (`pluis status`, `pluis match`, `pluis screen`), auditors (`pluis
+//! audit`), and everyone trying Pluis out (`pluis certs init`, `pluis
+//! demo`). Each subcommand is one module; `main.rs` only parses arguments.
 
+pub mod audit;
 pub mod certs;
 pub mod connect;
 pub mod consortium;

@@ -68,11 +68,77 @@ enum Command {
         #[command(flatten)]
         tls: TlsArgs,
     },
+    /// Inspect and verify a node's signed exchange log (auditor role).
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Run a local demo consortium: certificates, four nodes, status, shutdown.
     Demo {
         /// Keep the consortium (certificates, configs) in this new directory.
         #[arg(long, value_name = "DIR")]
         keep: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Print and verify the node's latest signed checkpoint.
+    Checkpoint {
+        /// The node.
+        #[arg(long, value_name = "URL")]
+        node: String,
+        /// The log's verifier key (`pluis-node pubkey`); else the saved
+        /// one's, else the node's own word for it.
+        #[arg(long, value_name = "KEY")]
+        pubkey: Option<String>,
+        /// A checkpoint saved earlier: prove the new one consistent with it.
+        #[arg(long, value_name = "FILE")]
+        since: Option<PathBuf>,
+        /// Save the new checkpoint here, for a later --since.
+        #[arg(long, value_name = "FILE")]
+        save: Option<PathBuf>,
+        #[command(flatten)]
+        tls: TlsArgs,
+    },
+    /// Write the node's whole log (entries, checkpoints, key) to a bundle.
+    Export {
+        /// The node.
+        #[arg(long, value_name = "URL")]
+        node: String,
+        /// The bundle file (JSON Lines).
+        #[arg(long, value_name = "BUNDLE")]
+        out: PathBuf,
+        #[command(flatten)]
+        tls: TlsArgs,
+    },
+    /// Verify a bundle offline; points to the first bad entry.
+    Verify {
+        /// The bundle.
+        bundle: PathBuf,
+        /// The log's verifier key (`pluis-node pubkey`); else the bundle's.
+        #[arg(long, value_name = "KEY")]
+        pubkey: Option<String>,
+    },
+    /// Print a bundle's entries as a table (verified first).
+    Show {
+        /// The bundle.
+        bundle: PathBuf,
+        /// Only entries from this UTC date on (YYYY-MM-DD).
+        #[arg(long, value_name = "DATE")]
+        since: Option<String>,
+        /// Only exchanges with this organisation.
+        #[arg(long, value_name = "ORG")]
+        peer: Option<String>,
+        /// Only this purpose.
+        #[arg(long)]
+        purpose: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// The log's verifier key; else the bundle's.
+        #[arg(long, value_name = "KEY")]
+        pubkey: Option<String>,
     },
 }
 
@@ -176,7 +242,87 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Audit { command } => run_audit(command).await,
         Command::Demo { keep } => pluis_client::demo::run(keep).await,
+    }
+}
+
+async fn run_audit(command: AuditCommand) -> anyhow::Result<()> {
+    use pluis_client::audit;
+    match command {
+        AuditCommand::Checkpoint {
+            node,
+            pubkey,
+            since,
+            save,
+            tls,
+        } => {
+            let identity = tls.load(Role::Auditor)?;
+            let checked =
+                audit::checkpoint(&node, &identity, pubkey.as_deref(), since.as_deref()).await?;
+            print!("{}", audit::render_checkpoint(&checked));
+            if let Some(path) = save {
+                audit::save_checkpoint(&path, &checked)?;
+                println!("saved to {}", path.display());
+            }
+            Ok(())
+        }
+        AuditCommand::Export { node, out, tls } => {
+            let identity = tls.load(Role::Auditor)?;
+            let entries = audit::export(&node, &identity, &out).await?;
+            println!("{entries} entries written to {}", out.display());
+            Ok(())
+        }
+        AuditCommand::Verify { bundle, pubkey } => {
+            let read = audit::read_bundle(&bundle)?;
+            let verified = audit::verify(&read, pubkey.as_deref()).map_err(|e| {
+                anyhow::anyhow!("{}: verification FAILED: {e:#}", bundle.display())
+            })?;
+            println!(
+                "{}: {} entries, {} signed checkpoints, root {}: verified{}",
+                bundle.display(),
+                verified.entries.len(),
+                verified.checkpoints.len(),
+                verified.root.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+                if pubkey.is_none() {
+                    " (against the key in the bundle; pin it with --pubkey)"
+                } else {
+                    ""
+                }
+            );
+            Ok(())
+        }
+        AuditCommand::Show {
+            bundle,
+            since,
+            peer,
+            purpose,
+            json,
+            pubkey,
+        } => {
+            let read = audit::read_bundle(&bundle)?;
+            let verified = audit::verify(&read, pubkey.as_deref()).map_err(|e| {
+                anyhow::anyhow!("{}: verification FAILED: {e:#}", bundle.display())
+            })?;
+            let since = since
+                .map(|d| pluis_proto::identifier::parse_date("since", &d))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--{e}"))?;
+            let filter = audit::Filter {
+                since,
+                peer,
+                purpose,
+            };
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&audit::entries_json(&verified.entries, &filter))?
+                );
+            } else {
+                print!("{}", audit::render_entries(&verified.entries, &filter));
+            }
+            Ok(())
+        }
     }
 }
 
