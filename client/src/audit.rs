@@ -286,7 +286,11 @@ pub async fn export(url: &str, identity: &TlsIdentity, out: &Path) -> anyhow::Re
     };
     writeln!(w, "{}", serde_json::to_string(&header)?)?;
     for checkpoint in checkpoints {
-        writeln!(w, "{}", serde_json::to_string(&Line::Checkpoint { checkpoint })?)?;
+        writeln!(
+            w,
+            "{}",
+            serde_json::to_string(&Line::Checkpoint { checkpoint })?
+        )?;
     }
     for leaf in &entries {
         let line = Line::Entry {
@@ -312,7 +316,11 @@ pub fn read_bundle(path: &Path) -> anyhow::Result<Bundle> {
     let header: Header =
         serde_json::from_str(&first).with_context(|| format!("{}: not a bundle header", at(1)))?;
     if header.format != BUNDLE_FORMAT {
-        bail!("{}: format {:?}, expected {BUNDLE_FORMAT:?}", at(1), header.format);
+        bail!(
+            "{}: format {:?}, expected {BUNDLE_FORMAT:?}",
+            at(1),
+            header.format
+        );
     }
     let mut bundle = Bundle {
         origin: header.origin,
@@ -344,9 +352,13 @@ pub fn read_bundle(path: &Path) -> anyhow::Result<Bundle> {
 /// Verifies a bundle offline against `pubkey` (else the key it carries).
 pub fn verify(bundle: &Bundle, pubkey: Option<&str>) -> anyhow::Result<VerifiedLog> {
     let key = pubkey.unwrap_or(&bundle.verifier_key);
-    let verifier: NoteVerifier = key
-        .parse()
-        .with_context(|| if pubkey.is_some() { "--pubkey" } else { "the bundle's verifier_key" })?;
+    let verifier: NoteVerifier = key.parse().with_context(|| {
+        if pubkey.is_some() {
+            "--pubkey"
+        } else {
+            "the bundle's verifier_key"
+        }
+    })?;
     if verifier.name() != bundle.origin {
         bail!(
             "the key is for log {:?}, the bundle holds log {:?}",
@@ -354,7 +366,11 @@ pub fn verify(bundle: &Bundle, pubkey: Option<&str>) -> anyhow::Result<VerifiedL
             bundle.origin
         );
     }
-    Ok(log::verify_log(&bundle.entries, &bundle.checkpoints, &verifier)?)
+    Ok(log::verify_log(
+        &bundle.entries,
+        &bundle.checkpoints,
+        &verifier,
+    )?)
 }
 
 /// The name of an entry kind.
@@ -463,4 +479,173 @@ pub fn entries_json(entries: &[pb::AuditEntry], filter: &Filter) -> serde_json::
             })
             .collect(),
     )
+}
+
+/// One discrepancy between two organisations' logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discrepancy {
+    /// The exchange id (hex).
+    pub exchange: String,
+    /// Which log holds the entry it is about, and its index.
+    pub place: String,
+    /// What is missing or different.
+    pub what: String,
+}
+
+/// What `pluis audit cross-check` found.
+#[derive(Debug, Clone, Default)]
+pub struct CrossCheck {
+    /// Calls found on both sides, agreeing.
+    pub matched: usize,
+    /// Everything that does not agree.
+    pub discrepancies: Vec<Discrepancy>,
+}
+
+/// Matches every exchange between the two logs' organisations on both
+/// sides: each request one logged must be logged as served or denied by
+/// the other, with the same exchange id, request and response digests and
+/// counts, and a receipt (signed by the responder's key) that points at
+/// the responder's entry; and each exchange served or denied must have
+/// its request logged.
+pub fn cross_check(
+    a: (&VerifiedLog, &NoteVerifier),
+    b: (&VerifiedLog, &NoteVerifier),
+) -> CrossCheck {
+    let mut result = CrossCheck::default();
+    let org = |v: &NoteVerifier| v.name().rsplit('/').next().unwrap_or("").to_owned();
+    for (requester, responder) in [(a, b), (b, a)] {
+        let (req_log, req_key) = requester;
+        let (resp_log, resp_key) = responder;
+        let (req_org, resp_org) = (org(req_key), org(resp_key));
+        let req_marker = format!("/org/{req_org}/");
+        let resp_marker = format!("/org/{resp_org}/");
+        let answered = |e: &pb::AuditEntry| {
+            e.kind == Kind::ExchangeServed as i32 || e.kind == Kind::ExchangeDenied as i32
+        };
+        // Requests → answers.
+        for e in req_log.entries.iter().filter(|e| {
+            e.kind == Kind::ExchangeRequested as i32 && e.counterparty.contains(&resp_marker)
+        }) {
+            let exchange = hex(&e.exchange_id);
+            let place = format!("{req_org} entry {}", e.sequence);
+            let mut differ = |what: String| {
+                result.discrepancies.push(Discrepancy {
+                    exchange: exchange.clone(),
+                    place: place.clone(),
+                    what,
+                })
+            };
+            let Some(other) = resp_log.entries.iter().find(|r| {
+                answered(r)
+                    && r.exchange_id == e.exchange_id
+                    && r.request_digest == e.request_digest
+            }) else {
+                // A call that never reached the responder (unreachable,
+                // timed out) is logged by the requester only, and says so.
+                let unanswered = e.detail.contains("Unavailable")
+                    || e.detail.contains("DeadlineExceeded")
+                    || e.detail.contains("Cancelled");
+                if !unanswered {
+                    differ(format!("{resp_org} has no entry for this request"));
+                }
+                continue;
+            };
+            let served = other.kind == Kind::ExchangeServed as i32;
+            if served && other.response_digest != e.response_digest {
+                differ(format!(
+                    "response digests differ from {resp_org} entry {}",
+                    other.sequence
+                ));
+                continue;
+            }
+            if served && other.keys_asked != e.keys_asked {
+                differ(format!(
+                    "{} keys asked here, {} at {resp_org} entry {}",
+                    e.keys_asked, other.keys_asked, other.sequence
+                ));
+                continue;
+            }
+            if served && other.entries_served != e.entries_served {
+                differ(format!(
+                    "{} table entries received here, {} served at {resp_org} entry {}",
+                    e.entries_served, other.entries_served, other.sequence
+                ));
+                continue;
+            }
+            if served {
+                match &e.receipt {
+                    None => {
+                        differ(format!("no receipt from {resp_org}"));
+                        continue;
+                    }
+                    Some(receipt) => {
+                        let (Ok(reqd), Ok(respd)) = (
+                            <merkle::Hash>::try_from(e.request_digest.as_slice()),
+                            <merkle::Hash>::try_from(e.response_digest.as_slice()),
+                        ) else {
+                            differ("digests are not 32 bytes".into());
+                            continue;
+                        };
+                        if let Err(err) =
+                            log::verify_receipt(resp_key, receipt, &e.exchange_id, &reqd, &respd)
+                        {
+                            differ(format!("{resp_org}'s receipt: {err}"));
+                            continue;
+                        }
+                        if receipt.log_index != other.sequence {
+                            differ(format!(
+                                "the receipt points at {resp_org} entry {}, the exchange is entry {}",
+                                receipt.log_index, other.sequence
+                            ));
+                            continue;
+                        }
+                    }
+                }
+            }
+            result.matched += 1;
+        }
+        // Answers → requests.
+        for r in resp_log
+            .entries
+            .iter()
+            .filter(|r| answered(r) && r.actor.contains(&req_marker))
+        {
+            let logged = req_log.entries.iter().any(|e| {
+                e.kind == Kind::ExchangeRequested as i32
+                    && e.exchange_id == r.exchange_id
+                    && e.request_digest == r.request_digest
+            });
+            if !logged {
+                result.discrepancies.push(Discrepancy {
+                    exchange: hex(&r.exchange_id),
+                    place: format!("{resp_org} entry {}", r.sequence),
+                    what: format!(
+                        "{} by {resp_org}, but {req_org} logged no such request",
+                        kind_name(r.kind)
+                    ),
+                });
+            }
+        }
+    }
+    result
+}
+
+/// Renders a cross-check for people.
+pub fn render_cross_check(result: &CrossCheck, a: &str, b: &str) -> String {
+    let mut out = format!(
+        "{} calls between {a} and {b} logged on both sides and agreeing\n",
+        result.matched
+    );
+    if result.discrepancies.is_empty() {
+        out.push_str("no discrepancies\n");
+    } else {
+        out.push_str(&format!("{} discrepancies:\n", result.discrepancies.len()));
+        for d in &result.discrepancies {
+            out.push_str(&format!(
+                "  exchange {}: {}: {}\n",
+                d.exchange, d.place, d.what
+            ));
+        }
+    }
+    out
 }

@@ -140,6 +140,44 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
         expected.len()
     );
 
+    println!("\n== Each organisation's auditor exports and verifies its node's signed log");
+    let audit_dir = dir.join("audit");
+    std::fs::create_dir_all(&audit_dir)
+        .with_context(|| format!("creating {}", audit_dir.display()))?;
+    let mut logs = std::collections::BTreeMap::new();
+    for node in &consortium.nodes {
+        let auditor = consortium
+            .tls_args(&node.org, Role::Auditor)
+            .load(Role::Auditor)?;
+        let bundle_path = audit_dir.join(format!("{}.jsonl", node.org));
+        crate::audit::export(&node.url, &auditor, &bundle_path).await?;
+        // Pinned: the key the partners' configs name, not the bundle's word.
+        let config = pluis_node::Config::load(&node.config)?;
+        let key = pluis_node::audit::log_verifier(&config.data_dir, &consortium.name, &node.org)?;
+        let bundle = crate::audit::read_bundle(&bundle_path)?;
+        let verified = crate::audit::verify(&bundle, Some(&key.to_string()))
+            .with_context(|| format!("{}'s log", node.org))?;
+        println!(
+            "   {:13} {} entries, {} signed checkpoints: verified ({})",
+            node.org,
+            verified.entries.len(),
+            verified.checkpoints.len(),
+            bundle_path.display()
+        );
+        logs.insert(node.org.clone(), (verified, key));
+    }
+    let (Some(police), Some(school)) = (logs.get("police"), logs.get("school")) else {
+        bail!("the police and school logs are missing");
+    };
+    let crossed = crate::audit::cross_check((&police.0, &police.1), (&school.0, &school.1));
+    println!("   cross-check of the police and school logs:");
+    for line in crate::audit::render_cross_check(&crossed, "police", "school").lines() {
+        println!("     {line}");
+    }
+    if !crossed.discrepancies.is_empty() || crossed.matched == 0 {
+        bail!("the police and school logs do not agree");
+    }
+
     println!("\n== Stopping the nodes");
     consortium.stop().await?;
     if unreachable > 0 {

@@ -120,6 +120,13 @@ enum AuditCommand {
         #[arg(long, value_name = "KEY")]
         pubkey: Option<String>,
     },
+    /// Match every exchange between two organisations on both sides.
+    CrossCheck {
+        /// One organisation's bundle.
+        a: PathBuf,
+        /// The other's.
+        b: PathBuf,
+    },
     /// Print a bundle's entries as a table (verified first).
     Show {
         /// The bundle.
@@ -247,6 +254,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// A bundle, verified against its own key: log, key, origin.
+fn verified_bundle(
+    path: &std::path::Path,
+) -> anyhow::Result<(
+    pluis_proto::log::VerifiedLog,
+    pluis_proto::log::NoteVerifier,
+    String,
+)> {
+    let bundle = pluis_client::audit::read_bundle(path)?;
+    let verified = pluis_client::audit::verify(&bundle, None)
+        .map_err(|e| anyhow::anyhow!("{}: verification FAILED: {e:#}", path.display()))?;
+    let key = bundle.verifier_key.parse()?;
+    Ok((verified, key, bundle.origin))
+}
+
 async fn run_audit(command: AuditCommand) -> anyhow::Result<()> {
     use pluis_client::audit;
     match command {
@@ -275,21 +297,34 @@ async fn run_audit(command: AuditCommand) -> anyhow::Result<()> {
         }
         AuditCommand::Verify { bundle, pubkey } => {
             let read = audit::read_bundle(&bundle)?;
-            let verified = audit::verify(&read, pubkey.as_deref()).map_err(|e| {
-                anyhow::anyhow!("{}: verification FAILED: {e:#}", bundle.display())
-            })?;
+            let verified = audit::verify(&read, pubkey.as_deref())
+                .map_err(|e| anyhow::anyhow!("{}: verification FAILED: {e:#}", bundle.display()))?;
             println!(
                 "{}: {} entries, {} signed checkpoints, root {}: verified{}",
                 bundle.display(),
                 verified.entries.len(),
                 verified.checkpoints.len(),
-                verified.root.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+                verified
+                    .root
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>(),
                 if pubkey.is_none() {
                     " (against the key in the bundle; pin it with --pubkey)"
                 } else {
                     ""
                 }
             );
+            Ok(())
+        }
+        AuditCommand::CrossCheck { a, b } => {
+            let (va, ka, oa) = verified_bundle(&a)?;
+            let (vb, kb, ob) = verified_bundle(&b)?;
+            let result = audit::cross_check((&va, &ka), (&vb, &kb));
+            print!("{}", audit::render_cross_check(&result, &oa, &ob));
+            if !result.discrepancies.is_empty() {
+                anyhow::bail!("{} discrepancies", result.discrepancies.len());
+            }
             Ok(())
         }
         AuditCommand::Show {
@@ -301,9 +336,8 @@ async fn run_audit(command: AuditCommand) -> anyhow::Result<()> {
             pubkey,
         } => {
             let read = audit::read_bundle(&bundle)?;
-            let verified = audit::verify(&read, pubkey.as_deref()).map_err(|e| {
-                anyhow::anyhow!("{}: verification FAILED: {e:#}", bundle.display())
-            })?;
+            let verified = audit::verify(&read, pubkey.as_deref())
+                .map_err(|e| anyhow::anyhow!("{}: verification FAILED: {e:#}", bundle.display()))?;
             let since = since
                 .map(|d| pluis_proto::identifier::parse_date("since", &d))
                 .transpose()

@@ -516,7 +516,6 @@ async fn exchange(
     }
 
     // Case queries: one bucket per distinct tag prefix.
-    let mut client = client;
     let mut flags: Vec<Option<Flags>> = vec![None; keys.len()];
     let mut buckets: BTreeMap<Vec<u8>, Vec<usize>> = BTreeMap::new();
     for (i, t) in tags.iter().enumerate() {
@@ -531,17 +530,17 @@ async fn exchange(
         for i in members {
             wanted.entry(tags[i]).or_default().push(i);
         }
-        let mut stream = client
-            .get_table(pb::GetTableRequest {
-                context: Some(context.clone()),
-                epoch,
-                prefix_bits: min_prefix_bits,
-                prefix,
-            })
-            .await?
-            .into_inner();
-        while let Some(chunk) = stream.next().await {
-            for entry in chunk?.entries {
+        let chunks = get_table(
+            asker.clone(),
+            client.clone(),
+            &context,
+            epoch,
+            min_prefix_bits,
+            prefix,
+        )
+        .await?;
+        for chunk in chunks {
+            for entry in chunk.entries {
                 let Ok(entry_tag) = Tag::try_from(entry.tag.as_slice()) else {
                     continue;
                 };
