@@ -188,6 +188,19 @@ pub fn wait_with_deadline(mut child: Child, deadline: Duration) -> std::process:
     }
 }
 
+/// Imports CSV rows (header `bsn,signal,registered_on,local_ref` is
+/// added) into `org`'s store, before its node runs.
+pub fn import_rows(c: &LocalConsortium, org: &str, rows: &str) {
+    use pluis_node::import::{import, ImportOptions, Quiet};
+    let config = pluis_node::Config::load(&c.node(org).expect("org").config).expect("config");
+    let file = config.data_dir.with_file_name("signals.csv");
+    std::fs::write(&file, format!("bsn,signal,registered_on,local_ref\n{rows}")).expect("csv");
+    let store = pluis_node::store::Store::open(&config.data_dir).expect("store");
+    let taxonomy = pluis_node::config::load_taxonomy(None).expect("taxonomy");
+    let options = ImportOptions::new(file, pluis_node::cli::today());
+    import(&store, &taxonomy, &options, &Quiet).expect("import");
+}
+
 /// A `pluis-node serve` process, for tests that need a real process:
 /// exit codes, signals, kills.
 pub struct NodeProcess {
@@ -246,6 +259,14 @@ impl NodeProcess {
             }
         }
         process
+    }
+
+    /// Kills the process outright (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     /// Sends SIGTERM and waits (up to 30 s) for the process to end.

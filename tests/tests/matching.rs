@@ -8,7 +8,7 @@ use pluis_proto::oprf::{blind, Blinded};
 use pluis_proto::pb::partner_client::PartnerClient;
 use pluis_proto::pb::{EvaluateRequest, ExchangeContext};
 use pluis_proto::Role;
-use pluis_tests::{channel_as, NodeProcess, TestConsortium};
+use pluis_tests::{channel_as, import_rows, NodeProcess, TestConsortium};
 use tonic::Code;
 
 const NODE: &str = env!("CARGO_BIN_EXE_pluis-node-e2e");
@@ -179,18 +179,6 @@ async fn the_daily_key_budget_is_enforced_and_survives_a_restart() {
         err.message()
     );
     assert!(node.terminate().status.success());
-}
-
-/// Imports CSV rows (with header) into `org`'s store, before its node runs.
-fn import_rows(c: &LocalConsortium, org: &str, rows: &str) {
-    use pluis_node::import::{import, ImportOptions, Quiet};
-    let config = pluis_node::Config::load(&c.node(org).unwrap().config).unwrap();
-    let file = config.data_dir.with_file_name("signals.csv");
-    std::fs::write(&file, format!("bsn,signal,registered_on,local_ref\n{rows}")).unwrap();
-    let store = pluis_node::store::Store::open(&config.data_dir).unwrap();
-    let taxonomy = pluis_node::config::load_taxonomy(None).unwrap();
-    let options = ImportOptions::new(file, pluis_node::cli::today());
-    import(&store, &taxonomy, &options, &Quiet).unwrap();
 }
 
 fn subject(label: &str, key: &str) -> pluis_proto::pb::Subject {

@@ -190,6 +190,22 @@ impl Store {
         Ok(Some((size, String::from_utf8_lossy(&value).into_owned())))
     }
 
+    /// Overwrites a stored entry's bytes behind the log's back. Exists only
+    /// so that tamper tests can do what an attacker with disk access
+    /// would; nothing in Pluis calls it.
+    #[doc(hidden)]
+    pub fn overwrite_audit_entry_for_tamper_tests(
+        &self,
+        index: u64,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        self.audit
+            .entries
+            .insert(index.to_be_bytes(), bytes)
+            .map_err(|e| self.sled(e))?;
+        self.flush()
+    }
+
     /// The Ed25519 key (seed) that signs this node's log.
     pub fn log_seed(&self) -> [u8; 32] {
         self.vault.log_seed()
