@@ -82,6 +82,7 @@ async fn main() -> anyhow::Result<()> {
 
     let clients = 8;
     let window = Duration::from_secs(10);
+    let cpu_before = cpu_seconds();
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for c in 0..clients {
@@ -100,10 +101,38 @@ async fn main() -> anyhow::Result<()> {
         total += done??;
     }
     let seconds = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu_before;
     println!(
-        "case queries from {clients} concurrent clients: {total} in {seconds:.1} s = {:.0} queries/s",
-        total as f64 / seconds
+        "case queries from {clients} concurrent clients: {total} in {seconds:.1} s = {:.0} queries/s; CPU {:.2} ms per query (4 nodes and the clients), {:.0} % of {} cores",
+        total as f64 / seconds,
+        cpu * 1e3 / total as f64,
+        cpu / seconds / cores() * 100.0,
+        cores()
     );
     consortium.stop().await?;
     Ok(())
+}
+
+/// CPU time (user + system) this process has used, in seconds.
+fn cpu_seconds() -> f64 {
+    // Fields 14 and 15 of /proc/self/stat, in clock ticks (100 per second
+    // on Linux); after the command name, which may hold spaces.
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| {
+            let fields: Vec<u64> = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|f| f.parse().ok())
+                .collect();
+            Some(fields.iter().sum::<u64>() as f64 / 100.0)
+        })
+        .unwrap_or(f64::NAN)
+}
+
+fn cores() -> f64 {
+    std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
 }

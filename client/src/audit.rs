@@ -572,7 +572,8 @@ pub fn cross_check(
                 ));
                 continue;
             }
-            if served {
+            // Evaluate calls (keys asked) carry the exchange's receipt.
+            if served && e.keys_asked > 0 {
                 match &e.receipt {
                     None => {
                         differ(format!("no receipt from {resp_org}"));

@@ -6,7 +6,7 @@
 //! The whole exchange runs under one deadline, so a slow or dead partner
 //! gives a partial answer, never a hang.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use pluis_proto::oprf::blind;
@@ -116,7 +116,9 @@ impl Asker {
             (Err(status), _) => {
                 detail = format!("{detail}; {:?}: {}", status.code(), status.message());
             }
-            (Ok(_), None) => detail.push_str("; no receipt"),
+            // Receipts ride on Evaluate, the call that releases anything.
+            (Ok(_), None) if call.keys > 0 => detail.push_str("; no receipt"),
+            (Ok(_), None) => {}
             (Ok(response_digest), Some(r)) => {
                 match &self.peer.log_key {
                     None => detail.push_str("; receipt not checked: no log_key for this peer"),
@@ -248,6 +250,8 @@ fn open_into(into: &mut Option<Flags>, output: &pluis_proto::oprf::OprfOutput, l
 
 /// Keys per `Evaluate` when the partner allows more than the first batch.
 const MAX_BATCH: usize = 2048;
+/// Fewer keys than this are blinded and unblinded on the calling thread.
+const INLINE_BELOW: usize = 16;
 /// `Evaluate` calls in flight at once to one partner in bulk screening.
 const IN_FLIGHT: usize = 4;
 
@@ -268,14 +272,20 @@ async fn evaluate(
     keys: Arc<[String]>,
 ) -> Result<Evaluated, tonic::Status> {
     let blinding_keys = keys.clone();
-    let blinded = tokio::task::spawn_blocking(move || {
+    let blind_all = move || {
         blinding_keys
             .par_iter()
             .map(|k| blind(k.as_bytes(), &mut rand_core::OsRng))
             .collect::<Result<Vec<_>, _>>()
-    })
-    .await
-    .map_err(|_| tonic::Status::internal("blinding task failed"))?
+    };
+    // A few keys (case queries) are cheaper here than on other threads.
+    let blinded = if keys.len() < INLINE_BELOW {
+        blind_all()
+    } else {
+        tokio::task::spawn_blocking(blind_all)
+            .await
+            .map_err(|_| tonic::Status::internal("blinding task failed"))?
+    }
     .map_err(|e| tonic::Status::internal(format!("blinding: {e}")))?;
     let request = pb::EvaluateRequest {
         context: Some(context.clone()),
@@ -311,16 +321,22 @@ async fn evaluate(
         )));
     }
     let evaluated = std::mem::take(&mut response.evaluated);
-    let outputs = tokio::task::spawn_blocking(move || {
+    let small = keys.len() < INLINE_BELOW;
+    let finalize_all = move || {
         blinded
             .par_iter()
             .zip(keys.par_iter())
             .zip(evaluated.par_iter())
             .map(|((b, k), e)| b.finalize(k.as_bytes(), e))
             .collect::<Result<Vec<_>, _>>()
-    })
-    .await
-    .map_err(|_| tonic::Status::internal("unblinding task failed"))?
+    };
+    let outputs = if small {
+        finalize_all()
+    } else {
+        tokio::task::spawn_blocking(finalize_all)
+            .await
+            .map_err(|_| tonic::Status::internal("unblinding task failed"))?
+    }
     .map_err(|err| tonic::Status::internal(format!("partner's evaluation: {err}")))?;
     Ok(Evaluated { outputs, response })
 }
@@ -332,7 +348,7 @@ async fn fetch_whole(
     context: pb::ExchangeContext,
     epoch: u64,
 ) -> Result<LabelledTable, tonic::Status> {
-    let chunks = get_table(asker, client, &context, epoch, 0, Vec::new()).await?;
+    let chunks = get_table(asker, client, &context, epoch, 0, Vec::new(), Vec::new()).await?;
     let mut entries = Vec::new();
     for chunk in chunks {
         for entry in chunk.entries {
@@ -356,15 +372,18 @@ async fn get_table(
     epoch: u64,
     prefix_bits: u32,
     prefix: Vec<u8>,
+    more_prefixes: Vec<Vec<u8>>,
 ) -> Result<Vec<pb::TableChunk>, tonic::Status> {
+    let buckets = 1 + more_prefixes.len();
     let request = pb::GetTableRequest {
         context: Some(context.clone()),
         epoch,
         prefix_bits,
         prefix,
+        more_prefixes,
     };
     let request_digest = pluis_proto::log::digest(&request.encode_to_vec());
-    let what = format!("table prefix_bits={prefix_bits}");
+    let what = format!("table prefix_bits={prefix_bits} buckets={buckets}");
     let call = |outcome, receipt, entries| Call {
         context,
         what: &what,
@@ -515,38 +534,33 @@ async fn exchange(
         });
     }
 
-    // Case queries: one bucket per distinct tag prefix.
+    // Case queries: the bucket of every key's tag prefix, in one call.
     let mut flags: Vec<Option<Flags>> = vec![None; keys.len()];
-    let mut buckets: BTreeMap<Vec<u8>, Vec<usize>> = BTreeMap::new();
+    let mut wanted: HashMap<Tag, Vec<usize>> = HashMap::new();
+    let mut prefixes: BTreeSet<Vec<u8>> = BTreeSet::new();
     for (i, t) in tags.iter().enumerate() {
-        buckets
-            .entry(Prefix::of(t, min_prefix_bits).bytes().to_vec())
-            .or_default()
-            .push(i);
+        wanted.entry(*t).or_default().push(i);
+        prefixes.insert(Prefix::of(t, min_prefix_bits).bytes().to_vec());
     }
-    for (prefix, members) in buckets {
-        // Our tags in this bucket, to look entries up by.
-        let mut wanted: HashMap<Tag, Vec<usize>> = HashMap::new();
-        for i in members {
-            wanted.entry(tags[i]).or_default().push(i);
-        }
-        let chunks = get_table(
-            asker.clone(),
-            client.clone(),
-            &context,
-            epoch,
-            min_prefix_bits,
-            prefix,
-        )
-        .await?;
-        for chunk in chunks {
-            for entry in chunk.entries {
-                let Ok(entry_tag) = Tag::try_from(entry.tag.as_slice()) else {
-                    continue;
-                };
-                for &i in wanted.get(&entry_tag).map_or(&[][..], Vec::as_slice) {
-                    open_into(&mut flags[i], &outputs[i], &entry.label);
-                }
+    let mut prefixes = prefixes.into_iter();
+    let first = prefixes.next().unwrap_or_default();
+    let chunks = get_table(
+        asker.clone(),
+        client.clone(),
+        &context,
+        epoch,
+        min_prefix_bits,
+        first,
+        prefixes.collect(),
+    )
+    .await?;
+    for chunk in chunks {
+        for entry in chunk.entries {
+            let Ok(entry_tag) = Tag::try_from(entry.tag.as_slice()) else {
+                continue;
+            };
+            for &i in wanted.get(&entry_tag).map_or(&[][..], Vec::as_slice) {
+                open_into(&mut flags[i], &outputs[i], &entry.label);
             }
         }
     }

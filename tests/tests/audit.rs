@@ -134,12 +134,11 @@ async fn every_exchange_is_logged_on_both_sides_and_the_logs_cross_check() {
             e.kind == Kind::ExchangeRequested as i32 && e.counterparty.contains("/org/school/")
         })
         .collect();
-    assert!(to_school.len() >= 2, "an Evaluate and at least one bucket");
+    assert_eq!(to_school.len(), 2, "an Evaluate and one table call");
     for e in &to_school {
-        assert!(
-            e.receipt.is_some() && !e.detail.contains("receipt"),
-            "{e:?}"
-        );
+        // The exchange's receipt rides on its Evaluate, and checked out.
+        assert_eq!(e.receipt.is_some(), e.keys_asked > 0, "{e:?}");
+        assert!(!e.detail.contains("receipt"), "{e:?}");
     }
     // The school logged them as served to the police node.
     let served: Vec<_> = school
@@ -271,7 +270,7 @@ async fn a_tampered_bundle_is_caught_naming_what_and_where() {
     c.stop().await.unwrap();
     let key = key.to_string();
     let n = bundle.entries.len();
-    assert!(n >= 10, "{n}");
+    assert!(n >= 8, "{n}");
     let first_entry_line = 1 + bundle.checkpoints.len();
     let verify = |path: &Path| {
         run_to_end(

@@ -374,6 +374,7 @@ async fn nothing_a_responder_sends_holds_an_identifier_or_a_reference() {
             epoch: response.epoch,
             prefix_bits: 16,
             prefix: prefix.bytes().to_vec(),
+            more_prefixes: Vec::new(),
         };
         let mut stream = client.get_table(req.clone()).await.unwrap().into_inner();
         while let Some(chunk) = tokio_stream::StreamExt::next(&mut stream).await {
@@ -493,6 +494,7 @@ async fn a_key_rotation_still_answers_the_previous_epoch_within_its_grace() {
         epoch,
         prefix_bits: 16,
         prefix: prefix.bytes().to_vec(),
+        more_prefixes: Vec::new(),
     };
     // Epoch E covers [(E-1)·3 s, E·3 s); the next one starts at E·3 s.
     let sleep_until = |unix: f64| {

@@ -22,11 +22,18 @@ use crate::epochs::now_secs;
 use crate::node::NodeState;
 use crate::policy::{decide_evaluate, decide_table, Ask};
 use crate::tables::View;
-use pluis_proto::table::Prefix;
+use pluis_proto::table::{Prefix, TableEntry};
 
 /// Table entries per streamed chunk: about 0.5 MiB, well under gRPC's
 /// 4 MiB message limit.
 const TABLE_CHUNK: usize = 8 * 1024;
+
+/// Batches at least this large are evaluated on all cores; smaller ones
+/// on one, where waking the others would cost more than it saves.
+const PARALLEL_FROM: usize = 32;
+
+/// Most bucket prefixes in one `GetTable` call.
+const MAX_PREFIXES: usize = 1024;
 
 /// Serves other nodes' `Evaluate` and `GetTable` calls.
 #[derive(Debug)]
@@ -150,61 +157,14 @@ impl pb::partner_server::Partner for PartnerService {
                 .key(request.epoch, now_secs())
                 .map_err(|e| Status::failed_precondition(e.to_string()))?;
 
-            // Parallel evaluation, off the async runtime's threads.
-            let blinded = request.blinded;
-            let evaluated = tokio::task::spawn_blocking(move || {
-                blinded
-                    .par_iter()
-                    .enumerate()
-                    .map(|(i, b)| {
-                        key.evaluate_blinded(b)
-                            .map(|e| e.to_vec())
-                            .map_err(|err| Status::invalid_argument(format!("blinded[{i}]: {err}")))
-                    })
-                    .collect::<Result<Vec<_>, Status>>()
-            })
-            .await
-            .map_err(|_| Status::internal("evaluation task failed"))??;
-
-            // The size of this peer's table view, built now if need be so
-            // that the GetTable calls that follow find it ready.
-            let (table_size, table_digest) = match policy {
-                Some(policy) => {
-                    let state = self.state.clone();
-                    let view = View::of(policy);
-                    let (_, key) = state
-                        .epochs
-                        .key(epoch, now_secs())
-                        .map_err(|e| Status::failed_precondition(e.to_string()))?;
-                    let today = crate::cli::today();
-                    tokio::task::spawn_blocking(move || {
-                        state.tables.get(&state.store, epoch, &key, &view, today)
-                    })
-                    .await
-                    .map_err(|_| Status::internal("table task failed"))?
-                    .map_err(|e| Status::internal(format!("table: {e}")))
-                    .map(|table| (table.len() as u64, table.digest().to_vec()))?
-                }
-                None => (0, Vec::new()),
-            };
-            let mut response = pb::EvaluateResponse {
-                epoch,
-                evaluated,
-                table_size,
-                min_prefix_bits: policy.map_or(0, |p| p.min_prefix_bits),
-                receipt: None,
-                table_digest,
-                max_keys_per_request: policy.map_or(0, |p| {
-                    u32::try_from(p.max_keys_per_request).unwrap_or(u32::MAX)
-                }),
-            };
-            let response_digest = digest_of(&response);
-
-            // Charge the day's budget and log the exchange in one step, only
-            // for a request that was served; a concurrent request may have
-            // used the budget up meanwhile.
+            // Off the async runtime, in one go: evaluate (in parallel when
+            // there are many), find this peer's table view (built now if
+            // need be, so that the GetTable calls that follow find it
+            // ready), then charge the day's budget and log the exchange in
+            // one transaction. Only a request that was served is charged;
+            // a concurrent request may have used the budget up meanwhile.
             let limit = policy.map_or(0, |p| p.max_keys_per_day);
-            let served = pb::AuditEntry {
+            let template = pb::AuditEntry {
                 actor: caller.to_string(),
                 counterparty: state.id.to_string(),
                 exchange_id: ctx.exchange_id.clone(),
@@ -213,23 +173,67 @@ impl pb::partner_server::Partner for PartnerService {
                 keys_asked: keys,
                 keys_evaluated: keys,
                 request_digest: request_digest.to_vec(),
-                response_digest: response_digest.to_vec(),
                 epoch,
                 detail: "evaluate".into(),
                 ..state.audit.entry(Kind::ExchangeServed)
             };
-            let charge = {
+            let view = policy.map(View::of);
+            let min_prefix_bits = policy.map_or(0, |p| p.min_prefix_bits);
+            let max_keys_per_request = policy.map_or(0, |p| {
+                u32::try_from(p.max_keys_per_request).unwrap_or(u32::MAX)
+            });
+            let blinded = request.blinded;
+            let work = {
                 let state = self.state.clone();
                 let peer = peer.clone();
                 tokio::task::spawn_blocking(move || {
-                    state.store.charge_budget(&peer, day, keys, limit, &served)
+                    let evaluate = |(i, b): (usize, &Vec<u8>)| {
+                        key.evaluate_blinded(b)
+                            .map(|e| e.to_vec())
+                            .map_err(|err| Status::invalid_argument(format!("blinded[{i}]: {err}")))
+                    };
+                    let evaluated = if blinded.len() < PARALLEL_FROM {
+                        blinded.iter().enumerate().map(evaluate).collect::<Result<Vec<_>, _>>()?
+                    } else {
+                        blinded.par_iter().enumerate().map(evaluate).collect::<Result<Vec<_>, _>>()?
+                    };
+                    let (table_size, table_digest) = match view {
+                        Some(view) => {
+                            let table = state
+                                .tables
+                                .get(&state.store, epoch, &key, &view, crate::cli::today())
+                                .map_err(|e| Status::internal(format!("table: {e}")))?;
+                            (table.len() as u64, table.digest().to_vec())
+                        }
+                        None => (0, Vec::new()),
+                    };
+                    let response = pb::EvaluateResponse {
+                        epoch,
+                        evaluated,
+                        table_size,
+                        min_prefix_bits,
+                        receipt: None,
+                        table_digest,
+                        max_keys_per_request,
+                    };
+                    let response_digest = digest_of(&response);
+                    let served = pb::AuditEntry {
+                        response_digest: response_digest.to_vec(),
+                        ..template
+                    };
+                    let charged = state
+                        .store
+                        .charge_budget(&peer, day, keys, limit, &served)
+                        .map_err(|e| Status::internal(format!("budget: {e}")))?;
+                    Ok::<_, Status>((response, response_digest, charged))
                 })
-                .await
-                .map_err(|_| Status::internal("budget task failed"))?
             };
-            let index = match charge {
-                Ok(Ok((_, index))) => index,
-                Ok(Err(used)) => {
+            let (mut response, response_digest, charged) = work
+                .await
+                .map_err(|_| Status::internal("evaluation task failed"))??;
+            let index = match charged {
+                Ok((_, index)) => index,
+                Err(used) => {
                     return Err(self
                         .refuse(
                             &caller,
@@ -243,8 +247,8 @@ impl pb::partner_server::Partner for PartnerService {
                         )
                         .await);
                 }
-                Err(e) => return Err(Status::internal(format!("budget: {e}"))),
             };
+            let table_size = response.table_size;
             state.audit.durable().await.map_err(audit_failed)?;
             response.receipt = Some(
                 state
@@ -294,73 +298,92 @@ impl pb::partner_server::Partner for PartnerService {
                         .await);
                 }
             };
-            let prefix = Prefix::parse(request.prefix_bits, &request.prefix)
-                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            if request.more_prefixes.len() >= MAX_PREFIXES {
+                return Err(Status::invalid_argument(format!(
+                    "more_prefixes: at most {} prefixes in one call",
+                    MAX_PREFIXES
+                )));
+            }
+            let mut prefixes = Vec::with_capacity(1 + request.more_prefixes.len());
+            for (i, bytes) in std::iter::once(&request.prefix)
+                .chain(&request.more_prefixes)
+                .enumerate()
+            {
+                let field = if i == 0 {
+                    "prefix".to_owned()
+                } else {
+                    format!("more_prefixes[{}]", i - 1)
+                };
+                prefixes.push(
+                    Prefix::parse(request.prefix_bits, bytes)
+                        .map_err(|e| Status::invalid_argument(format!("{field}: {e}")))?,
+                );
+            }
+            prefixes.sort_by(|a, b| a.bytes().cmp(b.bytes()));
+            prefixes.dedup_by(|a, b| a.bytes() == b.bytes());
             let (epoch, key) = state
                 .epochs
                 .key(request.epoch, now_secs())
                 .map_err(|e| Status::failed_precondition(e.to_string()))?;
             let view = View::of(&policy);
             let today = crate::cli::today();
-            let table = {
-                let state = state.clone();
-                tokio::task::spawn_blocking(move || {
-                    state.tables.get(&state.store, epoch, &key, &view, today)
-                })
-                .await
-                .map_err(|_| Status::internal("table task failed"))?
-                .map_err(|e| Status::internal(format!("table: {e}")))?
-            };
-            let bucket = table.bucket(&prefix);
-            let mut chunks: Vec<pb::TableChunk> = bucket
-                .chunks(TABLE_CHUNK)
-                .map(|chunk| pb::TableChunk {
-                    epoch,
-                    entries: chunk
-                        .iter()
-                        .map(|e| pb::TableEntry {
-                            tag: e.tag.to_vec(),
-                            label: e.label.clone(),
-                        })
-                        .collect(),
-                    receipt: None,
-                })
-                .collect();
-            if chunks.is_empty() {
-                // The receipt needs a chunk to ride on.
-                chunks.push(pb::TableChunk {
-                    epoch,
-                    entries: Vec::new(),
-                    receipt: None,
-                });
-            }
-            let response_digest = table_response_digest(&chunks);
-            let served = pb::AuditEntry {
+            let template = pb::AuditEntry {
                 actor: caller.to_string(),
                 counterparty: state.id.to_string(),
                 exchange_id: ctx.exchange_id.clone(),
                 purpose: ctx.purpose.clone(),
                 legal_basis: ctx.legal_basis.clone(),
-                entries_served: bucket.len() as u64,
                 request_digest: request_digest.to_vec(),
-                response_digest: response_digest.to_vec(),
                 epoch,
-                detail: format!("table prefix_bits={}", request.prefix_bits),
+                detail: format!(
+                    "table prefix_bits={} buckets={}",
+                    request.prefix_bits,
+                    prefixes.len()
+                ),
                 ..state.audit.entry(Kind::ExchangeServed)
             };
-            let index = state.audit.record(&served).await.map_err(audit_failed)?;
-            let receipt = state
-                .audit
-                .receipt(&ctx.exchange_id, &request_digest, &response_digest, index)
-                .map_err(audit_failed)?;
-            if let Some(last) = chunks.last_mut() {
-                last.receipt = Some(receipt);
-            }
-            tracing::info!(
-                entries = bucket.len(),
-                log_index = index,
-                "table entries served"
-            );
+            // The buckets and the log entry, off the async runtime. The
+            // entry is appended, not waited for: the exchange's receipt
+            // rides on its Evaluate, and the next group flush makes this
+            // entry durable too.
+            let (chunks, served, index) = {
+                let state = state.clone();
+                tokio::task::spawn_blocking(move || {
+                    let table = state
+                        .tables
+                        .get(&state.store, epoch, &key, &view, today)
+                        .map_err(|e| Status::internal(format!("table: {e}")))?;
+                    let bucket: Vec<&TableEntry> =
+                        prefixes.iter().flat_map(|p| table.bucket(p).iter()).collect();
+                    let chunks: Vec<pb::TableChunk> = bucket
+                        .chunks(TABLE_CHUNK)
+                        .map(|chunk| pb::TableChunk {
+                            epoch,
+                            entries: chunk
+                                .iter()
+                                .map(|e| pb::TableEntry {
+                                    tag: e.tag.to_vec(),
+                                    label: e.label.clone(),
+                                })
+                                .collect(),
+                            receipt: None,
+                        })
+                        .collect();
+                    let entry = pb::AuditEntry {
+                        entries_served: bucket.len() as u64,
+                        response_digest: table_response_digest(&chunks).to_vec(),
+                        ..template
+                    };
+                    let index = state
+                        .store
+                        .append_audit(&entry)
+                        .map_err(|e| Status::internal(format!("audit log: {e}")))?;
+                    Ok::<_, Status>((chunks, bucket.len(), index))
+                })
+                .await
+                .map_err(|_| Status::internal("table task failed"))??
+            };
+            tracing::info!(entries = served, log_index = index, "table entries served");
             let stream: Self::GetTableStream =
                 Box::pin(tokio_stream::iter(chunks.into_iter().map(Ok)));
             Ok(Response::new(stream))

@@ -44,11 +44,11 @@ use time::Date;
 use crate::vault::{IndexDigest, Vault, VaultError};
 
 mod audit;
-use audit::AuditTrees;
+use audit::{budget_key, epoch_key, LedgerBatch};
 pub use audit::StoredSubtrees;
 
 /// The store's schema version; checked at open.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 const BUCKET_FORMAT_V1: u8 = 1;
 /// Buckets per tree: 2^12.
 const BUCKET_BITS: u32 = 12;
@@ -93,7 +93,7 @@ pub enum StoreError {
     },
     /// The store was written by another schema version.
     #[error(
-        "store {path} has schema version {found}; this pluis-node reads version {SCHEMA_VERSION}"
+        "store {path} has schema version {found}; this pluis-node reads version {SCHEMA_VERSION} (a store of an earlier version: make a new data_dir and import again)"
     )]
     Schema {
         /// The database directory.
@@ -209,9 +209,9 @@ pub struct Store {
     path: PathBuf,
     db: sled::Db,
     meta: sled::Tree,
-    epochs: sled::Tree,
-    budgets: sled::Tree,
-    audit: AuditTrees,
+    /// Held by every writer of the ledger keys in `meta` (audit log,
+    /// budgets, epoch keys): see [`audit`].
+    ledger: std::sync::Mutex<()>,
     active: RwLock<Generation>,
     vault: Vault,
 }
@@ -369,9 +369,7 @@ impl Store {
         };
         let store = Store {
             path: path.clone(),
-            epochs: db.open_tree("epochs").map_err(sled_error)?,
-            budgets: db.open_tree("budgets").map_err(sled_error)?,
-            audit: AuditTrees::open(&db).map_err(sled_error)?,
+            ledger: std::sync::Mutex::new(()),
             db,
             meta,
             active: RwLock::new(active),
@@ -552,14 +550,14 @@ impl Store {
             bucket.retain(|entry| !removed_entries.contains(entry));
             subject_buckets.insert(key, bucket);
         }
-        (
-            &active.signals,
-            &active.subjects,
-            &self.meta,
-            &self.audit.entries,
-            &self.audit.subtrees,
-        )
-            .transaction(|(signals, subjects, meta, entries, subtrees)| {
+        // A rare multi-tree change (erasure, expiry): a sled transaction,
+        // with the audit entry prepared under the ledger lock.
+        let _ledger = crate::lock(&self.ledger);
+        let mut logged = LedgerBatch::new(self)?;
+        logged.append(&entry)?;
+        let logged = logged.batch;
+        (&active.signals, &active.subjects, &self.meta)
+            .transaction(|(signals, subjects, meta)| {
                 for (key, bucket) in &signal_buckets {
                     signals.insert(&key[..], encode_bucket(bucket))?;
                 }
@@ -572,7 +570,7 @@ impl Store {
                 meta.insert(META_COUNT, &count.saturating_sub(removed).to_be_bytes())?;
                 let revision = read_u64(meta.get(META_REVISION)?);
                 meta.insert(META_REVISION, &(revision + 1).to_be_bytes())?;
-                audit::append(entries, subtrees, meta, &entry)?;
+                meta.apply_batch(&logged)?;
                 Ok::<_, ConflictableTransactionError<StoreError>>(())
             })
             .map_err(|e| transaction_error(&self.path, e))?;
@@ -731,64 +729,59 @@ impl Store {
     /// flushed) if `create` and there is none yet. `None`: no such seed,
     /// because the epoch was never made here or has been destroyed.
     pub fn epoch_seed(&self, epoch: u64, create: bool) -> Result<Option<[u8; 32]>, StoreError> {
-        let key = epoch.to_be_bytes();
-        let context = [b"epoch/".as_slice(), &key].concat();
-        if let Some(sealed) = self.epochs.get(key).map_err(|e| self.sled(e))? {
-            let plain = self.vault.open_sealed(&context, &sealed)?;
-            let seed = <[u8; 32]>::try_from(plain.as_slice()).map_err(|_| StoreError::Corrupt {
-                tree: "epochs",
-                id: epoch.to_string(),
-                reason: "seed is not 32 bytes".into(),
-            })?;
+        let key = epoch_key(epoch);
+        let context = [b"epoch/".as_slice(), &epoch.to_be_bytes()].concat();
+        let read = |store: &Store| -> Result<Option<[u8; 32]>, StoreError> {
+            let Some(sealed) = store.meta.get(&key).map_err(|e| store.sled(e))? else {
+                return Ok(None);
+            };
+            let plain = store.vault.open_sealed(&context, &sealed)?;
+            <[u8; 32]>::try_from(plain.as_slice())
+                .map(Some)
+                .map_err(|_| StoreError::Corrupt {
+                    tree: "meta",
+                    id: format!("epoch {epoch}"),
+                    reason: "seed is not 32 bytes".into(),
+                })
+        };
+        if let Some(seed) = read(self)? {
             return Ok(Some(seed));
         }
         if !create {
             return Ok(None);
         }
-        let seed = self.vault.random_seed()?;
-        let sealed = self.vault.seal(&context, &seed)?;
         // Two callers racing to create the same epoch: the first one wins.
-        // The new key and its audit entry commit together.
-        let entry = pluis_proto::pb::AuditEntry {
+        // The new key and its audit entry are one batch.
+        let _ledger = crate::lock(&self.ledger);
+        if let Some(seed) = read(self)? {
+            return Ok(Some(seed));
+        }
+        let seed = self.vault.random_seed()?;
+        let mut created = LedgerBatch::new(self)?;
+        created.batch.insert(key.clone(), self.vault.seal(&context, &seed)?);
+        created.append(&pluis_proto::pb::AuditEntry {
             time_unix_ms: audit_now_ms(),
             kind: pluis_proto::pb::audit_entry::Kind::KeyRotation as i32,
             actor: "epoch rotation".into(),
             epoch,
             ..Default::default()
-        };
-        let created = (
-            &self.epochs,
-            &self.audit.entries,
-            &self.audit.subtrees,
-            &self.meta,
-        )
-            .transaction(|(epochs, entries, subtrees, meta)| {
-                if epochs.get(key)?.is_some() {
-                    return Ok(false);
-                }
-                epochs.insert(&key[..], sealed.clone())?;
-                audit::append(entries, subtrees, meta, &entry)?;
-                Ok(true)
-            })
-            .map_err(|e| transaction_error(&self.path, e))?;
-        if created {
-            self.flush()?;
-            Ok(Some(seed))
-        } else {
-            self.epoch_seed(epoch, false)
-        }
+        })?;
+        created.apply()?;
+        self.flush()?;
+        Ok(Some(seed))
     }
 
     /// Destroys every epoch seed before `epoch`; returns how many.
     pub fn destroy_epochs_before(&self, epoch: u64) -> Result<usize, StoreError> {
+        let _ledger = crate::lock(&self.ledger);
         let mut destroyed = 0;
-        for key in self.epochs.range(..epoch.to_be_bytes()).keys() {
+        for key in self.meta.range(epoch_key(0)..epoch_key(epoch)).keys() {
             let key = key.map_err(|e| self.sled(e))?;
-            self.epochs.remove(key).map_err(|e| self.sled(e))?;
+            self.meta.remove(key).map_err(|e| self.sled(e))?;
             destroyed += 1;
         }
         if destroyed > 0 {
-            self.epochs.flush().map_err(|e| self.sled(e))?;
+            self.flush()?;
         }
         Ok(destroyed)
     }
@@ -796,14 +789,14 @@ impl Store {
     /// Keys evaluated for `peer` on UTC day `day`.
     pub fn budget_used(&self, peer: &str, day: i32) -> Result<u64, StoreError> {
         Ok(read_u64(
-            self.budgets
+            self.meta
                 .get(budget_key(peer, day))
                 .map_err(|e| self.sled(e))?,
         ))
     }
 
     /// Adds `keys` to `peer`'s use on `day` if that stays within `limit`,
-    /// and appends `served` to the audit log, in one transaction (not yet
+    /// and appends `served` to the audit log, in one batch (not yet
     /// flushed). `Ok(Ok((total, index)))`: charged, logged at `index`;
     /// `Ok(Err(used))`: refused, `used` already, nothing written.
     pub fn charge_budget(
@@ -815,23 +808,17 @@ impl Store {
         served: &pluis_proto::pb::AuditEntry,
     ) -> Result<Result<(u64, u64), u64>, StoreError> {
         let key = budget_key(peer, day);
-        (
-            &self.budgets,
-            &self.audit.entries,
-            &self.audit.subtrees,
-            &self.meta,
-        )
-            .transaction(|(budgets, entries, subtrees, meta)| {
-                let used = read_u64(budgets.get(&key)?);
-                let total = used.saturating_add(keys);
-                if total > limit {
-                    return Ok(Err(used));
-                }
-                budgets.insert(&key[..], &total.to_be_bytes())?;
-                let index = audit::append(entries, subtrees, meta, served)?;
-                Ok(Ok((total, index)))
-            })
-            .map_err(|e| transaction_error(&self.path, e))
+        let _ledger = crate::lock(&self.ledger);
+        let used = read_u64(self.meta.get(&key).map_err(|e| self.sled(e))?);
+        let total = used.saturating_add(keys);
+        if total > limit {
+            return Ok(Err(used));
+        }
+        let mut charge = LedgerBatch::new(self)?;
+        charge.batch.insert(key, &total.to_be_bytes());
+        let index = charge.append(served)?;
+        charge.apply()?;
+        Ok(Ok((total, index)))
     }
 
     /// The number of stored signals.
@@ -967,16 +954,16 @@ impl Import<'_> {
             ..Default::default()
         };
         let number = self.new.number;
-        (&store.meta, &store.audit.entries, &store.audit.subtrees)
-            .transaction(|(meta, entries, subtrees)| {
-                meta.insert(META_GENERATION, &number.to_be_bytes())?;
-                meta.insert(META_COUNT, &total.to_be_bytes())?;
-                let revision = read_u64(meta.get(META_REVISION)?);
-                meta.insert(META_REVISION, &(revision + 1).to_be_bytes())?;
-                audit::append(entries, subtrees, meta, &entry)?;
-                Ok(())
-            })
-            .map_err(|e| transaction_error(&store.path, e))?;
+        {
+            let _ledger = crate::lock(&store.ledger);
+            let mut switch = LedgerBatch::new(store)?;
+            switch.batch.insert(META_GENERATION, &number.to_be_bytes());
+            switch.batch.insert(META_COUNT, &total.to_be_bytes());
+            let revision = read_u64(store.meta.get(META_REVISION).map_err(sled)?);
+            switch.batch.insert(META_REVISION, &(revision + 1).to_be_bytes());
+            switch.append(&entry)?;
+            switch.apply()?;
+        }
         store.db.flush().map_err(sled)?;
         {
             let mut active = match store.active.write() {
@@ -1013,13 +1000,6 @@ pub fn audit_now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
-}
-
-fn budget_key(peer: &str, day: i32) -> Vec<u8> {
-    let mut key = peer.as_bytes().to_vec();
-    key.push(0);
-    key.extend_from_slice(&day.to_be_bytes());
-    key
 }
 
 /// How many ids two id-sorted lists share.
@@ -1201,7 +1181,7 @@ mod tests {
         }
         let err = reopen(dir.path()).unwrap_err().to_string();
         assert!(
-            err.contains("schema version 99") && err.contains("reads version 1"),
+            err.contains("schema version 99") && err.contains("reads version 2"),
             "{err}"
         );
     }
