@@ -177,6 +177,18 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
     if !crossed.discrepancies.is_empty() || crossed.matched == 0 {
         bail!("the police and school logs do not agree");
     }
+    let logs: Vec<crate::report::NodeLog> = logs
+        .into_iter()
+        .map(|(org, (log, key))| crate::report::NodeLog {
+            origin: pluis_proto::log::origin(&consortium.name, &org),
+            verifier_key: key.to_string(),
+            log,
+        })
+        .collect();
+    let report = audit_dir.join("report.html");
+    std::fs::write(&report, crate::report::render(&logs))
+        .with_context(|| format!("writing {}", report.display()))?;
+    println!("   report for the privacy officer: {}", report.display());
 
     println!("\n== Stopping the nodes");
     consortium.stop().await?;

@@ -11,5 +11,6 @@ pub mod connect;
 pub mod consortium;
 pub mod demo;
 pub mod matching;
+pub mod report;
 pub mod screen;
 pub mod status;

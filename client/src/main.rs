@@ -73,7 +73,7 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
-    /// Run a local demo consortium: certificates, four nodes, status, shutdown.
+    /// Run a local demo consortium: certificates, nodes, a case query, audit.
     Demo {
         /// Keep the consortium (certificates, configs) in this new directory.
         #[arg(long, value_name = "DIR")]
@@ -126,6 +126,15 @@ enum AuditCommand {
         a: PathBuf,
         /// The other's.
         b: PathBuf,
+    },
+    /// Write one self-contained HTML page (charts, flags) from bundles.
+    Report {
+        /// The bundles (each verified first).
+        #[arg(required = true)]
+        bundles: Vec<PathBuf>,
+        /// The HTML file.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
     },
     /// Print a bundle's entries as a table (verified first).
     Show {
@@ -325,6 +334,27 @@ async fn run_audit(command: AuditCommand) -> anyhow::Result<()> {
             if !result.discrepancies.is_empty() {
                 anyhow::bail!("{} discrepancies", result.discrepancies.len());
             }
+            Ok(())
+        }
+        AuditCommand::Report { bundles, out } => {
+            let mut logs = Vec::new();
+            for path in &bundles {
+                let (log, key, origin) = verified_bundle(path)?;
+                logs.push(pluis_client::report::NodeLog {
+                    origin,
+                    verifier_key: key.to_string(),
+                    log,
+                });
+            }
+            let html = pluis_client::report::render(&logs);
+            std::fs::write(&out, html)
+                .map_err(|e| anyhow::anyhow!("writing {}: {e}", out.display()))?;
+            let flags = pluis_client::report::flags(&logs).len();
+            println!(
+                "report on {} logs written to {} ({flags} flags)",
+                logs.len(),
+                out.display()
+            );
             Ok(())
         }
         AuditCommand::Show {

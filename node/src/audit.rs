@@ -22,6 +22,9 @@ use pluis_proto::pb;
 
 use crate::store::{audit_now_ms, Store, StoreError};
 
+/// How long a flush waits for more appends when others are waiting too.
+const GATHER: std::time::Duration = std::time::Duration::from_micros(500);
+
 /// Why the log cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -47,6 +50,8 @@ pub struct AuditLog {
     /// Entries known to be on disk.
     durable: AtomicU64,
     flush_lock: tokio::sync::Mutex<()>,
+    /// Callers waiting in [`AuditLog::durable`].
+    waiting: std::sync::atomic::AtomicUsize,
     /// The latest checkpoint signed: (size, note).
     latest: Mutex<Option<(u64, String)>>,
 }
@@ -146,6 +151,7 @@ impl AuditLog {
             // Whatever was read back at open is on disk.
             durable: AtomicU64::new(size),
             flush_lock: tokio::sync::Mutex::new(()),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
             latest: Mutex::new(latest),
         })
     }
@@ -196,9 +202,21 @@ impl AuditLog {
     /// arrive while a flush runs share the next one.
     pub async fn durable(&self) -> Result<(), AuditError> {
         let target = self.store.audit_size()?;
+        self.waiting.fetch_add(1, Ordering::AcqRel);
+        let result = self.flush_upto(target).await;
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        result
+    }
+
+    async fn flush_upto(&self, target: u64) -> Result<(), AuditError> {
         let _turn = self.flush_lock.lock().await;
         if self.durable.load(Ordering::Acquire) >= target {
             return Ok(());
+        }
+        // Others are waiting too: give the appends in flight a moment to
+        // join this flush rather than each paying for one of their own.
+        if self.waiting.load(Ordering::Acquire) > 1 {
+            tokio::time::sleep(GATHER).await;
         }
         let upto = self.store.audit_size()?;
         let store = self.store.clone();

@@ -255,8 +255,55 @@ async fn pluis_status_takes_its_identity_from_the_environment() {
 
 #[test]
 fn the_demo_runs_from_start_to_end() {
-    let (ok, stdout, stderr) = run_to_end(Path::new(CLIENT), &["demo"], DEADLINE);
+    let dir = tempfile::tempdir().unwrap();
+    let kept = dir.path().join("demo");
+    let (ok, stdout, stderr) = run_to_end(
+        Path::new(CLIENT),
+        &["demo", "--keep", kept.to_str().unwrap()],
+        DEADLINE,
+    );
     assert!(ok, "demo failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("no discrepancies"), "{stdout}");
+
+    // The whole run's audit logs and report hold no value of the input:
+    // no BSN, surname, birth date or case reference of any org's rows.
+    let mut needles = std::collections::HashSet::new();
+    for org in pluis_tests::DEMO_ORGS {
+        let csv = std::fs::read_to_string(kept.join(org).join("signals.csv")).unwrap();
+        for line in csv.lines().skip(1) {
+            let f: Vec<&str> = line.split(',').collect();
+            for value in [f[0], f[3], f[6]] {
+                if value.len() >= 5 {
+                    needles.insert(value.to_lowercase());
+                }
+            }
+            needles.extend(
+                f[1].split(' ')
+                    .filter(|w| w.len() >= 5)
+                    .map(str::to_lowercase),
+            );
+        }
+    }
+    assert!(needles.len() > 10_000, "{}", needles.len());
+    let mut haystack = std::fs::read_to_string(kept.join("audit/report.html")).unwrap();
+    for org in pluis_tests::DEMO_ORGS {
+        let path = kept.join("audit").join(format!("{org}.jsonl"));
+        haystack.push_str(&std::fs::read_to_string(&path).unwrap());
+        let bundle = pluis_client::audit::read_bundle(&path).unwrap();
+        for (_, entry) in bundle.entries {
+            haystack.push('\n');
+            haystack.push_str(&String::from_utf8_lossy(&entry));
+        }
+    }
+    let found: Vec<&str> = haystack
+        .split(|c: char| !(c.is_alphanumeric() || c == '-'))
+        .filter(|token| needles.contains(&token.to_lowercase()))
+        .collect();
+    assert!(
+        found.is_empty(),
+        "{} input values in the audit output",
+        found.len()
+    );
     for org in pluis_tests::DEMO_ORGS {
         assert!(
             stdout.contains(&format!("node {org} (consortium demo)")),

@@ -353,8 +353,10 @@ impl pb::partner_server::Partner for PartnerService {
                         .tables
                         .get(&state.store, epoch, &key, &view, today)
                         .map_err(|e| Status::internal(format!("table: {e}")))?;
-                    let bucket: Vec<&TableEntry> =
-                        prefixes.iter().flat_map(|p| table.bucket(p).iter()).collect();
+                    let bucket: Vec<&TableEntry> = prefixes
+                        .iter()
+                        .flat_map(|p| table.bucket(p).iter())
+                        .collect();
                     let chunks: Vec<pb::TableChunk> = bucket
                         .chunks(TABLE_CHUNK)
                         .map(|chunk| pb::TableChunk {

@@ -44,8 +44,8 @@ use time::Date;
 use crate::vault::{IndexDigest, Vault, VaultError};
 
 mod audit;
-use audit::{budget_key, epoch_key, LedgerBatch};
 pub use audit::StoredSubtrees;
+use audit::{budget_key, epoch_key, LedgerBatch};
 
 /// The store's schema version; checked at open.
 pub const SCHEMA_VERSION: u32 = 2;
@@ -758,7 +758,9 @@ impl Store {
         }
         let seed = self.vault.random_seed()?;
         let mut created = LedgerBatch::new(self)?;
-        created.batch.insert(key.clone(), self.vault.seal(&context, &seed)?);
+        created
+            .batch
+            .insert(key.clone(), self.vault.seal(&context, &seed)?);
         created.append(&pluis_proto::pb::AuditEntry {
             time_unix_ms: audit_now_ms(),
             kind: pluis_proto::pb::audit_entry::Kind::KeyRotation as i32,
@@ -816,7 +818,11 @@ impl Store {
         }
         let mut charge = LedgerBatch::new(self)?;
         charge.batch.insert(key, &total.to_be_bytes());
-        let index = charge.append(served)?;
+        let index = charge.append(&pluis_proto::pb::AuditEntry {
+            budget_used: total,
+            budget_limit: limit,
+            ..served.clone()
+        })?;
         charge.apply()?;
         Ok(Ok((total, index)))
     }
@@ -960,7 +966,9 @@ impl Import<'_> {
             switch.batch.insert(META_GENERATION, &number.to_be_bytes());
             switch.batch.insert(META_COUNT, &total.to_be_bytes());
             let revision = read_u64(store.meta.get(META_REVISION).map_err(sled)?);
-            switch.batch.insert(META_REVISION, &(revision + 1).to_be_bytes());
+            switch
+                .batch
+                .insert(META_REVISION, &(revision + 1).to_be_bytes());
             switch.append(&entry)?;
             switch.apply()?;
         }
