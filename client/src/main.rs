@@ -136,10 +136,25 @@ enum AuditCommand {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
-    /// Print a bundle's entries as a table (verified first).
+    /// Print a log's entries as a table (verified first), from a bundle
+    /// or straight from a node.
     Show {
         /// The bundle.
-        bundle: PathBuf,
+        #[arg(required_unless_present = "node", conflicts_with = "node")]
+        bundle: Option<PathBuf>,
+        /// Or the node to read the log from (with --ca --cert --key of an
+        /// auditor, or PLUIS_CA, PLUIS_CERT, PLUIS_KEY).
+        #[arg(long, value_name = "URL")]
+        node: Option<String>,
+        /// The consortium CA certificate (PEM), with --node.
+        #[arg(long, env = "PLUIS_CA", value_name = "FILE")]
+        ca: Option<PathBuf>,
+        /// Your certificate (PEM), with --node.
+        #[arg(long, env = "PLUIS_CERT", value_name = "FILE")]
+        cert: Option<PathBuf>,
+        /// Your private key (PEM), with --node.
+        #[arg(long, env = "PLUIS_KEY", value_name = "FILE")]
+        key: Option<PathBuf>,
         /// Only entries from this UTC date on (YYYY-MM-DD).
         #[arg(long, value_name = "DATE")]
         since: Option<String>,
@@ -359,12 +374,33 @@ async fn run_audit(command: AuditCommand) -> anyhow::Result<()> {
         }
         AuditCommand::Show {
             bundle,
+            node,
+            ca,
+            cert,
+            key,
             since,
             peer,
             purpose,
             json,
             pubkey,
         } => {
+            // From a node: export to a temporary bundle, then as from a file.
+            let temp = tempfile::tempdir()?;
+            let bundle = match (bundle, node) {
+                (Some(bundle), _) => bundle,
+                (None, Some(url)) => {
+                    let (Some(ca), Some(cert), Some(key)) = (ca, cert, key) else {
+                        anyhow::bail!(
+                            "--node needs --ca, --cert and --key (or PLUIS_CA, PLUIS_CERT, PLUIS_KEY)"
+                        );
+                    };
+                    let identity = TlsArgs { ca, cert, key }.load(Role::Auditor)?;
+                    let path = temp.path().join("log.jsonl");
+                    audit::export(&url, &identity, &path).await?;
+                    path
+                }
+                (None, None) => anyhow::bail!("give a bundle or --node URL"),
+            };
             let read = audit::read_bundle(&bundle)?;
             let verified = audit::verify(&read, pubkey.as_deref())
                 .map_err(|e| anyhow::anyhow!("{}: verification FAILED: {e:#}", bundle.display()))?;

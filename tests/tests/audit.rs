@@ -545,3 +545,75 @@ async fn a_node_killed_during_a_burst_restarts_with_a_log_that_verifies() {
     assert_eq!(starts, 2);
     drop(node);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_auditor_reads_a_nodes_log_as_a_table_or_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = consortium(&dir.path().join("show")).await;
+    case_query(&c).await;
+    let tls = c.tls_args("police", Role::Auditor);
+    let url = c.node("police").unwrap().url.clone();
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = vec![
+            "audit".into(),
+            "show".into(),
+            "--node".into(),
+            url.clone(),
+            "--ca".into(),
+            path_str(&tls.ca),
+            "--cert".into(),
+            path_str(&tls.cert),
+            "--key".into(),
+            path_str(&tls.key),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let run = |extra: &[&str]| {
+        let args = args(extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        tokio::task::block_in_place(|| {
+            run_to_end(Path::new(CLIENT), &args, Duration::from_secs(30))
+        })
+    };
+    let (ok, table, stderr) = run(&[]);
+    assert!(ok, "{stderr}");
+    for kind in [
+        "node start",
+        "policy loaded",
+        "case query",
+        "exchange requested",
+    ] {
+        assert!(table.contains(kind), "{kind} missing:\n{table}");
+    }
+    let (ok, json, stderr) = run(&["--peer", "school", "--json"]);
+    assert!(ok, "{stderr}");
+    let entries: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let entries = entries.as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{json}");
+    assert!(entries
+        .iter()
+        .all(|e| e["counterparty"].as_str().unwrap().contains("/org/school/")));
+    // A coordinator is not an auditor.
+    let coordinator = c.tls_args("police", Role::Coordinator);
+    let (ok, _, stderr) = tokio::task::block_in_place(|| {
+        run_to_end(
+            Path::new(CLIENT),
+            &[
+                "audit",
+                "show",
+                "--node",
+                &url,
+                "--ca",
+                &path_str(&coordinator.ca),
+                "--cert",
+                &path_str(&coordinator.cert),
+                "--key",
+                &path_str(&coordinator.key),
+            ],
+            Duration::from_secs(30),
+        )
+    });
+    assert!(!ok && stderr.contains("auditor"), "{stderr}");
+    c.stop().await.unwrap();
+}
