@@ -32,6 +32,17 @@ fn internal(e: impl std::fmt::Display) -> Status {
     Status::internal(format!("audit log: {e}"))
 }
 
+/// Refuses a tree size past the durable log, naming the field.
+fn within_log(audit: &crate::audit::AuditLog, field: &str, size: u64) -> Result<(), Status> {
+    if size > audit.durable_size() {
+        return Err(Status::out_of_range(format!(
+            "{field}: {size} is past the log's {} entries",
+            audit.durable_size()
+        )));
+    }
+    Ok(())
+}
+
 fn hashes(proof: Vec<merkle::Hash>) -> Vec<Vec<u8>> {
     proof.into_iter().map(|h| h.to_vec()).collect()
 }
@@ -103,13 +114,7 @@ impl pb::audit_server::Audit for AuditService {
     ) -> Result<Response<pb::InclusionProof>, Status> {
         let request = request.into_inner();
         let audit = &self.state.audit;
-        if request.tree_size > audit.durable_size() {
-            return Err(Status::out_of_range(format!(
-                "tree_size: {} is past the log's {} entries",
-                request.tree_size,
-                audit.durable_size()
-            )));
-        }
+        within_log(audit, "tree_size", request.tree_size)?;
         let proof = merkle::inclusion_proof(
             &audit.store().audit_subtrees(),
             request.leaf_index,
@@ -129,13 +134,7 @@ impl pb::audit_server::Audit for AuditService {
     ) -> Result<Response<pb::ConsistencyProof>, Status> {
         let request = request.into_inner();
         let audit = &self.state.audit;
-        if request.second_size > audit.durable_size() {
-            return Err(Status::out_of_range(format!(
-                "second_size: {} is past the log's {} entries",
-                request.second_size,
-                audit.durable_size()
-            )));
-        }
+        within_log(audit, "second_size", request.second_size)?;
         let proof = merkle::consistency_proof(
             &audit.store().audit_subtrees(),
             request.first_size,

@@ -54,10 +54,6 @@ fn caller_id<T>(request: &Request<T>) -> String {
         .map_or_else(String::new, |c| c.0.to_string())
 }
 
-fn audit_failed(e: crate::audit::AuditError) -> Status {
-    Status::internal(format!("audit log: {e}"))
-}
-
 /// How long one partner may take for a whole bulk screening.
 const SCREEN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(300);
 
@@ -281,7 +277,11 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
                 ),
                 ..state.audit.entry(Kind::CaseQuery)
             };
-            state.audit.record(&entry).await.map_err(audit_failed)?;
+            state
+                .audit
+                .record(&entry)
+                .await
+                .map_err(super::audit_failed)?;
             Ok(Response::new(pb::MatchResponse {
                 query_id: query_id.to_vec(),
                 subjects,
@@ -375,7 +375,11 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
                 ),
                 ..state.audit.entry(Kind::CaseQuery)
             };
-            state.audit.record(&entry).await.map_err(audit_failed)?;
+            state
+                .audit
+                .record(&entry)
+                .await
+                .map_err(super::audit_failed)?;
             Ok(Response::new(pb::ScreenResponse {
                 hits,
                 peers: outcomes,

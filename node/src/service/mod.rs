@@ -5,3 +5,8 @@
 pub mod audit;
 pub mod coordinator;
 pub mod partner;
+
+/// A failure of this node's own audit log, as the caller sees it.
+fn audit_failed(e: crate::audit::AuditError) -> tonic::Status {
+    tonic::Status::internal(format!("audit log: {e}"))
+}

@@ -93,15 +93,15 @@ impl PartnerService {
     ) -> Status {
         tracing::warn!(rule, "exchange denied");
         let entry = pb::AuditEntry {
-            counterparty: self.state.id.to_string(),
-            exchange_id: ctx.exchange_id.clone(),
-            purpose: ctx.purpose.clone(),
-            legal_basis: ctx.legal_basis.clone(),
             keys_asked: keys,
-            request_digest: request_digest.to_vec(),
             detail: format!("denied by policy rule {rule}"),
-            actor: caller.to_string(),
-            ..self.state.audit.entry(Kind::ExchangeDenied)
+            ..exchange_entry(
+                &self.state,
+                Kind::ExchangeDenied,
+                caller,
+                ctx,
+                request_digest,
+            )
         };
         if let Err(e) = self.state.audit.record(&entry).await {
             // Refuse all the same; the failure itself is what gets logged.
@@ -111,13 +111,29 @@ impl PartnerService {
     }
 }
 
+/// The audit entry of an exchange `caller` asked for: who, which
+/// exchange, purpose, legal basis and the request's digest.
+fn exchange_entry(
+    state: &NodeState,
+    kind: Kind,
+    caller: &pluis_proto::SpiffeId,
+    ctx: &pb::ExchangeContext,
+    request_digest: &[u8; 32],
+) -> pb::AuditEntry {
+    pb::AuditEntry {
+        actor: caller.to_string(),
+        counterparty: state.id.to_string(),
+        exchange_id: ctx.exchange_id.clone(),
+        purpose: ctx.purpose.clone(),
+        legal_basis: ctx.legal_basis.clone(),
+        request_digest: request_digest.to_vec(),
+        ..state.audit.entry(kind)
+    }
+}
+
 /// A request's digest, as both sides compute it: SHA-256 of its encoding.
 fn digest_of(message: &impl Message) -> [u8; 32] {
     pluis_proto::log::digest(&message.encode_to_vec())
-}
-
-fn audit_failed(e: crate::audit::AuditError) -> Status {
-    Status::internal(format!("audit log: {e}"))
 }
 
 #[tonic::async_trait]
@@ -165,17 +181,11 @@ impl pb::partner_server::Partner for PartnerService {
             // a concurrent request may have used the budget up meanwhile.
             let limit = policy.map_or(0, |p| p.max_keys_per_day);
             let template = pb::AuditEntry {
-                actor: caller.to_string(),
-                counterparty: state.id.to_string(),
-                exchange_id: ctx.exchange_id.clone(),
-                purpose: ctx.purpose.clone(),
-                legal_basis: ctx.legal_basis.clone(),
                 keys_asked: keys,
                 keys_evaluated: keys,
-                request_digest: request_digest.to_vec(),
                 epoch,
                 detail: "evaluate".into(),
-                ..state.audit.entry(Kind::ExchangeServed)
+                ..exchange_entry(state, Kind::ExchangeServed, &caller, &ctx, &request_digest)
             };
             let view = policy.map(View::of);
             let min_prefix_bits = policy.map_or(0, |p| p.min_prefix_bits);
@@ -249,12 +259,12 @@ impl pb::partner_server::Partner for PartnerService {
                 }
             };
             let table_size = response.table_size;
-            state.audit.durable().await.map_err(audit_failed)?;
+            state.audit.durable().await.map_err(super::audit_failed)?;
             response.receipt = Some(
                 state
                     .audit
                     .receipt(&ctx.exchange_id, &request_digest, &response_digest, index)
-                    .map_err(audit_failed)?,
+                    .map_err(super::audit_failed)?,
             );
             state.exchanges.fetch_add(1, Ordering::Relaxed);
             tracing::info!(epoch, table_size, log_index = index, "exchange served");
@@ -328,19 +338,13 @@ impl pb::partner_server::Partner for PartnerService {
             let view = View::of(&policy);
             let today = crate::cli::today();
             let template = pb::AuditEntry {
-                actor: caller.to_string(),
-                counterparty: state.id.to_string(),
-                exchange_id: ctx.exchange_id.clone(),
-                purpose: ctx.purpose.clone(),
-                legal_basis: ctx.legal_basis.clone(),
-                request_digest: request_digest.to_vec(),
                 epoch,
                 detail: format!(
                     "table prefix_bits={} buckets={}",
                     request.prefix_bits,
                     prefixes.len()
                 ),
-                ..state.audit.entry(Kind::ExchangeServed)
+                ..exchange_entry(&state, Kind::ExchangeServed, &caller, &ctx, &request_digest)
             };
             // The buckets and the log entry, off the async runtime. The
             // entry is appended, not waited for: the exchange's receipt
