@@ -12,6 +12,8 @@
 use std::io::{BufRead, Write};
 use std::path::Path;
 
+use pluis_proto::hex;
+
 use anyhow::{bail, Context};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -148,10 +150,6 @@ fn to_hashes(hashes: &[Vec<u8>]) -> anyhow::Result<Vec<merkle::Hash>> {
                 .map_err(|_| anyhow::anyhow!("proof hash {i} is not 32 bytes"))
         })
         .collect()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `2026-11-29 01:02:03Z` for Unix milliseconds.

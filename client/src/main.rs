@@ -328,11 +328,7 @@ async fn run_audit(command: AuditCommand) -> anyhow::Result<()> {
                 bundle.display(),
                 verified.entries.len(),
                 verified.checkpoints.len(),
-                verified
-                    .root
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect::<String>(),
+                pluis_proto::hex(&verified.root),
                 if pubkey.is_none() {
                     " (against the key in the bundle; pin it with --pubkey)"
                 } else {

@@ -19,6 +19,7 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use pluis_node::status_detail;
 use pluis_node::tls::TlsIdentity;
+use pluis_proto::hex;
 use pluis_proto::pb::coordinator_client::CoordinatorClient;
 use pluis_proto::pb::{peer_outcome::State, MatchRequest, MatchResponse, Subject, SubjectResult};
 use pluis_proto::taxonomy::LifeDomain;
@@ -105,10 +106,6 @@ fn state_name(state: i32) -> &'static str {
         Ok(State::Failed) => "failed",
         _ => "unknown",
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn subject_json(s: &SubjectResult) -> serde_json::Value {

@@ -268,7 +268,7 @@ pub fn render(logs: &[NodeLog]) -> String {
     );
     html.push_str("<h2>Logs</h2><table><tr><th>log</th><th>entries</th><th>signed checkpoints</th><th>root</th><th>verifier key</th><th>status</th></tr>");
     for node in logs {
-        let root: String = node.log.root.iter().map(|b| format!("{b:02x}")).collect();
+        let root = pluis_proto::hex(&node.log.root);
         let _ = write!(
             html,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}…</code></td><td><code>{}</code></td><td class=\"ok\">verified</td></tr>",

@@ -154,10 +154,7 @@ impl TableId {
     /// The file name, unique per id: `e1-d2461000-r3-0a1b2c3d4e5f6071.table`.
     fn file_name(&self) -> String {
         let digest = ring::digest::digest(&ring::digest::SHA256, self.view.describe().as_bytes());
-        let short: String = digest.as_ref()[..8]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let short = pluis_proto::hex(&digest.as_ref()[..8]);
         format!(
             "e{}-d{}-r{}-{short}.table",
             self.epoch, self.day, self.revision

@@ -44,3 +44,9 @@ pub mod table;
 pub mod taxonomy;
 
 pub use identity::{IdentityError, Role, SpiffeId};
+
+/// Lowercase hex of `bytes`: exchange ids, digests and key ids in logs,
+/// JSON and key strings.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

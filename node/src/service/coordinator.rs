@@ -182,7 +182,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         let query_id = exchange_id();
         let span = tracing::info_span!(
             "case_query",
-            query = %crate::service::partner::exchange_hex(&query_id),
+            query = %pluis_proto::hex(&query_id),
             purpose = %purpose.name,
             subjects = request.subjects.len(),
             keys = keys.len()

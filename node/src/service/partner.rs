@@ -53,11 +53,6 @@ impl PartnerService {
     }
 }
 
-/// Hex of an exchange id, for logs.
-pub fn exchange_hex(id: &[u8]) -> String {
-    id.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn caller<T>(request: &Request<T>) -> Result<pluis_proto::SpiffeId, Status> {
     request
         .extensions()
@@ -76,7 +71,7 @@ fn context(context: Option<pb::ExchangeContext>) -> Result<(pb::ExchangeContext,
     if context.purpose.trim().is_empty() {
         return Err(Status::invalid_argument("context.purpose: missing"));
     }
-    let id = exchange_hex(&context.exchange_id);
+    let id = pluis_proto::hex(&context.exchange_id);
     Ok((context, id))
 }
 

@@ -59,7 +59,7 @@ fn index_of(tree: &'static str, prefix: &[u8], key: &[u8]) -> Result<u64, StoreE
         .map(u64::from_be_bytes)
         .ok_or_else(|| StoreError::Corrupt {
             tree,
-            id: super::hex(key),
+            id: pluis_proto::hex(key),
             reason: "key is not an index".into(),
         })
 }

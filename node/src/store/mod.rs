@@ -42,6 +42,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use time::Date;
 
 use crate::vault::{IndexDigest, Vault, VaultError};
+use pluis_proto::hex;
 
 mod audit;
 pub use audit::StoredSubtrees;
@@ -220,10 +221,6 @@ impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store").field("path", &self.path).finish()
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The bucket of an id or digest: its first [`BUCKET_BITS`] bits.

@@ -11,6 +11,7 @@ use base64::Engine;
 use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
 
 use super::merkle::Hash;
+use crate::hex;
 
 /// The algorithm byte of Ed25519 keys in signed notes.
 const ALG_ED25519: u8 = 0x01;
@@ -49,10 +50,6 @@ fn check_name(name: &str) -> Result<(), NoteError> {
         ));
     }
     Ok(())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A note signer: an Ed25519 key with a name.
