@@ -73,12 +73,7 @@ pub fn render(response: &ScreenResponse) -> String {
 /// Writes the hits as CSV (`local_ref,domain_count,domains`), mode 0600:
 /// case references are the organisation's own, but still case data.
 pub fn write_csv(path: &Path, response: &ScreenResponse) -> anyhow::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let file = options
-        .open(path)
+    let file = pluis_node::private_files::create_file(path)
         .with_context(|| format!("cannot write {}", path.display()))?;
     let mut writer = csv::Writer::from_writer(file);
     writer.write_record(["local_ref", "domain_count", "domains"])?;

@@ -73,10 +73,7 @@ pub fn log_verifier(
     consortium: &str,
     org: &str,
 ) -> Result<NoteVerifier, AuditError> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(data_dir).map_err(|error| {
+    crate::private_files::create_dir(data_dir).map_err(|error| {
         AuditError::Store(StoreError::DataDir {
             path: data_dir.to_owned(),
             error,

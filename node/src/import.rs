@@ -556,11 +556,7 @@ fn write_rejects(path: &Path, rejects: &[(RawRow, String)]) -> Result<(), Import
         path: path.to_owned(),
         error,
     };
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let file = options.open(path).map_err(error)?;
+    let file = crate::private_files::create_file(path).map_err(error)?;
     let mut writer = csv::WriterBuilder::new().flexible(true).from_writer(file);
     let csv_error = |e: csv::Error| error(std::io::Error::other(e.to_string()));
     writer

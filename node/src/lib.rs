@@ -19,6 +19,7 @@ pub mod matching;
 pub mod node;
 pub mod peers;
 pub mod policy;
+pub mod private_files;
 pub mod service;
 pub mod store;
 pub mod tables;

@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use pluis_proto::oprf::EpochKey;
@@ -312,9 +312,9 @@ impl Tables {
         };
         let path = dir.join(id.file_name());
         let write = || -> std::io::Result<()> {
-            create_private_dir(dir)?;
+            crate::private_files::create_dir(dir)?;
             let tmp = path.with_extension("tmp");
-            let mut file = private_file(&tmp)?;
+            let mut file = crate::private_files::create_file(&tmp)?;
             file.write_all(id.header().as_bytes())?;
             file.write_all(&table.encode())?;
             file.sync_all()?;
@@ -346,24 +346,6 @@ impl Tables {
             }
         }
     }
-}
-
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        other => other,
-    }
-}
-
-fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
 }
 
 #[cfg(test)]
@@ -460,7 +442,7 @@ mod tests {
         import.commit().unwrap();
     }
 
-    fn stored_files(dir: &Path) -> Vec<String> {
+    fn stored_files(dir: &std::path::Path) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

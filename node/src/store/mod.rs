@@ -319,16 +319,10 @@ fn buckets_of<'a, T: Serialize + 'a>(
 impl Store {
     /// Opens (creating if need be) the store in `data_dir`.
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
-        let mut builder = std::fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder
-            .create(data_dir)
-            .map_err(|error| StoreError::DataDir {
-                path: data_dir.to_owned(),
-                error,
-            })?;
+        crate::private_files::create_dir(data_dir).map_err(|error| StoreError::DataDir {
+            path: data_dir.to_owned(),
+            error,
+        })?;
         let path = data_dir.join("store");
         let existed = path.exists();
         let vault = Vault::open(data_dir, !existed)?;

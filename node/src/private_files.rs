@@ -1,0 +1,24 @@
+//! Files and directories only their owner may read: data directories
+//! (0700), and files holding case data or table material (0600).
+
+use std::fs::File;
+use std::path::Path;
+
+/// Creates `dir` and any missing parents, mode 0700 for those it creates;
+/// an existing directory is fine.
+pub fn create_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Creates `path`, or empties it if it exists; a new file gets mode 0600.
+pub fn create_file(path: &Path) -> std::io::Result<File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
+}
