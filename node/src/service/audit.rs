@@ -89,14 +89,18 @@ impl pb::audit_server::Audit for AuditService {
             .audit_entries(request.start, wanted)
             .map_err(internal)?;
         let next = request.start + entries.len() as u64;
-        let checkpoints = audit
-            .store()
-            .checkpoints()
-            .map_err(internal)?
-            .into_iter()
-            .filter(|(s, _)| *s > request.start && *s <= next)
-            .map(|(_, note)| note)
-            .collect();
+        // Only the checkpoints of this page, read by key range.
+        let checkpoints = if next > request.start {
+            audit
+                .store()
+                .checkpoints(request.start + 1..=next)
+                .map_err(internal)?
+                .into_iter()
+                .map(|(_, note)| note)
+                .collect()
+        } else {
+            Vec::new()
+        };
         Ok(Response::new(pb::GetEntriesResponse {
             entries: entries
                 .into_iter()

@@ -181,10 +181,15 @@ impl Store {
             .map_err(|e| self.sled(e))
     }
 
-    /// Every signed checkpoint, by size.
-    pub fn checkpoints(&self) -> Result<Vec<(u64, String)>, StoreError> {
+    /// The signed checkpoints whose size lies in `sizes`, by size.
+    pub fn checkpoints(
+        &self,
+        sizes: std::ops::RangeInclusive<u64>,
+    ) -> Result<Vec<(u64, String)>, StoreError> {
+        let from = key(CHECKPOINT, &sizes.start().to_be_bytes());
+        let to = key(CHECKPOINT, &sizes.end().to_be_bytes());
         self.meta
-            .scan_prefix(CHECKPOINT)
+            .range(from..=to)
             .map(|item| {
                 let (k, value) = item.map_err(|e| self.sled(e))?;
                 Ok((
