@@ -54,6 +54,38 @@ fn caller_id<T>(request: &Request<T>) -> String {
         .map_or_else(String::new, |c| c.0.to_string())
 }
 
+/// A coordinator's question (case query or bulk screening), as logged.
+struct Question<'a> {
+    /// The coordinator's SPIFFE id.
+    coordinator: String,
+    purpose: &'a Purpose,
+    /// The query id; none for a screening.
+    exchange_id: Vec<u8>,
+    keys: usize,
+}
+
+impl Question<'_> {
+    /// Appends the question's entry and waits until it (and the partner
+    /// calls logged before it) is durable.
+    async fn record(self, state: &NodeState, detail: String) -> Result<(), Status> {
+        let entry = pb::AuditEntry {
+            actor: self.coordinator,
+            exchange_id: self.exchange_id,
+            purpose: self.purpose.name.clone(),
+            legal_basis: self.purpose.legal_basis.clone(),
+            keys_asked: self.keys as u64,
+            detail,
+            ..state.audit.entry(Kind::CaseQuery)
+        };
+        state
+            .audit
+            .record(&entry)
+            .await
+            .map(|_| ())
+            .map_err(super::audit_failed)
+    }
+}
+
 /// How long one partner may take for a whole bulk screening.
 const SCREEN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(300);
 
@@ -264,24 +296,18 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
                 answered = served,
                 "case query answered"
             );
-            let entry = pb::AuditEntry {
-                actor: coordinator,
+            let question = Question {
+                coordinator,
+                purpose: &purpose,
                 exchange_id: query_id.to_vec(),
-                purpose: purpose.name.clone(),
-                legal_basis: purpose.legal_basis.clone(),
-                keys_asked: keys.len() as u64,
-                detail: format!(
-                    "case query: subjects={} partners answered={served}/{}",
-                    request.subjects.len(),
-                    outcomes.len()
-                ),
-                ..state.audit.entry(Kind::CaseQuery)
+                keys: keys.len(),
             };
-            state
-                .audit
-                .record(&entry)
-                .await
-                .map_err(super::audit_failed)?;
+            let detail = format!(
+                "case query: subjects={} partners answered={served}/{}",
+                request.subjects.len(),
+                outcomes.len()
+            );
+            question.record(&state, detail).await?;
             Ok(Response::new(pb::MatchResponse {
                 query_id: query_id.to_vec(),
                 subjects,
@@ -363,23 +389,18 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
                 partners = outcomes.len(),
                 "screening done"
             );
-            let entry = pb::AuditEntry {
-                actor: coordinator,
-                purpose: purpose.name.clone(),
-                legal_basis: purpose.legal_basis.clone(),
-                keys_asked: keys.len() as u64,
-                detail: format!(
-                    "bulk screening: min_domains={min_domains} hits={} partners={}",
-                    hits.len(),
-                    outcomes.len()
-                ),
-                ..state.audit.entry(Kind::CaseQuery)
+            let question = Question {
+                coordinator,
+                purpose: &purpose,
+                exchange_id: Vec::new(),
+                keys: keys.len(),
             };
-            state
-                .audit
-                .record(&entry)
-                .await
-                .map_err(super::audit_failed)?;
+            let detail = format!(
+                "bulk screening: min_domains={min_domains} hits={} partners={}",
+                hits.len(),
+                outcomes.len()
+            );
+            question.record(&state, detail).await?;
             Ok(Response::new(pb::ScreenResponse {
                 hits,
                 peers: outcomes,
