@@ -158,11 +158,6 @@ impl AuditLog {
         self.signer.verifier()
     }
 
-    /// This node's SPIFFE id, the actor of its own events.
-    pub fn actor(&self) -> &str {
-        &self.actor
-    }
-
     /// The SPIFFE id of `org`'s node in this node's consortium.
     pub fn peer_id(&self, org: &str) -> String {
         pluis_proto::SpiffeId::new(self.consortium(), org, pluis_proto::Role::Node)
