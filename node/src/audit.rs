@@ -1,29 +1,27 @@
 //! The node's audit log: appends made durable in groups, checkpoints
 //! signed only over durable entries, receipts, and the check at start.
 //!
-//! Entries live in the store ([`Store::append_audit`] and the business
-//! writes that append inside their own transaction). Here:
+//! Entries live in the store's log files ([`Store::append_audit`], and
+//! the business writes that append with their entry). Here:
 //! * [`AuditLog::durable`] waits until everything appended so far is on
 //!   disk; concurrent callers share one fsync (group commit), so logging
 //!   every exchange does not cost an fsync each;
 //! * [`AuditLog::checkpoint`] signs a C2SP checkpoint over the *durable*
 //!   entries only, so a crash can never make the node sign two
 //!   checkpoints of the same size with different roots;
-//! * [`AuditLog::open`] recomputes the tree from every stored entry and
-//!   refuses to run a node whose log does not match its last signed
+//! * [`AuditLog::open`] refuses to run a node whose log (rehashed entry
+//!   by entry when the store opened) does not match its last signed
 //!   checkpoint.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use pluis_proto::log::merkle::{self, leaf_hash, MemoryTree};
+use pluis_proto::log::merkle;
 use pluis_proto::log::{self, Checkpoint, NoteError, NoteSigner, NoteVerifier};
 use pluis_proto::pb;
 
 use crate::store::{audit_now_ms, Store, StoreError};
 
-/// How long a flush waits for more appends when others are waiting too.
-const GATHER: std::time::Duration = std::time::Duration::from_micros(500);
 
 /// Why the log cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -50,8 +48,6 @@ pub struct AuditLog {
     /// Entries known to be on disk.
     durable: AtomicU64,
     flush_lock: tokio::sync::Mutex<()>,
-    /// Callers waiting in [`AuditLog::durable`].
-    waiting: std::sync::atomic::AtomicUsize,
     /// The latest checkpoint signed: (size, note).
     latest: Mutex<Option<(u64, String)>>,
 }
@@ -90,40 +86,12 @@ pub fn signer(seed: &[u8; 32], consortium: &str, org: &str) -> Result<NoteSigner
 
 impl AuditLog {
     /// Opens the log of the node `actor` (its SPIFFE id) and checks it:
-    /// every stored entry is rehashed, and the tree must match the
-    /// stored subtree hashes and the last signed checkpoint.
+    /// the tree, rebuilt from every entry when the store opened, must
+    /// match the last signed checkpoint.
     pub fn open(store: Arc<Store>, signer: NoteSigner, actor: String) -> Result<Self, AuditError> {
+        // The store read every entry back at open, checked each against
+        // its frame and rebuilt the tree from them.
         let size = store.audit_size()?;
-        let mut tree = MemoryTree::new();
-        let mut start = 0;
-        while start < size {
-            let batch = store.audit_entries(start, 10_000)?;
-            if batch.is_empty() {
-                break;
-            }
-            for (index, bytes) in batch {
-                if index != tree.size() {
-                    return Err(AuditError::Inconsistent(format!(
-                        "entry {} is missing",
-                        tree.size()
-                    )));
-                }
-                tree.push(leaf_hash(&bytes));
-                start = index + 1;
-            }
-        }
-        if tree.size() != size {
-            return Err(AuditError::Inconsistent(format!(
-                "{} entries stored, {size} counted",
-                tree.size()
-            )));
-        }
-        let stored_root = merkle::root(&store.audit_subtrees(), size)?;
-        if tree.root(size)? != stored_root {
-            return Err(AuditError::Inconsistent(
-                "the entries do not hash to the stored tree".into(),
-            ));
-        }
         let verifier = signer.verifier();
         let latest = store.last_checkpoint()?;
         if let Some((signed_size, note)) = &latest {
@@ -134,7 +102,7 @@ impl AuditLog {
                     checkpoint.size
                 )));
             }
-            if tree.root(checkpoint.size)? != checkpoint.root {
+            if merkle::root(store.audit_subtrees(), checkpoint.size)? != checkpoint.root {
                 return Err(AuditError::Inconsistent(format!(
                     "the first {} entries do not match the checkpoint signed over them",
                     checkpoint.size
@@ -148,7 +116,6 @@ impl AuditLog {
             // Whatever was read back at open is on disk.
             durable: AtomicU64::new(size),
             flush_lock: tokio::sync::Mutex::new(()),
-            waiting: std::sync::atomic::AtomicUsize::new(0),
             latest: Mutex::new(latest),
         })
     }
@@ -181,38 +148,25 @@ impl AuditLog {
 
     /// Appends `entry` and waits until it is durable; returns its index.
     pub async fn record(&self, entry: &pb::AuditEntry) -> Result<u64, AuditError> {
-        let store = self.store.clone();
-        let entry = entry.clone();
-        let index = tokio::task::spawn_blocking(move || store.append_audit(&entry))
-            .await
-            .map_err(|_| AuditError::Inconsistent("append task failed".into()))??;
+        // An append is a few positional writes into the page cache.
+        let index = self.store.append_audit(entry)?;
         self.durable().await?;
         Ok(index)
     }
 
     /// Waits until every entry appended so far is on disk. Callers that
-    /// arrive while a flush runs share the next one.
+    /// arrive while a sync runs share the next one (group commit, with
+    /// no timer: under load the group is whoever came during the last
+    /// sync).
     pub async fn durable(&self) -> Result<(), AuditError> {
         let target = self.store.audit_size()?;
-        self.waiting.fetch_add(1, Ordering::AcqRel);
-        let result = self.flush_upto(target).await;
-        self.waiting.fetch_sub(1, Ordering::AcqRel);
-        result
-    }
-
-    async fn flush_upto(&self, target: u64) -> Result<(), AuditError> {
         let _turn = self.flush_lock.lock().await;
         if self.durable.load(Ordering::Acquire) >= target {
             return Ok(());
         }
-        // Others are waiting too: give the appends in flight a moment to
-        // join this flush rather than each paying for one of their own.
-        if self.waiting.load(Ordering::Acquire) > 1 {
-            tokio::time::sleep(GATHER).await;
-        }
         let upto = self.store.audit_size()?;
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.flush())
+        tokio::task::spawn_blocking(move || store.sync_log())
             .await
             .map_err(|_| AuditError::Inconsistent("flush task failed".into()))??;
         self.durable.fetch_max(upto, Ordering::AcqRel);
@@ -232,7 +186,7 @@ impl AuditLog {
         let checkpoint = Checkpoint {
             origin: self.signer.name().to_owned(),
             size,
-            root: merkle::root(&self.store.audit_subtrees(), size)?,
+            root: merkle::root(self.store.audit_subtrees(), size)?,
             extensions: vec![format!("time {}", audit_now_ms())],
         };
         let note = self.signer.sign(&checkpoint.to_text())?;

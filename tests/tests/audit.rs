@@ -351,7 +351,7 @@ async fn a_node_whose_stored_log_was_altered_refuses_to_start() {
     let err = pluis_node::Node::new(config).unwrap_err().to_string();
     assert!(
         err.contains("audit log")
-            && err.contains("do not hash to the stored tree")
+            && err.contains("entries do not match the checkpoint signed over them")
             && err.contains("refusing"),
         "{err}"
     );

@@ -56,7 +56,7 @@ impl pb::audit_server::Audit for AuditService {
         let audit = &self.state.audit;
         audit.durable().await.map_err(internal)?;
         let (size, note) = audit.checkpoint().map_err(internal)?;
-        let root = merkle::root(&audit.store().audit_subtrees(), size).map_err(internal)?;
+        let root = merkle::root(audit.store().audit_subtrees(), size).map_err(internal)?;
         Ok(Response::new(pb::SignedCheckpoint {
             note,
             tree_size: size,
@@ -120,7 +120,7 @@ impl pb::audit_server::Audit for AuditService {
         let audit = &self.state.audit;
         within_log(audit, "tree_size", request.tree_size)?;
         let proof = merkle::inclusion_proof(
-            &audit.store().audit_subtrees(),
+            audit.store().audit_subtrees(),
             request.leaf_index,
             request.tree_size,
         )
@@ -140,7 +140,7 @@ impl pb::audit_server::Audit for AuditService {
         let audit = &self.state.audit;
         within_log(audit, "second_size", request.second_size)?;
         let proof = merkle::consistency_proof(
-            &audit.store().audit_subtrees(),
+            audit.store().audit_subtrees(),
             request.first_size,
             request.second_size,
         )

@@ -1,155 +1,184 @@
-//! The audit log, daily budgets and epoch keys: all in the `meta` tree,
-//! under key prefixes, so that an audit entry and the business write it
-//! records (a budget charge, an import's switch, a new epoch key) are one
-//! `sled::Batch` on one tree: atomic on disk, with no sled transaction.
+//! The audit log's place in the store, daily budgets and epoch keys.
 //!
-//! sled's transactions switch the *whole process* into a global
-//! reader-writer lock, where each transaction waits for every flush in
-//! progress and every reader waits behind a waiting transaction; with a
-//! transaction per exchange that cut the case-query rate by half. Writers
-//! here instead take one mutex ([`Store::ledger`]), read what they need,
-//! and apply one batch.
+//! The log is in files of its own ([`LogFile`], `data_dir/audit`), not in
+//! sled. Two kinds of writes go with an entry:
+//! * a *budget charge* (a served `Evaluate`) lives only in its entry
+//!   (`budget_used`, `budget_day`): budgets are kept in memory and rebuilt
+//!   from the log at open, so the entry *is* the charge and appending it
+//!   is one atomic step;
+//! * a *sled change* (an import's switch, an erasure or purge, a new epoch
+//!   key) carries its entry in the same sled batch, under
+//!   `audit/pending` in `meta`, as the index it will get and its bytes.
+//!   Once sled is flushed the entry is appended to the log and synced, and
+//!   the pending key removed; an open that finds one left over finishes
+//!   the append. So a crash at any point leaves both or neither.
 //!
-//! Keys in `meta`:
-//! * `audit/size` → number of entries;
-//! * `audit/e/` index (u64 BE) → the entry's exact bytes;
-//! * `audit/s/` level (u8) index (u64 BE) → hash of that perfect subtree
-//!   (RFC 9162), written as each one completes;
-//! * `audit/c/` size (u64 BE) → the checkpoint note signed at that size;
-//! * `budget/` peer `0x00` day (i32 BE) → keys evaluated for the peer;
-//! * `epoch/` epoch (u64 BE) → that epoch's sealed OPRF key seed.
+//! Writers of the log hold one mutex ([`Store::ledger`]), so the index a
+//! pending entry was given is the one it gets.
+//!
+//! Keys in `meta`: `audit/pending` → index (u64 BE) ‖ entry bytes;
+//! `epoch/` epoch (u64 BE) → that epoch's sealed OPRF key seed.
 
-use pluis_proto::log::merkle::{completed_subtrees, leaf_hash, Hash, ProofError, Subtrees};
+use std::collections::HashMap;
+
 use pluis_proto::pb;
 use prost::Message;
 
-use super::{read_u64, Store, StoreError};
+use super::{Store, StoreError};
+pub use crate::store::logfile::{LogFile, LogFileError};
 
-const SIZE: &[u8] = b"audit/size";
-const ENTRY: &[u8] = b"audit/e/";
-const SUBTREE: &[u8] = b"audit/s/";
-const CHECKPOINT: &[u8] = b"audit/c/";
-const BUDGET: &[u8] = b"budget/";
+const PENDING: &[u8] = b"audit/pending";
 pub(super) const EPOCH: &[u8] = b"epoch/";
 
-fn key(prefix: &[u8], rest: &[u8]) -> Vec<u8> {
-    [prefix, rest].concat()
-}
-
-fn subtree_key(level: u32, index: u64) -> Vec<u8> {
-    let mut rest = vec![level as u8];
-    rest.extend_from_slice(&index.to_be_bytes());
-    key(SUBTREE, &rest)
-}
-
-pub(super) fn budget_key(peer: &str, day: i32) -> Vec<u8> {
-    let mut rest = peer.as_bytes().to_vec();
-    rest.push(0);
-    rest.extend_from_slice(&day.to_be_bytes());
-    key(BUDGET, &rest)
-}
-
 pub(super) fn epoch_key(epoch: u64) -> Vec<u8> {
-    key(EPOCH, &epoch.to_be_bytes())
+    [EPOCH, &epoch.to_be_bytes()].concat()
 }
 
-fn index_of(tree: &'static str, prefix: &[u8], key: &[u8]) -> Result<u64, StoreError> {
-    key.strip_prefix(prefix)
-        .and_then(|rest| <[u8; 8]>::try_from(rest).ok())
-        .map(u64::from_be_bytes)
-        .ok_or_else(|| StoreError::Corrupt {
-            tree,
-            id: pluis_proto::hex(key),
-            reason: "key is not an index".into(),
-        })
-}
+/// Keys evaluated per (peer org, day), as the log records them.
+pub(super) type Budgets = HashMap<(String, i32), u64>;
 
-/// The log's perfect subtrees, read from the store.
-pub struct StoredSubtrees<'a>(&'a sled::Tree);
-
-impl Subtrees for StoredSubtrees<'_> {
-    fn perfect(&self, level: u32, index: u64) -> Result<Hash, ProofError> {
-        self.0
-            .get(subtree_key(level, index))
-            .map_err(|e| ProofError::Store(e.to_string()))?
-            .and_then(|v| <Hash>::try_from(v.as_ref()).ok())
-            .ok_or_else(|| {
-                ProofError::Store(format!("no subtree hash at level {level}, index {index}"))
-            })
+/// Counts a served entry's charge into `budgets`.
+pub(super) fn replay_budget(budgets: &mut Budgets, bytes: &[u8]) {
+    let Ok(entry) = pb::AuditEntry::decode(bytes) else {
+        return;
+    };
+    if entry.kind != pb::audit_entry::Kind::ExchangeServed as i32 || entry.budget_day == 0 {
+        return;
+    }
+    if let Some(org) = org_of(&entry.actor) {
+        let used = budgets.entry((org, entry.budget_day)).or_default();
+        *used = (*used).max(entry.budget_used);
     }
 }
 
-/// Writes in progress on the ledger keys, applied as one batch.
+fn org_of(actor: &str) -> Option<String> {
+    actor
+        .parse::<pluis_proto::SpiffeId>()
+        .ok()
+        .map(|id| id.org().to_owned())
+}
+
+fn encode(entry: &pb::AuditEntry, index: u64) -> Vec<u8> {
+    pb::AuditEntry {
+        sequence: index,
+        ..entry.clone()
+    }
+    .encode_to_vec()
+}
+
+/// A sled batch that carries one audit entry: see the module text.
 pub(super) struct LedgerBatch<'a> {
     store: &'a Store,
     pub(super) batch: sled::Batch,
-    size: u64,
+    pending: Option<(u64, Vec<u8>)>,
 }
 
 impl<'a> LedgerBatch<'a> {
-    /// A batch after the log's current end. The caller holds the ledger lock.
-    pub(super) fn new(store: &'a Store) -> Result<Self, StoreError> {
-        Ok(LedgerBatch {
+    /// A batch; the caller holds the ledger lock until it is finished.
+    pub(super) fn new(store: &'a Store) -> Self {
+        LedgerBatch {
             store,
             batch: sled::Batch::default(),
-            size: read_u64(store.meta.get(SIZE).map_err(|e| store.sled(e))?),
-        })
+            pending: None,
+        }
     }
 
     /// Adds `entry` (its `sequence` set to its index); returns the index.
     pub(super) fn append(&mut self, entry: &pb::AuditEntry) -> Result<u64, StoreError> {
-        let index = self.size;
-        let bytes = pb::AuditEntry {
-            sequence: index,
-            ..entry.clone()
+        let index = self.store.log.size();
+        if self.pending.is_some() {
+            return Err(StoreError::Corrupt {
+                tree: "meta",
+                id: format!("audit entry {index}"),
+                reason: "one audit entry per batch".into(),
+            });
         }
-        .encode_to_vec();
-        let subtrees = self.store.audit_subtrees();
-        let made = completed_subtrees(index, leaf_hash(&bytes), |level, at| {
-            subtrees.perfect(level, at)
-        })
-        .map_err(|e| StoreError::Corrupt {
-            tree: "meta",
-            id: format!("audit entry {index}"),
-            reason: e.to_string(),
-        })?;
-        self.batch.insert(key(ENTRY, &index.to_be_bytes()), bytes);
-        for (level, at, hash) in made {
-            self.batch.insert(subtree_key(level, at), &hash[..]);
-        }
-        self.size = index + 1;
-        self.batch.insert(SIZE, &self.size.to_be_bytes());
+        let bytes = encode(entry, index);
+        let mut value = index.to_be_bytes().to_vec();
+        value.extend_from_slice(&bytes);
+        self.batch.insert(PENDING, value);
+        self.pending = Some((index, bytes));
         Ok(index)
     }
 
-    /// Applies everything at once.
-    pub(super) fn apply(self) -> Result<(), StoreError> {
+    /// Applies the batch, then [`LedgerBatch::finish`]es.
+    pub(super) fn apply(mut self) -> Result<(), StoreError> {
         self.store
             .meta
-            .apply_batch(self.batch)
-            .map_err(|e| self.store.sled(e))
+            .apply_batch(std::mem::take(&mut self.batch))
+            .map_err(|e| self.store.sled(e))?;
+        self.finish()
+    }
+
+    /// After the batch was applied (here or inside a transaction): flushes
+    /// sled, appends the entry to the log, syncs it, drops the pending key.
+    pub(super) fn finish(self) -> Result<(), StoreError> {
+        self.store.flush()?;
+        if let Some((index, bytes)) = self.pending {
+            self.store.finish_pending(index, &bytes)?;
+        }
+        Ok(())
     }
 }
 
 impl Store {
-    /// Appends one entry on its own; returns its index. Not yet flushed:
-    /// see [`Store::flush`].
-    pub fn append_audit(&self, entry: &pb::AuditEntry) -> Result<u64, StoreError> {
-        let _ledger = crate::lock(&self.ledger);
-        let mut batch = LedgerBatch::new(self)?;
-        let index = batch.append(entry)?;
-        batch.apply()?;
-        Ok(index)
+    /// Appends the entry a sled change left pending (at open, or right
+    /// after the change), unless the log already holds it.
+    pub(super) fn finish_pending(&self, index: u64, bytes: &[u8]) -> Result<(), StoreError> {
+        let size = self.log.size();
+        if size == index {
+            self.log.append(bytes)?;
+            self.log.sync()?;
+        } else if size < index || self.log.entry(index)? != bytes {
+            return Err(StoreError::Corrupt {
+                tree: "meta",
+                id: "audit/pending".into(),
+                reason: format!(
+                    "the entry pending for index {index} does not fit a log of {size} entries"
+                ),
+            });
+        }
+        self.meta.remove(PENDING).map_err(|e| self.sled(e))?;
+        Ok(())
     }
 
-    /// Makes everything written so far durable (one fsync for all).
+    /// At open: finishes an entry a crash left pending.
+    pub(super) fn settle_pending(&self) -> Result<(), StoreError> {
+        let Some(value) = self.meta.get(PENDING).map_err(|e| self.sled(e))? else {
+            return Ok(());
+        };
+        let (index, bytes) = value.split_at_checked(8).ok_or_else(|| StoreError::Corrupt {
+            tree: "meta",
+            id: "audit/pending".into(),
+            reason: "too short".into(),
+        })?;
+        let index = u64::from_be_bytes(index.try_into().unwrap_or_default());
+        self.finish_pending(index, bytes)?;
+        tracing::info!(index, "finished an audit entry a previous run left pending");
+        self.flush()
+    }
+
+    /// Appends one entry on its own; returns its index. Not yet synced:
+    /// see [`Store::sync_log`].
+    pub fn append_audit(&self, entry: &pb::AuditEntry) -> Result<u64, StoreError> {
+        let _ledger = crate::lock(&self.ledger);
+        let index = self.log.size();
+        Ok(self.log.append(&encode(entry, index))?)
+    }
+
+    /// Makes every entry appended so far durable (one `fdatasync`).
+    pub fn sync_log(&self) -> Result<(), StoreError> {
+        Ok(self.log.sync()?)
+    }
+
+    /// Makes everything written to sled so far durable.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush().map(|_| ()).map_err(|e| self.sled(e))
     }
 
     /// The number of log entries.
     pub fn audit_size(&self) -> Result<u64, StoreError> {
-        Ok(read_u64(self.meta.get(SIZE).map_err(|e| self.sled(e))?))
+        Ok(self.log.size())
     }
 
     /// Up to `limit` entries from `start`, with their indexes.
@@ -158,77 +187,100 @@ impl Store {
         start: u64,
         limit: usize,
     ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        let from = key(ENTRY, &start.to_be_bytes());
-        let to = key(ENTRY, &[0xff; 9]);
-        let mut out = Vec::new();
-        for item in self.meta.range(from..to).take(limit) {
-            let (k, value) = item.map_err(|e| self.sled(e))?;
-            out.push((index_of("meta", ENTRY, &k)?, value.to_vec()));
-        }
-        Ok(out)
+        let end = self
+            .log
+            .size()
+            .min(start.saturating_add(limit as u64));
+        (start..end)
+            .map(|index| Ok((index, self.log.entry(index)?)))
+            .collect()
     }
 
     /// The perfect-subtree hashes, for roots and proofs.
-    pub fn audit_subtrees(&self) -> StoredSubtrees<'_> {
-        StoredSubtrees(&self.meta)
+    pub fn audit_subtrees(&self) -> &LogFile {
+        &self.log
     }
 
     /// Keeps a signed checkpoint note for `size`.
     pub fn store_checkpoint(&self, size: u64, note: &str) -> Result<(), StoreError> {
-        self.meta
-            .insert(key(CHECKPOINT, &size.to_be_bytes()), note.as_bytes())
-            .map(|_| ())
-            .map_err(|e| self.sled(e))
+        Ok(self.log.store_checkpoint(size, note)?)
     }
 
-    /// The signed checkpoints whose size lies in `sizes`, by size.
+    /// Signed checkpoints whose size lies in `sizes`, by size (about one
+    /// per 64 entries, and the latest).
     pub fn checkpoints(
         &self,
         sizes: std::ops::RangeInclusive<u64>,
     ) -> Result<Vec<(u64, String)>, StoreError> {
-        let from = key(CHECKPOINT, &sizes.start().to_be_bytes());
-        let to = key(CHECKPOINT, &sizes.end().to_be_bytes());
-        self.meta
-            .range(from..=to)
-            .map(|item| {
-                let (k, value) = item.map_err(|e| self.sled(e))?;
-                Ok((
-                    index_of("meta", CHECKPOINT, &k)?,
-                    String::from_utf8_lossy(&value).into_owned(),
-                ))
-            })
-            .collect()
+        Ok(self.log.checkpoints(sizes)?)
     }
 
-    /// The signed checkpoint with the largest size, if any.
+    /// The latest stored checkpoint, if any.
     pub fn last_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError> {
-        let Some(item) = self.meta.scan_prefix(CHECKPOINT).next_back() else {
-            return Ok(None);
-        };
-        let (k, value) = item.map_err(|e| self.sled(e))?;
-        Ok(Some((
-            index_of("meta", CHECKPOINT, &k)?,
-            String::from_utf8_lossy(&value).into_owned(),
-        )))
+        Ok(self.log.last_checkpoint()?)
     }
 
-    /// Overwrites a stored entry's bytes behind the log's back. Exists only
-    /// so that tamper tests can do what an attacker with disk access
-    /// would; nothing in Pluis calls it.
+    /// Overwrites a stored entry's bytes (and its check) behind the log's
+    /// back. Exists only so that tamper tests can do what an attacker with
+    /// disk access would; nothing in Pluis calls it.
     #[doc(hidden)]
     pub fn overwrite_audit_entry_for_tamper_tests(
         &self,
         index: u64,
         bytes: &[u8],
     ) -> Result<(), StoreError> {
-        self.meta
-            .insert(key(ENTRY, &index.to_be_bytes()), bytes)
-            .map_err(|e| self.sled(e))?;
-        self.flush()
+        Ok(self.log.overwrite_for_tamper_tests(index, bytes)?)
     }
 
     /// The Ed25519 key (seed) that signs this node's log.
     pub fn log_seed(&self) -> [u8; 32] {
         self.vault.log_seed()
+    }
+
+    /// Keys evaluated for `peer` on day `day` (a Julian day number).
+    pub fn budget_used(&self, peer: &str, day: i32) -> Result<u64, StoreError> {
+        Ok(crate::lock(&self.budgets)
+            .get(&(peer.to_owned(), day))
+            .copied()
+            .unwrap_or(0))
+    }
+
+    /// Adds `keys` to `peer`'s use on `day` if that stays within `limit`,
+    /// by appending `served` (whose actor must be `peer`'s node) with the
+    /// new total: the entry is the charge. Not yet synced.
+    /// `Ok(Ok((total, index)))`: charged, logged at `index`;
+    /// `Ok(Err(used))`: refused, `used` already, nothing written.
+    pub fn charge_budget(
+        &self,
+        peer: &str,
+        day: i32,
+        keys: u64,
+        limit: u64,
+        served: &pb::AuditEntry,
+    ) -> Result<Result<(u64, u64), u64>, StoreError> {
+        if org_of(&served.actor).as_deref() != Some(peer) {
+            return Err(StoreError::Corrupt {
+                tree: "budgets",
+                id: peer.to_owned(),
+                reason: "the served entry's actor is not this peer's node".into(),
+            });
+        }
+        let _ledger = crate::lock(&self.ledger);
+        let used = self.budget_used(peer, day)?;
+        let total = used.saturating_add(keys);
+        if total > limit {
+            return Ok(Err(used));
+        }
+        let entry = pb::AuditEntry {
+            budget_used: total,
+            budget_limit: limit,
+            budget_day: day,
+            kind: pb::audit_entry::Kind::ExchangeServed as i32,
+            ..served.clone()
+        };
+        let index = self.log.size();
+        self.log.append(&encode(&entry, index))?;
+        crate::lock(&self.budgets).insert((peer.to_owned(), day), total);
+        Ok(Ok((total, index)))
     }
 }

@@ -1,18 +1,17 @@
-//! The node's store: one sled database in `data_dir/store`; nothing else
-//! touches sled.
+//! The node's store: one sled database in `data_dir/store` (nothing else
+//! touches sled) and the audit log's files in `data_dir/audit`
+//! ([`LogFile`]), which also hold the daily budgets: see [`audit`].
 //!
 //! Trees, each with one purpose:
 //! * `meta`: schema version, the storage-key check, the active generation,
-//!   the signal count, lifetime counters;
+//!   the signal count, lifetime counters, the epochs' sealed OPRF key
+//!   seeds (`epoch/`; deleted when an epoch's grace period is over) and an
+//!   audit entry pending with a change (see [`audit`]);
 //! * `signals/G`: the signals. Each value is a *bucket*: every signal whose
 //!   id (a keyed digest, so uniformly spread) starts with the bucket's 12
 //!   bits, sorted by id, as [`SignalRecord`]s: which signal, when
 //!   registered, when it expires, the person's keys *sealed*, their keyed
 //!   digests, and the sealed local case reference with its digest;
-//! * `epochs`: epoch number → that epoch's OPRF key seed, sealed; deleted
-//!   when the epoch's grace period is over;
-//! * `budgets`: (peer org, UTC day) → keys evaluated for that peer that
-//!   day, so that daily limits survive restarts;
 //! * `subjects/G`: the keyed index: buckets of (key digest, signal id),
 //!   sorted, by the digest's first 12 bits. It finds a person's signals by
 //!   any of their keys without the key in clear.
@@ -45,11 +44,12 @@ use crate::vault::{IndexDigest, Vault, VaultError};
 use pluis_proto::hex;
 
 mod audit;
-pub use audit::StoredSubtrees;
-use audit::{budget_key, epoch_key, LedgerBatch};
+mod logfile;
+use audit::{epoch_key, replay_budget, Budgets, LedgerBatch};
+pub use audit::{LogFile, LogFileError};
 
 /// The store's schema version; checked at open.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 const BUCKET_FORMAT_V1: u8 = 1;
 /// Buckets per tree: 2^12.
 const BUCKET_BITS: u32 = 12;
@@ -108,6 +108,9 @@ pub enum StoreError {
     /// The storage secrets are unusable.
     #[error(transparent)]
     Vault(#[from] VaultError),
+    /// The audit log's files are unusable or were altered.
+    #[error(transparent)]
+    AuditLog(#[from] LogFileError),
     /// A stored value cannot be decoded.
     #[error("store: tree {tree}: record {id}: {reason}")]
     Corrupt {
@@ -210,9 +213,13 @@ pub struct Store {
     path: PathBuf,
     db: sled::Db,
     meta: sled::Tree,
-    /// Held by every writer of the ledger keys in `meta` (audit log,
-    /// budgets, epoch keys): see [`audit`].
+    /// Held by every writer of the audit log (and so of budgets and
+    /// epoch keys): see [`audit`].
     ledger: std::sync::Mutex<()>,
+    /// The audit log, in `data_dir/audit`.
+    log: LogFile,
+    /// Keys evaluated per (peer, day), rebuilt from the log at open.
+    budgets: std::sync::Mutex<Budgets>,
     active: RwLock<Generation>,
     vault: Vault,
 }
@@ -358,15 +365,22 @@ impl Store {
             signals: db.open_tree(signals).map_err(sled_error)?,
             subjects: db.open_tree(subjects).map_err(sled_error)?,
         };
+        let mut budgets = Budgets::new();
+        let log = LogFile::open(&data_dir.join("audit"), |_, bytes| {
+            replay_budget(&mut budgets, bytes)
+        })?;
         let store = Store {
             path: path.clone(),
             ledger: std::sync::Mutex::new(()),
+            log,
+            budgets: std::sync::Mutex::new(budgets),
             db,
             meta,
             active: RwLock::new(active),
             vault,
         };
         store.check_meta()?;
+        store.settle_pending()?;
         Ok(store)
     }
 
@@ -519,7 +533,7 @@ impl Store {
             // hourly sweep that found nothing is not.
             if audit.kind != pluis_proto::pb::audit_entry::Kind::ExpiryPurge as i32 {
                 self.append_audit(audit)?;
-                self.flush()?;
+                self.sync_log()?;
             }
             return Ok(0);
         }
@@ -544,9 +558,8 @@ impl Store {
         // A rare multi-tree change (erasure, expiry): a sled transaction,
         // with the audit entry prepared under the ledger lock.
         let _ledger = crate::lock(&self.ledger);
-        let mut logged = LedgerBatch::new(self)?;
+        let mut logged = LedgerBatch::new(self);
         logged.append(&entry)?;
-        let logged = logged.batch;
         (&active.signals, &active.subjects, &self.meta)
             .transaction(|(signals, subjects, meta)| {
                 for (key, bucket) in &signal_buckets {
@@ -561,11 +574,11 @@ impl Store {
                 meta.insert(META_COUNT, &count.saturating_sub(removed).to_be_bytes())?;
                 let revision = read_u64(meta.get(META_REVISION)?);
                 meta.insert(META_REVISION, &(revision + 1).to_be_bytes())?;
-                meta.apply_batch(&logged)?;
+                meta.apply_batch(&logged.batch)?;
                 Ok::<_, ConflictableTransactionError<StoreError>>(())
             })
             .map_err(|e| transaction_error(&self.path, e))?;
-        self.db.flush().map_err(|e| self.sled(e))?;
+        logged.finish()?;
         Ok(removed as usize)
     }
 
@@ -748,7 +761,7 @@ impl Store {
             return Ok(Some(seed));
         }
         let seed = self.vault.random_seed()?;
-        let mut created = LedgerBatch::new(self)?;
+        let mut created = LedgerBatch::new(self);
         created
             .batch
             .insert(key.clone(), self.vault.seal(&context, &seed)?);
@@ -760,7 +773,6 @@ impl Store {
             ..Default::default()
         })?;
         created.apply()?;
-        self.flush()?;
         Ok(Some(seed))
     }
 
@@ -777,45 +789,6 @@ impl Store {
             self.flush()?;
         }
         Ok(destroyed)
-    }
-
-    /// Keys evaluated for `peer` on UTC day `day`.
-    pub fn budget_used(&self, peer: &str, day: i32) -> Result<u64, StoreError> {
-        Ok(read_u64(
-            self.meta
-                .get(budget_key(peer, day))
-                .map_err(|e| self.sled(e))?,
-        ))
-    }
-
-    /// Adds `keys` to `peer`'s use on `day` if that stays within `limit`,
-    /// and appends `served` to the audit log, in one batch (not yet
-    /// flushed). `Ok(Ok((total, index)))`: charged, logged at `index`;
-    /// `Ok(Err(used))`: refused, `used` already, nothing written.
-    pub fn charge_budget(
-        &self,
-        peer: &str,
-        day: i32,
-        keys: u64,
-        limit: u64,
-        served: &pluis_proto::pb::AuditEntry,
-    ) -> Result<Result<(u64, u64), u64>, StoreError> {
-        let key = budget_key(peer, day);
-        let _ledger = crate::lock(&self.ledger);
-        let used = read_u64(self.meta.get(&key).map_err(|e| self.sled(e))?);
-        let total = used.saturating_add(keys);
-        if total > limit {
-            return Ok(Err(used));
-        }
-        let mut charge = LedgerBatch::new(self)?;
-        charge.batch.insert(key, &total.to_be_bytes());
-        let index = charge.append(&pluis_proto::pb::AuditEntry {
-            budget_used: total,
-            budget_limit: limit,
-            ..served.clone()
-        })?;
-        charge.apply()?;
-        Ok(Ok((total, index)))
     }
 
     /// The number of stored signals.
@@ -953,7 +926,7 @@ impl Import<'_> {
         let number = self.new.number;
         {
             let _ledger = crate::lock(&store.ledger);
-            let mut switch = LedgerBatch::new(store)?;
+            let mut switch = LedgerBatch::new(store);
             switch.batch.insert(META_GENERATION, &number.to_be_bytes());
             switch.batch.insert(META_COUNT, &total.to_be_bytes());
             let revision = read_u64(store.meta.get(META_REVISION).map_err(sled)?);
@@ -1180,7 +1153,7 @@ mod tests {
         }
         let err = reopen(dir.path()).unwrap_err().to_string();
         assert!(
-            err.contains("schema version 99") && err.contains("reads version 2"),
+            err.contains("schema version 99") && err.contains("reads version 3"),
             "{err}"
         );
     }
@@ -1214,13 +1187,19 @@ mod tests {
             let store = Store::open(dir.path()).unwrap();
             let served = pluis_proto::pb::AuditEntry {
                 keys_evaluated: 1,
+                actor: "spiffe://c/org/school/node".into(),
                 ..Default::default()
             };
             let charge = |day, keys| store.charge_budget("school", day, keys, 100, &served);
             assert_eq!(charge(100, 60).unwrap(), Ok((60, 0)));
             assert_eq!(charge(100, 50).unwrap(), Err(60));
             assert_eq!(charge(101, 50).unwrap(), Ok((50, 1)));
-            store.flush().unwrap();
+            store.sync_log().unwrap();
+            let other = pluis_proto::pb::AuditEntry {
+                actor: "spiffe://c/org/police/node".into(),
+                ..served.clone()
+            };
+            assert!(store.charge_budget("school", 100, 1, 100, &other).is_err());
         }
         let store = reopen(dir.path()).unwrap();
         assert_eq!(store.budget_used("school", 100).unwrap(), 60);
