@@ -15,12 +15,14 @@
 //!   position computed from its numbers ([`position`]);
 //! * `checkpoints`: frames of `size (u64 BE) ‖ length (u32 BE) ‖ note`.
 //!
+//! `entries` is written ahead with zeros (1 MiB at a time, synced), so that
+//! the `fdatasync` of an append writes its data and not the file's size.
 //! `offsets` and `hashes` follow from `entries` and are rewritten from it at
 //! every open, so they need no sync and cannot disagree with it. What an
-//! unfinished append leaves at the end of `entries` (a partial frame, or
-//! zeros the file system added) was never acknowledged and is cut off at
-//! open; a frame that does not match its check anywhere else is an altered
-//! log, and the store refuses to open.
+//! unfinished append leaves at the end of `entries` (a partial frame before
+//! the zeros) was never acknowledged: at open it is copied aside to
+//! `unfinished-*` and zeroed. A frame that does not match its check with
+//! data after it is an altered log, and the store refuses to open.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -34,6 +36,8 @@ use pluis_proto::log::merkle::{completed_subtrees, leaf_hash, node_hash, Hash, P
 /// Entries larger than this are not ours.
 const MAX_ENTRY: u32 = 1 << 20;
 const FRAME_HEADER: u64 = 8;
+/// Zeros written ahead of the log's end at a time.
+const ALLOCATE: u64 = 1 << 20;
 
 /// Where in `hashes` (counted in hashes) the perfect subtree `index` at
 /// `level` is: after every node completed before its last leaf m, which
@@ -61,6 +65,8 @@ struct Tail {
     size: u64,
     /// Bytes of `entries` in use.
     end: u64,
+    /// Bytes of `entries` written (zeros after `end`).
+    allocated: u64,
     /// Bytes of `checkpoints` in use.
     checkpoints_end: u64,
 }
@@ -145,9 +151,8 @@ impl LogFile {
                 good = leaf_hash(&body)[..4] == header[4..];
             }
             if !good {
-                if whole && end + FRAME_HEADER + u64::from(len) < length
-                    && !zeros_from(&entries, end, length).map_err(at(&entries_path))?
-                {
+                let frame_end = end + FRAME_HEADER + u64::from(len);
+                if whole && data_end(&entries, frame_end, length).map_err(at(&entries_path))? > frame_end {
                     return Err(error(
                         &entries_path,
                         format!(
@@ -155,26 +160,33 @@ impl LogFile {
                         ),
                     ));
                 }
-                // Appends that never finished were never acknowledged;
-                // their bytes are kept aside, not thrown away.
-                let aside = dir.join(format!("unfinished-{end}-{}", crate::store::audit_now_ms()));
-                let mut kept = vec![0u8; (length - end) as usize];
-                entries
-                    .read_exact_at(&mut kept, end)
-                    .and_then(|()| {
-                        let mut file = crate::private_files::create_file(&aside)?;
-                        file.write_all(&kept)?;
-                        file.sync_all()
-                    })
-                    .map_err(at(&aside))?;
-                tracing::warn!(
-                    kept_in = %aside.display(),
-                    bytes = length - end,
-                    entries = size,
-                    "dropping an unfinished append at the end of the audit log"
-                );
-                entries.set_len(end).map_err(at(&entries_path))?;
-                entries.sync_all().map_err(at(&entries_path))?;
+                // What follows is free space, or appends that never
+                // finished and were never acknowledged: those bytes are
+                // kept aside, not thrown away, and zeroed here.
+                let used = data_end(&entries, end, length).map_err(at(&entries_path))?;
+                if used > end {
+                    let aside = dir.join(format!("unfinished-{end}-{}", crate::store::audit_now_ms()));
+                    let mut kept = vec![0u8; (used - end) as usize];
+                    entries
+                        .read_exact_at(&mut kept, end)
+                        .and_then(|()| {
+                            let mut file = crate::private_files::create_file(&aside)?;
+                            file.write_all(&kept)?;
+                            file.sync_all()
+                        })
+                        .map_err(at(&aside))?;
+                    tracing::warn!(
+                        kept_in = %aside.display(),
+                        bytes = used - end,
+                        entries = size,
+                        "set aside an unfinished append at the end of the audit log"
+                    );
+                    kept.fill(0);
+                    entries
+                        .write_all_at(&kept, end)
+                        .and_then(|()| entries.sync_all())
+                        .map_err(at(&entries_path))?;
+                }
                 break;
             }
             each(size, &body);
@@ -213,6 +225,7 @@ impl LogFile {
             tail: Mutex::new(Tail {
                 size,
                 end,
+                allocated: length,
                 checkpoints_end,
             }),
             size: AtomicU64::new(size),
@@ -253,6 +266,7 @@ impl LogFile {
             hashes.extend_from_slice(hash);
         }
         let at = position(0, index).ok_or_else(|| self.error("hashes", "log too large"))?;
+        self.allocate(&mut tail, frame.len() as u64)?;
         let written = self
             .entries
             .write_all_at(&frame, tail.end)
@@ -269,13 +283,31 @@ impl LogFile {
             });
         if let Err(e) = written {
             // Leave no frame behind that a later open would read as logged.
-            let _ = self.entries.set_len(tail.end);
+            if self.entries.set_len(tail.end).is_ok() {
+                tail.allocated = tail.end;
+            }
             return Err(e);
         }
         tail.end += frame.len() as u64;
         tail.size = index + 1;
         self.size.store(tail.size, Ordering::Release);
         Ok(index)
+    }
+
+    /// Makes room for `more` bytes after the end: zeros written and synced
+    /// ahead, in [`ALLOCATE`] steps, so that syncing an append writes data
+    /// only and never the file's size (no journal commit per sync).
+    fn allocate(&self, tail: &mut Tail, more: u64) -> Result<(), LogFileError> {
+        if tail.end + more <= tail.allocated {
+            return Ok(());
+        }
+        let grow = ALLOCATE.max(tail.end + more - tail.allocated);
+        self.entries
+            .write_all_at(&vec![0u8; grow as usize], tail.allocated)
+            .and_then(|()| self.entries.sync_all())
+            .map_err(|e| self.error("entries", e))?;
+        tail.allocated += grow;
+        Ok(())
     }
 
     /// Makes every entry appended so far durable.
@@ -410,19 +442,20 @@ fn at(path: &Path) -> impl FnOnce(std::io::Error) -> LogFileError + '_ {
     }
 }
 
-/// Whether `file` holds only zero bytes from `from` to `to`.
-fn zeros_from(file: &File, from: u64, to: u64) -> std::io::Result<bool> {
+/// Where the data in `file` between `from` and `to` ends: after its last
+/// non-zero byte, or at `from` if there is none.
+fn data_end(file: &File, from: u64, to: u64) -> std::io::Result<u64> {
     let mut buffer = vec![0u8; 1 << 16];
-    let mut at = from;
+    let (mut at, mut end) = (from, from);
     while at < to {
         let n = buffer.len().min((to - at) as usize);
         file.read_exact_at(&mut buffer[..n], at)?;
-        if buffer[..n].iter().any(|b| *b != 0) {
-            return Ok(false);
+        if let Some(last) = buffer[..n].iter().rposition(|b| *b != 0) {
+            end = at + last as u64 + 1;
         }
         at += n as u64;
     }
-    Ok(true)
+    Ok(end)
 }
 
 /// The checkpoint index and the bytes in use; a partial last frame (a
@@ -503,7 +536,7 @@ mod tests {
     }
 
     #[test]
-    fn an_unfinished_append_is_cut_off_and_an_altered_entry_refused() {
+    fn an_unfinished_append_is_set_aside_and_an_altered_entry_refused() {
         let dir = tempfile::tempdir().unwrap();
         {
             let log = LogFile::open(dir.path(), |_, _| {}).unwrap();
@@ -513,12 +546,33 @@ mod tests {
         }
         let path = dir.path().join("entries");
         let whole = std::fs::read(&path).unwrap();
-        // A frame cut short, then zeros the file system added.
-        for tail in [&whole[..whole.len() - 3], &[whole.clone(), vec![0; 4096]].concat()[..]] {
-            std::fs::write(&path, tail).unwrap();
+        assert_eq!(whole.len() as u64, ALLOCATE, "written ahead");
+        let data = &whole[..5 * 16];
+        assert!(whole[data.len()..].iter().all(|b| *b == 0));
+        let torn = &data[..data.len() - 3];
+        let zeros = vec![0u8; 4096];
+        for (tail, size, aside) in [
+            (torn.to_vec(), 4, true),
+            ([torn, &zeros].concat(), 4, true),
+            ([data, &zeros].concat(), 5, false),
+        ] {
+            std::fs::write(&path, &tail).unwrap();
             let log = LogFile::open(dir.path(), |_, _| {}).unwrap();
-            assert_eq!(log.size(), if tail.len() < whole.len() { 4 } else { 5 });
-            assert_eq!(log.append(b"again").unwrap(), log.size() - 1);
+            assert_eq!(log.size(), size);
+            let kept: Vec<_> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.to_string_lossy().contains("unfinished-"))
+                .collect();
+            assert_eq!(kept.len(), usize::from(aside));
+            for file in kept {
+                let unfinished = &torn[4 * 16..];
+                let last = unfinished.iter().rposition(|b| *b != 0).unwrap();
+                assert_eq!(std::fs::read(&file).unwrap(), &unfinished[..=last]);
+                std::fs::remove_file(file).unwrap();
+            }
+            assert_eq!(log.append(b"again").unwrap(), size);
+            assert_eq!(log.entry(size).unwrap(), b"again");
             drop(log);
             std::fs::write(&path, &whole).unwrap();
         }
