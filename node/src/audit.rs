@@ -22,7 +22,6 @@ use pluis_proto::pb;
 
 use crate::store::{audit_now_ms, Store, StoreError};
 
-
 /// Why the log cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {

@@ -147,11 +147,13 @@ impl Store {
         let Some(value) = self.meta.get(PENDING).map_err(|e| self.sled(e))? else {
             return Ok(());
         };
-        let (index, bytes) = value.split_at_checked(8).ok_or_else(|| StoreError::Corrupt {
-            tree: "meta",
-            id: "audit/pending".into(),
-            reason: "too short".into(),
-        })?;
+        let (index, bytes) = value
+            .split_at_checked(8)
+            .ok_or_else(|| StoreError::Corrupt {
+                tree: "meta",
+                id: "audit/pending".into(),
+                reason: "too short".into(),
+            })?;
         let index = u64::from_be_bytes(index.try_into().unwrap_or_default());
         self.finish_pending(index, bytes)?;
         tracing::info!(index, "finished an audit entry a previous run left pending");
@@ -187,10 +189,7 @@ impl Store {
         start: u64,
         limit: usize,
     ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        let end = self
-            .log
-            .size()
-            .min(start.saturating_add(limit as u64));
+        let end = self.log.size().min(start.saturating_add(limit as u64));
         (start..end)
             .map(|index| Ok((index, self.log.entry(index)?)))
             .collect()

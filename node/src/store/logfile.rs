@@ -31,7 +31,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use pluis_proto::log::merkle::{completed_subtrees, leaf_hash, node_hash, Hash, ProofError, Subtrees};
+use pluis_proto::log::merkle::{
+    completed_subtrees, leaf_hash, node_hash, Hash, ProofError, Subtrees,
+};
 
 /// Entries larger than this are not ours.
 const MAX_ENTRY: u32 = 1 << 20;
@@ -122,8 +124,12 @@ impl LogFile {
             let path = dir.join(name);
             crate::private_files::open_file(&path).map_err(|e| error(&path, e.to_string()))
         };
-        let (entries, offsets, hashes, checkpoints) =
-            (open("entries")?, open("offsets")?, open("hashes")?, open("checkpoints")?);
+        let (entries, offsets, hashes, checkpoints) = (
+            open("entries")?,
+            open("offsets")?,
+            open("hashes")?,
+            open("checkpoints")?,
+        );
 
         // Read every entry back, rewriting the derived files as we go.
         let entries_path = dir.join("entries");
@@ -152,7 +158,9 @@ impl LogFile {
             }
             if !good {
                 let frame_end = end + FRAME_HEADER + u64::from(len);
-                if whole && data_end(&entries, frame_end, length).map_err(at(&entries_path))? > frame_end {
+                if whole
+                    && data_end(&entries, frame_end, length).map_err(at(&entries_path))? > frame_end
+                {
                     return Err(error(
                         &entries_path,
                         format!(
@@ -165,7 +173,8 @@ impl LogFile {
                 // kept aside, not thrown away, and zeroed here.
                 let used = data_end(&entries, end, length).map_err(at(&entries_path))?;
                 if used > end {
-                    let aside = dir.join(format!("unfinished-{end}-{}", crate::store::audit_now_ms()));
+                    let aside =
+                        dir.join(format!("unfinished-{end}-{}", crate::store::audit_now_ms()));
                     let mut kept = vec![0u8; (used - end) as usize];
                     entries
                         .read_exact_at(&mut kept, end)
@@ -194,14 +203,18 @@ impl LogFile {
                 .write_all(&end.to_be_bytes())
                 .map_err(at(&dir.join("offsets")))?;
             let mut hash = leaf_hash(&body);
-            hashes_out.write_all(&hash).map_err(at(&dir.join("hashes")))?;
+            hashes_out
+                .write_all(&hash)
+                .map_err(at(&dir.join("hashes")))?;
             let mut rest = size;
             while rest & 1 == 1 {
                 let left = frontier.pop().ok_or_else(|| {
                     error(&entries_path, format!("entry {size}: tree frontier empty"))
                 })?;
                 hash = node_hash(&left, &hash);
-                hashes_out.write_all(&hash).map_err(at(&dir.join("hashes")))?;
+                hashes_out
+                    .write_all(&hash)
+                    .map_err(at(&dir.join("hashes")))?;
                 rest >>= 1;
             }
             frontier.push(hash);
@@ -312,7 +325,9 @@ impl LogFile {
 
     /// Makes every entry appended so far durable.
     pub fn sync(&self) -> Result<(), LogFileError> {
-        self.entries.sync_data().map_err(|e| self.error("entries", e))
+        self.entries
+            .sync_data()
+            .map_err(|e| self.error("entries", e))
     }
 
     /// Entry `index`'s bytes.
@@ -331,7 +346,10 @@ impl LogFile {
             .map_err(|e| self.error("entries", e))?;
         let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
         if len > MAX_ENTRY {
-            return Err(self.error("entries", format!("entry {index} (byte {offset}): bad length")));
+            return Err(self.error(
+                "entries",
+                format!("entry {index} (byte {offset}): bad length"),
+            ));
         }
         let mut bytes = vec![0u8; len as usize];
         self.entries
@@ -344,7 +362,8 @@ impl LogFile {
     /// entries, so one lost in a crash is signed again the same).
     pub fn store_checkpoint(&self, size: u64, note: &str) -> Result<(), LogFileError> {
         let mut tail = crate::lock(&self.tail);
-        let len = u32::try_from(note.len()).map_err(|_| self.error("checkpoints", "note too large"))?;
+        let len =
+            u32::try_from(note.len()).map_err(|_| self.error("checkpoints", "note too large"))?;
         let mut frame = Vec::with_capacity(note.len() + 12);
         frame.extend_from_slice(&size.to_be_bytes());
         frame.extend_from_slice(&len.to_be_bytes());
@@ -419,17 +438,20 @@ impl LogFile {
 
 impl Subtrees for LogFile {
     fn perfect(&self, level: u32, index: u64) -> Result<Hash, ProofError> {
-        let missing = || ProofError::Store(format!("no subtree hash at level {level}, index {index}"));
+        let missing =
+            || ProofError::Store(format!("no subtree hash at level {level}, index {index}"));
         let complete = index
             .checked_add(1)
             .and_then(|n| n.checked_shl(level))
             .filter(|&last| level < 64 && last <= self.size())
             .is_some();
-        let at = position(level, index).filter(|_| complete).ok_or_else(missing)?;
+        let at = position(level, index)
+            .filter(|_| complete)
+            .ok_or_else(missing)?;
         let mut hash = [0u8; 32];
-        self.hashes
-            .read_exact_at(&mut hash, at * 32)
-            .map_err(|e| ProofError::Store(format!("{}: {e}", self.dir.join("hashes").display())))?;
+        self.hashes.read_exact_at(&mut hash, at * 32).map_err(|e| {
+            ProofError::Store(format!("{}: {e}", self.dir.join("hashes").display()))
+        })?;
         Ok(hash)
     }
 }
@@ -501,7 +523,11 @@ mod tests {
             }
         }
         for (at, (level, index)) in order.iter().enumerate() {
-            assert_eq!(position(*level, *index), Some(at as u64), "({level}, {index})");
+            assert_eq!(
+                position(*level, *index),
+                Some(at as u64),
+                "({level}, {index})"
+            );
         }
         assert_eq!(position(63, u64::MAX), None);
     }
@@ -530,7 +556,10 @@ mod tests {
         assert_eq!(seen.len(), 37);
         assert_eq!(seen[36], (36, b"entry 36".to_vec()));
         assert_eq!(merkle::root(&log, 37).unwrap(), tree.root(37).unwrap());
-        assert_eq!(log.last_checkpoint().unwrap(), Some((37, "thirty-seven".into())));
+        assert_eq!(
+            log.last_checkpoint().unwrap(),
+            Some((37, "thirty-seven".into()))
+        );
         assert_eq!(log.checkpoints(1..=36).unwrap(), vec![(10, "ten".into())]);
         assert_eq!(log.append(b"next").unwrap(), 37);
     }
@@ -579,8 +608,14 @@ mod tests {
         let mut altered = whole.clone();
         altered[16 + 8 + 3] ^= 1; // entry 1's body
         std::fs::write(&path, &altered).unwrap();
-        let err = LogFile::open(dir.path(), |_, _| {}).err().unwrap().to_string();
-        assert!(err.contains("entry 1 (byte 16)") && err.contains("refusing"), "{err}");
+        let err = LogFile::open(dir.path(), |_, _| {})
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("entry 1 (byte 16)") && err.contains("refusing"),
+            "{err}"
+        );
         assert_eq!(std::fs::read(&path).unwrap(), altered, "left as it was");
     }
 }
