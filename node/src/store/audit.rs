@@ -283,3 +283,69 @@ impl Store {
         Ok(Ok((total, index)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(detail: &str) -> pb::AuditEntry {
+        pb::AuditEntry {
+            kind: pb::audit_entry::Kind::Import as i32,
+            detail: detail.into(),
+            ..Default::default()
+        }
+    }
+
+    /// A crash after sled took a change but before its entry reached the
+    /// log, and one after the log took it but before the pending key went.
+    #[test]
+    fn an_entry_left_pending_is_appended_once_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let leave_pending = |store: &Store, detail: &str| {
+            let mut batch = LedgerBatch::new(store);
+            let index = batch.append(&entry(detail)).unwrap();
+            store.meta.apply_batch(batch.batch).unwrap();
+            store.flush().unwrap();
+            index
+        };
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.append_audit(&entry("first")).unwrap();
+            assert_eq!(leave_pending(&store, "second"), 1);
+            assert_eq!(store.audit_size().unwrap(), 1);
+        }
+        {
+            let store = Store::open(dir.path()).unwrap();
+            assert_eq!(store.audit_size().unwrap(), 2);
+            assert!(store.meta.get(PENDING).unwrap().is_none());
+            let (index, bytes) = store.audit_entries(1, 1).unwrap().remove(0);
+            assert_eq!(index, 1);
+            assert_eq!(pb::AuditEntry::decode(&bytes[..]).unwrap().detail, "second");
+            // Appended, but the pending key survived.
+            assert_eq!(leave_pending(&store, "third"), 2);
+            let value = store.meta.get(PENDING).unwrap().unwrap();
+            store.log.append(&value[8..]).unwrap();
+            store.log.sync().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.audit_size().unwrap(), 3, "not appended twice");
+        assert!(store.meta.get(PENDING).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_pending_entry_that_does_not_fit_the_log_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let mut value = 7u64.to_be_bytes().to_vec();
+            value.extend_from_slice(&entry("x").encode_to_vec());
+            store.meta.insert(PENDING, value).unwrap();
+            store.flush().unwrap();
+        }
+        let err = Store::open(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("audit/pending") && err.contains("index 7"),
+            "{err}"
+        );
+    }
+}
