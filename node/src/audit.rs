@@ -46,7 +46,7 @@ pub struct AuditLog {
     actor: String,
     /// Entries known to be on disk.
     durable: AtomicU64,
-    flush_lock: tokio::sync::Mutex<()>,
+    sync_lock: Mutex<()>,
     /// The latest checkpoint signed: (size, note).
     latest: Mutex<Option<(u64, String)>>,
 }
@@ -114,7 +114,7 @@ impl AuditLog {
             actor,
             // Whatever was read back at open is on disk.
             durable: AtomicU64::new(size),
-            flush_lock: tokio::sync::Mutex::new(()),
+            sync_lock: Mutex::new(()),
             latest: Mutex::new(latest),
         })
     }
@@ -146,28 +146,37 @@ impl AuditLog {
     }
 
     /// Appends `entry` and waits until it is durable; returns its index.
-    pub async fn record(&self, entry: &pb::AuditEntry) -> Result<u64, AuditError> {
+    pub async fn record(self: &Arc<Self>, entry: &pb::AuditEntry) -> Result<u64, AuditError> {
         // An append is a few positional writes into the page cache.
         let index = self.store.append_audit(entry)?;
         self.durable().await?;
         Ok(index)
     }
 
-    /// Waits until every entry appended so far is on disk. Callers that
+    /// Waits until every entry appended so far is on disk: see
+    /// [`AuditLog::durable_blocking`], here off the async runtime.
+    pub async fn durable(self: &Arc<Self>) -> Result<(), AuditError> {
+        if self.durable.load(Ordering::Acquire) >= self.store.audit_size()? {
+            return Ok(());
+        }
+        let log = self.clone();
+        tokio::task::spawn_blocking(move || log.durable_blocking())
+            .await
+            .map_err(|_| AuditError::Inconsistent("sync task failed".into()))?
+    }
+
+    /// Blocks until every entry appended so far is on disk. Callers that
     /// arrive while a sync runs share the next one (group commit, with
     /// no timer: under load the group is whoever came during the last
     /// sync).
-    pub async fn durable(&self) -> Result<(), AuditError> {
+    pub fn durable_blocking(&self) -> Result<(), AuditError> {
         let target = self.store.audit_size()?;
-        let _turn = self.flush_lock.lock().await;
+        let _turn = crate::lock(&self.sync_lock);
         if self.durable.load(Ordering::Acquire) >= target {
             return Ok(());
         }
         let upto = self.store.audit_size()?;
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.sync_log())
-            .await
-            .map_err(|_| AuditError::Inconsistent("flush task failed".into()))??;
+        self.store.sync_log()?;
         self.durable.fetch_max(upto, Ordering::AcqRel);
         Ok(())
     }

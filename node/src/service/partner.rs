@@ -171,9 +171,10 @@ impl pb::partner_server::Partner for PartnerService {
             // Off the async runtime, in one go: evaluate (in parallel when
             // there are many), find this peer's table view (built now if
             // need be, so that the GetTable calls that follow find it
-            // ready), then charge the day's budget and log the exchange in
-            // one transaction. Only a request that was served is charged;
-            // a concurrent request may have used the budget up meanwhile.
+            // ready), charge the day's budget by logging the exchange (one
+            // append), make it durable and sign the receipt. Only a request
+            // that was served is charged; a concurrent request may have
+            // used the budget up meanwhile.
             let limit = policy.map_or(0, |p| p.max_keys_per_day);
             let template = pb::AuditEntry {
                 keys_asked: keys,
@@ -191,6 +192,7 @@ impl pb::partner_server::Partner for PartnerService {
             let work = {
                 let state = self.state.clone();
                 let peer = peer.clone();
+                let exchange_id = ctx.exchange_id.clone();
                 tokio::task::spawn_blocking(move || {
                     let evaluate = |(i, b): (usize, &Vec<u8>)| {
                         key.evaluate_blinded(b)
@@ -230,10 +232,22 @@ impl pb::partner_server::Partner for PartnerService {
                         .store
                         .charge_budget(&peer, day, keys, limit, &served)
                         .map_err(|e| Status::internal(format!("budget: {e}")))?;
-                    Ok::<_, Status>((response, response_digest, charged))
+                    // Served: durable (with whoever else is being served
+                    // now), then the receipt, still on this thread.
+                    let mut response = response;
+                    if let Ok((_, index)) = charged {
+                        state.audit.durable_blocking().map_err(super::audit_failed)?;
+                        response.receipt = Some(
+                            state
+                                .audit
+                                .receipt(&exchange_id, &request_digest, &response_digest, index)
+                                .map_err(super::audit_failed)?,
+                        );
+                    }
+                    Ok::<_, Status>((response, charged))
                 })
             };
-            let (mut response, response_digest, charged) = work
+            let (response, charged) = work
                 .await
                 .map_err(|_| Status::internal("evaluation task failed"))??;
             let index = match charged {
@@ -254,13 +268,6 @@ impl pb::partner_server::Partner for PartnerService {
                 }
             };
             let table_size = response.table_size;
-            state.audit.durable().await.map_err(super::audit_failed)?;
-            response.receipt = Some(
-                state
-                    .audit
-                    .receipt(&ctx.exchange_id, &request_digest, &response_digest, index)
-                    .map_err(super::audit_failed)?,
-            );
             state.exchanges.fetch_add(1, Ordering::Relaxed);
             tracing::info!(epoch, table_size, log_index = index, "exchange served");
             Ok(Response::new(response))
