@@ -203,7 +203,9 @@ impl AuditLog {
         Ok((size, note))
     }
 
-    /// A signed receipt for the exchange logged (durably) at `index`.
+    /// A signed receipt for the exchange logged at `index`: a checkpoint
+    /// over the durable entries (which must cover `index`) with the
+    /// exchange's receipt line, one signature; kept as a checkpoint too.
     pub fn receipt(
         &self,
         exchange_id: &[u8],
@@ -211,15 +213,28 @@ impl AuditLog {
         response_digest: &log::Hash,
         index: u64,
     ) -> Result<pb::Receipt, AuditError> {
-        let (_, note) = self.checkpoint()?;
-        Ok(log::sign_receipt(
+        let size = self.durable.load(Ordering::Acquire);
+        if size <= index {
+            return Err(AuditError::Inconsistent(format!(
+                "entry {index} is not durable yet; no receipt for it"
+            )));
+        }
+        let checkpoint = Checkpoint {
+            origin: self.signer.name().to_owned(),
+            size,
+            root: merkle::root(self.store.audit_subtrees(), size)?,
+            extensions: vec![format!("time {}", audit_now_ms())],
+        };
+        let receipt = log::sign_receipt(
             &self.signer,
             exchange_id,
             request_digest,
             response_digest,
             index,
-            note,
-        ))
+            &checkpoint,
+        )?;
+        self.store.store_checkpoint(size, &receipt.checkpoint)?;
+        Ok(receipt)
     }
 
     /// The store, for reading entries and proofs.

@@ -31,51 +31,47 @@ pub fn origin(consortium: &str, org: &str) -> String {
     format!("pluis/{consortium}/{org}")
 }
 
-/// What a receipt's signature covers.
-fn receipt_message(
+/// The extension line that makes a checkpoint a receipt.
+pub fn receipt_line(
     exchange_id: &[u8],
     request_digest: &[u8],
     response_digest: &[u8],
     log_index: u64,
-    checkpoint: &str,
-) -> Vec<u8> {
-    // A checkpoint note starts with its origin, which never holds a NUL:
-    // the prefix keeps receipt signatures apart from note signatures.
-    let mut message = b"pluis/receipt/v1\0".to_vec();
-    for field in [exchange_id, request_digest, response_digest] {
-        message.extend_from_slice(&(field.len() as u32).to_be_bytes());
-        message.extend_from_slice(field);
-    }
-    message.extend_from_slice(&log_index.to_be_bytes());
-    message.extend_from_slice(&digest(checkpoint.as_bytes()));
-    message
+) -> String {
+    format!(
+        "pluis-receipt {} {} {} {log_index}",
+        crate::hex(exchange_id),
+        crate::hex(request_digest),
+        crate::hex(response_digest)
+    )
 }
 
-/// The responder's receipt for an exchange it logged at `log_index`,
-/// with a `checkpoint` note that covers that index.
+/// The responder's receipt for an exchange it logged at `log_index`:
+/// `checkpoint` (over durable entries, covering that index) signed with
+/// one more extension line naming the exchange, its digests and the
+/// index, so that one signature serves as both.
 pub fn sign_receipt(
     signer: &NoteSigner,
     exchange_id: &[u8],
     request_digest: &Hash,
     response_digest: &Hash,
     log_index: u64,
-    checkpoint: String,
-) -> pb::Receipt {
-    let message = receipt_message(
+    checkpoint: &Checkpoint,
+) -> Result<pb::Receipt, NoteError> {
+    let mut note = checkpoint.clone();
+    note.extensions.push(receipt_line(
         exchange_id,
         request_digest,
         response_digest,
         log_index,
-        &checkpoint,
-    );
-    pb::Receipt {
+    ));
+    Ok(pb::Receipt {
         exchange_id: exchange_id.to_vec(),
         request_digest: request_digest.to_vec(),
         response_digest: response_digest.to_vec(),
         log_index,
-        signature: signer.sign_bytes(&message).to_vec(),
-        checkpoint,
-    }
+        checkpoint: signer.sign(&note.to_text())?,
+    })
 }
 
 /// Why a receipt is not valid.
@@ -115,15 +111,16 @@ pub fn verify_receipt(
     if receipt.response_digest != response_digest {
         return Err(ReceiptError::Mismatch("response_digest"));
     }
-    let message = receipt_message(
+    let checkpoint = Checkpoint::parse(verifier.open(&receipt.checkpoint)?)?;
+    let line = receipt_line(
         &receipt.exchange_id,
         &receipt.request_digest,
         &receipt.response_digest,
         receipt.log_index,
-        &receipt.checkpoint,
     );
-    verifier.verify_bytes(&message, &receipt.signature)?;
-    let checkpoint = Checkpoint::parse(verifier.open(&receipt.checkpoint)?)?;
+    if !checkpoint.extensions.contains(&line) {
+        return Err(ReceiptError::Mismatch("checkpoint's pluis-receipt line"));
+    }
     if checkpoint.size <= receipt.log_index {
         return Err(ReceiptError::NotCovered {
             size: checkpoint.size,
@@ -393,7 +390,8 @@ mod tests {
         let (signer, _, notes) = log(4);
         let v = signer.verifier();
         let (id, req, resp) = ([1u8; 16], digest(b"request"), digest(b"response"));
-        let receipt = sign_receipt(&signer, &id, &req, &resp, 3, notes[1].clone());
+        let signed = Checkpoint::parse(v.open(&notes[1]).unwrap()).unwrap();
+        let receipt = sign_receipt(&signer, &id, &req, &resp, 3, &signed).unwrap();
         let checkpoint = verify_receipt(&v, &receipt, &id, &req, &resp).unwrap();
         assert_eq!(checkpoint.size, 4);
         assert_eq!(
@@ -403,12 +401,21 @@ mod tests {
         let mut moved = receipt.clone();
         moved.log_index = 2;
         assert!(verify_receipt(&v, &moved, &id, &req, &resp).is_err());
-        let late = sign_receipt(&signer, &id, &req, &resp, 5, notes[1].clone());
+        let late = sign_receipt(&signer, &id, &req, &resp, 5, &signed).unwrap();
         assert!(matches!(
             verify_receipt(&v, &late, &id, &req, &resp),
             Err(ReceiptError::NotCovered { .. })
         ));
         let other = NoteSigner::from_seed(signer.name(), &[8; 32]).unwrap();
         assert!(verify_receipt(&other.verifier(), &receipt, &id, &req, &resp).is_err());
+        // A plain checkpoint is no receipt.
+        let plain = pb::Receipt {
+            checkpoint: notes[1].clone(),
+            ..receipt.clone()
+        };
+        assert_eq!(
+            verify_receipt(&v, &plain, &id, &req, &resp),
+            Err(ReceiptError::Mismatch("checkpoint's pluis-receipt line"))
+        );
     }
 }

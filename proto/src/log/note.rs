@@ -144,13 +144,6 @@ impl NoteSigner {
             B64.encode(blob)
         ))
     }
-
-    /// A bare Ed25519 signature over `message` (receipts).
-    pub fn sign_bytes(&self, message: &[u8]) -> [u8; 64] {
-        let mut out = [0u8; 64];
-        out.copy_from_slice(self.pair.sign(message).as_ref());
-        out
-    }
 }
 
 fn check_text(text: &str) -> Result<(), NoteError> {
@@ -266,8 +259,8 @@ impl NoteVerifier {
         Err(NoteError::Unsigned(self.to_string()))
     }
 
-    /// Checks a bare Ed25519 signature over `message` (receipts).
-    pub fn verify_bytes(&self, message: &[u8], signature: &[u8]) -> Result<(), NoteError> {
+    /// Checks an Ed25519 signature over `message`.
+    fn verify_bytes(&self, message: &[u8], signature: &[u8]) -> Result<(), NoteError> {
         UnparsedPublicKey::new(&ED25519, &self.public)
             .verify(message, signature)
             .map_err(|_| NoteError::Unsigned(self.to_string()))
