@@ -47,6 +47,8 @@ pub struct AuditLog {
     /// Entries known to be on disk.
     durable: AtomicU64,
     sync_lock: Mutex<()>,
+    /// Where async callers of [`AuditLog::durable`] wait their turn.
+    async_turn: tokio::sync::Mutex<()>,
     /// The latest checkpoint signed: (size, note).
     latest: Mutex<Option<(u64, String)>>,
 }
@@ -115,6 +117,7 @@ impl AuditLog {
             // Whatever was read back at open is on disk.
             durable: AtomicU64::new(size),
             sync_lock: Mutex::new(()),
+            async_turn: tokio::sync::Mutex::new(()),
             latest: Mutex::new(latest),
         })
     }
@@ -156,7 +159,14 @@ impl AuditLog {
     /// Waits until every entry appended so far is on disk: see
     /// [`AuditLog::durable_blocking`], here off the async runtime.
     pub async fn durable(self: &Arc<Self>) -> Result<(), AuditError> {
-        if self.durable.load(Ordering::Acquire) >= self.store.audit_size()? {
+        let target = self.store.audit_size()?;
+        if self.durable.load(Ordering::Acquire) >= target {
+            return Ok(());
+        }
+        // Async callers queue here, where waking is cheap; one at a time
+        // goes on to a blocking thread (and to the sync lock).
+        let _turn = self.async_turn.lock().await;
+        if self.durable.load(Ordering::Acquire) >= target {
             return Ok(());
         }
         let log = self.clone();
