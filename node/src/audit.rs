@@ -201,16 +201,20 @@ impl AuditLog {
                 return Ok((*signed, note.clone()));
             }
         }
-        let checkpoint = Checkpoint {
+        let note = self.signer.sign(&self.checkpoint_at(size)?.to_text())?;
+        self.store.store_checkpoint(size, &note)?;
+        *latest = Some((size, note.clone()));
+        Ok((size, note))
+    }
+
+    /// The (unsigned) checkpoint over the first `size` entries, timed now.
+    fn checkpoint_at(&self, size: u64) -> Result<Checkpoint, AuditError> {
+        Ok(Checkpoint {
             origin: self.signer.name().to_owned(),
             size,
             root: merkle::root(self.store.audit_subtrees(), size)?,
             extensions: vec![format!("time {}", audit_now_ms())],
-        };
-        let note = self.signer.sign(&checkpoint.to_text())?;
-        self.store.store_checkpoint(size, &note)?;
-        *latest = Some((size, note.clone()));
-        Ok((size, note))
+        })
     }
 
     /// A signed receipt for the exchange logged at `index`: a checkpoint
@@ -229,12 +233,7 @@ impl AuditLog {
                 "entry {index} is not durable yet; no receipt for it"
             )));
         }
-        let checkpoint = Checkpoint {
-            origin: self.signer.name().to_owned(),
-            size,
-            root: merkle::root(self.store.audit_subtrees(), size)?,
-            extensions: vec![format!("time {}", audit_now_ms())],
-        };
+        let checkpoint = self.checkpoint_at(size)?;
         let receipt = log::sign_receipt(
             &self.signer,
             exchange_id,

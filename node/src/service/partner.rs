@@ -214,7 +214,7 @@ impl pb::partner_server::Partner for PartnerService {
                         }
                         None => (0, Vec::new()),
                     };
-                    let response = pb::EvaluateResponse {
+                    let mut response = pb::EvaluateResponse {
                         epoch,
                         evaluated,
                         table_size,
@@ -234,7 +234,6 @@ impl pb::partner_server::Partner for PartnerService {
                         .map_err(|e| Status::internal(format!("budget: {e}")))?;
                     // Served: durable (with whoever else is being served
                     // now), then the receipt, still on this thread.
-                    let mut response = response;
                     if let Ok((_, index)) = charged {
                         state.audit.durable_blocking().map_err(super::audit_failed)?;
                         response.receipt = Some(

@@ -330,16 +330,21 @@ impl LogFile {
             .map_err(|e| self.error("entries", e))
     }
 
+    /// Where entry `index`'s frame starts in `entries`.
+    fn offset(&self, index: u64) -> Result<u64, LogFileError> {
+        let mut offset = [0u8; 8];
+        self.offsets
+            .read_exact_at(&mut offset, index * 8)
+            .map_err(|e| self.error("offsets", e))?;
+        Ok(u64::from_be_bytes(offset))
+    }
+
     /// Entry `index`'s bytes.
     pub fn entry(&self, index: u64) -> Result<Vec<u8>, LogFileError> {
         if index >= self.size() {
             return Err(self.error("entries", format!("no entry {index}")));
         }
-        let mut offset = [0u8; 8];
-        self.offsets
-            .read_exact_at(&mut offset, index * 8)
-            .map_err(|e| self.error("offsets", e))?;
-        let offset = u64::from_be_bytes(offset);
+        let offset = self.offset(index)?;
         let mut header = [0u8; FRAME_HEADER as usize];
         self.entries
             .read_exact_at(&mut header, offset)
@@ -423,11 +428,7 @@ impl LogFile {
         if old.len() != bytes.len() {
             return Err(self.error("entries", "tamper tests overwrite same-length entries only"));
         }
-        let mut offset = [0u8; 8];
-        self.offsets
-            .read_exact_at(&mut offset, index * 8)
-            .map_err(|e| self.error("offsets", e))?;
-        let offset = u64::from_be_bytes(offset);
+        let offset = self.offset(index)?;
         self.entries
             .write_all_at(&leaf_hash(bytes)[..4], offset + 4)
             .and_then(|()| self.entries.write_all_at(bytes, offset + FRAME_HEADER))
