@@ -1,8 +1,9 @@
 //! Case-query benchmark: `cargo bench -p pluis-client --bench case_query`.
 //!
 //! Four real nodes on loopback with mutual TLS, each holding synthetic
-//! signals (`PLUIS_BENCH_ROWS` per org, default 20,000); the police
-//! coordinator asks about 5 subjects across the 3 partners. Prints the
+//! signals (`PLUIS_BENCH_ROWS` per org, default 20,000) and a day budget
+//! that lasts the run; the police coordinator asks about 5 subjects
+//! across the 3 partners, and every partner must answer every query. Prints the
 //! median and 95th-percentile latency of sequential queries, then the
 //! sustained rate from 8 concurrent clients. Partners' tables are built
 //! once (first query) and excluded by a warm-up.
@@ -30,6 +31,14 @@ async fn main() -> anyhow::Result<()> {
     let taxonomy = load_taxonomy(None)?;
     let today = pluis_node::cli::today();
     for node in &consortium.nodes {
+        // A day budget for the whole run: the default (10,000 keys per
+        // partner) runs out after some 2,000 queries, and every query
+        // after that would measure a refusal.
+        let text = std::fs::read_to_string(&node.config)?.replace(
+            "granularity = \"domain\"",
+            "granularity = \"domain\"\nmax_keys_per_day = 1000000000",
+        );
+        std::fs::write(&node.config, text)?;
         let config = pluis_node::Config::load(&node.config)?;
         let file = node.config.with_file_name("signals.csv");
         let options = GenOptions {
@@ -90,7 +99,12 @@ async fn main() -> anyhow::Result<()> {
         tasks.spawn(async move {
             let mut done = 0u64;
             while started.elapsed() < window {
-                query(&url, &identity, PURPOSE, subjects(c * 10_000 + done)).await?;
+                let answer = query(&url, &identity, PURPOSE, subjects(c * 10_000 + done)).await?;
+                anyhow::ensure!(
+                    answer.peers.iter().all(|p| p.state == 1),
+                    "a partner did not answer: {:?}",
+                    answer.peers
+                );
                 done += 1;
             }
             anyhow::Ok(done)
