@@ -10,6 +10,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod batch;
 pub mod cli;
 pub mod config;
 pub mod epochs;

@@ -39,6 +39,24 @@ pub struct PeerAnswer {
     pub outcome: pb::PeerOutcome,
     /// Per key (in the order asked), the flags the partner holds, if any.
     pub flags: Vec<Option<Flags>>,
+    /// The partner's `max_keys_per_request` for us, if it answered (else 0).
+    pub max_keys_per_request: u64,
+}
+
+impl PeerAnswer {
+    /// No answer from `org` about `keys` keys: `state`, and why.
+    pub fn failed(org: &str, keys: usize, state: State, detail: String) -> Self {
+        PeerAnswer {
+            outcome: pb::PeerOutcome {
+                org: org.to_owned(),
+                state: state as i32,
+                detail,
+                ..Default::default()
+            },
+            flags: vec![None; keys],
+            max_keys_per_request: 0,
+        }
+    }
 }
 
 /// A fresh random exchange id.
@@ -63,7 +81,9 @@ pub enum Fetch {
 pub const BULK_BATCH: usize = 100;
 
 /// Asks every partner at once, each under its own `deadline`; collect
-/// the answers with [`gather`].
+/// the answers with [`gather`]. Case queries ([`Fetch::Buckets`]) ride on
+/// the next exchange with each partner, merged with others
+/// ([`crate::batch`]).
 pub fn ask_all(
     peers: &Peers,
     audit: &Arc<AuditLog>,
@@ -79,15 +99,20 @@ pub fn ask_all(
             (peer.clone(), purpose.clone(), keys.clone(), audit.clone());
         asks.spawn(async move {
             let asker = Asker { peer, audit };
-            ask_peer(
-                asker,
-                &purpose.name,
-                &purpose.legal_basis,
-                &keys,
-                deadline,
-                fetch,
-            )
-            .await
+            match fetch {
+                Fetch::Buckets => crate::batch::ask(asker, &purpose, keys, deadline).await,
+                Fetch::Whole => {
+                    ask_peer(
+                        asker,
+                        &purpose.name,
+                        &purpose.legal_basis,
+                        &keys,
+                        deadline,
+                        fetch,
+                    )
+                    .await
+                }
+            }
         });
     }
     asks
@@ -198,23 +223,19 @@ pub async fn ask_peer(
     fetch: Fetch,
 ) -> PeerAnswer {
     let id = exchange_id();
-    let peer = asker.peer.clone();
-    let outcome = |state: State, detail: String| pb::PeerOutcome {
-        org: peer.org.clone(),
-        state: state as i32,
-        detail,
-        exchange_id: id.to_vec(),
-        ..Default::default()
-    };
-    let work = exchange(asker.clone(), purpose, legal_basis, keys, id, fetch);
-    match tokio::time::timeout(deadline, work).await {
+    let org = asker.peer.org.clone();
+    let work = exchange(asker, purpose, legal_basis, keys, id, fetch);
+    let mut answer = match tokio::time::timeout(deadline, work).await {
         Ok(Ok(exchanged)) => PeerAnswer {
             outcome: pb::PeerOutcome {
+                org,
+                state: State::Answered as i32,
                 table_size: exchanged.table_size,
                 table_from_cache: exchanged.table_from_cache,
-                ..outcome(State::Answered, String::new())
+                ..Default::default()
             },
             flags: exchanged.flags,
+            max_keys_per_request: exchanged.max_keys_per_request,
         },
         Ok(Err(status)) => {
             let state = match status.code() {
@@ -223,19 +244,17 @@ pub async fn ask_peer(
                 Code::DeadlineExceeded => State::TimedOut,
                 _ => State::Failed,
             };
-            PeerAnswer {
-                outcome: outcome(state, crate::status_detail(&status)),
-                flags: vec![None; keys.len()],
-            }
+            PeerAnswer::failed(&org, keys.len(), state, crate::status_detail(&status))
         }
-        Err(_) => PeerAnswer {
-            outcome: outcome(
-                State::TimedOut,
-                format!("no answer within {} s", deadline.as_secs()),
-            ),
-            flags: vec![None; keys.len()],
-        },
-    }
+        Err(_) => PeerAnswer::failed(
+            &org,
+            keys.len(),
+            State::TimedOut,
+            format!("no answer within {} s", deadline.as_secs()),
+        ),
+    };
+    answer.outcome.exchange_id = id.to_vec();
+    answer
 }
 
 /// Opens `label` for the holder of `output`, adding its flags to `into`.
@@ -426,6 +445,8 @@ struct Exchanged {
     table_size: u64,
     /// Whether a cached whole table was used.
     table_from_cache: bool,
+    /// The partner's `max_keys_per_request` for us.
+    max_keys_per_request: u64,
 }
 
 async fn exchange(
@@ -463,6 +484,7 @@ async fn exchange(
     let epoch = first.response.epoch;
     let min_prefix_bits = first.response.min_prefix_bits;
     let table_size = first.response.table_size;
+    let max_keys_per_request = u64::from(first.response.max_keys_per_request);
     let mut table_from_cache = false;
     // In bulk, fetch the whole table (unless this very table is cached)
     // while the remaining keys are evaluated.
@@ -531,6 +553,7 @@ async fn exchange(
             flags,
             table_size,
             table_from_cache,
+            max_keys_per_request,
         });
     }
 
@@ -568,5 +591,6 @@ async fn exchange(
         flags,
         table_size,
         table_from_cache,
+        max_keys_per_request,
     })
 }

@@ -261,6 +261,16 @@ impl NodeProcess {
         process
     }
 
+    /// Sends `signal` (`STOP`, `CONT`, …) to the running process.
+    pub fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("process is running");
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
     /// Kills the process outright (SIGKILL), as a crash would.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -302,10 +302,17 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
                 exchange_id: query_id.to_vec(),
                 keys: keys.len(),
             };
+            // The partner exchanges it rode on (shared with other
+            // queries when they were merged), to find them in the logs.
+            let exchanges: Vec<String> = outcomes
+                .iter()
+                .map(|o| format!("{}:{}", o.org, pluis_proto::hex(&o.exchange_id)))
+                .collect();
             let detail = format!(
-                "case query: subjects={} partners answered={served}/{}",
+                "case query: subjects={} partners answered={served}/{} exchanges={}",
                 request.subjects.len(),
-                outcomes.len()
+                outcomes.len(),
+                exchanges.join(",")
             );
             question.record(&state, detail).await?;
             Ok(Response::new(pb::MatchResponse {

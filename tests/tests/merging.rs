@@ -1,0 +1,173 @@
+//! Case queries that arrive while an exchange with a partner runs go to
+//! it together in the next exchange: each gets exactly its own answer,
+//! both logs show one exchange, and a merged exchange the partner refuses
+//! is asked again per query, so merging never turns a query away.
+//!
+//! The partner is a real node process, held still with SIGSTOP while the
+//! first exchange is in flight, so that the next queries must wait.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pluis_client::consortium::{LocalConsortium, PURPOSE};
+use pluis_client::matching::{query, subjects_from_args};
+use pluis_proto::pb::audit_entry::Kind;
+use pluis_proto::pb::peer_outcome::State;
+use pluis_proto::pb::MatchResponse;
+use pluis_proto::Role;
+use pluis_tests::{import_rows, NodeProcess};
+use tokio::task::JoinHandle;
+
+const NODE: &str = env!("CARGO_BIN_EXE_pluis-node-e2e");
+
+/// Keys the school holds a signal about, and one it does not.
+const K1: &str = "bsn:111222333";
+const K2: &str = "bsn:222333443";
+const K3: &str = "bsn:123456782";
+const K4: &str = "bsn:222333455";
+
+/// Whether the school flagged the query's `i`th subject.
+fn flagged(answer: &MatchResponse, i: usize) -> bool {
+    answer.subjects[i]
+        .domains
+        .iter()
+        .any(|d| d.orgs.iter().any(|o| o == "school"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn queries_waiting_for_a_partner_share_its_next_exchange() {
+    let dir = tempfile::tempdir().unwrap();
+    pluis_tests::install_crypto_provider();
+    let mut c = LocalConsortium::create(&dir.path().join("merge"), "merge", &["police", "school"])
+        .await
+        .unwrap();
+    let date =
+        pluis_proto::identifier::iso_date(pluis_node::cli::today() - time::Duration::days(3));
+    import_rows(
+        &c,
+        "school",
+        &format!(
+            "111222333,frequent_absence,{date},LL-1\n\
+             123456782,frequent_absence,{date},LL-3\n\
+             222333455,frequent_absence,{date},LL-4\n"
+        ),
+    );
+    // The school allows the police 8 keys a day.
+    let school_config = c.node("school").unwrap().config.clone();
+    let text = std::fs::read_to_string(&school_config).unwrap().replace(
+        "granularity = \"domain\"",
+        "granularity = \"domain\"\nmax_keys_per_day = 8",
+    );
+    std::fs::write(&school_config, text).unwrap();
+    // Both nodes as processes of their own, on the ports in their configs.
+    c.release_listeners();
+    let police = NodeProcess::spawn(Path::new(NODE), &c.node("police").unwrap().config);
+    let school = NodeProcess::spawn(Path::new(NODE), &school_config);
+    let coordinator = Arc::new(
+        c.tls_args("police", Role::Coordinator)
+            .load(Role::Coordinator)
+            .unwrap(),
+    );
+    let ask = |keys: &[&str]| -> JoinHandle<MatchResponse> {
+        let (url, coordinator) = (police.url.clone(), coordinator.clone());
+        let subjects = subjects_from_args(&keys.iter().map(|k| k.to_string()).collect::<Vec<_>>());
+        tokio::spawn(async move { query(&url, &coordinator, PURPOSE, subjects).await.unwrap() })
+    };
+    let pause = || tokio::time::sleep(Duration::from_millis(400));
+
+    // A first query alone: the police node learns the school's limits.
+    let first = ask(&[K4]).await.unwrap();
+    assert_eq!(first.peers[0].state, State::Answered as i32);
+    assert!(flagged(&first, 0));
+
+    // An exchange in flight to a school that stands still; two queries
+    // arrive meanwhile, one after the other, and wait.
+    school.signal("STOP");
+    let running = ask(&[K4]);
+    pause().await;
+    let b = ask(&[K1, K2]);
+    pause().await;
+    let c2 = ask(&[K2, K3]);
+    pause().await;
+    school.signal("CONT");
+    let (running, b, c2) = (running.await.unwrap(), b.await.unwrap(), c2.await.unwrap());
+    for answer in [&running, &b, &c2] {
+        assert_eq!(answer.peers[0].state, State::Answered as i32, "{answer:?}");
+    }
+    // One exchange for both, not the one that was running.
+    assert_eq!(b.peers[0].exchange_id, c2.peers[0].exchange_id);
+    assert_ne!(b.peers[0].exchange_id, running.peers[0].exchange_id);
+    // Each got its own keys' answers: K1 and K3 flagged, K2 not.
+    assert_eq!((flagged(&b, 0), flagged(&b, 1)), (true, false));
+    assert_eq!((flagged(&c2, 0), flagged(&c2, 1)), (false, true));
+    let merged = pluis_proto::hex(&b.peers[0].exchange_id);
+    // 1 + 1 + 3 distinct keys of the 8 used.
+
+    // Again, but merged the queries would pass the budget: 6 used, and
+    // 1 + 2 more asked together. Asked again one by one, in the order
+    // they came, the first fits.
+    school.signal("STOP");
+    let running = ask(&[K4]);
+    pause().await;
+    let b = ask(&[K1]);
+    pause().await;
+    let c2 = ask(&[K2, K3]);
+    pause().await;
+    school.signal("CONT");
+    let (running, b, c2) = (running.await.unwrap(), b.await.unwrap(), c2.await.unwrap());
+    assert_eq!(running.peers[0].state, State::Answered as i32);
+    assert_eq!(b.peers[0].state, State::Answered as i32, "{b:?}");
+    assert!(flagged(&b, 0));
+    assert_eq!(c2.peers[0].state, State::Denied as i32, "{c2:?}");
+    assert!(c2.peers[0].detail.contains("max_keys_per_day"), "{c2:?}");
+
+    // The school's log: the merged exchange of three keys served once,
+    // the merged exchange refused, then each query on its own.
+    let auditor = c
+        .tls_args("school", Role::Auditor)
+        .load(Role::Auditor)
+        .unwrap();
+    let out = dir.path().join("school.jsonl");
+    pluis_client::audit::export(&school.url, &auditor, &out)
+        .await
+        .unwrap();
+    let log = pluis_client::audit::verify(&pluis_client::audit::read_bundle(&out).unwrap(), None)
+        .unwrap();
+    let evaluations: Vec<(Kind, u64)> = log
+        .entries
+        .iter()
+        .filter(|e| e.detail.starts_with("evaluate") || e.kind == Kind::ExchangeDenied as i32)
+        .map(|e| (Kind::try_from(e.kind).unwrap(), e.keys_asked))
+        .collect();
+    assert_eq!(
+        evaluations,
+        [
+            (Kind::ExchangeServed, 1),
+            (Kind::ExchangeServed, 1),
+            (Kind::ExchangeServed, 3),
+            (Kind::ExchangeServed, 1),
+            (Kind::ExchangeDenied, 3),
+            (Kind::ExchangeServed, 1),
+            (Kind::ExchangeDenied, 2),
+        ]
+    );
+    // The police's case-query entries name the exchange each rode on.
+    let auditor = c
+        .tls_args("police", Role::Auditor)
+        .load(Role::Auditor)
+        .unwrap();
+    let out = dir.path().join("police.jsonl");
+    pluis_client::audit::export(&police.url, &auditor, &out)
+        .await
+        .unwrap();
+    let log = pluis_client::audit::verify(&pluis_client::audit::read_bundle(&out).unwrap(), None)
+        .unwrap();
+    let riding = log
+        .entries
+        .iter()
+        .filter(|e| e.kind == Kind::CaseQuery as i32)
+        .filter(|e| e.detail.contains(&format!("school:{merged}")))
+        .count();
+    assert_eq!(riding, 2);
+}
