@@ -7,7 +7,7 @@
 //! case-query exchange per partner, purpose and legal basis runs at a
 //! time; queries that arrive meanwhile wait and go together in the next
 //! one. There is no timer: a query that finds nothing running is asked at
-//! once, so an idle node answers as fast as before.
+//! once, on its own task, so an idle node answers as fast as before.
 //!
 //! A merged exchange is an ordinary exchange: one purpose and legal
 //! basis, logged once on each side, charged for its distinct keys. It
@@ -93,19 +93,39 @@ pub async fn ask(
 ) -> PeerAnswer {
     let slot: Slot = (purpose.name.clone(), purpose.legal_basis.clone());
     let (reply, answer) = oneshot::channel();
-    let start = {
+    let idle = {
         let mut queues = lock(&asker.peer.batches.0);
         let queue = queues.entry(slot.clone()).or_default();
-        queue.waiting.push_back(Waiter {
-            keys: keys.clone(),
-            reply,
-        });
-        !std::mem::replace(&mut queue.running, true)
+        let idle = !std::mem::replace(&mut queue.running, true);
+        if !idle {
+            queue.waiting.push_back(Waiter {
+                keys: keys.clone(),
+                reply,
+            });
+        }
+        idle
     };
-    let org = asker.peer.org.clone();
-    if start {
-        tokio::spawn(drive(asker, slot, deadline));
+    if idle {
+        // Nothing runs: ask at once, on this task. Whoever comes meanwhile
+        // is handed on when this exchange ends, or if this task is dropped.
+        let handover = Handover {
+            asker: asker.clone(),
+            slot,
+            deadline,
+        };
+        let answer = ask_peer(
+            asker,
+            &purpose.name,
+            &purpose.legal_basis,
+            &keys,
+            deadline,
+            Fetch::Buckets,
+        )
+        .await;
+        learned(&handover.asker, &handover.slot, answer.max_keys_per_request);
+        return answer;
     }
+    let org = asker.peer.org.clone();
     match tokio::time::timeout(deadline, answer).await {
         Ok(Ok(answer)) => answer,
         Ok(Err(_)) => PeerAnswer::failed(
@@ -123,6 +143,30 @@ pub async fn ask(
     }
 }
 
+/// The end of an exchange run on a caller's own task: the queries that
+/// came meanwhile go to a task of their own ([`drive`]), or the queue is
+/// idle again. Done on drop, so a caller that stops waiting (its client
+/// went away) never leaves the queue stuck.
+struct Handover {
+    asker: Asker,
+    slot: Slot,
+    deadline: Duration,
+}
+
+impl Drop for Handover {
+    fn drop(&mut self) {
+        let mut queues = lock(&self.asker.peer.batches.0);
+        let queue = queues.entry(self.slot.clone()).or_default();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) if !queue.waiting.is_empty() => {
+                runtime.spawn(drive(self.asker.clone(), self.slot.clone(), self.deadline));
+            }
+            // Nobody waits (or the runtime is gone, and they with it).
+            _ => queue.running = false,
+        }
+    }
+}
+
 /// Runs exchanges for `slot` until nobody waits.
 async fn drive(asker: Asker, slot: Slot, deadline: Duration) {
     loop {
@@ -137,12 +181,17 @@ async fn drive(asker: Asker, slot: Slot, deadline: Duration) {
             batch
         };
         let limit = exchange(&asker, &slot, batch, deadline).await;
-        if limit > 0 {
-            lock(&asker.peer.batches.0)
-                .entry(slot.clone())
-                .or_default()
-                .limit = limit;
-        }
+        learned(&asker, &slot, limit);
+    }
+}
+
+/// Notes the partner's `max_keys_per_request` (0: it did not say).
+fn learned(asker: &Asker, slot: &Slot, limit: u64) {
+    if limit > 0 {
+        lock(&asker.peer.batches.0)
+            .entry(slot.clone())
+            .or_default()
+            .limit = limit;
     }
 }
 
