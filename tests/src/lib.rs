@@ -201,6 +201,25 @@ pub fn import_rows(c: &LocalConsortium, org: &str, rows: &str) {
     import(&store, &taxonomy, &options, &Quiet).expect("import");
 }
 
+/// Adds `line` (`max_keys_per_day = 5`, say) to every peer's policy in
+/// the node config at `config`, as its operator would.
+pub fn add_to_peer_policies(config: &Path, line: &str) {
+    let text = std::fs::read_to_string(config).expect("node config");
+    let text = text.replace(
+        "granularity = \"domain\"",
+        &format!("granularity = \"domain\"\n{line}"),
+    );
+    std::fs::write(config, text).expect("node config written");
+}
+
+/// Runs the node of the config at `config` on a port it picks: a node
+/// process that reports its URL.
+pub fn listen_anywhere(config: &Path, addr: std::net::SocketAddr) {
+    let text = std::fs::read_to_string(config).expect("node config");
+    std::fs::write(config, text.replace(&addr.to_string(), "127.0.0.1:0"))
+        .expect("node config written");
+}
+
 /// A `pluis-node serve` process, for tests that need a real process:
 /// exit codes, signals, kills.
 pub struct NodeProcess {

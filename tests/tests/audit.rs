@@ -16,7 +16,9 @@ use pluis_proto::pb::audit_entry::Kind;
 use pluis_proto::pb::partner_client::PartnerClient;
 use pluis_proto::pb::{EvaluateRequest, ExchangeContext};
 use pluis_proto::Role;
-use pluis_tests::{channel_as, import_rows, run_to_end, NodeProcess};
+use pluis_tests::{
+    add_to_peer_policies, channel_as, import_rows, listen_anywhere, run_to_end, NodeProcess,
+};
 
 const NODE: &str = env!("CARGO_BIN_EXE_pluis-node-e2e");
 const CLIENT: &str = env!("CARGO_BIN_EXE_pluis-e2e");
@@ -442,14 +444,8 @@ async fn a_node_killed_during_a_burst_restarts_with_a_log_that_verifies() {
     // The school as a process of its own, on a port it picks, with a
     // budget for the burst.
     let school = c.node("school").unwrap();
-    let text = std::fs::read_to_string(&school.config)
-        .unwrap()
-        .replace(&school.addr.to_string(), "127.0.0.1:0")
-        .replace(
-            "granularity = \"domain\"",
-            "granularity = \"domain\"\nmax_keys_per_day = 1000000",
-        );
-    std::fs::write(&school.config, text).unwrap();
+    listen_anywhere(&school.config, school.addr);
+    add_to_peer_policies(&school.config, "max_keys_per_day = 1000000");
     let mut node = NodeProcess::spawn(Path::new(NODE), &school.config);
     let auditor = c
         .tls_args("school", Role::Auditor)

@@ -8,7 +8,9 @@ use pluis_proto::oprf::{blind, Blinded};
 use pluis_proto::pb::partner_client::PartnerClient;
 use pluis_proto::pb::{EvaluateRequest, ExchangeContext};
 use pluis_proto::Role;
-use pluis_tests::{channel_as, import_rows, NodeProcess, TestConsortium};
+use pluis_tests::{
+    add_to_peer_policies, channel_as, import_rows, listen_anywhere, NodeProcess, TestConsortium,
+};
 use tonic::Code;
 
 const NODE: &str = env!("CARGO_BIN_EXE_pluis-node-e2e");
@@ -140,14 +142,8 @@ async fn the_daily_key_budget_is_enforced_and_survives_a_restart() {
         .unwrap();
     // Run the police node as a process, with a budget of 5 keys a day for school.
     let police = c.node("police").unwrap();
-    let text = std::fs::read_to_string(&police.config)
-        .unwrap()
-        .replace(&police.addr.to_string(), "127.0.0.1:0")
-        .replace(
-            "granularity = \"domain\"",
-            "granularity = \"domain\"\nmax_keys_per_day = 5",
-        );
-    std::fs::write(&police.config, text).unwrap();
+    listen_anywhere(&police.config, police.addr);
+    add_to_peer_policies(&police.config, "max_keys_per_day = 5");
     let school = c.tls_args("school", Role::Node).load(Role::Node).unwrap();
 
     let mut node = NodeProcess::spawn(Path::new(NODE), &police.config);
@@ -563,12 +559,7 @@ async fn bulk_screening_lists_own_cases_that_reach_the_threshold() {
     );
     // Bulk screening fetches whole tables: the partners allow that.
     for org in FAMILY_ORGS {
-        let config = c.node(org).unwrap().config.clone();
-        let text = std::fs::read_to_string(&config).unwrap().replace(
-            "granularity = \"domain\"",
-            "granularity = \"domain\"\nmin_prefix_bits = 0",
-        );
-        std::fs::write(&config, text).unwrap();
+        add_to_peer_policies(&c.node(org).unwrap().config, "min_prefix_bits = 0");
     }
     c.start_all().unwrap();
     let coordinator = c

@@ -10,13 +10,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use pluis_client::audit;
 use pluis_client::consortium::{LocalConsortium, PURPOSE};
 use pluis_client::matching::{query, subjects_from_args};
 use pluis_proto::pb::audit_entry::Kind;
 use pluis_proto::pb::peer_outcome::State;
-use pluis_proto::pb::MatchResponse;
+use pluis_proto::pb::{AuditEntry, MatchResponse};
 use pluis_proto::Role;
-use pluis_tests::{import_rows, NodeProcess};
+use pluis_tests::{add_to_peer_policies, import_rows, NodeProcess};
 use tokio::task::JoinHandle;
 
 const NODE: &str = env!("CARGO_BIN_EXE_pluis-node-e2e");
@@ -33,6 +34,19 @@ fn flagged(answer: &MatchResponse, i: usize) -> bool {
         .domains
         .iter()
         .any(|d| d.orgs.iter().any(|o| o == "school"))
+}
+
+/// `org`'s log, exported by its auditor from the node at `url` and
+/// verified against the key its partners pin.
+async fn log_of(c: &LocalConsortium, org: &str, url: &str, dir: &Path) -> Vec<AuditEntry> {
+    let auditor = c.tls_args(org, Role::Auditor).load(Role::Auditor).unwrap();
+    let out = dir.join(format!("{org}.jsonl"));
+    audit::export(url, &auditor, &out).await.unwrap();
+    let config = pluis_node::Config::load(&c.node(org).unwrap().config).unwrap();
+    let key = pluis_node::audit::log_verifier(&config.data_dir, &c.name, org).unwrap();
+    audit::verify(&audit::read_bundle(&out).unwrap(), Some(&key.to_string()))
+        .unwrap()
+        .entries
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -55,11 +69,7 @@ async fn queries_waiting_for_a_partner_share_its_next_exchange() {
     );
     // The school allows the police 8 keys a day.
     let school_config = c.node("school").unwrap().config.clone();
-    let text = std::fs::read_to_string(&school_config).unwrap().replace(
-        "granularity = \"domain\"",
-        "granularity = \"domain\"\nmax_keys_per_day = 8",
-    );
-    std::fs::write(&school_config, text).unwrap();
+    add_to_peer_policies(&school_config, "max_keys_per_day = 8");
     // Both nodes as processes of their own, on the ports in their configs.
     c.release_listeners();
     let police = NodeProcess::spawn(Path::new(NODE), &c.node("police").unwrap().config);
@@ -124,18 +134,8 @@ async fn queries_waiting_for_a_partner_share_its_next_exchange() {
 
     // The school's log: the merged exchange of three keys served once,
     // the merged exchange refused, then each query on its own.
-    let auditor = c
-        .tls_args("school", Role::Auditor)
-        .load(Role::Auditor)
-        .unwrap();
-    let out = dir.path().join("school.jsonl");
-    pluis_client::audit::export(&school.url, &auditor, &out)
-        .await
-        .unwrap();
-    let log = pluis_client::audit::verify(&pluis_client::audit::read_bundle(&out).unwrap(), None)
-        .unwrap();
-    let evaluations: Vec<(Kind, u64)> = log
-        .entries
+    let school_log = log_of(&c, "school", &school.url, dir.path()).await;
+    let evaluations: Vec<(Kind, u64)> = school_log
         .iter()
         .filter(|e| e.detail.starts_with("evaluate") || e.kind == Kind::ExchangeDenied as i32)
         .map(|e| (Kind::try_from(e.kind).unwrap(), e.keys_asked))
@@ -153,18 +153,8 @@ async fn queries_waiting_for_a_partner_share_its_next_exchange() {
         ]
     );
     // The police's case-query entries name the exchange each rode on.
-    let auditor = c
-        .tls_args("police", Role::Auditor)
-        .load(Role::Auditor)
-        .unwrap();
-    let out = dir.path().join("police.jsonl");
-    pluis_client::audit::export(&police.url, &auditor, &out)
-        .await
-        .unwrap();
-    let log = pluis_client::audit::verify(&pluis_client::audit::read_bundle(&out).unwrap(), None)
-        .unwrap();
-    let riding = log
-        .entries
+    let police_log = log_of(&c, "police", &police.url, dir.path()).await;
+    let riding = police_log
         .iter()
         .filter(|e| e.kind == Kind::CaseQuery as i32)
         .filter(|e| e.detail.contains(&format!("school:{merged}")))
