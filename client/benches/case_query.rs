@@ -8,6 +8,7 @@
 //! sustained rate from 8 concurrent clients. Partners' tables are built
 //! once (first query) and excluded by a warm-up.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -98,6 +99,7 @@ async fn main() -> anyhow::Result<()> {
         let (url, identity) = (url.clone(), identity.clone());
         tasks.spawn(async move {
             let mut done = 0u64;
+            let mut exchanges = HashSet::new();
             while started.elapsed() < window {
                 let answer = query(&url, &identity, PURPOSE, subjects(c * 10_000 + done)).await?;
                 anyhow::ensure!(
@@ -105,14 +107,18 @@ async fn main() -> anyhow::Result<()> {
                     "a partner did not answer: {:?}",
                     answer.peers
                 );
+                exchanges.extend(answer.peers.into_iter().map(|p| p.exchange_id));
                 done += 1;
             }
-            anyhow::Ok(done)
+            anyhow::Ok((done, exchanges))
         });
     }
     let mut total = 0;
+    let mut exchanges = HashSet::new();
     while let Some(done) = tasks.join_next().await {
-        total += done??;
+        let (done, seen) = done??;
+        total += done;
+        exchanges.extend(seen);
     }
     let seconds = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu_before;
@@ -122,6 +128,12 @@ async fn main() -> anyhow::Result<()> {
         cpu * 1e3 / total as f64,
         cpu / seconds / cores() * 100.0,
         cores()
+    );
+    // Queries that came while an exchange with a partner ran share the next.
+    println!(
+        "partner exchanges: {} for {total} queries × 3 partners = {:.2} queries per exchange",
+        exchanges.len(),
+        (total * 3) as f64 / exchanges.len().max(1) as f64
     );
     consortium.stop().await?;
     Ok(())
