@@ -115,14 +115,10 @@ impl LogFile {
     /// Opens the log in `dir`, creating it if need be; `each` sees every
     /// entry (index, bytes) as it is read back.
     pub fn open(dir: &Path, mut each: impl FnMut(u64, &[u8])) -> Result<LogFile, LogFileError> {
-        let error = |path: &Path, what: String| LogFileError {
-            path: path.to_owned(),
-            what,
-        };
-        crate::private_files::create_dir(dir).map_err(|e| error(dir, e.to_string()))?;
+        crate::private_files::create_dir(dir).map_err(at(dir))?;
         let open = |name: &str| {
             let path = dir.join(name);
-            crate::private_files::open_file(&path).map_err(|e| error(&path, e.to_string()))
+            crate::private_files::open_file(&path).map_err(at(&path))
         };
         let (entries, offsets, hashes, checkpoints) = (
             open("entries")?,
@@ -150,23 +146,25 @@ impl LogFile {
             }
             let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
             let whole = fits && len <= MAX_ENTRY && end + FRAME_HEADER + u64::from(len) <= length;
-            let mut good = false;
-            if whole {
+            // The entry's leaf hash, if the frame is whole and matches it.
+            let leaf = if whole {
                 body.resize(len as usize, 0);
                 reader.read_exact(&mut body).map_err(at(&entries_path))?;
-                good = leaf_hash(&body)[..4] == header[4..];
-            }
-            if !good {
+                Some(leaf_hash(&body)).filter(|hash| hash[..4] == header[4..])
+            } else {
+                None
+            };
+            let Some(mut hash) = leaf else {
                 let frame_end = end + FRAME_HEADER + u64::from(len);
                 if whole
                     && data_end(&entries, frame_end, length).map_err(at(&entries_path))? > frame_end
                 {
-                    return Err(error(
-                        &entries_path,
-                        format!(
+                    return Err(LogFileError {
+                        path: entries_path,
+                        what: format!(
                             "entry {size} (byte {end}) does not match its check: the file was altered; refusing to start on it"
                         ),
-                    ));
+                    });
                 }
                 // What follows is free space, or appends that never
                 // finished and were never acknowledged: those bytes are
@@ -197,19 +195,19 @@ impl LogFile {
                         .map_err(at(&entries_path))?;
                 }
                 break;
-            }
+            };
             each(size, &body);
             offsets_out
                 .write_all(&end.to_be_bytes())
                 .map_err(at(&dir.join("offsets")))?;
-            let mut hash = leaf_hash(&body);
             hashes_out
                 .write_all(&hash)
                 .map_err(at(&dir.join("hashes")))?;
             let mut rest = size;
             while rest & 1 == 1 {
-                let left = frontier.pop().ok_or_else(|| {
-                    error(&entries_path, format!("entry {size}: tree frontier empty"))
+                let left = frontier.pop().ok_or_else(|| LogFileError {
+                    path: entries_path.clone(),
+                    what: format!("entry {size}: tree frontier empty"),
                 })?;
                 hash = node_hash(&left, &hash);
                 hashes_out
@@ -484,29 +482,24 @@ fn data_end(file: &File, from: u64, to: u64) -> std::io::Result<u64> {
 /// The checkpoint index and the bytes in use; a partial last frame (a
 /// write cut short) is dropped.
 fn read_checkpoints(file: &File, path: &Path) -> Result<(Stored, u64), LogFileError> {
-    let error = |what: String| LogFileError {
-        path: path.to_owned(),
-        what,
-    };
-    let length = file.metadata().map_err(|e| error(e.to_string()))?.len();
+    let length = file.metadata().map_err(at(path))?.len();
     let mut stored = Stored::default();
-    let mut at = 0u64;
+    let mut offset = 0u64;
     let mut header = [0u8; 12];
-    while at + 12 <= length {
-        file.read_exact_at(&mut header, at)
-            .map_err(|e| error(e.to_string()))?;
+    while offset + 12 <= length {
+        file.read_exact_at(&mut header, offset).map_err(at(path))?;
         let size = u64::from_be_bytes(header[..8].try_into().unwrap_or_default());
         let len = u32::from_be_bytes(header[8..].try_into().unwrap_or_default());
-        if len == 0 || at + 12 + u64::from(len) > length {
+        if len == 0 || offset + 12 + u64::from(len) > length {
             break;
         }
-        stored.add((size, at + 12, len));
-        at += 12 + u64::from(len);
+        stored.add((size, offset + 12, len));
+        offset += 12 + u64::from(len);
     }
-    if at < length {
-        file.set_len(at).map_err(|e| error(e.to_string()))?;
+    if offset < length {
+        file.set_len(offset).map_err(at(path))?;
     }
-    Ok((stored, at))
+    Ok((stored, offset))
 }
 
 #[cfg(test)]
