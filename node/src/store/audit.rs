@@ -164,6 +164,12 @@ impl Store {
     /// see [`Store::sync_log`].
     pub fn append_audit(&self, entry: &pb::AuditEntry) -> Result<u64, StoreError> {
         let _ledger = crate::lock(&self.ledger);
+        self.append_locked(entry)
+    }
+
+    /// Appends `entry` at the log's end, its `sequence` set to its index;
+    /// the caller holds the ledger lock.
+    fn append_locked(&self, entry: &pb::AuditEntry) -> Result<u64, StoreError> {
         let index = self.log.size();
         Ok(self.log.append(&encode(entry, index))?)
     }
@@ -277,8 +283,7 @@ impl Store {
             kind: pb::audit_entry::Kind::ExchangeServed as i32,
             ..served.clone()
         };
-        let index = self.log.size();
-        self.log.append(&encode(&entry, index))?;
+        let index = self.append_locked(&entry)?;
         crate::lock(&self.budgets).insert((peer.to_owned(), day), total);
         Ok(Ok((total, index)))
     }
