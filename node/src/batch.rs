@@ -113,16 +113,8 @@ pub async fn ask(
             slot,
             deadline,
         };
-        let answer = ask_peer(
-            asker,
-            &purpose.name,
-            &purpose.legal_basis,
-            &keys,
-            deadline,
-            Fetch::Buckets,
-        )
-        .await;
-        learned(&handover.asker, &handover.slot, answer.max_keys_per_request);
+        let answer = ask_alone(&asker, &handover.slot, &keys, deadline).await;
+        learned(&asker, &handover.slot, answer.max_keys_per_request);
         return answer;
     }
     let org = asker.peer.org.clone();
@@ -198,31 +190,14 @@ fn learned(asker: &Asker, slot: &Slot, limit: u64) {
 /// One exchange for `batch`; returns the partner's `max_keys_per_request`
 /// if it said (0 if not).
 async fn exchange(asker: &Asker, slot: &Slot, batch: Vec<Waiter>, deadline: Duration) -> u64 {
-    let (purpose, legal_basis) = slot;
     let (keys, positions) = merge(batch.iter().map(|w| &w.keys[..]));
-    let answer = ask_peer(
-        asker.clone(),
-        purpose,
-        legal_basis,
-        &keys,
-        deadline,
-        Fetch::Buckets,
-    )
-    .await;
+    let answer = ask_alone(asker, slot, &keys, deadline).await;
     if batch.len() > 1 && answer.outcome.state == State::Denied as i32 {
         // Refused together: ask for each query on its own, as it would
         // have been asked without merging.
         let mut limit = answer.max_keys_per_request;
         for waiter in batch {
-            let alone = ask_peer(
-                asker.clone(),
-                purpose,
-                legal_basis,
-                &waiter.keys,
-                deadline,
-                Fetch::Buckets,
-            )
-            .await;
+            let alone = ask_alone(asker, slot, &waiter.keys, deadline).await;
             limit = limit.max(alone.max_keys_per_request);
             // A caller that stopped waiting needs no answer.
             let _ = waiter.reply.send(alone);
@@ -237,6 +212,21 @@ async fn exchange(asker: &Asker, slot: &Slot, batch: Vec<Waiter>, deadline: Dura
         });
     }
     answer.max_keys_per_request
+}
+
+/// One exchange about `keys` under `slot`'s purpose and legal basis,
+/// reading table buckets as a case query does.
+async fn ask_alone(asker: &Asker, slot: &Slot, keys: &[String], deadline: Duration) -> PeerAnswer {
+    let (purpose, legal_basis) = slot;
+    ask_peer(
+        asker.clone(),
+        purpose,
+        legal_basis,
+        keys,
+        deadline,
+        Fetch::Buckets,
+    )
+    .await
 }
 
 /// The distinct keys of some queries, in the order first asked, and for

@@ -16,19 +16,20 @@ pub fn create_dir(dir: &Path) -> std::io::Result<()> {
 
 /// Creates `path`, or empties it if it exists; a new file gets mode 0600.
 pub fn create_file(path: &Path) -> std::io::Result<File> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)
+    private().write(true).truncate(true).open(path)
 }
 
 /// Opens `path` for reading and writing, creating it (mode 0600) if it
 /// does not exist; an existing file keeps its contents.
 pub fn open_file(path: &Path) -> std::io::Result<File> {
+    private().read(true).write(true).truncate(false).open(path)
+}
+
+/// Options that create a missing file with mode 0600.
+fn private() -> std::fs::OpenOptions {
     let mut options = std::fs::OpenOptions::new();
-    options.read(true).write(true).create(true).truncate(false);
+    options.create(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)
+    options
 }
