@@ -547,9 +547,10 @@ async fn an_auditor_reads_a_nodes_log_as_a_table_or_json() {
     let dir = tempfile::tempdir().unwrap();
     let c = consortium(&dir.path().join("show")).await;
     case_query(&c).await;
-    let tls = c.tls_args("police", Role::Auditor);
     let url = c.node("police").unwrap().url.clone();
-    let args = |extra: &[&str]| -> Vec<String> {
+    // `pluis audit show --node` as `role` of the police, with `extra`.
+    let run = |role: Role, extra: &[&str]| {
+        let tls = c.tls_args("police", role);
         let mut args: Vec<String> = vec![
             "audit".into(),
             "show".into(),
@@ -563,16 +564,12 @@ async fn an_auditor_reads_a_nodes_log_as_a_table_or_json() {
             path_str(&tls.key),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        args
-    };
-    let run = |extra: &[&str]| {
-        let args = args(extra);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         tokio::task::block_in_place(|| {
             run_to_end(Path::new(CLIENT), &args, Duration::from_secs(30))
         })
     };
-    let (ok, table, stderr) = run(&[]);
+    let (ok, table, stderr) = run(Role::Auditor, &[]);
     assert!(ok, "{stderr}");
     for kind in [
         "node start",
@@ -582,7 +579,7 @@ async fn an_auditor_reads_a_nodes_log_as_a_table_or_json() {
     ] {
         assert!(table.contains(kind), "{kind} missing:\n{table}");
     }
-    let (ok, json, stderr) = run(&["--peer", "school", "--json"]);
+    let (ok, json, stderr) = run(Role::Auditor, &["--peer", "school", "--json"]);
     assert!(ok, "{stderr}");
     let entries: serde_json::Value = serde_json::from_str(&json).unwrap();
     let entries = entries.as_array().unwrap();
@@ -591,25 +588,7 @@ async fn an_auditor_reads_a_nodes_log_as_a_table_or_json() {
         .iter()
         .all(|e| e["counterparty"].as_str().unwrap().contains("/org/school/")));
     // A coordinator is not an auditor.
-    let coordinator = c.tls_args("police", Role::Coordinator);
-    let (ok, _, stderr) = tokio::task::block_in_place(|| {
-        run_to_end(
-            Path::new(CLIENT),
-            &[
-                "audit",
-                "show",
-                "--node",
-                &url,
-                "--ca",
-                &path_str(&coordinator.ca),
-                "--cert",
-                &path_str(&coordinator.cert),
-                "--key",
-                &path_str(&coordinator.key),
-            ],
-            Duration::from_secs(30),
-        )
-    });
+    let (ok, _, stderr) = run(Role::Coordinator, &[]);
     assert!(!ok && stderr.contains("auditor"), "{stderr}");
     c.stop().await.unwrap();
 }
