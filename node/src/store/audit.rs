@@ -292,6 +292,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::tests::reopen;
 
     fn entry(detail: &str) -> pb::AuditEntry {
         pb::AuditEntry {
@@ -314,13 +315,13 @@ mod tests {
             index
         };
         {
-            let store = Store::open(dir.path()).unwrap();
+            let store = reopen(dir.path()).unwrap();
             store.append_audit(&entry("first")).unwrap();
             assert_eq!(leave_pending(&store, "second"), 1);
             assert_eq!(store.audit_size().unwrap(), 1);
         }
         {
-            let store = Store::open(dir.path()).unwrap();
+            let store = reopen(dir.path()).unwrap();
             assert_eq!(store.audit_size().unwrap(), 2);
             assert!(store.meta.get(PENDING).unwrap().is_none());
             let (index, bytes) = store.audit_entries(1, 1).unwrap().remove(0);
@@ -332,7 +333,7 @@ mod tests {
             store.log.append(&value[8..]).unwrap();
             store.log.sync().unwrap();
         }
-        let store = Store::open(dir.path()).unwrap();
+        let store = reopen(dir.path()).unwrap();
         assert_eq!(store.audit_size().unwrap(), 3, "not appended twice");
         assert!(store.meta.get(PENDING).unwrap().is_none());
     }
@@ -341,13 +342,13 @@ mod tests {
     fn a_pending_entry_that_does_not_fit_the_log_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let store = Store::open(dir.path()).unwrap();
+            let store = reopen(dir.path()).unwrap();
             let mut value = 7u64.to_be_bytes().to_vec();
             value.extend_from_slice(&entry("x").encode_to_vec());
             store.meta.insert(PENDING, value).unwrap();
             store.flush().unwrap();
         }
-        let err = Store::open(dir.path()).unwrap_err().to_string();
+        let err = reopen(dir.path()).unwrap_err().to_string();
         assert!(
             err.contains("audit/pending") && err.contains("index 7"),
             "{err}"

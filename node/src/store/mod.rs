@@ -1044,7 +1044,7 @@ mod tests {
     /// Opens a store just closed in this process: sled's background
     /// flusher can hold the file lock for a moment after the last handle
     /// is dropped.
-    fn reopen(dir: &Path) -> Result<Store, StoreError> {
+    pub(super) fn reopen(dir: &Path) -> Result<Store, StoreError> {
         for _ in 0..100 {
             match Store::open(dir) {
                 Err(StoreError::Locked(_)) => {
