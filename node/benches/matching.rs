@@ -79,7 +79,7 @@ fn main() -> anyhow::Result<()> {
 
     // One table entry (OPRF on the input, HKDF, AEAD seal) on one thread,
     // for a sample of this store's own keys and flags.
-    let items = flags_per_key(&store, &View::everything(), today)?;
+    let items = flags_per_key(&store, &store.snapshot(), &View::everything(), today)?;
     let sample = &items[..items.len().min(samples)];
     let one_thread = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
     let started = Instant::now();
@@ -93,7 +93,7 @@ fn main() -> anyhow::Result<()> {
     drop(items);
 
     let started = Instant::now();
-    let table = build(&store, &key, &View::everything(), today)?;
+    let table = build(&store, &store.snapshot(), &key, &View::everything(), today)?;
     let took = started.elapsed().as_secs_f64();
     let ideal = table.len() as f64 * entry / cores as f64;
     println!(

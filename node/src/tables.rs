@@ -22,7 +22,7 @@ use time::Date;
 
 use crate::lock;
 use crate::policy::{Granularity, PeerPolicy};
-use crate::store::{SignalId, SignalRecord, Store, StoreError};
+use crate::store::{SignalId, SignalRecord, Snapshot, Store, StoreError};
 
 /// What a requester may see: which domains, and whether signals.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -73,14 +73,16 @@ pub fn add_flags(flags: &mut Flags, record: &SignalRecord, view: &View) {
     }
 }
 
-/// Builds the table of `view` under `key` from the active signals on `today`.
+/// Builds the table of `view` under `key` from the signals of `snapshot`
+/// active on `today`.
 pub fn build(
     store: &Store,
+    snapshot: &Snapshot,
     key: &EpochKey,
     view: &View,
     today: Date,
 ) -> Result<LabelledTable, StoreError> {
-    let items = flags_per_key(store, view, today)?;
+    let items = flags_per_key(store, snapshot, view, today)?;
     Ok(LabelledTable::new(seal_entries(key, &items)))
 }
 
@@ -88,11 +90,12 @@ pub fn build(
 /// `view` lets its holder see; grouped in parallel.
 pub fn flags_per_key(
     store: &Store,
+    snapshot: &Snapshot,
     view: &View,
     today: Date,
 ) -> Result<Vec<(String, Flags)>, StoreError> {
     let mut records: Vec<(SignalId, SignalRecord)> = Vec::new();
-    store.for_each_signal(|id, record| {
+    store.for_each_signal_in(snapshot, |id, record| {
         if !record.expired_on(today) && view.domains.contains(&record.domain) {
             records.push((*id, record.clone()));
         }
@@ -202,14 +205,28 @@ impl View {
 /// under `data_dir/tables` so that a restart does not rebuild them.
 ///
 /// A table is rebuilt when the epoch, the day (expiry), the view or the
-/// store's revision (imports, erasures, purges) changes; files of older
-/// epochs, days and revisions are deleted as soon as a newer one exists.
-/// Builds are one at a time (each uses every core).
+/// store's revision (imports, erasures) changes; files of older epochs,
+/// days and revisions are deleted as soon as a newer one exists. Builds
+/// on demand are one at a time (each uses every core). A change to the
+/// signal set can [`Tables::prepare`] the tables of its new revision
+/// beforehand and [`Tables::install`] them just before readers see it, so
+/// that no exchange waits for a build.
 #[derive(Debug, Default)]
 pub struct Tables {
     dir: Option<PathBuf>,
     cache: Mutex<HashMap<TableId, Arc<LabelledTable>>>,
     building: Mutex<()>,
+}
+
+/// Tables made for a revision not yet visible, to install with it.
+#[derive(Debug, Default)]
+pub struct Prepared(Vec<(TableId, Arc<LabelledTable>)>);
+
+impl Prepared {
+    /// How many tables, and how many entries in all.
+    pub fn size(&self) -> (usize, usize) {
+        (self.0.len(), self.0.iter().map(|(_, t)| t.len()).sum())
+    }
 }
 
 impl Tables {
@@ -221,8 +238,12 @@ impl Tables {
         }
     }
 
-    /// The table for `epoch` and `view` on `today`: from memory, from
-    /// disk, or built now.
+    fn cached(&self, id: &TableId) -> Option<Arc<LabelledTable>> {
+        lock(&self.cache).get(id).cloned()
+    }
+
+    /// The table for `epoch` and `view` on `today` of the signal set as it
+    /// is now: from memory, from disk, or built now.
     pub fn get(
         &self,
         store: &Store,
@@ -231,52 +252,105 @@ impl Tables {
         view: &View,
         today: Date,
     ) -> Result<Arc<LabelledTable>, StoreError> {
-        let id = TableId {
+        let id = |revision| TableId {
             epoch,
             view: view.clone(),
             day: today.to_julian_day(),
-            revision: store.revision()?,
+            revision,
         };
-        if let Some(table) = lock(&self.cache).get(&id) {
-            return Ok(table.clone());
+        if let Some(table) = self.cached(&id(store.revision())) {
+            return Ok(table);
         }
         let _building = lock(&self.building);
-        if let Some(table) = lock(&self.cache).get(&id) {
-            return Ok(table.clone());
+        // Read the signal set again: a change published meanwhile
+        // installed its tables before anyone could see it.
+        let snapshot = store.snapshot();
+        let id = id(snapshot.revision());
+        if let Some(table) = self.cached(&id) {
+            return Ok(table);
         }
-        let started = std::time::Instant::now();
-        let table = match self.load(&id) {
-            Some(table) => {
-                tracing::info!(
-                    epoch,
-                    entries = table.len(),
-                    ms = started.elapsed().as_millis() as u64,
-                    "labelled table loaded"
-                );
-                table
-            }
-            None => {
-                let table = build(store, key, view, today)?;
-                tracing::info!(
-                    epoch,
-                    entries = table.len(),
-                    ms = started.elapsed().as_millis() as u64,
-                    "labelled table built"
-                );
-                self.save(&id, &table);
-                table
-            }
-        };
-        let table = Arc::new(table);
-        let mut cache = lock(&self.cache);
-        // Older epochs, days and revisions are of no further use.
-        let (epoch, day, revision) = (id.epoch, id.day, id.revision);
-        let stale = move |e: u64, d: i32, r: u64| e + 1 < epoch || d < day || r != revision;
-        cache.retain(|k, _| !stale(k.epoch, k.day, k.revision));
-        cache.insert(id, table.clone());
-        drop(cache);
-        self.prune(stale);
+        let table = self.load_or_build(store, &snapshot, &id, key)?;
+        self.install(Prepared(vec![(id, table.clone())]));
+        self.prune(snapshot.revision(), epoch, today);
         Ok(table)
+    }
+
+    /// Makes the tables of `views` for `snapshot` (a change not yet
+    /// visible), without serving them: see [`Tables::install`].
+    pub fn prepare(
+        &self,
+        store: &Store,
+        snapshot: &Snapshot,
+        epoch: u64,
+        key: &EpochKey,
+        views: &[View],
+        today: Date,
+    ) -> Result<Prepared, StoreError> {
+        let mut prepared = Vec::new();
+        for view in views {
+            let id = TableId {
+                epoch,
+                view: view.clone(),
+                day: today.to_julian_day(),
+                revision: snapshot.revision(),
+            };
+            let table = match self.cached(&id) {
+                Some(table) => table,
+                None => self.load_or_build(store, snapshot, &id, key)?,
+            };
+            prepared.push((id, table));
+        }
+        Ok(Prepared(prepared))
+    }
+
+    /// Puts prepared tables where readers of their revision find them.
+    pub fn install(&self, prepared: Prepared) {
+        lock(&self.cache).extend(prepared.0);
+    }
+
+    /// Drops (from memory and disk) the tables no reader of `revision`,
+    /// `epoch` and `today` or later can use: older epochs but the one in
+    /// grace, older days, older revisions. Newer revisions stay: they may
+    /// belong to a change about to be published.
+    pub fn prune(&self, revision: u64, epoch: u64, today: Date) {
+        let day = today.to_julian_day();
+        let stale = move |e: u64, d: i32, r: u64| e + 1 < epoch || d < day || r < revision;
+        lock(&self.cache).retain(|k, _| !stale(k.epoch, k.day, k.revision));
+        self.prune_files(stale);
+    }
+
+    fn load_or_build(
+        &self,
+        store: &Store,
+        snapshot: &Snapshot,
+        id: &TableId,
+        key: &EpochKey,
+    ) -> Result<Arc<LabelledTable>, StoreError> {
+        let started = std::time::Instant::now();
+        let epoch = id.epoch;
+        if let Some(table) = self.load(id) {
+            tracing::info!(
+                epoch,
+                entries = table.len(),
+                ms = started.elapsed().as_millis() as u64,
+                "labelled table loaded"
+            );
+            return Ok(Arc::new(table));
+        }
+        let today = Date::from_julian_day(id.day).map_err(|e| StoreError::Corrupt {
+            tree: "tables",
+            id: id.file_name(),
+            reason: e.to_string(),
+        })?;
+        let table = build(store, snapshot, key, &id.view, today)?;
+        tracing::info!(
+            epoch,
+            entries = table.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "labelled table built"
+        );
+        self.save(id, &table);
+        Ok(Arc::new(table))
     }
 
     fn load(&self, id: &TableId) -> Option<LabelledTable> {
@@ -328,7 +402,7 @@ impl Tables {
 
     /// Deletes stored tables for which `stale(epoch, day, revision)` holds,
     /// and leftovers of interrupted writes.
-    fn prune(&self, stale: impl Fn(u64, i32, u64) -> bool) {
+    fn prune_files(&self, stale: impl Fn(u64, i32, u64) -> bool) {
         let Some(dir) = &self.dir else {
             return;
         };
@@ -393,7 +467,7 @@ mod tests {
             .evaluate_input(key.canonical().as_bytes())
             .unwrap();
         let flags_on = |today: Date, view: &View| -> Option<Flags> {
-            let table = build(&store, &epoch_key, view, today).unwrap();
+            let table = build(&store, &store.snapshot(), &epoch_key, view, today).unwrap();
             let entry = table
                 .bucket(&Prefix::all())
                 .iter()
@@ -440,6 +514,56 @@ mod tests {
         let mut import = store.begin_import(false).unwrap();
         import.write(vec![prepared]).unwrap();
         import.commit().unwrap();
+    }
+
+    #[test]
+    fn tables_prepared_for_a_staged_import_are_served_from_its_publication_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("data")).unwrap();
+        one_signal(&store, "bsn:111222333");
+        let key = EpochKey::from_seed(&[5; 32]).unwrap();
+        let today = date!(2026 - 11 - 28);
+        let view = View::everything();
+        let tables = Tables::new(Some(dir.path().join("tables")));
+        let old = tables.get(&store, 1, &key, &view, today).unwrap();
+        assert_eq!(old.len(), 1);
+
+        let signal = NewSignal {
+            keys: vec![SubjectKey::parse("bsn:123456782", today).unwrap()],
+            signal: "truancy".into(),
+            domain: LifeDomain::Education,
+            registered_on: date!(2026 - 06 - 01),
+            expires_on: date!(2027 - 06 - 01),
+            local_ref: None,
+        };
+        let mut import = store.begin_import(false).unwrap();
+        import.write(vec![store.prepare(&signal).unwrap()]).unwrap();
+        let staged = import.stage().unwrap();
+        let prepared = tables
+            .prepare(
+                &store,
+                staged.snapshot(),
+                1,
+                &key,
+                std::slice::from_ref(&view),
+                today,
+            )
+            .unwrap();
+        assert_eq!(prepared.size(), (1, 2));
+        // Until published, readers get the old table.
+        let during = tables.get(&store, 1, &key, &view, today).unwrap();
+        assert!(Arc::ptr_eq(&during, &old));
+        let new_digest = prepared.0[0].1.digest();
+        staged.publish(|| tables.install(prepared)).unwrap();
+        let after = tables.get(&store, 1, &key, &view, today).unwrap();
+        assert_eq!(
+            after.digest(),
+            new_digest,
+            "the prepared table, not a rebuild"
+        );
+        assert_eq!(after.len(), 2);
+        tables.prune(store.revision(), 1, today);
+        assert_eq!(lock(&tables.cache).len(), 1, "the old revision is gone");
     }
 
     fn stored_files(dir: &std::path::Path) -> Vec<String> {

@@ -234,13 +234,16 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
                 let state = state.clone();
                 let keys = keys.clone();
                 tokio::task::spawn_blocking(move || -> Result<Vec<Option<Flags>>, String> {
+                    // One snapshot for every key: an import published
+                    // meanwhile is seen for all of them or for none.
+                    let snapshot = state.store.snapshot();
                     let mut flags = Vec::with_capacity(keys.len());
                     for k in &keys {
                         let key = SubjectKey::parse(k, today).map_err(|e| e.to_string())?;
                         let mut found: Option<Flags> = None;
                         for record in state
                             .store
-                            .records_for_key(&key)
+                            .records_for_key_in(&snapshot, &key)
                             .map_err(|e| e.to_string())?
                         {
                             if !record.expired_on(today) {

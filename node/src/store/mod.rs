@@ -24,29 +24,35 @@
 //! the active one (the active one merged with the new rows, or only the new
 //! rows for `--replace`); it becomes visible only when the `meta` keys
 //! naming the active generation and its count are switched in one batch,
-//! after everything before was flushed. A crash at any point leaves the old
-//! generation active; leftovers of an unfinished one are dropped at the
-//! next open. Small changes (erasure, expiry purge) rewrite the affected
-//! buckets in one multi-tree transaction. Values carry a format byte before
-//! their postcard encoding.
+//! after everything before was flushed: see [`generations`]. A crash at
+//! any point leaves the old generation active; leftovers of an unfinished
+//! one are dropped at the next open. Small changes (erasure, expiry purge)
+//! rewrite the affected buckets in one multi-tree transaction: see
+//! [`erasure`]. Readers take a [`Snapshot`] and read only it. Values carry
+//! a format byte before their postcard encoding.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 
 use pluis_proto::identifier::SubjectKey;
 use pluis_proto::taxonomy::LifeDomain;
 use serde::{Deserialize, Serialize};
-use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+use sled::transaction::TransactionError;
 use time::Date;
 
 use crate::vault::{IndexDigest, Vault, VaultError};
 use pluis_proto::hex;
 
 mod audit;
+mod erasure;
+mod generations;
 mod logfile;
 use audit::{epoch_key, replay_budget, Budgets, LedgerBatch};
 pub use audit::{LogFile, LogFileError};
+pub use erasure::StagedRemoval;
+use generations::{generation_of, tree_names, Generation};
+pub use generations::{CommitCounts, Import, Snapshot, Staged};
 
 /// The store's schema version; checked at open.
 pub const SCHEMA_VERSION: u32 = 3;
@@ -60,9 +66,11 @@ const META_GENERATION: &[u8] = b"generation";
 const META_COUNT: &[u8] = b"signal_count";
 const META_PURGED: &[u8] = b"purged_total";
 const META_FORGOTTEN: &[u8] = b"forgotten_total";
-/// Bumped by every change to the signal set (import, forget, purge), so
-/// that anything derived from it (labelled tables) knows when it is stale.
+/// Changed by every import and erasure, so that anything derived from the
+/// signal set (labelled tables) knows when it is stale.
 const META_REVISION: &[u8] = b"revision";
+/// The next revision number never handed out (see [`generations`]).
+const META_REVISION_NEXT: &[u8] = b"revision_next";
 /// sled's page cache; the default (1 GiB) is more than a node needs.
 const CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -175,17 +183,6 @@ pub struct PreparedSignal {
     record: SignalRecord,
 }
 
-/// What a commit did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CommitCounts {
-    /// Signals stored that were not there before.
-    pub added: usize,
-    /// Signals that were already stored (same keys, code and date); updated.
-    pub unchanged: usize,
-    /// Signals removed (by `--replace`).
-    pub removed: usize,
-}
-
 /// Counts per signal, for `pluis-node signals`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SignalCounts {
@@ -195,14 +192,6 @@ pub struct SignalCounts {
     pub purged_total: u64,
     /// Signals erased on request since the store was made.
     pub forgotten_total: u64,
-}
-
-/// One generation's data trees.
-#[derive(Clone)]
-struct Generation {
-    number: u64,
-    signals: sled::Tree,
-    subjects: sled::Tree,
 }
 
 /// One (key digest, signal id) pair of the keyed index.
@@ -216,11 +205,15 @@ pub struct Store {
     /// Held by every writer of the audit log (and so of budgets and
     /// epoch keys): see [`audit`].
     ledger: std::sync::Mutex<()>,
+    /// Held by every change to the signal set (import, erasure, purge)
+    /// from the snapshot it starts from until it is published, so that
+    /// none is lost to another; taken before `ledger`.
+    writer: std::sync::Mutex<()>,
     /// The audit log, in `data_dir/audit`.
     log: LogFile,
     /// Keys evaluated per (peer, day), rebuilt from the log at open.
     budgets: std::sync::Mutex<Budgets>,
-    active: RwLock<Generation>,
+    active: RwLock<Snapshot>,
     vault: Vault,
 }
 
@@ -270,22 +263,6 @@ fn transaction_error(path: &Path, e: TransactionError<StoreError>) -> StoreError
             error,
         },
     }
-}
-
-fn tree_names(generation: u64) -> [String; 2] {
-    [
-        format!("signals/{generation}"),
-        format!("subjects/{generation}"),
-    ]
-}
-
-/// The generation a data tree belongs to, if the name is a data tree's.
-fn generation_of(name: &[u8]) -> Option<u64> {
-    let name = std::str::from_utf8(name).ok()?;
-    let (kind, generation) = name.split_once('/')?;
-    matches!(kind, "signals" | "subjects")
-        .then(|| generation.parse().ok())
-        .flatten()
 }
 
 fn read_u64(value: Option<sled::IVec>) -> u64 {
@@ -360,10 +337,14 @@ impl Store {
             }
         }
         let [signals, subjects] = tree_names(number);
-        let active = Generation {
-            number,
-            signals: db.open_tree(signals).map_err(sled_error)?,
-            subjects: db.open_tree(subjects).map_err(sled_error)?,
+        let active = Snapshot {
+            generation: Generation {
+                number,
+                signals: db.open_tree(signals).map_err(sled_error)?,
+                subjects: db.open_tree(subjects).map_err(sled_error)?,
+            },
+            revision: read_u64(meta.get(META_REVISION).map_err(sled_error)?),
+            excluded: None,
         };
         let mut budgets = Budgets::new();
         let log = LogFile::open(&data_dir.join("audit"), |_, bytes| {
@@ -372,6 +353,7 @@ impl Store {
         let store = Store {
             path: path.clone(),
             ledger: std::sync::Mutex::new(()),
+            writer: std::sync::Mutex::new(()),
             log,
             budgets: std::sync::Mutex::new(budgets),
             db,
@@ -391,13 +373,20 @@ impl Store {
         }
     }
 
-    fn active(&self) -> Generation {
+    /// The signal set as it is now, to read consistently however long
+    /// the reading takes.
+    pub fn snapshot(&self) -> Snapshot {
         // A poisoned lock only means a panic elsewhere mid-swap; the
-        // generation inside is still a whole one.
+        // snapshot inside is still a whole one.
         match self.active.read() {
             Ok(g) => g.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
+    }
+
+    /// The keyed digest under which `key` is indexed.
+    fn key_digest(&self, key: &SubjectKey) -> IndexDigest {
+        self.vault.index("key", key.canonical().as_bytes())
     }
 
     fn check_meta(&self) -> Result<(), StoreError> {
@@ -469,119 +458,6 @@ impl Store {
         Ok(PreparedSignal { id, record })
     }
 
-    /// Starts an import: a new generation beside the active one. Nothing is
-    /// visible until [`Import::commit`]; dropping the [`Import`] discards it.
-    pub fn begin_import(&self, replace: bool) -> Result<Import<'_>, StoreError> {
-        let old = self.active();
-        let number = old.number + 1;
-        let names = tree_names(number);
-        for name in &names {
-            // A leftover of the same number (an import that failed in this
-            // process) must not leak into this one.
-            self.db.drop_tree(name).map_err(|e| self.sled(e))?;
-        }
-        let new = Generation {
-            number,
-            signals: self.db.open_tree(&names[0]).map_err(|e| self.sled(e))?,
-            subjects: self.db.open_tree(&names[1]).map_err(|e| self.sled(e))?,
-        };
-        Ok(Import {
-            store: self,
-            old,
-            new,
-            replace,
-            pending: Vec::new(),
-            done: false,
-            actor: "local operator".into(),
-        })
-    }
-
-    /// Removes signals and their index entries in one flushed transaction,
-    /// adding their number to the `counter` in `meta`.
-    fn remove_signals(
-        &self,
-        ids: &[SignalId],
-        counter: &[u8],
-        audit: &pluis_proto::pb::AuditEntry,
-    ) -> Result<usize, StoreError> {
-        let active = self.active();
-        let wanted: BTreeSet<SignalId> = ids.iter().copied().collect();
-        let mut signal_buckets: BTreeMap<[u8; 2], Vec<(SignalId, SignalRecord)>> = BTreeMap::new();
-        let mut removed_entries: BTreeSet<SubjectEntry> = BTreeSet::new();
-        let mut removed = 0u64;
-        for key in wanted
-            .iter()
-            .map(|id| bucket_of(id))
-            .collect::<BTreeSet<_>>()
-        {
-            let Some(bytes) = active.signals.get(key).map_err(|e| self.sled(e))? else {
-                continue;
-            };
-            let mut bucket: Vec<(SignalId, SignalRecord)> = decode_bucket("signals", &key, &bytes)?;
-            bucket.retain(|(id, record)| {
-                let gone = wanted.contains(id);
-                if gone {
-                    removed += 1;
-                    removed_entries.extend(record.key_digests.iter().map(|d| (*d, *id)));
-                }
-                !gone
-            });
-            signal_buckets.insert(key, bucket);
-        }
-        if removed == 0 {
-            // Nothing to remove: an erasure request is still logged, an
-            // hourly sweep that found nothing is not.
-            if audit.kind != pluis_proto::pb::audit_entry::Kind::ExpiryPurge as i32 {
-                self.append_audit(audit)?;
-                self.sync_log()?;
-            }
-            return Ok(0);
-        }
-        let entry = pluis_proto::pb::AuditEntry {
-            time_unix_ms: audit_now_ms(),
-            signals: removed,
-            ..audit.clone()
-        };
-        let mut subject_buckets: BTreeMap<[u8; 2], Vec<SubjectEntry>> = BTreeMap::new();
-        for key in removed_entries
-            .iter()
-            .map(|(d, _)| bucket_of(d))
-            .collect::<BTreeSet<_>>()
-        {
-            let Some(bytes) = active.subjects.get(key).map_err(|e| self.sled(e))? else {
-                continue;
-            };
-            let mut bucket: Vec<SubjectEntry> = decode_bucket("subjects", &key, &bytes)?;
-            bucket.retain(|entry| !removed_entries.contains(entry));
-            subject_buckets.insert(key, bucket);
-        }
-        // A rare multi-tree change (erasure, expiry): a sled transaction,
-        // with the audit entry prepared under the ledger lock.
-        let _ledger = crate::lock(&self.ledger);
-        let mut logged = LedgerBatch::new(self);
-        logged.append(&entry)?;
-        (&active.signals, &active.subjects, &self.meta)
-            .transaction(|(signals, subjects, meta)| {
-                for (key, bucket) in &signal_buckets {
-                    signals.insert(&key[..], encode_bucket(bucket))?;
-                }
-                for (key, bucket) in &subject_buckets {
-                    subjects.insert(&key[..], encode_bucket(bucket))?;
-                }
-                let total = read_u64(meta.get(counter)?);
-                meta.insert(counter, &(total + removed).to_be_bytes())?;
-                let count = read_u64(meta.get(META_COUNT)?);
-                meta.insert(META_COUNT, &count.saturating_sub(removed).to_be_bytes())?;
-                let revision = read_u64(meta.get(META_REVISION)?);
-                meta.insert(META_REVISION, &(revision + 1).to_be_bytes())?;
-                meta.apply_batch(&logged.batch)?;
-                Ok::<_, ConflictableTransactionError<StoreError>>(())
-            })
-            .map_err(|e| transaction_error(&self.path, e))?;
-        logged.finish()?;
-        Ok(removed as usize)
-    }
-
     /// The ids of the signals stored under a key digest.
     fn ids_of(
         &self,
@@ -603,12 +479,27 @@ impl Store {
 
     /// Every signal stored under `key`, expired or not.
     pub fn records_for_key(&self, key: &SubjectKey) -> Result<Vec<SignalRecord>, StoreError> {
-        let active = self.active();
-        let digest = self.vault.index("key", key.canonical().as_bytes());
+        self.records_for_key_in(&self.snapshot(), key)
+    }
+
+    /// Every signal stored under `key` in `snapshot`, expired or not.
+    pub fn records_for_key_in(
+        &self,
+        snapshot: &Snapshot,
+        key: &SubjectKey,
+    ) -> Result<Vec<SignalRecord>, StoreError> {
+        let generation = &snapshot.generation;
         let mut records = Vec::new();
-        for id in self.ids_of(&active, &digest)? {
+        for id in self.ids_of(generation, &self.key_digest(key))? {
+            if !snapshot.includes(&id) {
+                continue;
+            }
             let bucket_key = bucket_of(&id);
-            let Some(bytes) = active.signals.get(bucket_key).map_err(|e| self.sled(e))? else {
+            let Some(bytes) = generation
+                .signals
+                .get(bucket_key)
+                .map_err(|e| self.sled(e))?
+            else {
                 continue;
             };
             let bucket: Vec<(SignalId, SignalRecord)> =
@@ -620,60 +511,30 @@ impl Store {
         Ok(records)
     }
 
-    /// Erases every signal stored under `key` (right to erasure), logged
-    /// as done by `actor` (never the key).
-    pub fn forget_key(&self, key: &SubjectKey, actor: &str) -> Result<usize, StoreError> {
-        let digest = self.vault.index("key", key.canonical().as_bytes());
-        let ids = self.ids_of(&self.active(), &digest)?;
-        self.remove_signals(&ids, META_FORGOTTEN, &forget_entry(actor, "by key"))
-    }
-
-    /// Erases every signal stored with this local case reference. Rare, so
-    /// a scan over the records' reference digests rather than an index.
-    pub fn forget_local_ref(&self, local_ref: &str, actor: &str) -> Result<usize, StoreError> {
-        let digest = self.vault.index("ref", local_ref.as_bytes());
-        let mut ids = Vec::new();
-        self.for_each_signal(|id, record| {
-            if record.ref_digest == Some(digest) {
-                ids.push(*id);
-            }
-        })?;
-        self.remove_signals(
-            &ids,
-            META_FORGOTTEN,
-            &forget_entry(actor, "by local reference"),
-        )
-    }
-
     /// Visits every stored signal of the active generation, in id order.
     pub fn for_each_signal(
         &self,
+        visit: impl FnMut(&SignalId, &SignalRecord),
+    ) -> Result<(), StoreError> {
+        self.for_each_signal_in(&self.snapshot(), visit)
+    }
+
+    /// Visits every signal of `snapshot`, in id order.
+    pub fn for_each_signal_in(
+        &self,
+        snapshot: &Snapshot,
         mut visit: impl FnMut(&SignalId, &SignalRecord),
     ) -> Result<(), StoreError> {
-        for entry in self.active().signals.iter() {
+        for entry in snapshot.generation.signals.iter() {
             let (key, bytes) = entry.map_err(|e| self.sled(e))?;
             let bucket: Vec<(SignalId, SignalRecord)> = decode_bucket("signals", &key, &bytes)?;
             for (id, record) in &bucket {
-                visit(id, record);
+                if snapshot.includes(id) {
+                    visit(id, record);
+                }
             }
         }
         Ok(())
-    }
-
-    /// Removes every signal expired on `today`; returns how many.
-    pub fn purge_expired(&self, today: Date) -> Result<usize, StoreError> {
-        let mut expired = Vec::new();
-        self.for_each_signal(|id, record| {
-            if record.expired_on(today) {
-                expired.push(*id);
-            }
-        })?;
-        let entry = pluis_proto::pb::AuditEntry {
-            kind: pluis_proto::pb::audit_entry::Kind::ExpiryPurge as i32,
-            actor: "expiry sweep".into(),
-            ..Default::default()
-        };
-        self.remove_signals(&expired, META_PURGED, &entry)
     }
 
     /// Active and expired counts per signal, and the lifetime counters.
@@ -799,171 +660,15 @@ impl Store {
             .unwrap_or(0)
     }
 
-    /// The revision of the signal set: it changes with every import,
-    /// erasure and purge, and with nothing else.
-    pub fn revision(&self) -> Result<u64, StoreError> {
-        Ok(read_u64(
-            self.meta.get(META_REVISION).map_err(|e| self.sled(e))?,
-        ))
+    /// The revision of the signal set now: it changes with every import
+    /// and erasure, and with nothing else.
+    pub fn revision(&self) -> u64 {
+        self.snapshot().revision
     }
 
     /// Whether the store holds no signals.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-}
-
-/// An import in progress: a generation being built beside the active one.
-pub struct Import<'a> {
-    store: &'a Store,
-    old: Generation,
-    new: Generation,
-    replace: bool,
-    pending: Vec<PreparedSignal>,
-    done: bool,
-    actor: String,
-}
-
-impl Import<'_> {
-    /// Who runs the import, for its audit entry.
-    pub fn set_actor(&mut self, actor: &str) {
-        actor.clone_into(&mut self.actor);
-    }
-
-    /// Adds prepared signals to the import.
-    pub fn write(&mut self, prepared: Vec<PreparedSignal>) -> Result<(), StoreError> {
-        self.pending.extend(prepared);
-        Ok(())
-    }
-
-    /// Builds the new generation, then makes it the active one: flush
-    /// everything, switch the `meta` keys in one batch, flush again, drop
-    /// the old generation.
-    pub fn commit(mut self) -> Result<CommitCounts, StoreError> {
-        let store = self.store;
-        let mut counts = CommitCounts::default();
-        let mut new = std::mem::take(&mut self.pending);
-        // Stable sort, then keep the last of equal ids: a later row for the
-        // same signal wins.
-        new.sort_by_key(|p| p.id);
-        let before = new.len();
-        new.reverse();
-        new.dedup_by(|a, b| a.id == b.id);
-        new.reverse();
-        counts.unchanged = before - new.len();
-
-        // Bucket by bucket: the old generation is read one bucket at a
-        // time and merged with the new rows of that bucket, so only the new
-        // rows and the keyed index are ever held whole in memory.
-        let sled = |e| store.sled(e);
-        let mut index: Vec<SubjectEntry> = Vec::new();
-        let mut total = 0u64;
-        let mut batch = sled::Batch::default();
-        let mut batch_bytes = 0;
-        let mut new = new.into_iter().peekable();
-        for bucket in 0..(1u16 << BUCKET_BITS) {
-            let key = bucket.to_be_bytes();
-            let mut fresh = Vec::new();
-            while let Some(p) = new.next_if(|p| bucket_of(&p.id) == key) {
-                fresh.push(p);
-            }
-            let old: Vec<PreparedSignal> = match self.old.signals.get(key).map_err(sled)? {
-                Some(bytes) => decode_bucket::<(SignalId, SignalRecord)>("signals", &key, &bytes)?
-                    .into_iter()
-                    .map(|(id, record)| PreparedSignal { id, record })
-                    .collect(),
-                None => Vec::new(),
-            };
-            let again = count_common(&old, &fresh);
-            let merged = if self.replace {
-                counts.added += fresh.len();
-                counts.removed += old.len() - again;
-                fresh
-            } else {
-                counts.added += fresh.len() - again;
-                counts.unchanged += again;
-                merge(old, fresh)
-            };
-            if merged.is_empty() {
-                continue;
-            }
-            total += merged.len() as u64;
-            let entries: Vec<(SignalId, SignalRecord)> =
-                merged.into_iter().map(|p| (p.id, p.record)).collect();
-            index.extend(
-                entries
-                    .iter()
-                    .flat_map(|(id, r)| r.key_digests.iter().map(move |d| (*d, *id))),
-            );
-            let value = encode_bucket(&entries);
-            batch_bytes += value.len();
-            batch.insert(&key[..], value);
-            if batch_bytes > 8 << 20 {
-                self.new
-                    .signals
-                    .apply_batch(std::mem::take(&mut batch))
-                    .map_err(sled)?;
-                batch_bytes = 0;
-            }
-        }
-        self.new.signals.apply_batch(batch).map_err(sled)?;
-        index.sort_unstable();
-        write_buckets(&self.new.subjects, buckets_of(&index, |e| &e.0[..])).map_err(sled)?;
-
-        store.db.flush().map_err(sled)?;
-        // The switch and its audit entry, in one transaction.
-        let entry = pluis_proto::pb::AuditEntry {
-            time_unix_ms: audit_now_ms(),
-            kind: pluis_proto::pb::audit_entry::Kind::Import as i32,
-            actor: self.actor.clone(),
-            signals: counts.added as u64,
-            detail: format!(
-                "added={} unchanged={} removed={} total={total}",
-                counts.added, counts.unchanged, counts.removed
-            ),
-            ..Default::default()
-        };
-        let number = self.new.number;
-        {
-            let _ledger = crate::lock(&store.ledger);
-            let mut switch = LedgerBatch::new(store);
-            switch.batch.insert(META_GENERATION, &number.to_be_bytes());
-            switch.batch.insert(META_COUNT, &total.to_be_bytes());
-            let revision = read_u64(store.meta.get(META_REVISION).map_err(sled)?);
-            switch
-                .batch
-                .insert(META_REVISION, &(revision + 1).to_be_bytes());
-            switch.append(&entry)?;
-            switch.apply()?;
-        }
-        store.db.flush().map_err(sled)?;
-        {
-            let mut active = match store.active.write() {
-                Ok(guard) => guard,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            *active = self.new.clone();
-        }
-        self.done = true;
-        for name in tree_names(self.old.number) {
-            // The switch is durable; a failure here leaves only garbage that
-            // the next open drops.
-            if let Err(e) = store.db.drop_tree(&name) {
-                tracing::warn!(error = %e, "could not drop the previous generation yet");
-            }
-        }
-        Ok(counts)
-    }
-}
-
-/// An erasure's audit entry: who, and how (never what).
-fn forget_entry(actor: &str, how: &str) -> pluis_proto::pb::AuditEntry {
-    pluis_proto::pb::AuditEntry {
-        time_unix_ms: audit_now_ms(),
-        kind: pluis_proto::pb::audit_entry::Kind::Forget as i32,
-        actor: actor.to_owned(),
-        detail: how.to_owned(),
-        ..Default::default()
     }
 }
 
@@ -974,55 +679,6 @@ pub fn audit_now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// How many ids two id-sorted lists share.
-fn count_common(a: &[PreparedSignal], b: &[PreparedSignal]) -> usize {
-    let (mut i, mut j, mut common) = (0, 0, 0);
-    while i < a.len() && j < b.len() {
-        match a[i].id.cmp(&b[j].id) {
-            std::cmp::Ordering::Less => i += 1,
-            std::cmp::Ordering::Greater => j += 1,
-            std::cmp::Ordering::Equal => {
-                common += 1;
-                i += 1;
-                j += 1;
-            }
-        }
-    }
-    common
-}
-
-/// Merges two id-sorted lists; on equal ids the second (newer) wins.
-fn merge(old: Vec<PreparedSignal>, new: Vec<PreparedSignal>) -> Vec<PreparedSignal> {
-    let mut out = Vec::with_capacity(old.len() + new.len());
-    let mut old = old.into_iter().peekable();
-    let mut new = new.into_iter().peekable();
-    loop {
-        let (take_new, drop_old) = match (old.peek(), new.peek()) {
-            (None, None) => break,
-            (Some(_), None) => (false, false),
-            (None, Some(_)) => (true, false),
-            (Some(o), Some(n)) => (n.id <= o.id, n.id == o.id),
-        };
-        if drop_old {
-            old.next();
-        }
-        if let Some(item) = if take_new { new.next() } else { old.next() } {
-            out.push(item);
-        }
-    }
-    out
-}
-
-impl Drop for Import<'_> {
-    fn drop(&mut self) {
-        if !self.done {
-            for name in tree_names(self.new.number) {
-                let _ = self.store.db.drop_tree(&name);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1030,7 +686,7 @@ mod tests {
 
     const TODAY: Date = date!(2026 - 11 - 28);
 
-    fn signal(bsn: &str, code: &str, local_ref: Option<&str>) -> NewSignal {
+    pub(super) fn signal(bsn: &str, code: &str, local_ref: Option<&str>) -> NewSignal {
         NewSignal {
             keys: vec![SubjectKey::parse(&format!("bsn:{bsn}"), TODAY).unwrap()],
             signal: code.into(),
@@ -1056,7 +712,7 @@ mod tests {
         Store::open(dir)
     }
 
-    fn commit(store: &Store, signals: &[NewSignal], replace: bool) -> CommitCounts {
+    pub(super) fn commit(store: &Store, signals: &[NewSignal], replace: bool) -> CommitCounts {
         let prepared: Vec<_> = signals.iter().map(|s| store.prepare(s).unwrap()).collect();
         let mut import = store.begin_import(replace).unwrap();
         import.write(prepared).unwrap();
@@ -1079,7 +735,7 @@ mod tests {
         assert_eq!(store.forget_local_ref("case-1", "test").unwrap(), 1);
         assert!(store.is_empty());
         let mut dangling = 0;
-        for entry in store.active().subjects.iter() {
+        for entry in store.snapshot().generation.subjects.iter() {
             let (key, bytes) = entry.unwrap();
             dangling += decode_bucket::<SubjectEntry>("subjects", &key, &bytes)
                 .unwrap()
@@ -1260,38 +916,5 @@ mod tests {
         let err = decode_bucket::<(SignalId, SignalRecord)>("signals", b"k", &bad).unwrap_err();
         assert!(err.to_string().contains("format 9"), "{err}");
         assert!(decode_bucket::<(SignalId, SignalRecord)>("signals", b"k", &bytes[..4]).is_err());
-    }
-
-    #[test]
-    fn merge_keeps_order_and_prefers_the_newer() {
-        let p = |id: u8, code: &str| PreparedSignal {
-            id: [id; 16],
-            record: SignalRecord {
-                signal: code.into(),
-                domain: LifeDomain::Safety,
-                registered_on: 0,
-                expires_on: 1,
-                key_digests: vec![],
-                sealed_keys: vec![],
-                ref_digest: None,
-                sealed_ref: None,
-            },
-        };
-        let merged = merge(
-            vec![p(1, "old"), p(3, "old"), p(5, "old")],
-            vec![p(2, "new"), p(3, "new"), p(9, "new")],
-        );
-        let got: Vec<(u8, &str)> = merged
-            .iter()
-            .map(|m| (m.id[0], m.record.signal.as_str()))
-            .collect();
-        assert_eq!(
-            got,
-            [(1, "old"), (2, "new"), (3, "new"), (5, "old"), (9, "new")]
-        );
-        assert_eq!(
-            count_common(&[p(1, ""), p(3, "")], &[p(3, ""), p(4, "")]),
-            1
-        );
     }
 }
