@@ -12,8 +12,14 @@
 //!
 //! The caller's identity is then left in the request's extensions as a
 //! [`Caller`] for handlers and logs.
+//!
+//! A certificate revoked after its connection was made (a CRL loaded by a
+//! reload) is refused here on the connection's next call, so revoking
+//! does not wait for the caller to reconnect.
 
-use pluis_proto::{Role, SpiffeId};
+use std::sync::Arc;
+
+use pluis_proto::{Role, Serial, SpiffeId};
 use tonic::{Request, Status};
 
 use crate::tls::PeerIdentity;
@@ -51,11 +57,24 @@ impl Audience {
 #[derive(Debug, Clone)]
 pub struct Caller(pub SpiffeId);
 
+/// Whether a certificate serial is revoked by the CRLs in force now.
+pub type RevocationCheck = Arc<dyn Fn(&Serial) -> bool + Send + Sync>;
+
 /// Checks callers against this node's consortium and org.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Authorizer {
     consortium: String,
     org: String,
+    revoked: Option<RevocationCheck>,
+}
+
+impl std::fmt::Debug for Authorizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authorizer")
+            .field("consortium", &self.consortium)
+            .field("org", &self.org)
+            .finish()
+    }
 }
 
 impl Authorizer {
@@ -64,7 +83,14 @@ impl Authorizer {
         Authorizer {
             consortium: node.consortium().to_owned(),
             org: node.org().to_owned(),
+            revoked: None,
         }
+    }
+
+    /// Also refuses callers whose certificate `revoked` says is revoked.
+    pub fn with_revocation_check(mut self, revoked: RevocationCheck) -> Self {
+        self.revoked = Some(revoked);
+        self
     }
 
     /// The caller's identity, if it may call `audience`; otherwise the
@@ -74,13 +100,22 @@ impl Authorizer {
         audience: Audience,
         request: &Request<T>,
     ) -> Result<SpiffeId, Status> {
-        let caller = request
+        let peer = request
             .extensions()
             .get::<PeerIdentity>()
-            .ok_or_else(|| Status::unauthenticated("not a mutual-TLS connection"))?
+            .ok_or_else(|| Status::unauthenticated("not a mutual-TLS connection"))?;
+        let caller = peer
             .id
             .clone()
             .map_err(|e| Status::unauthenticated(format!("client certificate: {e}")))?;
+        if let (Some(revoked), Some(serial)) = (&self.revoked, &peer.serial) {
+            if revoked(serial) {
+                tracing::warn!(spiffe_id = %caller, serial = %serial, "call refused: certificate revoked");
+                return Err(Status::unauthenticated(format!(
+                    "client certificate {caller} (serial {serial}) is revoked"
+                )));
+            }
+        }
         let required = audience.role();
         let allowed = caller.consortium() == self.consortium
             && caller.role() == required

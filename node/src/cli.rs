@@ -14,7 +14,8 @@ use crate::config::load_taxonomy;
 use crate::import::{ImportOptions, Progress};
 use crate::store::Store;
 use crate::{Config, Node};
-use pluis_proto::Role;
+use pluis_proto::pb::admin_client::AdminClient;
+use pluis_proto::{pb, Role};
 
 /// A Pluis partner node.
 #[derive(Debug, Parser)]
@@ -51,6 +52,14 @@ pub enum Command {
         /// The file to import, or `-` for standard input.
         #[arg(value_name = "PATH")]
         path: PathBuf,
+    },
+    /// Read the config again in a running node and put it in force
+    /// (policy, peers, certificate and key, CRLs), as SIGHUP does; waits
+    /// until it is, or says why not.
+    Reload {
+        /// The node's TOML config file.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
     },
     /// Count stored signals per domain and signal, active and expired.
     Signals {
@@ -121,7 +130,9 @@ pub fn today() -> Date {
     OffsetDateTime::now_utc().date()
 }
 
-/// Runs one subcommand to completion.
+/// Runs one subcommand to completion. `import`, `signals` and `forget`
+/// go to the node serving the config's data directory, through its admin
+/// socket, if one does; otherwise they open the store themselves.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config } => serve(&config).await,
@@ -139,19 +150,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 rejects,
                 today: today(),
             };
-            tokio::task::block_in_place(|| import(&config, &options))
+            let config = Config::load(&config)?;
+            match crate::admin::connect(&config.data_dir).await {
+                Some(admin) => import_live(admin, &options).await,
+                None => tokio::task::block_in_place(|| import(&config, &options)),
+            }
         }
+        Command::Reload { config } => reload(&config).await,
         Command::Signals {
             config,
             purge_expired,
             json,
-        } => tokio::task::block_in_place(|| signals(&config, purge_expired, json)),
+        } => signals(&config, purge_expired, json).await,
         Command::Forget {
             config,
             bsn,
             key,
             local_ref,
-        } => tokio::task::block_in_place(|| forget(&config, bsn, key, local_ref)),
+        } => forget(&config, bsn, key, local_ref).await,
         Command::Taxonomy { config, json } => taxonomy(config.as_deref(), json),
         Command::Pubkey { config } => pubkey(&config),
         Command::GenData {
@@ -166,12 +182,46 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn serve(config_path: &Path) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
-    let node = Node::new(config)?;
+    let mut node = Node::new(config)?.reload_on_sighup();
     let listener = node.bind().await?;
-    // One stable line on stdout, for scripts and test harnesses that bind
-    // port 0 and need to know the port.
+    let metrics = node.bind_metrics().await?;
+    // Stable lines on stdout, for scripts and test harnesses that bind
+    // port 0 and need to know the port: first the gRPC address, then the
+    // metrics address if there is one.
     println!("listening on https://{}", listener.local_addr()?);
+    if let Some(addr) = metrics {
+        println!("metrics on http://{addr}/metrics");
+    }
     node.serve(listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// A client of the node serving `config`'s data directory, or why there
+/// is none.
+async fn admin_of(config: &Config) -> anyhow::Result<AdminClient<tonic::transport::Channel>> {
+    match crate::admin::connect(&config.data_dir).await {
+        Some(admin) => Ok(admin),
+        None => bail!(
+            "no node is serving {} (nothing answers on {}); a node reads its config when it starts",
+            config.data_dir.display(),
+            crate::admin::socket_path(&config.data_dir).display()
+        ),
+    }
+}
+
+async fn reload(config_path: &Path) -> anyhow::Result<()> {
+    let config = Config::load(config_path)?;
+    let mut admin = admin_of(&config).await?;
+    let reply = admin
+        .reload(pb::ReloadRequest {})
+        .await
+        .map_err(|status| anyhow::anyhow!("{}", status.message()))?
+        .into_inner();
+    println!(
+        "policy loaded: sha256 {} ({})",
+        pluis_proto::hex(&reply.config_sha256),
+        reply.detail
+    );
     Ok(())
 }
 
@@ -225,10 +275,9 @@ impl Progress for CliProgress {
     }
 }
 
-fn import(config_path: &Path, options: &ImportOptions) -> anyhow::Result<()> {
-    let config = Config::load(config_path)?;
+fn import(config: &Config, options: &ImportOptions) -> anyhow::Result<()> {
     let taxonomy = load_taxonomy(config.taxonomy.as_deref())?;
-    let store = open_store(&config)?;
+    let store = open_store(config)?;
     let progress = CliProgress {
         bar: OnceLock::new(),
         terminal: std::io::stderr().is_terminal(),
@@ -245,46 +294,183 @@ fn import(config_path: &Path, options: &ImportOptions) -> anyhow::Result<()> {
         replace = options.replace,
         "import committed"
     );
+    print_import(
+        options,
+        &pb::ImportReply {
+            rows: report.rows,
+            added: report.stored.added as u64,
+            unchanged: report.stored.unchanged as u64,
+            removed: report.stored.removed as u64,
+            already_expired: report.already_expired,
+            rejected: report.rejected,
+            rejects_file: report
+                .rejects_file
+                .map(|f| f.display().to_string())
+                .unwrap_or_default(),
+            total: store.len() as u64,
+            error: String::new(),
+        },
+    );
+    Ok(())
+}
+
+/// What an import did, as one block of lines (the same for a stopped
+/// node and a running one).
+fn print_import(options: &ImportOptions, reply: &pb::ImportReply) {
     println!(
         "imported {}: {} rows; {} new signals, {} already stored{}{}",
         options.path.display(),
-        report.rows,
-        report.stored.added,
-        report.stored.unchanged,
+        reply.rows,
+        reply.added,
+        reply.unchanged,
         if options.replace {
-            format!(", {} removed (replace)", report.stored.removed)
+            format!(", {} removed (replace)", reply.removed)
         } else {
             String::new()
         },
-        if report.already_expired > 0 {
-            format!(", {} already expired (not stored)", report.already_expired)
+        if reply.already_expired > 0 {
+            format!(", {} already expired (not stored)", reply.already_expired)
         } else {
             String::new()
         }
     );
-    if let Some(file) = &report.rejects_file {
+    if !reply.rejects_file.is_empty() {
         println!(
             "{} invalid rows written to {}",
-            report.rejected,
-            file.display()
+            reply.rejected, reply.rejects_file
         );
     }
-    println!("{} signals stored in all", store.len());
+    println!("{} signals stored in all", reply.total);
+}
+
+/// Bytes per message of a live import.
+const LIVE_CHUNK: usize = 256 * 1024;
+
+/// Hands the file to the running node, over its admin socket.
+async fn import_live(
+    mut admin: AdminClient<tonic::transport::Channel>,
+    options: &ImportOptions,
+) -> anyhow::Result<()> {
+    let mut input = crate::import::open_input(options)?;
+    let source = options.path.display().to_string();
+    let rejects = if options.skip_invalid {
+        let file = options.rejects.clone().unwrap_or_else(|| {
+            let mut name = options.path.clone().into_os_string();
+            name.push(".rejects");
+            PathBuf::from(if source == "-" {
+                "stdin.rejects".into()
+            } else {
+                name
+            })
+        });
+        std::path::absolute(&file)
+            .with_context(|| format!("rejects file {}", file.display()))?
+            .display()
+            .to_string()
+    } else {
+        String::new()
+    };
+    eprintln!("import: handing {source} to the running node (it goes on serving its partners)…");
+    let (chunks, stream) = tokio::sync::mpsc::channel::<pb::ImportChunk>(8);
+    let start = pb::ImportStart {
+        source: source.clone(),
+        replace: options.replace,
+        skip_invalid: options.skip_invalid,
+        rejects,
+    };
+    // Read on a thread of its own; a read error ends the stream without
+    // its last mark, so the node stores nothing.
+    let reader = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        use std::io::Read;
+        let mut start = Some(start);
+        loop {
+            let mut data = vec![0u8; LIVE_CHUNK];
+            let mut filled = 0;
+            while filled < data.len() {
+                match input.read(&mut data[filled..])? {
+                    0 => break,
+                    n => filled += n,
+                }
+            }
+            data.truncate(filled);
+            let last = filled < LIVE_CHUNK;
+            let chunk = pb::ImportChunk {
+                start: start.take(),
+                data,
+                last,
+            };
+            if chunks.blocking_send(chunk).is_err() || last {
+                return Ok(());
+            }
+        }
+    });
+    let call = admin.import(tokio_stream::wrappers::ReceiverStream::new(stream));
+    let reply = call
+        .await
+        .map_err(|status| anyhow::anyhow!("the node: {}", status.message()));
+    match reader.await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
+            return Err(crate::import::ImportError::Read {
+                path: source,
+                error,
+            }
+            .into())
+        }
+        Err(_) => bail!("reading {source} failed"),
+    }
+    let reply = reply?.into_inner();
+    if !reply.error.is_empty() {
+        bail!("{}", reply.error);
+    }
+    print_import(options, &reply);
     Ok(())
 }
 
-fn signals(config_path: &Path, purge: bool, json: bool) -> anyhow::Result<()> {
+async fn signals(config_path: &Path, purge: bool, json: bool) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
-    let store = open_store(&config)?;
     let today = today();
+    let (purged, counts) = match crate::admin::connect(&config.data_dir).await {
+        Some(mut admin) => {
+            let reply = admin
+                .signals(pb::SignalsRequest {
+                    purge_expired: purge,
+                })
+                .await
+                .map_err(|status| anyhow::anyhow!("the node: {}", status.message()))?
+                .into_inner();
+            let mut counts = crate::store::SignalCounts {
+                purged_total: reply.purged_total,
+                forgotten_total: reply.forgotten_total,
+                ..Default::default()
+            };
+            for row in reply.signals {
+                let domain = row
+                    .domain
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("the node sent domain {:?}: {e}", row.domain))?;
+                counts
+                    .by_signal
+                    .insert((domain, row.signal), (row.active, row.expired));
+            }
+            (reply.purged as usize, counts)
+        }
+        None => tokio::task::block_in_place(|| -> anyhow::Result<_> {
+            let store = open_store(&config)?;
+            let purged = if purge {
+                store.purge_expired(today)?
+            } else {
+                0
+            };
+            Ok((purged, store.counts(today)?))
+        })?,
+    };
     if purge {
-        let purged = store.purge_expired(today)?;
         tracing::info!(purged, "expired signals purged");
         if !json {
             println!("purged {purged} expired signals");
         }
     }
-    let counts = store.counts(today)?;
     if json {
         let rows: Vec<serde_json::Value> = counts
             .by_signal
@@ -319,26 +505,49 @@ fn signals(config_path: &Path, purge: bool, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn forget(
+async fn forget(
     config_path: &Path,
     bsn: Option<String>,
     key: Option<String>,
     local_ref: Option<String>,
 ) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
-    let store = open_store(&config)?;
-    let actor = format!("operator of {} (pluis-node forget)", config.org);
-    let (erased, by) = match (bsn, key, local_ref) {
-        (Some(bsn), _, _) => (
-            store.forget_key(&SubjectKey::Bsn(Bsn::parse(&bsn)?), &actor)?,
-            "bsn",
-        ),
-        (_, Some(key), _) => (
-            store.forget_key(&SubjectKey::parse(&key, today())?, &actor)?,
-            "key",
-        ),
-        (_, _, Some(local_ref)) => (store.forget_local_ref(&local_ref, &actor)?, "local_ref"),
+    let by = match (&bsn, &key, &local_ref) {
+        (Some(_), _, _) => "bsn",
+        (_, Some(_), _) => "key",
+        (_, _, Some(_)) => "local_ref",
         _ => bail!("give --bsn, --key or --local-ref"),
+    };
+    let erased = match crate::admin::connect(&config.data_dir).await {
+        Some(mut admin) => {
+            use pb::forget_request::Who;
+            let who = match (bsn, key, local_ref) {
+                (Some(bsn), _, _) => Who::Bsn(bsn),
+                (_, Some(key), _) => Who::Key(key),
+                (_, _, Some(local_ref)) => Who::LocalRef(local_ref),
+                _ => bail!("give --bsn, --key or --local-ref"),
+            };
+            admin
+                .forget(pb::ForgetRequest { who: Some(who) })
+                .await
+                .map_err(|status| anyhow::anyhow!("{}", status.message()))?
+                .into_inner()
+                .erased as usize
+        }
+        None => tokio::task::block_in_place(|| -> anyhow::Result<usize> {
+            let store = open_store(&config)?;
+            let actor = format!("operator of {} (pluis-node forget)", config.org);
+            Ok(match (bsn, key, local_ref) {
+                (Some(bsn), _, _) => {
+                    store.forget_key(&SubjectKey::Bsn(Bsn::parse(&bsn)?), &actor)?
+                }
+                (_, Some(key), _) => {
+                    store.forget_key(&SubjectKey::parse(&key, today())?, &actor)?
+                }
+                (_, _, Some(local_ref)) => store.forget_local_ref(&local_ref, &actor)?,
+                _ => bail!("give --bsn, --key or --local-ref"),
+            })
+        })?,
     };
     // Logged with how many and by which kind of key, never the key itself.
     tracing::info!(erased, by, "forget: signals erased on request");

@@ -63,6 +63,7 @@ struct RawConfig {
     peers: Vec<RawPeer>,
     #[serde(default)]
     assessment: Vec<AssessmentStep>,
+    metrics_listen: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -71,6 +72,8 @@ struct RawTls {
     ca: PathBuf,
     cert: PathBuf,
     key: PathBuf,
+    #[serde(default)]
+    crls: Vec<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -113,8 +116,12 @@ pub struct Config {
     pub peers: Vec<PeerConfig>,
     /// The advice per number of life domains, for case queries.
     pub assessment: Assessment,
+    /// Where to serve Prometheus metrics over plain HTTP, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
     /// SHA-256 of the config file's text: the policy in force, as logged.
     pub digest: [u8; 32],
+    /// The file it was read from (reloads read it again).
+    pub source: PathBuf,
 }
 
 /// PEM files, as absolute or config-relative paths resolved at load.
@@ -126,6 +133,9 @@ pub struct TlsPaths {
     pub cert: PathBuf,
     /// This node's private key.
     pub key: PathBuf,
+    /// CRLs (PEM) signed by the consortium CA; a certificate they list is
+    /// refused at the handshake.
+    pub crls: Vec<PathBuf>,
 }
 
 /// One partner node.
@@ -240,12 +250,23 @@ impl Config {
                 ));
             }
         }
+        let metrics_listen = match &raw.metrics_listen {
+            None => None,
+            Some(text) => Some(crate::metrics::parse_listen(text).ok_or_else(|| {
+                invalid(
+                    "metrics_listen",
+                    format!("{text:?} is not HOST:PORT with an IP host, or a port (loopback)"),
+                )
+            })?),
+        };
         let digest = pluis_proto::log::digest(text.as_bytes());
         let assessment = Assessment::new(raw.assessment)
             .map_err(|(i, reason)| invalid(&format!("assessment[{i}]"), reason))?;
         let base = path.parent().unwrap_or(Path::new("."));
         Ok(Config {
             digest,
+            source: path.to_owned(),
+            metrics_listen,
             assessment,
             org: raw.org,
             listen,
@@ -258,6 +279,7 @@ impl Config {
                 ca: base.join(raw.tls.ca),
                 cert: base.join(raw.tls.cert),
                 key: base.join(raw.tls.key),
+                crls: raw.tls.crls.into_iter().map(|c| base.join(c)).collect(),
             },
             peers: raw
                 .peers
@@ -285,6 +307,48 @@ impl Config {
                 })
                 .collect(),
         })
+    }
+}
+
+impl Config {
+    /// Whether a running node could take `new` in place of this config:
+    /// identity, addresses, data and epochs are fixed for the life of a
+    /// process. The error names the file and the first such key.
+    pub fn check_reload(&self, new: &Config) -> Result<(), ConfigError> {
+        let fixed = |field: &str, old: String, new: String| {
+            if old == new {
+                return Ok(());
+            }
+            Err(ConfigError::Invalid {
+                path: self.source.clone(),
+                field: field.to_owned(),
+                reason: format!(
+                    "changed from {old} to {new}; a running node keeps its {field} (restart it to change this)"
+                ),
+            })
+        };
+        fixed("org", format!("{:?}", self.org), format!("{:?}", new.org))?;
+        fixed("listen", self.listen.to_string(), new.listen.to_string())?;
+        fixed(
+            "data_dir",
+            self.data_dir.display().to_string(),
+            new.data_dir.display().to_string(),
+        )?;
+        fixed(
+            "epoch_length",
+            format!("{} s", self.epoch_length_secs),
+            format!("{} s", new.epoch_length_secs),
+        )?;
+        fixed(
+            "epoch_grace",
+            format!("{} s", self.epoch_grace_secs),
+            format!("{} s", new.epoch_grace_secs),
+        )?;
+        fixed(
+            "metrics_listen",
+            format!("{:?}", self.metrics_listen),
+            format!("{:?}", new.metrics_listen),
+        )
     }
 }
 
@@ -438,6 +502,58 @@ url = "https://127.0.0.1:7102"
             "data_dir = \"data\"\nepoch_length = \"1h\"\nepoch_grace = \"2h\"",
         );
         assert!(parse(&bad).unwrap_err().to_string().contains("epoch_grace"));
+    }
+
+    #[test]
+    fn a_reload_may_change_policy_but_not_identity_addresses_or_data() {
+        let config = parse(GOOD).unwrap();
+        let policy = GOOD.replace(
+            "url = \"https://127.0.0.1:7102\"",
+            "url = \"https://127.0.0.1:7102\"\nmax_keys_per_day = 5",
+        );
+        config.check_reload(&parse(&policy).unwrap()).unwrap();
+        for (text, key) in [
+            (GOOD.replace("127.0.0.1:7101", "127.0.0.1:7109"), "listen"),
+            (
+                GOOD.replace("data_dir = \"data\"", "data_dir = \"other\""),
+                "data_dir",
+            ),
+            (
+                GOOD.replace(
+                    "data_dir = \"data\"",
+                    "data_dir = \"data\"\nepoch_length = \"1h\"\nepoch_grace = \"1m\"",
+                ),
+                "epoch_length",
+            ),
+            (
+                GOOD.replace(
+                    "data_dir = \"data\"",
+                    "data_dir = \"data\"\nmetrics_listen = \"9464\"",
+                ),
+                "metrics_listen",
+            ),
+        ] {
+            let err = config
+                .check_reload(&parse(&text).unwrap())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with(&format!("/etc/pluis/police.toml: {key}: changed from"))
+                    && err.contains("restart"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn crls_resolve_relative_to_the_file() {
+        let text = GOOD.replace(
+            "key = \"node.key\"",
+            "key = \"node.key\"\ncrls = [\"../crl.pem\"]",
+        );
+        let config = parse(&text).unwrap();
+        assert_eq!(config.tls.crls, [Path::new("/etc/pluis/../crl.pem")]);
+        assert!(parse(GOOD).unwrap().tls.crls.is_empty());
     }
 
     #[test]

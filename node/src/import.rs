@@ -23,7 +23,7 @@ use pluis_proto::taxonomy::Taxonomy;
 use rayon::prelude::*;
 use time::{Date, Month};
 
-use crate::store::{CommitCounts, NewSignal, PreparedSignal, Store, StoreError};
+use crate::store::{CommitCounts, Import, NewSignal, PreparedSignal, Staged, Store, StoreError};
 
 /// How many bad rows an error report lists before it just counts.
 pub const MAX_REPORTED: usize = 100;
@@ -287,7 +287,7 @@ enum Format {
 /// Reads rows in chunks and hands each chunk to `chunk`.
 fn read_rows(
     path: &str,
-    input: Box<dyn Read>,
+    input: Box<dyn Read + Send>,
     mut chunk: impl FnMut(Vec<RawRow>) -> Result<(), ImportError>,
 ) -> Result<(), ImportError> {
     let read_error = |error| ImportError::Read {
@@ -463,20 +463,65 @@ pub fn import(
     options: &ImportOptions,
     progress: &dyn Progress,
 ) -> Result<ImportReport, ImportError> {
+    let checked = check(store, taxonomy, options, open_input(options)?, progress)?;
+    let (staged, mut report) = checked.stage(progress)?;
+    report.stored = staged.publish(|| ())?;
+    Ok(report)
+}
+
+/// The file `options` names, or standard input for `-`.
+pub fn open_input(options: &ImportOptions) -> Result<Box<dyn Read + Send>, ImportError> {
     let path = options.path.display().to_string();
-    let input: Box<dyn Read> = if path == "-" {
-        Box::new(std::io::stdin())
-    } else {
-        Box::new(
-            std::fs::File::open(&options.path).map_err(|error| ImportError::Read {
-                path: path.clone(),
-                error,
-            })?,
-        )
-    };
+    if path == "-" {
+        return Ok(Box::new(std::io::stdin()));
+    }
+    let file = std::fs::File::open(&options.path).map_err(|error| ImportError::Read {
+        path: path.clone(),
+        error,
+    })?;
+    Ok(Box::new(file))
+}
+
+/// Rows read, checked and sealed, not yet written: see [`Checked::stage`].
+pub struct Checked<'a> {
+    import: Import<'a>,
+    report: ImportReport,
+    written: u64,
+}
+
+impl<'a> Checked<'a> {
+    /// Who runs the import, for its audit entry.
+    pub fn set_actor(&mut self, actor: &str) {
+        self.import.set_actor(actor);
+    }
+
+    /// Writes the new generation beside the active one, unseen until it
+    /// is published ([`Staged::publish`]); returns it with the report so
+    /// far (its `stored` counts are the staged generation's).
+    pub fn stage(self, progress: &dyn Progress) -> Result<(Staged<'a>, ImportReport), ImportError> {
+        progress.writing(self.written);
+        let staged = self.import.stage()?;
+        let mut report = self.report;
+        report.stored = staged.counts();
+        Ok((staged, report))
+    }
+}
+
+/// Reads `input` as `options` says and checks every row. If any is bad
+/// (without `skip_invalid`) nothing will be stored, and the error lists
+/// them; with `skip_invalid` the rejects file is written here, before
+/// anything is stored.
+pub fn check<'a>(
+    store: &'a Store,
+    taxonomy: &Taxonomy,
+    options: &ImportOptions,
+    input: Box<dyn Read + Send>,
+    progress: &dyn Progress,
+) -> Result<Checked<'a>, ImportError> {
+    let path = options.path.display().to_string();
     let mut report = ImportReport::default();
-    // Rows are written into a new store generation as they are checked;
-    // it becomes visible only at commit, and is discarded on any error.
+    // Checked rows are gathered for a new store generation; it is written
+    // only when staged, and becomes visible only when published.
     let mut writer = store.begin_import(options.replace)?;
     let mut written = 0u64;
     let mut errors: Vec<RowError> = Vec::new();
@@ -545,9 +590,11 @@ pub fn import(
         report.rejected = rejects.len() as u64;
         report.rejects_file = Some(file);
     }
-    progress.writing(written);
-    report.stored = writer.commit()?;
-    Ok(report)
+    Ok(Checked {
+        import: writer,
+        report,
+        written,
+    })
 }
 
 /// Rejects as CSV: line, reason, then the row as read. Mode 0600.

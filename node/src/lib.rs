@@ -8,15 +8,19 @@
 //! serving loop ([`node`]). `main.rs` only parses arguments and calls
 //! [`cli::run`].
 
+pub mod admin;
 pub mod audit;
 pub mod auth;
+pub mod background;
 pub mod batch;
 pub mod cli;
 pub mod config;
 pub mod epochs;
 pub mod gendata;
 pub mod import;
+pub mod live;
 pub mod matching;
+pub mod metrics;
 pub mod node;
 pub mod peers;
 pub mod policy;

@@ -6,36 +6,33 @@
 //! [`Node::serve`] then serves on a listener the caller bound, which lets
 //! tests and the demo bind port 0 and read the port back before starting.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use pluis_proto::pb::audit_server::AuditServer;
 use pluis_proto::pb::coordinator_server::CoordinatorServer;
 use pluis_proto::pb::partner_server::PartnerServer;
-use pluis_proto::{pb, Role, SpiffeId};
+use pluis_proto::{pb, SpiffeId};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tokio_rustls::TlsAcceptor;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Server;
 
 use crate::audit::{AuditError, AuditLog};
 use crate::auth::{Audience, Authorizer};
-use crate::config::{load_taxonomy, Config, ConfigError};
-use crate::epochs::Epochs;
-use crate::peers::Peers;
-use crate::policy::{Assessment, PeerPolicy, Purpose};
+use crate::config::{Config, ConfigError};
+use crate::epochs::{EpochError, Epochs};
+use crate::live::Live;
+use crate::metrics::Metrics;
 use crate::service::audit::AuditService;
 use crate::service::coordinator::CoordinatorService;
 use crate::service::partner::PartnerService;
 use crate::store::{Store, StoreError};
-use crate::tables::{Tables, View};
-use crate::tls::{MtlsStream, TlsError, TlsIdentity};
-use pluis_proto::taxonomy::Taxonomy;
+use crate::tables::{Prepared, Tables, View};
+use crate::tls::{MtlsStream, OnRefusal, Refusal, TlsError};
 
 /// How long a client may take to finish its TLS handshake.
 const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
@@ -78,29 +75,23 @@ pub enum NodeError {
     /// The audit log cannot be used.
     #[error(transparent)]
     Audit(#[from] AuditError),
+    /// No epoch key could be had.
+    #[error(transparent)]
+    Epoch(#[from] EpochError),
 }
 
 /// What the services share.
 #[derive(Debug)]
 pub struct NodeState {
-    /// This node's own SPIFFE id (from its certificate).
+    /// This node's own SPIFFE id (from its certificate; fixed for the
+    /// life of the process).
     pub id: SpiffeId,
     /// When the node started, for uptime.
     pub started: Instant,
-    /// The partner nodes.
-    pub peers: Peers,
     /// This organisation's signals.
     pub store: Arc<Store>,
-    /// The signal taxonomy in force.
-    pub taxonomy: Arc<Taxonomy>,
     /// OPRF keys per epoch.
     pub epochs: Epochs,
-    /// What each peer may ask of this node.
-    pub policies: BTreeMap<String, PeerPolicy>,
-    /// The purposes this node's coordinators may ask for.
-    pub purposes: Vec<Purpose>,
-    /// The advice per number of life domains.
-    pub assessment: Assessment,
     /// Labelled tables built so far.
     pub tables: Tables,
     /// Exchanges served since start.
@@ -109,63 +100,166 @@ pub struct NodeState {
     pub denials: AtomicU64,
     /// The signed exchange log.
     pub audit: Arc<AuditLog>,
+    /// Counters for the metrics endpoint.
+    pub metrics: Arc<Metrics>,
+    /// One operator's change at a time (import, erasure, reload), so that
+    /// each prepares its tables for the policy and signals the others
+    /// leave in force.
+    pub operations: tokio::sync::Mutex<()>,
+    /// Policy, peers and TLS material: see [`Live`].
+    live: RwLock<Arc<Live>>,
+}
+
+impl NodeState {
+    /// The policy, peers and TLS material in force now. Take it once per
+    /// request and keep it.
+    pub fn live(&self) -> Arc<Live> {
+        match self.live.read() {
+            Ok(live) => live.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Puts `live` in force for every request that starts from now on.
+    pub(crate) fn set_live(&self, live: Arc<Live>) {
+        let mut current = match self.live.write() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *current = live;
+    }
+
+    /// What the server does with a client certificate it refused: a log
+    /// line with the SPIFFE id and serial it claims, and a count.
+    pub fn on_refusal(&self) -> OnRefusal {
+        refusal_reporter(self.metrics.clone())
+    }
+
+    /// The tables of `views` for `snapshot` (a change not yet visible, or
+    /// the signal set now), in the current epoch on today's date, made
+    /// now if need be; for [`Tables::install`].
+    pub fn prepare_tables(
+        &self,
+        snapshot: &crate::store::Snapshot,
+        views: &[View],
+    ) -> Result<Prepared, NodeError> {
+        if views.is_empty() {
+            return Ok(Prepared::default());
+        }
+        let (epoch, key) = self.epochs.key(0, crate::epochs::now_secs())?;
+        let started = Instant::now();
+        let prepared = self.tables.prepare(
+            &self.store,
+            snapshot,
+            epoch,
+            &key,
+            views,
+            crate::cli::today(),
+        )?;
+        let (tables, entries) = prepared.size();
+        tracing::info!(
+            tables,
+            entries,
+            revision = snapshot.revision(),
+            ms = started.elapsed().as_millis() as u64,
+            "tables prepared"
+        );
+        Ok(prepared)
+    }
+
+    /// Drops tables of revisions, days and epochs no longer served.
+    pub fn prune_tables(&self) {
+        let epoch = self.epochs.current(crate::epochs::now_secs());
+        self.tables
+            .prune(self.store.revision(), epoch, crate::cli::today());
+    }
+
+    /// The gauges of the metrics page, read now.
+    pub fn gauges(&self) -> crate::metrics::Gauges {
+        let live = self.live();
+        let day = crate::cli::today().to_julian_day();
+        crate::metrics::Gauges {
+            budgets: live
+                .policies
+                .iter()
+                .map(|(peer, policy)| {
+                    let used = self.store.budget_used(peer, day).unwrap_or(0);
+                    (peer.clone(), used, policy.max_keys_per_day)
+                })
+                .collect(),
+            audit_entries: self.store.audit_size().unwrap_or(0),
+            audit_bytes: self.store.audit_bytes(),
+            signals: self.store.len() as u64,
+            revision: self.store.revision(),
+            uptime_seconds: self.started.elapsed().as_secs(),
+            revoked_certificates: live.identity.revocations().len() as u64,
+        }
+    }
+}
+
+/// Logs and counts every client certificate the TLS server refuses.
+fn refusal_reporter(metrics: Arc<Metrics>) -> OnRefusal {
+    Arc::new(move |refusal: &Refusal| {
+        let id = refusal
+            .id
+            .as_ref()
+            .map_or_else(|| "no SPIFFE id".to_owned(), ToString::to_string);
+        let serial = refusal
+            .serial
+            .as_ref()
+            .map_or_else(|| "unknown".to_owned(), ToString::to_string);
+        if refusal.revoked {
+            metrics.refused("revoked");
+            tracing::warn!(spiffe_id = %id, serial = %serial, "TLS handshake refused: certificate revoked");
+        } else {
+            metrics.refused("certificate");
+            tracing::info!(spiffe_id = %id, serial = %serial, reason = %refusal.reason, "TLS handshake refused: certificate not accepted");
+        }
+    })
 }
 
 /// A node, loaded and checked, not yet serving.
 #[derive(Debug)]
 pub struct Node {
     state: Arc<NodeState>,
-    identity: TlsIdentity,
-    config: Config,
+    metrics_listener: Option<TcpListener>,
+    reload_on_sighup: bool,
 }
 
 impl Node {
     /// Loads TLS material and peers, and checks the certificate belongs to
     /// this org's node.
     pub fn new(config: Config) -> Result<Self, NodeError> {
-        let tls = &config.tls;
-        let identity = TlsIdentity::load(&tls.ca, &tls.cert, &tls.key, Role::Node)?;
-        if identity.id().org() != config.org {
-            return Err(NodeError::WrongOrg {
-                path: tls.cert.clone(),
-                id: identity.id().clone(),
-                org: config.org.clone(),
-            });
-        }
-        let peers = Peers::new(&config.peers, &identity)?;
-        let taxonomy = load_taxonomy(config.taxonomy.as_deref())?;
+        let metrics = Arc::new(Metrics::default());
+        let live = Live::load(config, refusal_reporter(metrics.clone()))?;
+        let config = &live.config;
         let store = Arc::new(Store::open(&config.data_dir)?);
-        let id = identity.id().clone();
+        let id = live.identity.id().clone();
         let signer = crate::audit::signer(&store.log_seed(), id.consortium(), id.org())
             .map_err(|e| NodeError::Audit(AuditError::Note(e)))?;
         let audit = Arc::new(AuditLog::open(store.clone(), signer, id.to_string())?);
         let state = Arc::new(NodeState {
-            id: identity.id().clone(),
+            id,
             started: Instant::now(),
-            peers,
             epochs: Epochs::new(
                 store.clone(),
                 config.epoch_length_secs,
                 config.epoch_grace_secs,
             ),
+            tables: Tables::new(Some(config.data_dir.join("tables")))
+                .with_build_timer(metrics.clone()),
             store,
-            taxonomy: Arc::new(taxonomy),
-            policies: config
-                .peers
-                .iter()
-                .map(|p| (p.org.clone(), p.policy.clone()))
-                .collect(),
-            purposes: config.purposes.clone(),
-            assessment: config.assessment.clone(),
-            tables: Tables::new(Some(config.data_dir.join("tables"))),
             exchanges: AtomicU64::new(0),
             denials: AtomicU64::new(0),
             audit,
+            metrics,
+            operations: tokio::sync::Mutex::new(()),
+            live: RwLock::new(Arc::new(live)),
         });
         Ok(Node {
             state,
-            identity,
-            config,
+            metrics_listener: None,
+            reload_on_sighup: false,
         })
     }
 
@@ -174,44 +268,78 @@ impl Node {
         &self.state.id
     }
 
+    /// The state the services share (for tools that drive a node in
+    /// this process).
+    pub fn state(&self) -> &Arc<NodeState> {
+        &self.state
+    }
+
     /// Binds the configured listen address.
     pub async fn bind(&self) -> Result<TcpListener, NodeError> {
-        let addr = self.config.listen;
+        let addr = self.state.live().config.listen;
         TcpListener::bind(addr)
             .await
             .map_err(|error| NodeError::Bind { addr, error })
     }
 
+    /// Binds the metrics address, if the config names one; returns the
+    /// address bound.
+    pub async fn bind_metrics(&mut self) -> Result<Option<SocketAddr>, NodeError> {
+        let Some(addr) = self.state.live().config.metrics_listen else {
+            return Ok(None);
+        };
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|error| NodeError::Bind { addr, error })?;
+        if !addr.ip().is_loopback() {
+            tracing::warn!(%addr, "metrics are served in plain HTTP beyond loopback; they hold no personal data, but peer names and volumes");
+        }
+        let bound = listener.local_addr().ok();
+        self.metrics_listener = Some(listener);
+        Ok(bound)
+    }
+
+    /// Reloads the config on SIGHUP while serving (the `pluis-node serve`
+    /// process; nodes run inside another program reload through their
+    /// admin socket).
+    pub fn reload_on_sighup(mut self) -> Self {
+        self.reload_on_sighup = true;
+        self
+    }
+
     /// Serves gRPC over mutual TLS on `listener` until `shutdown` resolves,
-    /// then drains in-flight calls and returns.
+    /// then drains in-flight calls and returns. Also serves the admin
+    /// socket in the data directory, and metrics if they were bound.
     pub async fn serve(
-        self,
+        mut self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), NodeError> {
         let local = listener.local_addr().ok();
-        let acceptor = TlsAcceptor::from(self.identity.server_config()?);
-        let audit = &self.state.audit;
+        let state = self.state.clone();
+        let live = state.live();
+        let audit = &state.audit;
         let start = pb::AuditEntry {
             detail: format!("pluis-node {}", env!("CARGO_PKG_VERSION")),
             ..audit.entry(pb::audit_entry::Kind::NodeStart)
         };
         audit.record(&start).await?;
-        let policy = pb::AuditEntry {
-            request_digest: self.config.digest.to_vec(),
-            detail: format!(
-                "config sha256; peers={} purposes={}",
-                self.config.peers.len(),
-                self.config.purposes.len()
-            ),
-            ..audit.entry(pb::audit_entry::Kind::PolicyLoaded)
-        };
-        audit.record(&policy).await?;
+        audit.record(&live.policy_entry(&state, "start")).await?;
         let (tx, rx) = mpsc::channel(64);
-        let accept_loop = tokio::spawn(accept_loop(listener, acceptor, tx));
-        let sweeper = tokio::spawn(housekeeping(self.state.clone()));
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(accept_loop(listener, state.clone(), tx));
+        tasks.spawn(housekeeping(state.clone()));
+        let admin = crate::admin::serve(state.clone()).await;
+        if let Some(listener) = self.metrics_listener.take() {
+            let page_state = state.clone();
+            let page = Arc::new(move || page_state.metrics.render(&page_state.gauges()));
+            tasks.spawn(crate::metrics::serve(listener, page));
+        }
+        if self.reload_on_sighup {
+            tasks.spawn(reload_on_hangup(state.clone()));
+        }
 
-        let auth = Authorizer::new(&self.state.id);
+        let auth = Authorizer::new(&state.id).with_revocation_check(revocation_check(&state));
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<PartnerServer<PartnerService>>().await;
         health
@@ -225,41 +353,81 @@ impl Node {
             .map_err(|e| NodeError::Serve(format!("reflection: {e}")))?;
 
         tracing::info!(
-            node = %self.state.id,
+            node = %state.id,
             listen = ?local,
-            peers = self.config.peers.len(),
+            peers = live.config.peers.len(),
             "serving gRPC over mutual TLS"
         );
+        drop(live);
         let served = Server::builder()
             .add_service(health_service)
             .add_service(reflection)
             .add_service(PartnerServer::with_interceptor(
-                PartnerService::new(self.state.clone()),
+                PartnerService::new(state.clone()),
                 auth.interceptor(Audience::Partner),
             ))
             .add_service(CoordinatorServer::with_interceptor(
-                CoordinatorService::new(self.state.clone()),
+                CoordinatorService::new(state.clone()),
                 auth.interceptor(Audience::Coordinator),
             ))
             .add_service(AuditServer::with_interceptor(
-                AuditService::new(self.state.clone()),
+                AuditService::new(state.clone()),
                 auth.interceptor(Audience::Audit),
             ))
             .serve_with_incoming_shutdown(ReceiverStream::new(rx), shutdown)
             .await;
-        // Aborting only asks; awaiting makes sure the listening socket is
-        // closed when serve returns, so the address can be bound again.
-        accept_loop.abort();
-        sweeper.abort();
-        let _ = accept_loop.await;
-        let _ = sweeper.await;
-        let stop = self.state.audit.entry(pb::audit_entry::Kind::NodeStop);
-        let logged = self.state.audit.record(&stop).await;
+        // Aborting only asks; awaiting makes sure the listening sockets are
+        // closed when serve returns, so the addresses can be bound again.
+        tasks.shutdown().await;
+        if let Some(admin) = admin {
+            admin.stop().await;
+        }
+        let stop = state.audit.entry(pb::audit_entry::Kind::NodeStop);
+        let logged = state.audit.record(&stop).await;
         served.map_err(|e| NodeError::Serve(crate::error_chain(&e)))?;
         logged?;
-        tracing::info!(node = %self.state.id, "stopped");
+        tracing::info!(node = %state.id, "stopped");
         Ok(())
     }
+}
+
+/// Whether a caller's certificate is revoked by the CRLs in force now
+/// (connections made before a reload are checked on every call).
+fn revocation_check(state: &Arc<NodeState>) -> crate::auth::RevocationCheck {
+    let state = Arc::downgrade(state);
+    Arc::new(move |serial| {
+        let Some(state) = state.upgrade() else {
+            return false;
+        };
+        let revoked = state.live().identity.revocations().is_revoked(serial);
+        if revoked {
+            state.metrics.refused("revoked");
+        }
+        revoked
+    })
+}
+
+/// Reloads the config on every SIGHUP.
+async fn reload_on_hangup(state: Arc<NodeState>) {
+    #[cfg(unix)]
+    {
+        let mut hangups = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::hangup(),
+        ) {
+            Ok(signal) => signal,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; reload with `pluis-node reload`");
+                return;
+            }
+        };
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the config");
+            // The outcome is logged (and counted) by reload itself.
+            let _ = crate::live::reload(&state).await;
+        }
+    }
+    #[cfg(not(unix))]
+    drop(state);
 }
 
 /// At start and then every [`SWEEP_INTERVAL`]: purges expired signals,
@@ -278,7 +446,7 @@ async fn housekeeping(state: Arc<NodeState>) {
             Err(e) => tracing::error!(error = %e, "expiry sweep task failed"),
         }
         let state_ = state.clone();
-        match tokio::task::spawn_blocking(move || prepare_tables(&state_, today)).await {
+        match tokio::task::spawn_blocking(move || ready_tables(&state_, today)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "preparing tables failed"),
             Err(e) => tracing::error!(error = %e, "table task failed"),
@@ -288,19 +456,13 @@ async fn housekeeping(state: Arc<NodeState>) {
 }
 
 /// Loads or builds the current epoch's table of every peer's view.
-fn prepare_tables(state: &NodeState, today: time::Date) -> Result<(), String> {
+fn ready_tables(state: &NodeState, today: time::Date) -> Result<(), String> {
     let (epoch, key) = state
         .epochs
         .key(0, crate::epochs::now_secs())
         .map_err(|e| e.to_string())?;
     // Only for peers that may ask for something at all.
-    let views: std::collections::HashSet<View> = state
-        .policies
-        .values()
-        .filter(|p| !p.purposes.is_empty())
-        .map(View::of)
-        .collect();
-    for view in views {
+    for view in state.live().views() {
         state
             .tables
             .get(&state.store, epoch, &key, &view, today)
@@ -312,8 +474,10 @@ fn prepare_tables(state: &NodeState, today: time::Date) -> Result<(), String> {
 type Accepted = Result<MtlsStream, std::io::Error>;
 
 /// Accepts TCP connections and completes TLS handshakes concurrently, so a
-/// slow or hostile client cannot hold up anyone else's connection.
-async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, tx: mpsc::Sender<Accepted>) {
+/// slow or hostile client cannot hold up anyone else's connection. Each
+/// handshake uses the TLS material in force when the connection came in:
+/// a reload changes what new connections see, never the ones in flight.
+async fn accept_loop(listener: TcpListener, state: Arc<NodeState>, tx: mpsc::Sender<Accepted>) {
     loop {
         let (tcp, remote) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -325,15 +489,20 @@ async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, tx: mpsc::Sen
             }
         };
         let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
+        let acceptor = state.live().acceptor.clone();
         let tx = tx.clone();
+        let metrics = state.metrics.clone();
         tokio::spawn(async move {
             match tokio::time::timeout(HANDSHAKE_DEADLINE, acceptor.accept(tcp)).await {
                 Ok(Ok(stream)) => {
+                    metrics.connection();
                     let _ = tx.send(Ok(MtlsStream::new(stream))).await;
                 }
                 Ok(Err(e)) => tracing::info!(%remote, error = %e, "TLS handshake refused"),
-                Err(_) => tracing::info!(%remote, "TLS handshake timed out"),
+                Err(_) => {
+                    metrics.refused("handshake_timeout");
+                    tracing::info!(%remote, "TLS handshake timed out");
+                }
             }
         });
     }

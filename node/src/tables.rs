@@ -25,7 +25,7 @@ use crate::policy::{Granularity, PeerPolicy};
 use crate::store::{SignalId, SignalRecord, Snapshot, Store, StoreError};
 
 /// What a requester may see: which domains, and whether signals.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct View {
     /// Visible domains.
     pub domains: BTreeSet<LifeDomain>,
@@ -216,6 +216,7 @@ pub struct Tables {
     dir: Option<PathBuf>,
     cache: Mutex<HashMap<TableId, Arc<LabelledTable>>>,
     building: Mutex<()>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// Tables made for a revision not yet visible, to install with it.
@@ -236,6 +237,12 @@ impl Tables {
             dir,
             ..Tables::default()
         }
+    }
+
+    /// Times every build into `metrics`.
+    pub fn with_build_timer(mut self, metrics: Arc<crate::metrics::Metrics>) -> Tables {
+        self.metrics = Some(metrics);
+        self
     }
 
     fn cached(&self, id: &TableId) -> Option<Arc<LabelledTable>> {
@@ -343,6 +350,9 @@ impl Tables {
             reason: e.to_string(),
         })?;
         let table = build(store, snapshot, key, &id.view, today)?;
+        if let Some(metrics) = &self.metrics {
+            metrics.table_build.observe(started.elapsed());
+        }
         tracing::info!(
             epoch,
             entries = table.len(),

@@ -10,7 +10,13 @@
 //! tonic does no TLS of its own here: the server accepts TLS streams we
 //! hand it, and channels connect through [`connect`], so an `https://` URL
 //! can never silently fall back to plaintext.
+//!
+//! A node may load CRLs signed by the consortium CA ([`TlsIdentity::with_crls`]):
+//! a certificate they list is refused at the handshake, both when it calls
+//! the node (a stolen coordinator laptop, a partner that left) and when
+//! the node calls it; each refusal is logged with the SPIFFE id and serial.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -19,12 +25,15 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
-use pluis_proto::{IdentityError, Role, SpiffeId};
+use pluis_proto::{IdentityError, RevocationList, Role, Serial, SpiffeId};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{
+    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime,
+};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -72,7 +81,71 @@ pub enum TlsError {
     /// A URL that is not `https://host:port`.
     #[error("{0}")]
     Url(String),
+    /// A CRL file is unusable, or does not fit this consortium's CA.
+    #[error("CRL {path}: {reason}")]
+    Crl {
+        /// The CRL file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
+
+/// The certificates the loaded CRLs revoke.
+#[derive(Debug, Default, Clone)]
+pub struct Revocations {
+    serials: BTreeSet<Serial>,
+    /// Per CRL file: its number (if any) and how many it lists.
+    files: Vec<(PathBuf, Option<u64>, usize)>,
+}
+
+impl Revocations {
+    /// Whether a certificate with `serial` is revoked.
+    pub fn is_revoked(&self, serial: &Serial) -> bool {
+        self.serials.contains(serial)
+    }
+
+    /// How many certificates are revoked.
+    pub fn len(&self) -> usize {
+        self.serials.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.serials.is_empty()
+    }
+
+    /// One line for logs: files, CRL numbers, counts.
+    pub fn describe(&self) -> String {
+        if self.files.is_empty() {
+            return "no CRLs".into();
+        }
+        self.files
+            .iter()
+            .map(|(path, number, count)| {
+                let number = number.map_or_else(|| "-".into(), |n| n.to_string());
+                format!("{} (number {number}, {count} revoked)", path.display())
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// A client the server refused at the handshake, for logs and metrics.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    /// The SPIFFE id the certificate claims, if it has one.
+    pub id: Option<SpiffeId>,
+    /// Its serial, if it parses.
+    pub serial: Option<Serial>,
+    /// Whether a CRL revokes it (otherwise: any other reason).
+    pub revoked: bool,
+    /// rustls's reason.
+    pub reason: String,
+}
+
+/// Called for every client certificate the server refuses.
+pub type OnRefusal = Arc<dyn Fn(&Refusal) + Send + Sync>;
 
 /// This side's certificate, key and trust anchor, loaded and checked.
 #[derive(Clone)]
@@ -81,8 +154,12 @@ pub struct TlsIdentity {
     chain: Vec<CertificateDer<'static>>,
     key: Arc<PrivateKeyDer<'static>>,
     id: SpiffeId,
+    serial: Serial,
     cert_path: PathBuf,
     key_path: PathBuf,
+    ca_path: PathBuf,
+    crls: Vec<CertificateRevocationListDer<'static>>,
+    revocations: Arc<Revocations>,
 }
 
 impl fmt::Debug for TlsIdentity {
@@ -151,13 +228,19 @@ impl TlsIdentity {
                 "certificate is for {id}, but this needs a {role} certificate"
             )));
         }
+        let serial =
+            Serial::of_certificate(&chain[0]).map_err(|e| identity_error(e.to_string()))?;
         let identity = TlsIdentity {
             roots: Arc::new(roots),
             chain,
             key: Arc::new(key_der),
             id,
+            serial,
             cert_path: cert.to_owned(),
             key_path: key.to_owned(),
+            ca_path: ca.to_owned(),
+            crls: Vec::new(),
+            revocations: Arc::default(),
         };
         // Build a client config once so that a key that does not match its
         // certificate is reported now, naming the files, not at first use.
@@ -170,6 +253,75 @@ impl TlsIdentity {
         &self.id
     }
 
+    /// The serial of this identity's certificate.
+    pub fn serial(&self) -> &Serial {
+        &self.serial
+    }
+
+    /// The certificates the loaded CRLs revoke.
+    pub fn revocations(&self) -> &Arc<Revocations> {
+        &self.revocations
+    }
+
+    /// Loads CRLs (PEM files) that this identity's servers and clients
+    /// then check every peer certificate against. Each must be signed by
+    /// the consortium CA and must not revoke this identity's own
+    /// certificate; otherwise the error names the file and why.
+    pub fn with_crls(mut self, paths: &[PathBuf]) -> Result<Self, TlsError> {
+        let mut revocations = Revocations::default();
+        let mut crls = Vec::new();
+        for path in paths {
+            let crl_error = |reason: String| TlsError::Crl {
+                path: path.clone(),
+                reason,
+            };
+            let bytes = read("CRL", path)?;
+            let found = CertificateRevocationListDer::pem_slice_iter(&bytes)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| crl_error(format!("not a PEM CRL file: {e}")))?;
+            if found.is_empty() {
+                return Err(crl_error("holds no X509 CRL block".into()));
+            }
+            for der in found {
+                let list = RevocationList::parse(&der).map_err(|e| crl_error(e.to_string()))?;
+                self.check_crl(&der)
+                    .map_err(|reason| crl_error(format!("{reason} (issuer {})", list.issuer)))?;
+                revocations
+                    .files
+                    .push((path.clone(), list.number, list.revoked.len()));
+                revocations
+                    .serials
+                    .extend(list.revoked.into_iter().map(|r| r.serial));
+                crls.push(der);
+            }
+        }
+        self.crls = crls;
+        self.revocations = Arc::new(revocations);
+        Ok(self)
+    }
+
+    /// Checks one CRL the way a handshake will: this identity's own
+    /// certificate, verified with only that CRL, must pass.
+    fn check_crl(&self, der: &CertificateRevocationListDer<'static>) -> Result<(), String> {
+        let verifier = WebPkiClientVerifier::builder_with_provider(self.roots.clone(), provider())
+            .with_crls([der.clone()])
+            .only_check_end_entity_revocation()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let ca = self.ca_path.display();
+        match verifier.verify_client_cert(&self.chain[0], &self.chain[1..], UnixTime::now()) {
+            Ok(_) => Ok(()),
+            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked)) => Err(format!(
+                "revokes this node's own certificate (serial {}); issue the node a new one before loading this CRL",
+                self.serial
+            )),
+            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownRevocationStatus)) => {
+                Err(format!("is not a CRL of the CA in {ca}"))
+            }
+            Err(e) => Err(format!("does not verify against the CA in {ca}: {e}")),
+        }
+    }
+
     fn rustls_error(&self, error: rustls::Error) -> TlsError {
         TlsError::Rustls {
             cert: self.cert_path.clone(),
@@ -178,11 +330,30 @@ impl TlsIdentity {
         }
     }
 
-    /// A server config that demands a client certificate from this CA.
-    pub fn server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
-        let verifier = WebPkiClientVerifier::builder_with_provider(self.roots.clone(), provider())
+    /// A server config that demands a client certificate from this CA,
+    /// not revoked by the loaded CRLs; `on_refusal` hears of every client
+    /// certificate refused.
+    pub fn server_config(
+        &self,
+        on_refusal: Option<OnRefusal>,
+    ) -> Result<Arc<ServerConfig>, TlsError> {
+        let mut builder =
+            WebPkiClientVerifier::builder_with_provider(self.roots.clone(), provider());
+        if !self.crls.is_empty() {
+            builder = builder
+                .with_crls(self.crls.iter().cloned())
+                .only_check_end_entity_revocation();
+        }
+        let webpki = builder
             .build()
             .map_err(|e| self.rustls_error(rustls::Error::General(e.to_string())))?;
+        let verifier: Arc<dyn ClientCertVerifier> = match on_refusal {
+            None => webpki,
+            Some(on_refusal) => Arc::new(ReportingClientVerifier {
+                inner: webpki,
+                on_refusal,
+            }),
+        };
         let mut config = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| self.rustls_error(e))?
@@ -196,7 +367,14 @@ impl TlsIdentity {
     /// A client config that presents this identity and accepts only a node
     /// of this consortium as the server.
     pub fn client_config(&self, expected: ExpectedServer) -> Result<Arc<ClientConfig>, TlsError> {
-        let webpki = WebPkiServerVerifier::builder_with_provider(self.roots.clone(), provider())
+        let mut builder =
+            WebPkiServerVerifier::builder_with_provider(self.roots.clone(), provider());
+        if !self.crls.is_empty() {
+            builder = builder
+                .with_crls(self.crls.iter().cloned())
+                .only_check_end_entity_revocation();
+        }
+        let webpki = builder
             .build()
             .map_err(|e| self.rustls_error(rustls::Error::General(e.to_string())))?;
         let verifier = SpiffeServerVerifier {
@@ -303,6 +481,78 @@ impl ServerCertVerifier for SpiffeServerVerifier {
     }
 }
 
+/// webpki's client certificate checks, reporting each refusal with the
+/// identity and serial the certificate claims (never anything else).
+struct ReportingClientVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    on_refusal: OnRefusal,
+}
+
+impl fmt::Debug for ReportingClientVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReportingClientVerifier")
+            .field("inner", &self.inner)
+            .finish()
+    }
+}
+
+impl ClientCertVerifier for ReportingClientVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.inner
+            .verify_client_cert(end_entity, intermediates, now)
+            .inspect_err(|error| {
+                (self.on_refusal)(&Refusal {
+                    id: SpiffeId::from_certificate_der(end_entity).ok(),
+                    serial: Serial::of_certificate(end_entity).ok(),
+                    revoked: matches!(
+                        error,
+                        rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked)
+                    ),
+                    reason: error.to_string(),
+                })
+            })
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
 /// A server-side mutual-TLS connection, which tells tonic who is on the
 /// other end: the SPIFFE id is read once per connection, at accept, and
 /// every request on it carries the [`PeerIdentity`] in its extensions.
@@ -319,20 +569,23 @@ pub struct PeerIdentity {
     pub remote: Option<std::net::SocketAddr>,
     /// The client certificate's SPIFFE id, or why there is none.
     pub id: Result<SpiffeId, IdentityError>,
+    /// The client certificate's serial, to check against CRLs loaded
+    /// after the connection was made.
+    pub serial: Option<Serial>,
 }
 
 impl MtlsStream {
     /// Wraps a completed server-side handshake.
     pub fn new(inner: tokio_rustls::server::TlsStream<tokio::net::TcpStream>) -> Self {
         let (tcp, session) = inner.get_ref();
-        let id = session
-            .peer_certificates()
-            .and_then(|certs| certs.first())
+        let leaf = session.peer_certificates().and_then(|certs| certs.first());
+        let id = leaf
             .ok_or(IdentityError::NoSpiffeSan)
             .and_then(|leaf| SpiffeId::from_certificate_der(leaf));
         let peer = PeerIdentity {
             remote: tcp.peer_addr().ok(),
             id,
+            serial: leaf.and_then(|leaf| Serial::of_certificate(leaf).ok()),
         };
         MtlsStream { inner, peer }
     }

@@ -5,6 +5,10 @@
 //! identity, never on IP addresses or common names. A [`SpiffeId`] can be
 //! built by parsing such a URI (for configuration and for the dev PKI) or
 //! from a certificate; either way it has passed the same checks.
+//!
+//! A certificate is revoked by its [`Serial`] in a CRL signed by the
+//! consortium CA; [`RevocationList::parse`] reads one (its signature is
+//! checked by the TLS verifier that uses it, not here).
 
 use std::fmt;
 use std::str::FromStr;
@@ -84,6 +88,131 @@ pub enum IdentityError {
     /// The certificate has more than one SPIFFE URI SAN.
     #[error("certificate carries {0} spiffe:// URI SANs; exactly one is allowed")]
     SeveralSpiffeSans(usize),
+    /// A serial number given as text is not hexadecimal.
+    #[error("serial {0:?} is not a hexadecimal number (like 4a:1f:… or 4a1f…)")]
+    BadSerial(String),
+    /// A CRL could not be parsed.
+    #[error("not a valid X.509 CRL: {0}")]
+    BadCrl(String),
+}
+
+/// A certificate's serial number, as a positive DER integer's bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Serial(Vec<u8>);
+
+impl Serial {
+    /// The serial of big-endian `bytes`, in the minimal form DER uses
+    /// (so that a serial read from a certificate and one read from a CRL
+    /// compare equal).
+    pub fn from_bytes(bytes: &[u8]) -> Serial {
+        let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
+        let mut minimal = bytes[start..].to_vec();
+        if minimal.first().is_none_or(|b| *b >= 0x80) {
+            minimal.insert(0, 0);
+        }
+        Serial(minimal)
+    }
+
+    /// The serial of a DER-encoded certificate.
+    pub fn of_certificate(der: &[u8]) -> Result<Serial, IdentityError> {
+        let (_, cert) = X509Certificate::from_der(der)
+            .map_err(|e| IdentityError::BadCertificate(e.to_string()))?;
+        Ok(Serial::from_bytes(cert.raw_serial()))
+    }
+
+    /// Parses hex, with or without `:` separators or a `0x` prefix.
+    pub fn parse_hex(text: &str) -> Result<Serial, IdentityError> {
+        let bad = || IdentityError::BadSerial(text.chars().take(80).collect());
+        let digits: String = text
+            .trim()
+            .trim_start_matches("0x")
+            .chars()
+            .filter(|c| *c != ':')
+            .collect();
+        if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(bad());
+        }
+        let padded = if digits.len() % 2 == 1 {
+            format!("0{digits}")
+        } else {
+            digits
+        };
+        let bytes = (0..padded.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&padded[i..i + 2], 16).map_err(|_| bad()))
+            .collect::<Result<Vec<u8>, _>>()?;
+        Ok(Serial::from_bytes(&bytes))
+    }
+
+    /// The bytes, minimal and positive.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Display for Serial {
+    /// Lowercase hex pairs separated by `:`, as `openssl x509 -serial`
+    /// shows them (without its leading zero byte).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bytes = match self.0.as_slice() {
+            [0, rest @ ..] if !rest.is_empty() => rest,
+            all => all,
+        };
+        for (i, b) in bytes.iter().enumerate() {
+            if i > 0 {
+                f.write_str(":")?;
+            }
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// One revoked certificate in a CRL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revoked {
+    /// Its serial.
+    pub serial: Serial,
+    /// When it was revoked, in Unix seconds.
+    pub revoked_at: i64,
+    /// The RFC 5280 reason code, if given.
+    pub reason: Option<u8>,
+}
+
+/// What a certificate revocation list says (not yet checked against its
+/// issuer: the TLS verifier does that).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationList {
+    /// The issuer's distinguished name, as text.
+    pub issuer: String,
+    /// The CRL number, if it has one that fits 64 bits.
+    pub number: Option<u64>,
+    /// When it was issued, in Unix seconds.
+    pub this_update: i64,
+    /// The certificates it revokes.
+    pub revoked: Vec<Revoked>,
+}
+
+impl RevocationList {
+    /// Parses a DER-encoded CRL.
+    pub fn parse(der: &[u8]) -> Result<RevocationList, IdentityError> {
+        let (_, crl) =
+            x509_parser::parse_x509_crl(der).map_err(|e| IdentityError::BadCrl(e.to_string()))?;
+        let number = crl.crl_number().and_then(|n| u64::try_from(n.clone()).ok());
+        Ok(RevocationList {
+            issuer: crl.issuer().to_string(),
+            number,
+            this_update: crl.last_update().timestamp(),
+            revoked: crl
+                .iter_revoked_certificates()
+                .map(|r| Revoked {
+                    serial: Serial::from_bytes(r.raw_serial()),
+                    revoked_at: r.revocation_date.timestamp(),
+                    reason: r.reason_code().map(|(_, code)| code.0),
+                })
+                .collect(),
+        })
+    }
 }
 
 /// A validated `spiffe://<consortium>/org/<org>/<role>` identity.
@@ -224,6 +353,28 @@ mod tests {
             let err = input.parse::<SpiffeId>().unwrap_err().to_string();
             assert!(err.contains(expected), "{input}: {err}");
         }
+    }
+
+    #[test]
+    fn serials_compare_in_their_minimal_form_and_print_as_hex_pairs() {
+        let a = Serial::parse_hex("4A:1F:00").unwrap();
+        let b = Serial::from_bytes(&[0, 0, 0x4a, 0x1f, 0]);
+        assert_eq!(a, b);
+        assert_eq!(a.to_string(), "4a:1f:00");
+        // A high first bit takes a leading zero in DER, as in a certificate.
+        let high = Serial::parse_hex("0x8001").unwrap();
+        assert_eq!(high.as_bytes(), [0, 0x80, 1]);
+        assert_eq!(high.to_string(), "80:01");
+        assert_eq!(Serial::parse_hex("abc").unwrap().as_bytes(), [0x0a, 0xbc]);
+        for bad in ["", "xyz", "12 34", "0x"] {
+            assert!(Serial::parse_hex(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn garbage_crl_is_an_error_not_a_panic() {
+        let err = RevocationList::parse(b"\x30\x03\x02\x01").unwrap_err();
+        assert!(matches!(err, IdentityError::BadCrl(_)), "{err}");
     }
 
     #[test]

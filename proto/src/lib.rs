@@ -43,7 +43,7 @@ pub mod pb;
 pub mod table;
 pub mod taxonomy;
 
-pub use identity::{IdentityError, Role, SpiffeId};
+pub use identity::{IdentityError, RevocationList, Role, Serial, SpiffeId};
 
 /// Lowercase hex of `bytes`: exchange ids, digests and key ids in logs,
 /// JSON and key strings.

@@ -11,6 +11,7 @@ use pluis_proto::table::Flags;
 use pluis_proto::taxonomy::LifeDomain;
 
 use crate::auth::Caller;
+use crate::live::Live;
 use crate::matching::{ask_all, exchange_id, gather, Fetch, PEER_DEADLINE};
 use crate::policy::{Assessment, Purpose};
 use crate::tables::{add_flags, View};
@@ -32,9 +33,8 @@ impl CoordinatorService {
     }
 
     /// The purpose, if this node's coordinators may ask for it.
-    fn own_purpose(&self, name: &str) -> Result<Purpose, Status> {
-        self.state
-            .purposes
+    fn own_purpose(live: &Live, name: &str) -> Result<Purpose, Status> {
+        live.purposes()
             .iter()
             .find(|p| p.name == name)
             .cloned()
@@ -180,7 +180,9 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         let coordinator = caller_id(&request);
         let request = request.into_inner();
         let state = self.state.clone();
-        let purpose = self.own_purpose(&request.purpose)?;
+        let live = state.live();
+        let purpose = Self::own_purpose(&live, &request.purpose)?;
+        state.metrics.case_query();
         if request.subjects.is_empty() {
             return Err(Status::invalid_argument("subjects: at least one is needed"));
         }
@@ -222,7 +224,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         async move {
             // Every partner at once, each under its own deadline.
             let asks = ask_all(
-                &state.peers,
+                &live.peers,
                 &state.audit,
                 &purpose,
                 &keys,
@@ -288,7 +290,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
                 } else {
                     subject.label.clone()
                 };
-                subjects.push(domains.result(label, &state.assessment));
+                subjects.push(domains.result(label, live.assessment()));
             }
             let served = outcomes
                 .iter()
@@ -321,7 +323,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             Ok(Response::new(pb::MatchResponse {
                 query_id: query_id.to_vec(),
                 subjects,
-                case_total: Some(total.result("case (all subjects)".into(), &state.assessment)),
+                case_total: Some(total.result("case (all subjects)".into(), live.assessment())),
                 peers: outcomes,
             }))
         }
@@ -335,7 +337,8 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
     ) -> Result<Response<pb::ScreenResponse>, Status> {
         let coordinator = caller_id(&request);
         let request = request.into_inner();
-        let purpose = self.own_purpose(&request.purpose)?;
+        let live = self.state.live();
+        let purpose = Self::own_purpose(&live, &request.purpose)?;
         let min_domains = if request.min_domains == 0 {
             3
         } else {
@@ -354,7 +357,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         let span = tracing::info_span!("screening", purpose = %purpose.name, keys = keys.len(), min_domains);
         async move {
             let answers = gather(ask_all(
-                &state.peers,
+                &live.peers,
                 &state.audit,
                 &purpose,
                 &keys,
@@ -386,7 +389,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
                 .into_iter()
                 .filter(|(_, d)| d.0.len() as u32 >= min_domains)
                 .map(|(local_ref, d)| {
-                    let result = d.result(String::new(), &state.assessment);
+                    let result = d.result(String::new(), live.assessment());
                     pb::ScreenHit {
                         local_ref,
                         domains: result.domains,
@@ -426,7 +429,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         _request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
         let state = &self.state;
-        let peers = state.peers.check_all().await;
+        let peers = state.live().peers.check_all().await;
         Ok(Response::new(pb::StatusResponse {
             org: state.id.org().to_owned(),
             consortium: state.id.consortium().to_owned(),

@@ -2,6 +2,7 @@
 //! between wire types and the node's domain, and leave authorisation to
 //! [`crate::auth`], which has run before any handler is reached.
 
+pub mod admin;
 pub mod audit;
 pub mod coordinator;
 pub mod partner;

@@ -19,6 +19,8 @@ use tracing::Instrument;
 
 use crate::auth::Caller;
 use crate::epochs::now_secs;
+use crate::live::Live;
+use crate::metrics::{Metrics, Outcome};
 use crate::node::NodeState;
 use crate::policy::{decide_evaluate, decide_table, Ask};
 use crate::tables::View;
@@ -51,6 +53,14 @@ impl PartnerService {
         self.state.denials.fetch_add(1, Ordering::Relaxed);
         Status::permission_denied(message)
     }
+
+    /// Counts an exchange for the metrics page, labelled only with names
+    /// from this node's own config.
+    fn count(&self, live: &Live, peer: &str, purpose: &str, outcome: Outcome) {
+        let peer = Metrics::known(peer, live.policies.keys().map(String::as_str));
+        let purpose = Metrics::known(purpose, live.purposes().iter().map(|p| p.name.as_str()));
+        self.state.metrics.exchange(peer, purpose, outcome);
+    }
 }
 
 fn caller<T>(request: &Request<T>) -> Result<pluis_proto::SpiffeId, Status> {
@@ -76,9 +86,11 @@ fn context(context: Option<pb::ExchangeContext>) -> Result<(pb::ExchangeContext,
 }
 
 impl PartnerService {
-    /// Logs a refusal (durably) and makes its status.
+    /// Logs a refusal (durably), counts it and makes its status.
+    #[allow(clippy::too_many_arguments)]
     async fn refuse(
         &self,
+        live: &Live,
         caller: &pluis_proto::SpiffeId,
         ctx: &pb::ExchangeContext,
         keys: u64,
@@ -87,6 +99,7 @@ impl PartnerService {
         message: String,
     ) -> Status {
         tracing::warn!(rule, "exchange denied");
+        self.count(live, caller.org(), &ctx.purpose, Outcome::Denied);
         let entry = pb::AuditEntry {
             keys_asked: keys,
             detail: format!("denied by policy rule {rule}"),
@@ -144,9 +157,13 @@ impl pb::partner_server::Partner for PartnerService {
         let (ctx, exchange) = context(request.context)?;
         let keys = request.blinded.len() as u64;
         let span = tracing::info_span!("evaluate", %exchange, %peer, purpose = %ctx.purpose, keys);
+        let started = std::time::Instant::now();
         async move {
             let state = &self.state;
-            let policy = state.policies.get(&peer);
+            // The policy in force when the request came; a reload during
+            // it changes the next request, not this one.
+            let live = state.live();
+            let policy = live.policies.get(&peer);
             let day = crate::cli::today().to_julian_day();
             let used_today = state
                 .store
@@ -160,7 +177,7 @@ impl pb::partner_server::Partner for PartnerService {
             };
             if let Err(denial) = decide_evaluate(policy, ask) {
                 return Err(self
-                    .refuse(&caller, &ctx, keys, &request_digest, denial.rule, denial.to_string())
+                    .refuse(&live, &caller, &ctx, keys, &request_digest, denial.rule, denial.to_string())
                     .await);
             }
             let (epoch, key) = state
@@ -254,6 +271,7 @@ impl pb::partner_server::Partner for PartnerService {
                 Err(used) => {
                     return Err(self
                         .refuse(
+                            &live,
                             &caller,
                             &ctx,
                             keys,
@@ -268,6 +286,8 @@ impl pb::partner_server::Partner for PartnerService {
             };
             let table_size = response.table_size;
             state.exchanges.fetch_add(1, Ordering::Relaxed);
+            self.count(&live, &peer, &ctx.purpose, Outcome::Served);
+            state.metrics.evaluate.observe(started.elapsed());
             tracing::info!(epoch, table_size, log_index = index, "exchange served");
             Ok(Response::new(response))
         }
@@ -289,8 +309,9 @@ impl pb::partner_server::Partner for PartnerService {
         let span = tracing::info_span!("get_table", %exchange, %peer, purpose = %ctx.purpose, prefix_bits = request.prefix_bits);
         async move {
             let state = self.state.clone();
+            let live = state.live();
             let policy = match decide_table(
-                state.policies.get(&peer),
+                live.policies.get(&peer),
                 &peer,
                 &ctx.purpose,
                 request.prefix_bits,
@@ -299,6 +320,7 @@ impl pb::partner_server::Partner for PartnerService {
                 Err(denial) => {
                     return Err(self
                         .refuse(
+                            &live,
                             &caller,
                             &ctx,
                             0,

@@ -189,6 +189,11 @@ impl Store {
         Ok(self.log.size())
     }
 
+    /// The log's size on disk, in bytes of entries.
+    pub fn audit_bytes(&self) -> u64 {
+        self.log.bytes()
+    }
+
     /// Up to `limit` entries from `start`, with their indexes.
     pub fn audit_entries(
         &self,

@@ -256,6 +256,12 @@ impl LogFile {
         self.size.load(Ordering::Acquire)
     }
 
+    /// Bytes of the entries file in use (frames, without the zeros
+    /// written ahead).
+    pub fn bytes(&self) -> u64 {
+        crate::lock(&self.tail).end
+    }
+
     /// Appends `bytes` as the next entry (not yet synced); returns its
     /// index. On failure nothing is appended.
     pub fn append(&self, bytes: &[u8]) -> Result<u64, LogFileError> {

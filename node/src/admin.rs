@@ -1,0 +1,174 @@
+//! The admin socket: how an operator's `pluis-node import`, `reload`,
+//! `signals` and `forget` reach a node that is serving, without stopping
+//! it.
+//!
+//! A serving node holds its store (one process at a time), so these
+//! commands hand their work to the node instead, over gRPC on a Unix
+//! socket in its data directory, `data_dir/admin.sock`. The socket is
+//! mode 0600 in a directory that is 0700, and the node also refuses any
+//! caller whose Unix user is neither its own nor root: only the node's
+//! operator can reach it, and it never listens on the network. Plain h2 on
+//! the socket, no TLS: nothing leaves the machine.
+//!
+//! The commands look for the socket first and fall back to opening the
+//! store themselves when no node answers on it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pluis_proto::pb::admin_client::AdminClient;
+use pluis_proto::pb::admin_server::AdminServer;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::oneshot;
+use tonic::transport::server::UdsConnectInfo;
+use tonic::transport::{Channel, Endpoint, Server};
+use tonic::{Request, Status};
+
+use crate::node::NodeState;
+use crate::service::admin::AdminService;
+
+/// The socket's name in the data directory.
+pub const SOCKET: &str = "admin.sock";
+
+/// How long a command waits to connect to the socket.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The admin socket of the node whose data is in `data_dir`.
+pub fn socket_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(SOCKET)
+}
+
+/// The admin socket being served; [`AdminSocket::stop`] closes it.
+pub struct AdminSocket {
+    path: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl AdminSocket {
+    /// Stops serving and removes the socket file.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Serves the Admin service on `data_dir/admin.sock`. A node that cannot
+/// make the socket still serves its partners; it says why, and the
+/// commands then fail with "store in use" as before.
+pub async fn serve(state: Arc<NodeState>) -> Option<AdminSocket> {
+    let data_dir = state.live().config.data_dir.clone();
+    let path = socket_path(&data_dir);
+    let (listener, owner) = match bind(&path) {
+        Ok(bound) => bound,
+        Err(e) => {
+            tracing::warn!(socket = %path.display(), error = %e, "no admin socket: live import, reload and erasure need a restart of the node");
+            return None;
+        }
+    };
+    let (stop, stopped) = oneshot::channel::<()>();
+    let incoming = async_stream_of(listener);
+    let service = AdminServer::with_interceptor(AdminService::new(state), move |request| {
+        same_user(owner, request)
+    });
+    let task = tokio::spawn(async move {
+        let served = Server::builder()
+            .add_service(service)
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = stopped.await;
+            })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %crate::error_chain(&e), "admin socket failed");
+        }
+    });
+    tracing::info!(socket = %path.display(), "admin socket ready");
+    Some(AdminSocket {
+        path,
+        stop: Some(stop),
+        task,
+    })
+}
+
+/// Binds the socket under a temporary name, makes it 0600, then moves it
+/// into place, so it is never reachable with a looser mode. A socket file
+/// left by a node that was killed is replaced: the store's lock, which
+/// this node holds, says no other node serves this data directory.
+fn bind(path: &Path) -> std::io::Result<(UnixListener, u32)> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let temporary = path.with_extension(format!("sock.{}", std::process::id()));
+    let _ = std::fs::remove_file(&temporary);
+    let listener = UnixListener::bind(&temporary)?;
+    std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o600))?;
+    let owner = std::fs::metadata(&temporary)?.uid();
+    std::fs::rename(&temporary, path)?;
+    Ok((listener, owner))
+}
+
+fn async_stream_of(
+    listener: UnixListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<UnixStream>> {
+    tokio_stream::wrappers::UnixListenerStream::new(listener)
+}
+
+/// Lets through only callers running as the node's own Unix user (or root).
+fn same_user(owner: u32, request: Request<()>) -> Result<Request<()>, Status> {
+    let uid = request
+        .extensions()
+        .get::<UdsConnectInfo>()
+        .and_then(|info| info.peer_cred)
+        .map(|cred| cred.uid());
+    match uid {
+        Some(uid) if uid == owner || uid == 0 => Ok(request),
+        Some(uid) => {
+            tracing::warn!(uid, "admin call refused: another Unix user");
+            Err(Status::permission_denied(format!(
+                "the admin socket serves Unix user {owner} (the node's own) only, not {uid}"
+            )))
+        }
+        None => Err(Status::permission_denied(
+            "the admin socket could not tell who is calling",
+        )),
+    }
+}
+
+/// The Unix user on the other end of an admin call, for audit entries.
+pub fn caller_uid<T>(request: &Request<T>) -> Option<u32> {
+    request
+        .extensions()
+        .get::<UdsConnectInfo>()
+        .and_then(|info| info.peer_cred)
+        .map(|cred| cred.uid())
+}
+
+/// A client of the running node's admin socket, if a node answers on it.
+/// `None`: no node serves `data_dir` (no socket, or one a stopped node
+/// left behind).
+pub async fn connect(data_dir: &Path) -> Option<AdminClient<Channel>> {
+    let path = socket_path(data_dir);
+    if !path.exists() {
+        return None;
+    }
+    // The URI is a placeholder: every connection goes to the socket.
+    let endpoint = Endpoint::from_static("http://[::1]:1").connect_timeout(CONNECT_TIMEOUT);
+    let target = path.clone();
+    let connector = tower::service_fn(move |_: tonic::transport::Uri| {
+        let target = target.clone();
+        async move {
+            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                UnixStream::connect(target).await?,
+            ))
+        }
+    });
+    match endpoint.connect_with_connector(connector).await {
+        Ok(channel) => Some(AdminClient::new(channel).max_decoding_message_size(64 << 20)),
+        Err(e) => {
+            tracing::debug!(socket = %path.display(), error = %crate::error_chain(&e), "no node answers on the admin socket");
+            None
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! The part of a node that can change while it serves: its policy, peers,
+//! TLS material and CRLs, all read from the config file.
+//!
+//! A [`Live`] is made whole and checked before it is used: config parsed,
+//! certificate and key loaded (the same SPIFFE id as at start), CRLs
+//! checked against the CA, peer channels made. A reload swaps the whole of
+//! it in one step, so a request sees the old policy or the new one, never
+//! part of each. Requests take their `Live` once and keep it: an exchange
+//! in flight finishes under the policy it started with, on the
+//! connections it started on.
+//!
+//! What a running node cannot change — its identity, listen address,
+//! data directory, epochs, metrics address — a reload refuses, naming the
+//! key ([`Config::check_reload`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use pluis_proto::pb;
+use pluis_proto::taxonomy::Taxonomy;
+use pluis_proto::Role;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::{load_taxonomy, Config};
+use crate::node::{NodeError, NodeState};
+use crate::peers::Peers;
+use crate::policy::{Assessment, PeerPolicy, Purpose};
+use crate::tables::View;
+use crate::tls::{OnRefusal, TlsIdentity};
+
+/// A node's policy, peers and TLS material, as one config file gives them.
+pub struct Live {
+    /// The config it was made from.
+    pub config: Config,
+    /// This node's certificate, key, CA and CRLs.
+    pub identity: TlsIdentity,
+    /// The partner nodes, with channels made with this identity.
+    pub peers: Peers,
+    /// What each peer may ask of this node.
+    pub policies: BTreeMap<String, PeerPolicy>,
+    /// The signal taxonomy in force.
+    pub taxonomy: Arc<Taxonomy>,
+    /// Accepts new connections with this identity and these CRLs.
+    pub acceptor: TlsAcceptor,
+}
+
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Live")
+            .field("config", &self.config.source)
+            .field("identity", &self.identity)
+            .finish()
+    }
+}
+
+impl Live {
+    /// Loads and checks everything `config` names. `on_refusal` hears of
+    /// every client certificate the server refuses.
+    pub fn load(config: Config, on_refusal: OnRefusal) -> Result<Live, NodeError> {
+        let tls = &config.tls;
+        let identity =
+            TlsIdentity::load(&tls.ca, &tls.cert, &tls.key, Role::Node)?.with_crls(&tls.crls)?;
+        if identity.id().org() != config.org {
+            return Err(NodeError::WrongOrg {
+                path: tls.cert.clone(),
+                id: identity.id().clone(),
+                org: config.org.clone(),
+            });
+        }
+        let peers = Peers::new(&config.peers, &identity)?;
+        let taxonomy = Arc::new(load_taxonomy(config.taxonomy.as_deref())?);
+        let acceptor = TlsAcceptor::from(identity.server_config(Some(on_refusal))?);
+        Ok(Live {
+            policies: config
+                .peers
+                .iter()
+                .map(|p| (p.org.clone(), p.policy.clone()))
+                .collect(),
+            identity,
+            peers,
+            taxonomy,
+            acceptor,
+            config,
+        })
+    }
+
+    /// The purposes this node's coordinators may ask for.
+    pub fn purposes(&self) -> &[Purpose] {
+        &self.config.purposes
+    }
+
+    /// The advice per number of life domains.
+    pub fn assessment(&self) -> &Assessment {
+        &self.config.assessment
+    }
+
+    /// The table views of the peers that may ask for anything at all.
+    pub fn views(&self) -> Vec<View> {
+        let views: BTreeSet<View> = self
+            .policies
+            .values()
+            .filter(|p| !p.purposes.is_empty())
+            .map(View::of)
+            .collect();
+        views.into_iter().collect()
+    }
+
+    /// The `policy loaded` audit entry for this config.
+    pub fn policy_entry(&self, state: &NodeState, why: &str) -> pb::AuditEntry {
+        pb::AuditEntry {
+            request_digest: self.config.digest.to_vec(),
+            detail: format!(
+                "config sha256; {why}; peers={} purposes={} cert={} revoked={}",
+                self.config.peers.len(),
+                self.config.purposes.len(),
+                self.identity.serial(),
+                self.identity.revocations().len(),
+            ),
+            ..state.audit.entry(pb::audit_entry::Kind::PolicyLoaded)
+        }
+    }
+}
+
+/// What a reload put in force.
+#[derive(Debug, Clone)]
+pub struct Reloaded {
+    /// SHA-256 of the config file now in force.
+    pub digest: [u8; 32],
+    /// Peers, purposes, certificate, CRLs: one line.
+    pub detail: String,
+}
+
+/// Reads the config file again and, if all of it is good and nothing
+/// fixed changed, puts it in force: tables for new views are made first
+/// (at background priority), then the whole [`Live`] is swapped and a
+/// `policy loaded` entry logged. On any error the old one stays in force.
+pub async fn reload(state: &Arc<NodeState>) -> Result<Reloaded, NodeError> {
+    let _one_at_a_time = state.operations.lock().await;
+    let outcome = reload_now(state).await;
+    match &outcome {
+        Ok(reloaded) => {
+            state.metrics.reload("loaded");
+            tracing::info!(
+                sha256 = %pluis_proto::hex(&reloaded.digest),
+                detail = %reloaded.detail,
+                "policy reloaded"
+            );
+        }
+        Err(e) => {
+            state.metrics.reload("refused");
+            tracing::error!(error = %e, "policy reload refused; the previous policy stays in force");
+        }
+    }
+    outcome
+}
+
+async fn reload_now(state: &Arc<NodeState>) -> Result<Reloaded, NodeError> {
+    let current = state.live();
+    let config = Config::load(&current.config.source)?;
+    current.config.check_reload(&config)?;
+    let live = Live::load(config, state.on_refusal())?;
+    if live.identity.id() != &state.id {
+        return Err(NodeError::WrongOrg {
+            path: live.config.tls.cert.clone(),
+            id: live.identity.id().clone(),
+            org: state.id.org().to_owned(),
+        });
+    }
+    // Tables for views this policy adds, before it is in force.
+    let views = live.views();
+    let prepared = {
+        let state = state.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::background::run(|| state.prepare_tables(&state.store.snapshot(), &views))
+        })
+        .await
+        .map_err(|_| NodeError::Serve("table task failed".into()))??
+    };
+    state.tables.install(prepared);
+    let live = Arc::new(live);
+    state.set_live(live.clone());
+    let entry = live.policy_entry(state, "reload");
+    state.audit.record(&entry).await?;
+    Ok(Reloaded {
+        digest: live.config.digest,
+        detail: entry.detail,
+    })
+}
