@@ -29,6 +29,8 @@ pub struct LocalNode {
     pub url: String,
     /// Its config file.
     pub config: PathBuf,
+    /// Where it serves metrics, if its config asks for them.
+    pub metrics: Option<SocketAddr>,
     listener: Option<TcpListener>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), NodeError>>>,
@@ -38,7 +40,8 @@ impl LocalNode {
     /// Loads the config and serves on `listener` in a task of its own.
     fn start(&mut self, listener: TcpListener) -> anyhow::Result<()> {
         let config = Config::load(&self.config)?;
-        let server = Node::new(config)?;
+        let mut server = Node::new(config)?;
+        self.metrics = server.bind_metrics()?;
         let (stop, stopped) = oneshot::channel::<()>();
         self.stop = Some(stop);
         self.task = Some(tokio::spawn(server.serve(listener, async {
@@ -124,6 +127,7 @@ impl LocalConsortium {
                 addr: *addr,
                 url: format!("https://{addr}"),
                 config,
+                metrics: None,
                 listener: None,
                 stop: None,
                 task: None,
@@ -225,12 +229,13 @@ impl<'a> PeerEntry<'a> {
 /// A node config as an operator would write it, paths relative to it.
 ///
 /// Every peer may ask for the one purpose, `exploitation-assessment`, and
-/// see every domain at domain granularity, with the default budgets.
+/// see every domain at domain granularity, with the default budgets. The
+/// node loads the consortium's CRL (`../crl.pem`, written by `certs init`).
 pub fn node_config(org: &str, listen: SocketAddr, peers: &[PeerEntry<'_>]) -> String {
     let mut text = format!(
         "# Pluis node of {org}\norg = \"{org}\"\nlisten = \"{listen}\"\ndata_dir = \"data\"\n\n\
          [[purposes]]\nname = \"{PURPOSE}\"\nlegal_basis = \"{LEGAL_BASIS}\"\n\n\
-         [tls]\nca = \"../ca.pem\"\ncert = \"node.pem\"\nkey = \"node.key\"\n"
+         [tls]\nca = \"../ca.pem\"\ncert = \"node.pem\"\nkey = \"node.key\"\ncrls = [\"../crl.pem\"]\n"
     );
     for peer in peers {
         text.push_str(&format!(

@@ -190,6 +190,48 @@ enum CertsCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Issue a new certificate and key for one identity from the dev CA
+    /// (a replacement laptop, a node's rotated key); by default over the
+    /// identity's usual files.
+    Issue {
+        /// The dev PKI directory (its ca.pem and ca.key).
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// The organisation.
+        #[arg(long, value_name = "ORG")]
+        org: String,
+        /// node, coordinator or auditor.
+        #[arg(long, value_name = "ROLE")]
+        role: Role,
+        /// Write OUT.pem and OUT.key instead of DIR/ORG/ROLE.pem and .key.
+        #[arg(long, value_name = "OUT")]
+        out: Option<PathBuf>,
+    },
+    /// Revoke certificates: add them to the CRL signed by the dev CA
+    /// (DIR/crl.pem). Nodes that name it in `[tls] crls` refuse them once
+    /// reloaded (`pluis-node reload`, or SIGHUP).
+    #[command(group(clap::ArgGroup::new("which").required(true).multiple(true).args(["serial", "cert"])))]
+    Revoke {
+        /// The dev PKI directory (its ca.pem and ca.key).
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// A serial to revoke (hex, as `openssl x509 -serial` shows it); repeatable.
+        #[arg(long, value_name = "HEX", value_parser = parse_serial)]
+        serial: Vec<pluis_proto::Serial>,
+        /// A certificate file to revoke; repeatable.
+        #[arg(long, value_name = "FILE")]
+        cert: Vec<PathBuf>,
+        /// Why.
+        #[arg(long, value_enum, default_value = "key-compromise")]
+        reason: certs::Reason,
+        /// The CRL to extend (default: DIR/crl.pem).
+        #[arg(long, value_name = "FILE")]
+        crl: Option<PathBuf>,
+    },
+}
+
+fn parse_serial(text: &str) -> Result<pluis_proto::Serial, String> {
+    pluis_proto::Serial::parse_hex(text).map_err(|e| e.to_string())
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -203,6 +245,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     force,
                 },
         } => {
+            let issued_dir = out.clone();
             let issued = certs::init(&InitOptions {
                 out,
                 consortium,
@@ -217,6 +260,61 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             for leaf in issued.leaves {
                 println!("{}: {}", leaf.id, leaf.cert.display());
             }
+            println!("CRL (empty): {}", certs::crl_path(&issued_dir).display());
+            Ok(())
+        }
+        Command::Certs {
+            command:
+                CertsCommand::Issue {
+                    dir,
+                    org,
+                    role,
+                    out,
+                },
+        } => {
+            let issued = certs::issue(&certs::IssueOptions {
+                dir,
+                org,
+                role,
+                out,
+            })?;
+            println!(
+                "{}: {} (key {})",
+                issued.id,
+                issued.cert.display(),
+                issued.key.display()
+            );
+            Ok(())
+        }
+        Command::Certs {
+            command:
+                CertsCommand::Revoke {
+                    dir,
+                    serial,
+                    cert,
+                    reason,
+                    crl,
+                },
+        } => {
+            let revoked = certs::revoke(&certs::RevokeOptions {
+                dir,
+                serials: serial,
+                certs: cert,
+                reason,
+                crl,
+            })?;
+            for (serial, id) in &revoked.added {
+                match id {
+                    Some(id) => println!("revoked serial {serial} ({id})"),
+                    None => println!("revoked serial {serial}"),
+                }
+            }
+            println!(
+                "{}: CRL number {}, {} certificates revoked in all; reload the nodes that load it",
+                revoked.crl.display(),
+                revoked.number,
+                revoked.total
+            );
             Ok(())
         }
         Command::Status { node, tls } => {

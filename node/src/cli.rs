@@ -184,7 +184,7 @@ async fn serve(config_path: &Path) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
     let mut node = Node::new(config)?.reload_on_sighup();
     let listener = node.bind().await?;
-    let metrics = node.bind_metrics().await?;
+    let metrics = node.bind_metrics()?;
     // Stable lines on stdout, for scripts and test harnesses that bind
     // port 0 and need to know the port: first the gRPC address, then the
     // metrics address if there is one.

@@ -283,13 +283,14 @@ impl Node {
     }
 
     /// Binds the metrics address, if the config names one; returns the
-    /// address bound.
-    pub async fn bind_metrics(&mut self) -> Result<Option<SocketAddr>, NodeError> {
+    /// address bound. Call it from within the async runtime.
+    pub fn bind_metrics(&mut self) -> Result<Option<SocketAddr>, NodeError> {
         let Some(addr) = self.state.live().config.metrics_listen else {
             return Ok(None);
         };
-        let listener = TcpListener::bind(addr)
-            .await
+        let listener = std::net::TcpListener::bind(addr)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .and_then(TcpListener::from_std)
             .map_err(|error| NodeError::Bind { addr, error })?;
         if !addr.ip().is_loopback() {
             tracing::warn!(%addr, "metrics are served in plain HTTP beyond loopback; they hold no personal data, but peer names and volumes");

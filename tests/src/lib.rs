@@ -226,6 +226,8 @@ pub struct NodeProcess {
     child: Option<Child>,
     /// `https://ADDR` the node reported on stdout.
     pub url: String,
+    /// `http://ADDR/metrics`, if the node's config asks for metrics.
+    pub metrics_url: Option<String>,
     stderr: Option<std::thread::JoinHandle<Vec<u8>>>,
 }
 
@@ -262,6 +264,7 @@ impl NodeProcess {
         let mut process = NodeProcess {
             child: Some(child),
             url: String::new(),
+            metrics_url: None,
             stderr: Some(stderr),
         };
         match rx.recv_timeout(Duration::from_secs(30)) {
@@ -277,7 +280,24 @@ impl NodeProcess {
                 );
             }
         }
+        let wants_metrics = std::fs::read_to_string(config)
+            .map(|text| text.lines().any(|l| l.starts_with("metrics_listen")))
+            .unwrap_or(false);
+        if wants_metrics {
+            match rx.recv_timeout(Duration::from_secs(10)) {
+                Ok(line) => match line.strip_prefix("metrics on ") {
+                    Some(url) => process.metrics_url = Some(url.to_owned()),
+                    None => panic!("unexpected second line from pluis-node: {line:?}"),
+                },
+                Err(_) => panic!("pluis-node did not report its metrics address"),
+            }
+        }
         process
+    }
+
+    /// The process id, for signals sent from elsewhere.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("process is running").id()
     }
 
     /// Sends `signal` (`STOP`, `CONT`, …) to the running process.
@@ -333,5 +353,59 @@ impl Drop for NodeProcess {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// GETs `url` (`http://HOST:PORT/PATH`) with a plain HTTP/1.1 client over
+/// a TCP socket; returns the status code and the body.
+pub fn http_get(url: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("an http:// URL");
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
+    let mut tcp = std::net::TcpStream::connect(host).expect("metrics endpoint accepts");
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        tcp,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut response = String::new();
+    tcp.read_to_string(&mut response).expect("response");
+    let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status code");
+    (status, body.to_owned())
+}
+
+/// The value of the sample `name` (with its labels, as printed) in a
+/// Prometheus text page; 0 if the page has no such sample.
+pub fn metric(page: &str, name: &str) -> f64 {
+    page.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Polls the metrics page at `url` until `ready` holds for it (up to
+/// 60 s); returns the page.
+pub fn wait_for_metrics(url: &str, what: &str, ready: impl Fn(&str) -> bool) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        let (status, page) = http_get(url);
+        assert_eq!(status, 200, "{page}");
+        if ready(&page) {
+            return page;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "waited 60 s for {what}; metrics:\n{page}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
