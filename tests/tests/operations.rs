@@ -1,0 +1,807 @@
+//! User story: an organisation runs its node around the clock. Its
+//! operator loads the nightly export into the running node, changes the
+//! policy, locks out a stolen laptop or a partner that left, rotates the
+//! node's certificate and watches the node — all without stopping it.
+//!
+//! Real nodes on loopback with real mutual TLS (in this process, or as
+//! `pluis-node serve` processes where signals and kills are needed), the
+//! operator's own `pluis-node` commands, certificates from `pluis certs`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pluis_client::audit;
+use pluis_client::certs::{self, IssueOptions, Reason, RevokeOptions};
+use pluis_client::consortium::{LocalConsortium, PURPOSE};
+use pluis_client::matching::{query, subjects_from_args};
+use pluis_proto::pb::audit_entry::Kind;
+use pluis_proto::pb::peer_outcome::State;
+use pluis_proto::pb::{AuditEntry, MatchResponse};
+use pluis_proto::Role;
+use pluis_tests::{http_get, import_rows, metric, run_to_end, wait_for_metrics, NodeProcess};
+
+const NODE: &str = env!("CARGO_BIN_EXE_pluis-node-e2e");
+const DEADLINE: Duration = Duration::from_secs(300);
+
+fn node_cmd(args: &[&str]) -> (bool, String, String) {
+    run_to_end(Path::new(NODE), args, DEADLINE)
+}
+
+fn config_arg(c: &LocalConsortium, org: &str) -> String {
+    c.node(org).unwrap().config.display().to_string()
+}
+
+/// Signals `org`'s node holds, as `pluis-node signals --json` counts them
+/// (through the admin socket when the node runs).
+fn stored(c: &LocalConsortium, org: &str) -> u64 {
+    let (ok, stdout, stderr) = node_cmd(&["signals", "--json", "--config", &config_arg(c, org)]);
+    assert!(ok, "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    json["signals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["active"].as_u64().unwrap() + s["expired"].as_u64().unwrap())
+        .sum()
+}
+
+/// A date some days back, as import files write it.
+fn days_ago(days: i64) -> String {
+    pluis_proto::identifier::iso_date(pluis_node::cli::today() - time::Duration::days(days))
+}
+
+/// `rows` synthetic import rows for `org` (seed 31), plus `extra` lines.
+fn generated(dir: &Path, org: &str, rows: u64, extra: &str) -> PathBuf {
+    let file = dir.join(format!("{org}-{rows}.csv"));
+    let (ok, _, stderr) = node_cmd(&[
+        "gen-data",
+        "--rows",
+        &rows.to_string(),
+        "--seed",
+        "31",
+        "--org",
+        org,
+        "--out",
+        file.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    text.push_str(extra);
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+/// Which partners flagged which domains for the query's first subject.
+fn domains_of(answer: &MatchResponse, org: &str) -> Vec<String> {
+    answer.subjects[0]
+        .domains
+        .iter()
+        .filter(|d| d.orgs.iter().any(|o| o == org))
+        .map(|d| d.domain.clone())
+        .collect()
+}
+
+/// `org`'s log, exported by its auditor and verified against the key its
+/// partners pin.
+async fn log_of(c: &LocalConsortium, org: &str, url: &str, dir: &Path) -> Vec<AuditEntry> {
+    let auditor = c.tls_args(org, Role::Auditor).load(Role::Auditor).unwrap();
+    let out = dir.join(format!("{org}-{}.jsonl", std::process::id()));
+    audit::export(url, &auditor, &out).await.unwrap();
+    let config = pluis_node::Config::load(&c.node(org).unwrap().config).unwrap();
+    let key = pluis_node::audit::log_verifier(&config.data_dir, &c.name, org).unwrap();
+    audit::verify(&audit::read_bundle(&out).unwrap(), Some(&key.to_string()))
+        .expect("the log verifies against the pinned key")
+        .entries
+}
+
+/// Adds a line to the top level of a node config (before its tables).
+fn add_top_level(config: &Path, line: &str) {
+    let text = std::fs::read_to_string(config).unwrap();
+    let text = text.replacen(
+        "data_dir = \"data\"\n",
+        &format!("data_dir = \"data\"\n{line}\n"),
+        1,
+    );
+    std::fs::write(config, text).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn case_queries_keep_being_answered_while_a_live_import_lands() {
+    let dir = tempfile::tempdir().unwrap();
+    pluis_tests::install_crypto_provider();
+    let mut c = LocalConsortium::create(&dir.path().join("live"), "live", &["police", "school"])
+        .await
+        .unwrap();
+    import_rows(
+        &c,
+        "school",
+        &format!("111222333,frequent_absence,{},S-1\n", days_ago(5)),
+    );
+    c.start_all().unwrap();
+    let coordinator = Arc::new(
+        c.tls_args("police", Role::Coordinator)
+            .load(Role::Coordinator)
+            .unwrap(),
+    );
+    let police = c.node("police").unwrap().url.clone();
+    // The nightly export: 100,000 rows, and one new signal about a child
+    // the school did not know before.
+    let file = generated(
+        dir.path(),
+        "school",
+        100_000,
+        &format!("123456782,,,,frequent_absence,{},,S-NEW\n", days_ago(2)),
+    );
+    let before = query(
+        &police,
+        &coordinator,
+        PURPOSE,
+        subjects_from_args(&["bsn:123456782".into()]),
+    )
+    .await
+    .unwrap();
+    assert!(domains_of(&before, "school").is_empty());
+
+    let importing = Arc::new(AtomicBool::new(true));
+    let during = Arc::new(AtomicU64::new(0));
+    let mut clients = tokio::task::JoinSet::new();
+    for client in 0..8u64 {
+        let (police, coordinator) = (police.clone(), coordinator.clone());
+        let (importing, during) = (importing.clone(), during.clone());
+        clients.spawn(async move {
+            let mut asked = 0u64;
+            while importing.load(Ordering::Acquire) {
+                let answer = query(
+                    &police,
+                    &coordinator,
+                    PURPOSE,
+                    subjects_from_args(&["bsn:111222333".into()]),
+                )
+                .await
+                .unwrap_or_else(|e| {
+                    panic!("client {client}: a query failed during the import: {e:#}")
+                });
+                assert!(
+                    answer
+                        .peers
+                        .iter()
+                        .all(|p| p.state == State::Answered as i32),
+                    "client {client}: a partner did not answer during the import: {:?}",
+                    answer.peers
+                );
+                assert_eq!(
+                    domains_of(&answer, "school"),
+                    ["education"],
+                    "the old signal is still seen"
+                );
+                asked += 1;
+                during.fetch_add(1, Ordering::Relaxed);
+            }
+            asked
+        });
+    }
+    let config = config_arg(&c, "school");
+    let path = file.display().to_string();
+    let (ok, stdout, stderr) =
+        tokio::task::spawn_blocking(move || node_cmd(&["import", "--config", &config, &path]))
+            .await
+            .unwrap();
+    importing.store(false, Ordering::Release);
+    assert!(ok, "live import failed: {stderr}");
+    assert!(
+        stderr.contains("handing"),
+        "it went to the running node: {stderr}"
+    );
+    assert!(stdout.contains("100001 rows"), "{stdout}");
+    while let Some(done) = clients.join_next().await {
+        assert!(
+            done.unwrap() > 0,
+            "every client was answered during the import"
+        );
+    }
+    assert!(
+        during.load(Ordering::Relaxed) >= 8,
+        "queries ran while the import landed"
+    );
+
+    let after = query(
+        &police,
+        &coordinator,
+        PURPOSE,
+        subjects_from_args(&["bsn:123456782".into()]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        domains_of(&after, "school"),
+        ["education"],
+        "the new signal matches"
+    );
+    let school = log_of(&c, "school", &c.node("school").unwrap().url, dir.path()).await;
+    let imports: Vec<&AuditEntry> = school
+        .iter()
+        .filter(|e| e.kind == Kind::Import as i32)
+        .collect();
+    assert_eq!(imports.len(), 2, "the offline import and the live one");
+    assert!(
+        imports[1].actor.contains("admin socket"),
+        "{}",
+        imports[1].actor
+    );
+    c.stop().await.unwrap();
+}
+
+#[test]
+fn a_bad_live_import_stores_nothing_and_a_killed_one_leaves_the_old_or_the_new_state() {
+    let dir = tempfile::tempdir().unwrap();
+    pluis_tests::install_crypto_provider();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut c = runtime
+        .block_on(LocalConsortium::create(
+            &dir.path().join("kill"),
+            "kill",
+            &["police", "school"],
+        ))
+        .unwrap();
+    c.release_listeners();
+    let config = c.node("police").unwrap().config.clone();
+    add_top_level(&config, "metrics_listen = \"127.0.0.1:0\"");
+    let mut police = NodeProcess::spawn(Path::new(NODE), &config);
+    let mut metrics_url = police.metrics_url.clone().unwrap();
+    let c_arg = config.display().to_string();
+
+    let good = dir.path().join("good.csv");
+    std::fs::write(
+        &good,
+        format!(
+            "bsn,signal,registered_on,local_ref\n111222333,weapon_possession,{d},P-1\n123456782,weapon_possession,{d},P-2\n",
+            d = days_ago(3)
+        ),
+    )
+    .unwrap();
+    let (ok, stdout, stderr) = node_cmd(&["import", "--config", &c_arg, good.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("2 new signals"), "{stdout}");
+    assert_eq!(stored(&c, "police"), 2);
+
+    // Three bad rows: nothing stored, exactly those lines named, no values.
+    let bad = dir.path().join("bad.csv");
+    let mut csv =
+        String::from("bsn,surname,initial,birth_date,signal,registered_on,expires_on,local_ref\n");
+    for line in 2..=12 {
+        csv.push_str(&match line {
+            4 => "123456789,,,,weapon_possession,2026-03-01,,r4\n".to_owned(),
+            7 => "240000006,,,,skipping_class,2026-03-01,,r7\n".to_owned(),
+            11 => ",Jansen,J,2011-02-30,weapon_possession,2026-03-01,,r11\n".to_owned(),
+            _ => format!(
+                "{},,,,weapon_possession,2026-03-01,,r{line}\n",
+                pluis_proto::identifier::elfproef_check_digit(10_000_000 + line)
+                    .map(|d| format!("{}{d}", 10_000_000 + line))
+                    .unwrap_or_else(|| "240000006".into())
+            ),
+        });
+    }
+    std::fs::write(&bad, csv).unwrap();
+    let (ok, _, stderr) = node_cmd(&["import", "--config", &c_arg, bad.to_str().unwrap()]);
+    assert!(!ok, "an import with bad rows fails");
+    let path = bad.display().to_string();
+    let reported: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with(&format!("{path}:")))
+        .collect();
+    assert_eq!(
+        reported,
+        [
+            format!("{path}:4: bsn: fails the elfproef (11-check)"),
+            format!("{path}:7: signal: unknown signal code \"skipping_class\" (see `pluis-node taxonomy`)"),
+            format!("{path}:11: birth_date: no such date"),
+        ]
+    );
+    assert!(
+        stderr.contains("3 invalid rows; nothing was stored"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("123456789") && !stderr.contains("Jansen"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stored(&c, "police"),
+        2,
+        "nothing of the bad file was stored"
+    );
+    let page = http_get(&metrics_url).1;
+    assert_eq!(
+        metric(&page, "pluis_imports_total{outcome=\"refused\"}"),
+        1.0,
+        "{page}"
+    );
+
+    // Erasure through the running node.
+    let (ok, stdout, stderr) = node_cmd(&["forget", "--config", &c_arg, "--bsn", "123-456-782"]);
+    assert!(
+        ok && stdout.contains("erased 1 signals"),
+        "{stdout}{stderr}"
+    );
+    assert_eq!(stored(&c, "police"), 1);
+
+    // A big import, the node killed while it runs: once while the rows
+    // come in, once after they all came (staging, tables, publishing).
+    let big = generated(dir.path(), "police", 150_000, "");
+    for kill_when_all_received in [false, true] {
+        let before = stored(&c, "police");
+        let child = std::process::Command::new(NODE)
+            .args(["import", "--config", &c_arg, big.to_str().unwrap()])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for_metrics(&metrics_url, "the import to be under way", |page| {
+            let received = metric(page, "pluis_import_rows_received");
+            metric(page, "pluis_imports_running") == 1.0
+                && if kill_when_all_received {
+                    received >= 150_000.0
+                } else {
+                    received > 0.0
+                }
+        });
+        police.kill();
+        let output = pluis_tests::wait_with_deadline(child, DEADLINE);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success(),
+            "the import cannot have finished: {stderr}"
+        );
+        assert!(
+            stderr.contains("pluis-node: error:"),
+            "a clear error, not a panic: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        // Offline now: the old state, or the whole new one.
+        let after = stored(&c, "police");
+        police = NodeProcess::spawn(Path::new(NODE), &config);
+        metrics_url = police.metrics_url.clone().unwrap();
+        // The whole import, again: it stores what the killed one did not.
+        let (ok, _, stderr) = node_cmd(&["import", "--config", &c_arg, big.to_str().unwrap()]);
+        assert!(ok, "{stderr}");
+        let full_count = stored(&c, "police");
+        assert!(
+            after == before || after == full_count,
+            "after the kill: {after} signals; before {before}, whole import {full_count}"
+        );
+        let entries = runtime.block_on(log_of(&c, "police", &police.url, dir.path()));
+        assert!(entries.iter().any(|e| e.kind == Kind::Import as i32));
+        // Forget the big import again for the next round (replace with the small file).
+        let (ok, _, stderr) = node_cmd(&[
+            "import",
+            "--replace",
+            "--config",
+            &c_arg,
+            good.to_str().unwrap(),
+        ]);
+        assert!(ok, "{stderr}");
+    }
+    let output = police.terminate();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for value in ["123456789", "240000006", "111222333", "Jansen"] {
+        assert!(
+            !stderr.contains(value),
+            "{value} in the node's log:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn sighup_keeps_the_old_policy_for_a_broken_file_and_puts_a_good_one_in_force() {
+    let dir = tempfile::tempdir().unwrap();
+    pluis_tests::install_crypto_provider();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut c = runtime
+        .block_on(LocalConsortium::create(
+            &dir.path().join("hup"),
+            "hup",
+            &["police", "school"],
+        ))
+        .unwrap();
+    let d = days_ago(4);
+    import_rows(
+        &c,
+        "school",
+        &format!("111222333,frequent_absence,{d},S-1\n111222333,exhaustion,{d},S-1\n"),
+    );
+    let school_config = c.node("school").unwrap().config.clone();
+    add_top_level(&school_config, "metrics_listen = \"127.0.0.1:0\"");
+    c.release_listeners();
+    let _police = NodeProcess::spawn(Path::new(NODE), &c.node("police").unwrap().config);
+    let mut school = NodeProcess::spawn(Path::new(NODE), &school_config);
+    let metrics_url = school.metrics_url.clone().unwrap();
+    let coordinator = c
+        .tls_args("police", Role::Coordinator)
+        .load(Role::Coordinator)
+        .unwrap();
+    let police_url = format!("https://{}", c.node("police").unwrap().addr);
+    let ask = || {
+        let answer = runtime
+            .block_on(query(
+                &police_url,
+                &coordinator,
+                PURPOSE,
+                subjects_from_args(&["bsn:111222333".into()]),
+            ))
+            .unwrap();
+        domains_of(&answer, "school")
+    };
+    let mut seen = ask();
+    seen.sort();
+    assert_eq!(seen, ["education", "health"]);
+
+    // A broken file: refused, named, the old policy stays.
+    let good_text = std::fs::read_to_string(&school_config).unwrap();
+    let broken = good_text.replacen(
+        "granularity = \"domain\"",
+        "granularity = \"domain\"\nmax_keys_per_dya = 5",
+        1,
+    );
+    std::fs::write(&school_config, &broken).unwrap();
+    school.signal("HUP");
+    wait_for_metrics(&metrics_url, "the broken reload to be refused", |page| {
+        metric(page, "pluis_policy_reloads_total{outcome=\"refused\"}") == 1.0
+    });
+    let mut seen = ask();
+    seen.sort();
+    assert_eq!(
+        seen,
+        ["education", "health"],
+        "the old policy is still in force"
+    );
+
+    // Changing what a running node cannot change is refused by name.
+    let moved = good_text.replacen(
+        &c.node("school").unwrap().addr.to_string(),
+        "127.0.0.1:1",
+        1,
+    );
+    std::fs::write(&school_config, &moved).unwrap();
+    let (ok, _, stderr) = node_cmd(&["reload", "--config", school_config.to_str().unwrap()]);
+    assert!(!ok, "a new listen address is refused");
+    assert!(
+        stderr.contains("listen: changed from") && stderr.contains("restart"),
+        "{stderr}"
+    );
+
+    // A good file: the police may no longer see the school's health signals.
+    let fixed = good_text.replacen(
+        "domains = [\"safety\", \"education\", \"health\", \"social\", \"finances\", \"housing\", \"youth_care\"]",
+        "domains = [\"safety\", \"education\"]",
+        1,
+    );
+    assert_ne!(fixed, good_text);
+    std::fs::write(&school_config, &fixed).unwrap();
+    school.signal("HUP");
+    wait_for_metrics(&metrics_url, "the good reload to be in force", |page| {
+        metric(page, "pluis_policy_reloads_total{outcome=\"loaded\"}") == 1.0
+    });
+    assert_eq!(
+        ask(),
+        ["education"],
+        "the newly excluded domain is no longer revealed"
+    );
+
+    let entries = runtime.block_on(log_of(&c, "school", &school.url, dir.path()));
+    let policies: Vec<&AuditEntry> = entries
+        .iter()
+        .filter(|e| e.kind == Kind::PolicyLoaded as i32)
+        .collect();
+    assert_eq!(policies.len(), 2, "at start and at the good reload only");
+    assert_eq!(
+        policies[1].request_digest,
+        pluis_proto::log::digest(fixed.as_bytes())
+    );
+    assert!(
+        policies[1].detail.contains("reload"),
+        "{}",
+        policies[1].detail
+    );
+    let output = school.terminate();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("max_keys_per_dya") && stderr.contains("line"),
+        "the refusal names the key and line: {stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn revoked_certificates_are_refused_after_a_reload_and_fresh_ones_work() {
+    let dir = tempfile::tempdir().unwrap();
+    pluis_tests::install_crypto_provider();
+    let mut c = LocalConsortium::create(&dir.path().join("crl"), "crl", &["police", "school"])
+        .await
+        .unwrap();
+    import_rows(
+        &c,
+        "school",
+        &format!("111222333,frequent_absence,{},S-1\n", days_ago(5)),
+    );
+    import_rows(
+        &c,
+        "police",
+        &format!("111222333,weapon_possession,{},P-1\n", days_ago(5)),
+    );
+    for org in ["police", "school"] {
+        add_top_level(
+            &c.node(org).unwrap().config,
+            "metrics_listen = \"127.0.0.1:0\"",
+        );
+    }
+    c.start_all().unwrap();
+    let pki = c.dir.clone();
+    let police = c.node("police").unwrap().url.clone();
+    let school = c.node("school").unwrap().url.clone();
+    let reload = |org: &str| {
+        let (ok, stdout, stderr) = node_cmd(&["reload", "--config", &config_arg(&c, org)]);
+        assert!(ok, "reload of {org}: {stderr}");
+        stdout
+    };
+    let subject = || subjects_from_args(&["bsn:111222333".into()]);
+    let state_of = |answer: &MatchResponse, org: &str| {
+        answer
+            .peers
+            .iter()
+            .find(|p| p.org == org)
+            .map(|p| p.state)
+            .unwrap()
+    };
+
+    // A second coordinator certificate (the laptop that will be stolen).
+    let laptop_files = certs::issue(&IssueOptions {
+        dir: pki.clone(),
+        org: "police".into(),
+        role: Role::Coordinator,
+        out: Some(pki.join("police/laptop")),
+    })
+    .unwrap();
+    let laptop = pluis_node::tls::TlsIdentity::load(
+        &pki.join("ca.pem"),
+        &laptop_files.cert,
+        &laptop_files.key,
+        Role::Coordinator,
+    )
+    .unwrap();
+    let desk = c
+        .tls_args("police", Role::Coordinator)
+        .load(Role::Coordinator)
+        .unwrap();
+    assert_eq!(
+        state_of(
+            &query(&police, &laptop, PURPOSE, subject()).await.unwrap(),
+            "school"
+        ),
+        State::Answered as i32
+    );
+    // A connection the laptop holds open across the revocation.
+    let mut open = pluis_proto::pb::coordinator_client::CoordinatorClient::new(
+        pluis_client::connect::channel(&police, &laptop).unwrap(),
+    );
+    open.status(pluis_proto::pb::StatusRequest {})
+        .await
+        .unwrap();
+
+    let revoked = certs::revoke(&RevokeOptions {
+        dir: pki.clone(),
+        serials: Vec::new(),
+        certs: vec![laptop_files.cert.clone()],
+        reason: Reason::KeyCompromise,
+        crl: None,
+    })
+    .unwrap();
+    assert_eq!(revoked.total, 1);
+    assert!(reload("police").contains("revoked=1"));
+    let err = query(&police, &laptop, PURPOSE, subject())
+        .await
+        .unwrap_err();
+    let err = format!("{err:#}");
+    assert!(
+        err.contains("CertificateRevoked"),
+        "refused at the handshake: {err}"
+    );
+    let status = open
+        .status(pluis_proto::pb::StatusRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+    assert!(status.message().contains("revoked"), "{status:?}");
+    assert_eq!(
+        state_of(
+            &query(&police, &desk, PURPOSE, subject()).await.unwrap(),
+            "school"
+        ),
+        State::Answered as i32,
+        "the desk's certificate still works"
+    );
+    let police_metrics = format!(
+        "http://{}/metrics",
+        c.node("police").unwrap().metrics.unwrap()
+    );
+    let page = http_get(&police_metrics).1;
+    assert!(
+        metric(&page, "pluis_refused_total{reason=\"revoked\"}") >= 2.0,
+        "{page}"
+    );
+
+    // The school leaves the consortium: its node certificate is revoked.
+    let school_cert = pki.join("school/node.pem");
+    certs::revoke(&RevokeOptions {
+        dir: pki.clone(),
+        serials: Vec::new(),
+        certs: vec![school_cert.clone()],
+        reason: Reason::AffiliationChanged,
+        crl: None,
+    })
+    .unwrap();
+    assert!(reload("police").contains("revoked=2"));
+    let answer = query(&police, &desk, PURPOSE, subject()).await.unwrap();
+    assert_ne!(
+        state_of(&answer, "school"),
+        State::Answered as i32,
+        "the police no longer trust the school: {:?}",
+        answer.peers
+    );
+    let school_desk = c
+        .tls_args("school", Role::Coordinator)
+        .load(Role::Coordinator)
+        .unwrap();
+    let answer = query(&school, &school_desk, PURPOSE, subject())
+        .await
+        .unwrap();
+    assert_ne!(
+        state_of(&answer, "police"),
+        State::Answered as i32,
+        "the police refuse the school's node: {:?}",
+        answer.peers
+    );
+
+    // The school's node gets a new certificate (rotation) and reloads:
+    // a connection held open across it still works, and the police talk
+    // to the school again.
+    let school_auditor = c
+        .tls_args("school", Role::Auditor)
+        .load(Role::Auditor)
+        .unwrap();
+    let mut held = pluis_proto::pb::audit_client::AuditClient::new(
+        pluis_client::connect::channel(&school, &school_auditor).unwrap(),
+    );
+    held.get_checkpoint(pluis_proto::pb::GetCheckpointRequest {})
+        .await
+        .unwrap();
+    let school_metrics = format!(
+        "http://{}/metrics",
+        c.node("school").unwrap().metrics.unwrap()
+    );
+    let connections = metric(&http_get(&school_metrics).1, "pluis_connections_total");
+    certs::issue(&IssueOptions {
+        dir: pki.clone(),
+        org: "school".into(),
+        role: Role::Node,
+        out: None,
+    })
+    .unwrap();
+    assert!(reload("school").contains("revoked=2"));
+    held.get_checkpoint(pluis_proto::pb::GetCheckpointRequest {})
+        .await
+        .expect("a connection in flight survives the rotation");
+    assert_eq!(
+        metric(&http_get(&school_metrics).1, "pluis_connections_total"),
+        connections,
+        "it was the same connection, not a new one"
+    );
+    let answer = query(&police, &desk, PURPOSE, subject()).await.unwrap();
+    assert_eq!(
+        state_of(&answer, "school"),
+        State::Answered as i32,
+        "{:?}",
+        answer.peers
+    );
+    let answer = query(&school, &school_desk, PURPOSE, subject())
+        .await
+        .unwrap();
+    assert_eq!(
+        state_of(&answer, "police"),
+        State::Answered as i32,
+        "{:?}",
+        answer.peers
+    );
+    c.stop().await.unwrap();
+}
+
+#[test]
+fn the_metrics_endpoint_is_plain_http_and_its_counters_move() {
+    let dir = tempfile::tempdir().unwrap();
+    pluis_tests::install_crypto_provider();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut c = runtime
+        .block_on(LocalConsortium::create(
+            &dir.path().join("metrics"),
+            "metrics",
+            &["police", "school"],
+        ))
+        .unwrap();
+    import_rows(
+        &c,
+        "school",
+        &format!("111222333,frequent_absence,{},S-1\n", days_ago(5)),
+    );
+    let school_config = c.node("school").unwrap().config.clone();
+    add_top_level(&school_config, "metrics_listen = \"127.0.0.1:0\"");
+    c.release_listeners();
+    let _police = NodeProcess::spawn(Path::new(NODE), &c.node("police").unwrap().config);
+    let school = NodeProcess::spawn(Path::new(NODE), &school_config);
+    let url = school.metrics_url.clone().unwrap();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    let (status, before) = http_get(&url);
+    assert_eq!(status, 200);
+    assert_eq!(http_get(&url.replace("/metrics", "/other")).0, 404);
+    let served = "pluis_exchanges_total{peer=\"police\",purpose=\"exploitation-assessment\",outcome=\"served\"}";
+    assert_eq!(metric(&before, served), 0.0);
+
+    let coordinator = c
+        .tls_args("police", Role::Coordinator)
+        .load(Role::Coordinator)
+        .unwrap();
+    let police_url = format!("https://{}", c.node("police").unwrap().addr);
+    for _ in 0..3 {
+        runtime
+            .block_on(query(
+                &police_url,
+                &coordinator,
+                PURPOSE,
+                subjects_from_args(&["bsn:111222333".into(), "bsn:123456782".into()]),
+            ))
+            .unwrap();
+    }
+    let (_, after) = http_get(&url);
+    assert_eq!(metric(&after, served), 3.0, "{after}");
+    assert_eq!(metric(&after, "pluis_evaluate_duration_seconds_count"), 3.0);
+    assert_eq!(
+        metric(&after, "pluis_budget_used_keys{peer=\"police\"}"),
+        6.0
+    );
+    assert_eq!(
+        metric(&after, "pluis_budget_limit_keys{peer=\"police\"}"),
+        10_000.0
+    );
+    assert!(metric(&after, "pluis_audit_log_entries") > metric(&before, "pluis_audit_log_entries"));
+    assert!(metric(&after, "pluis_audit_log_bytes") > metric(&before, "pluis_audit_log_bytes"));
+    assert!(metric(&after, "pluis_table_build_duration_seconds_count") >= 1.0);
+    assert_eq!(metric(&after, "pluis_signals_stored"), 1.0);
+
+    // A live import moves the import counters.
+    let file = dir.path().join("more.csv");
+    std::fs::write(
+        &file,
+        format!(
+            "bsn,signal,registered_on\n123456782,frequent_absence,{}\n",
+            days_ago(1)
+        ),
+    )
+    .unwrap();
+    let (ok, _, stderr) = node_cmd(&[
+        "import",
+        "--config",
+        school_config.to_str().unwrap(),
+        file.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    let (_, imported) = http_get(&url);
+    assert_eq!(
+        metric(&imported, "pluis_imports_total{outcome=\"committed\"}"),
+        1.0
+    );
+    assert_eq!(metric(&imported, "pluis_import_rows_total"), 1.0);
+    assert_eq!(metric(&imported, "pluis_import_signals_added_total"), 1.0);
+    assert_eq!(metric(&imported, "pluis_signals_stored"), 2.0);
+    for value in ["111222333", "123456782"] {
+        assert!(!imported.contains(value), "no identifiers on the page");
+    }
+}
