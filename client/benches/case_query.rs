@@ -7,9 +7,18 @@
 //! median and 95th-percentile latency of sequential queries, then the
 //! sustained rate from 8 concurrent clients. Partners' tables are built
 //! once (first query) and excluded by a warm-up.
+//!
+//! Then the same 8 clients run again while the school's operator imports
+//! `PLUIS_BENCH_IMPORT_ROWS` (default 1,000,000) synthetic rows into the
+//! running school node through its admin socket (`0` skips this phase):
+//! the rate during the import as a ratio to the rate without (goal ≥ 0.7),
+//! and the import's own rows/s, from the same run.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+
+use anyhow::Context;
 use std::time::{Duration, Instant};
 
 use pluis_client::consortium::{LocalConsortium, PURPOSE};
@@ -22,6 +31,13 @@ use pluis_proto::Role;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // The nodes' own log lines, with PLUIS_BENCH_LOG=info (say).
+    if let Ok(filter) = std::env::var("PLUIS_BENCH_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let rows: u64 = std::env::var("PLUIS_BENCH_ROWS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -94,14 +110,147 @@ async fn main() -> anyhow::Result<()> {
     let window = Duration::from_secs(10);
     let cpu_before = cpu_seconds();
     let started = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let timer = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(window).await;
+            stop.store(true, Ordering::Release);
+        })
+    };
+    let (total, exchanges) = run_clients(
+        clients,
+        &url,
+        &identity,
+        &subjects,
+        &stop,
+        0,
+        &Arc::new(AtomicU64::new(0)),
+    )
+    .await?;
+    timer.await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu_before;
+    let rate = total as f64 / seconds;
+    println!(
+        "case queries from {clients} concurrent clients: {total} in {seconds:.1} s = {rate:.0} queries/s; CPU {:.2} ms per query (4 nodes and the clients), {:.0} % of {} cores",
+        cpu * 1e3 / total as f64,
+        cpu / seconds / cores() * 100.0,
+        cores()
+    );
+    // Queries that came while an exchange with a partner ran share the next.
+    println!(
+        "partner exchanges: {} for {total} queries × 3 partners = {:.2} queries per exchange",
+        exchanges.len(),
+        (total * 3) as f64 / exchanges.len().max(1) as f64
+    );
+
+    let import_rows: u64 = std::env::var("PLUIS_BENCH_IMPORT_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    if import_rows > 0 {
+        // The school's nightly export, into the running school node.
+        let school = consortium.node("school")?;
+        let file = school.config.with_file_name("nightly.csv");
+        let options = GenOptions {
+            rows: import_rows,
+            seed: 12,
+            org: "school".into(),
+            population: Some(import_rows * 2),
+            today,
+        };
+        generate(
+            &taxonomy,
+            &options,
+            &mut std::io::BufWriter::new(std::fs::File::create(&file)?),
+        )?;
+        let data_dir = pluis_node::Config::load(&school.config)?.data_dir;
+        let mut admin = pluis_node::admin::connect(&data_dir)
+            .await
+            .context("the school node's admin socket")?;
+        let import_options = ImportOptions::new(file, today);
+        let stop = Arc::new(AtomicBool::new(false));
+        let started = Instant::now();
+        let importing = {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let reply = pluis_node::admin::import(&mut admin, &import_options).await;
+                stop.store(true, Ordering::Release);
+                reply
+            })
+        };
+        let answered = Arc::new(AtomicU64::new(0));
+        let timeline = {
+            let (stop, answered) = (stop.clone(), answered.clone());
+            tokio::spawn(async move {
+                let mut rates = Vec::new();
+                let (mut last, mut since) = (0, Instant::now());
+                loop {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    let stopped = stop.load(Ordering::Acquire);
+                    if stopped || since.elapsed() >= Duration::from_secs(5) {
+                        let now = answered.load(Ordering::Relaxed);
+                        rates.push(((now - last) as f64 / since.elapsed().as_secs_f64()) as u64);
+                        (last, since) = (now, Instant::now());
+                    }
+                    if stopped {
+                        return rates;
+                    }
+                }
+            })
+        };
+        let (total, _) =
+            run_clients(clients, &url, &identity, &subjects, &stop, 1, &answered).await?;
+        let reply = importing.await??;
+        let seconds = started.elapsed().as_secs_f64();
+        let rates: Vec<String> = timeline.await?.iter().map(u64::to_string).collect();
+        println!("queries/s per 5 s during the import: {}", rates.join(" "));
+        let during = total as f64 / seconds;
+        println!(
+            "case queries from {clients} concurrent clients during a live import of {} rows into the school node: {total} in {seconds:.1} s = {during:.0} queries/s; ratio to without the import: {:.2} (goal >= 0.70)",
+            reply.rows,
+            during / rate
+        );
+        println!(
+            "the live import: {} rows in {seconds:.1} s = {:.0} rows/s ({} new signals, {} in all), every query answered by every partner throughout",
+            reply.rows,
+            reply.rows as f64 / seconds,
+            reply.added,
+            reply.total
+        );
+    }
+    consortium.stop().await?;
+    Ok(())
+}
+
+/// Runs `clients` concurrent clients until `stop`; every partner must
+/// answer every query. Returns the queries done and the partner
+/// exchanges they rode on.
+async fn run_clients(
+    clients: u64,
+    url: &str,
+    identity: &Arc<pluis_node::tls::TlsIdentity>,
+    subjects: &(impl Fn(u64) -> Vec<pluis_proto::pb::Subject> + Clone + Send + 'static),
+    stop: &Arc<AtomicBool>,
+    round: u64,
+    answered: &Arc<AtomicU64>,
+) -> anyhow::Result<(u64, HashSet<Vec<u8>>)> {
     let mut tasks = tokio::task::JoinSet::new();
     for c in 0..clients {
-        let (url, identity) = (url.clone(), identity.clone());
+        let (url, identity, subjects, stop, answered) = (
+            url.to_owned(),
+            identity.clone(),
+            subjects.clone(),
+            stop.clone(),
+            answered.clone(),
+        );
         tasks.spawn(async move {
             let mut done = 0u64;
             let mut exchanges = HashSet::new();
-            while started.elapsed() < window {
-                let answer = query(&url, &identity, PURPOSE, subjects(c * 10_000 + done)).await?;
+            while !stop.load(Ordering::Acquire) {
+                let subject = round * 1_000_000 + c * 10_000 + done;
+                let answer = query(&url, &identity, PURPOSE, subjects(subject)).await?;
                 anyhow::ensure!(
                     answer.peers.iter().all(|p| p.state == 1),
                     "a partner did not answer: {:?}",
@@ -109,6 +258,7 @@ async fn main() -> anyhow::Result<()> {
                 );
                 exchanges.extend(answer.peers.into_iter().map(|p| p.exchange_id));
                 done += 1;
+                answered.fetch_add(1, Ordering::Relaxed);
             }
             anyhow::Ok((done, exchanges))
         });
@@ -120,23 +270,7 @@ async fn main() -> anyhow::Result<()> {
         total += done;
         exchanges.extend(seen);
     }
-    let seconds = started.elapsed().as_secs_f64();
-    let cpu = cpu_seconds() - cpu_before;
-    println!(
-        "case queries from {clients} concurrent clients: {total} in {seconds:.1} s = {:.0} queries/s; CPU {:.2} ms per query (4 nodes and the clients), {:.0} % of {} cores",
-        total as f64 / seconds,
-        cpu * 1e3 / total as f64,
-        cpu / seconds / cores() * 100.0,
-        cores()
-    );
-    // Queries that came while an exchange with a partner ran share the next.
-    println!(
-        "partner exchanges: {} for {total} queries × 3 partners = {:.2} queries per exchange",
-        exchanges.len(),
-        (total * 3) as f64 / exchanges.len().max(1) as f64
-    );
-    consortium.stop().await?;
-    Ok(())
+    Ok((total, exchanges))
 }
 
 /// CPU time (user + system) this process has used, in seconds.

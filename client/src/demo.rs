@@ -3,7 +3,11 @@
 //! Four organisations (police, municipality, school, healthcare) get a dev
 //! PKI and a real node each on loopback; each org's coordinator asks its own
 //! node for its status over mutual TLS, which makes every node check every
-//! peer. Then all nodes stop cleanly. Any failure fails the demo.
+//! peer. The police coordinator asks about a family; the municipality then
+//! loads a new signal into its running node and the same question shows
+//! it; a stolen coordinator laptop is locked out by revoking its
+//! certificate. Every node's log is exported, verified and cross-checked,
+//! then all nodes stop cleanly. Any failure fails the demo.
 
 use std::path::PathBuf;
 
@@ -73,6 +77,99 @@ fn import_synthetic(org: &str, config_path: &std::path::Path) -> anyhow::Result<
     ))
 }
 
+/// The operator's day: a live import into a running node, and a stolen
+/// laptop's certificate revoked, both without stopping anything.
+async fn live_operations(
+    consortium: &LocalConsortium,
+    police: &str,
+    coordinator: &pluis_node::tls::TlsIdentity,
+    subjects: Vec<pluis_proto::pb::Subject>,
+) -> anyhow::Result<()> {
+    println!("\n== Live: the municipality loads new signals into its running node");
+    let municipality = consortium.node("municipality")?;
+    let config = pluis_node::Config::load(&municipality.config)?;
+    let file = municipality.config.with_file_name("today.csv");
+    let recent =
+        pluis_proto::identifier::iso_date(pluis_node::cli::today() - time::Duration::days(1));
+    std::fs::write(
+        &file,
+        format!("bsn,signal,registered_on,local_ref\n240000006,unregistered_address,{recent},demo-family\n"),
+    )?;
+    let mut admin = pluis_node::admin::connect(&config.data_dir)
+        .await
+        .context("the municipality node's admin socket")?;
+    let options = pluis_node::import::ImportOptions::new(file, pluis_node::cli::today());
+    let reply = pluis_node::admin::import(&mut admin, &options).await?;
+    println!(
+        "   {} row through the admin socket: {} new signal, {} in all; partners were served throughout",
+        reply.rows, reply.added, reply.total
+    );
+    let answer = crate::matching::query(police, coordinator, PURPOSE, subjects).await?;
+    let case: Vec<&str> = answer
+        .case_total
+        .as_ref()
+        .map(|c| c.domains.iter().map(|d| d.domain.as_str()).collect())
+        .unwrap_or_default();
+    let expected = ["safety", "education", "health", "finances", "housing"];
+    if case != expected {
+        bail!("after the live import the case query found {case:?}, expected {expected:?}");
+    }
+    println!(
+        "   the same question now shows {} life domains: {}",
+        case.len(),
+        case.join(", ")
+    );
+
+    println!("\n== Live: a police coordinator's laptop is stolen; its certificate is revoked");
+    let laptop = crate::certs::issue(&crate::certs::IssueOptions {
+        dir: consortium.dir.clone(),
+        org: "police".into(),
+        role: Role::Coordinator,
+        out: Some(consortium.dir.join("police").join("laptop")),
+    })?;
+    let laptop_identity = crate::connect::TlsArgs {
+        ca: consortium.dir.join("ca.pem"),
+        cert: laptop.cert.clone(),
+        key: laptop.key.clone(),
+    }
+    .load(Role::Coordinator)?;
+    crate::status::fetch(police, &laptop_identity).await?;
+    println!(
+        "   the laptop's certificate works: {}",
+        laptop.cert.display()
+    );
+    let revoked = crate::certs::revoke(&crate::certs::RevokeOptions {
+        dir: consortium.dir.clone(),
+        serials: Vec::new(),
+        certs: vec![laptop.cert.clone()],
+        reason: crate::certs::Reason::KeyCompromise,
+        crl: None,
+    })?;
+    let police_config = pluis_node::Config::load(&consortium.node("police")?.config)?;
+    let mut admin = pluis_node::admin::connect(&police_config.data_dir)
+        .await
+        .context("the police node's admin socket")?;
+    let reloaded = admin
+        .reload(pluis_proto::pb::ReloadRequest {})
+        .await
+        .map_err(|status| anyhow::anyhow!("reload: {}", status.message()))?
+        .into_inner();
+    println!(
+        "   {} now lists {} certificate (CRL number {}); the police node reloaded it ({})",
+        revoked.crl.display(),
+        revoked.total,
+        revoked.number,
+        reloaded.detail
+    );
+    match crate::status::fetch(police, &laptop_identity).await {
+        Ok(_) => bail!("the revoked laptop certificate was still accepted"),
+        Err(e) => println!("   the laptop is refused: {e:#}"),
+    }
+    crate::status::fetch(police, coordinator).await?;
+    println!("   the coordinator's own certificate still works");
+    Ok(())
+}
+
 /// Runs the demo; with `keep`, its consortium is left in that directory.
 pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
     let temp;
@@ -117,11 +214,14 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
     let coordinator = consortium
         .tls_args("police", Role::Coordinator)
         .load(Role::Coordinator)?;
-    let subjects = crate::matching::subjects_from_args(&[
-        "bsn:111222333".to_owned(),
-        "bsn:123456782".to_owned(),
-        "bsn:240000006".to_owned(),
-    ]);
+    let subjects_again = || {
+        crate::matching::subjects_from_args(&[
+            "bsn:111222333".to_owned(),
+            "bsn:123456782".to_owned(),
+            "bsn:240000006".to_owned(),
+        ])
+    };
+    let subjects = subjects_again();
     let police = consortium.node("police")?.url.clone();
     let answer = crate::matching::query(&police, &coordinator, PURPOSE, subjects).await?;
     print!("{}", crate::matching::render(&answer));
@@ -139,6 +239,8 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
         "   as expected: the case shows signals in {} life domains",
         expected.len()
     );
+
+    live_operations(&consortium, &police, &coordinator, subjects_again()).await?;
 
     println!("\n== Each organisation's auditor exports and verifies its node's signed log");
     let audit_dir = dir.join("audit");

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use pluis_proto::pb;
 use pluis_proto::pb::admin_client::AdminClient;
 use pluis_proto::pb::admin_server::AdminServer;
 use tokio::net::{UnixListener, UnixStream};
@@ -25,6 +26,7 @@ use tonic::transport::server::UdsConnectInfo;
 use tonic::transport::{Channel, Endpoint, Server};
 use tonic::{Request, Status};
 
+use crate::import::{ImportError, ImportOptions};
 use crate::node::NodeState;
 use crate::service::admin::AdminService;
 
@@ -171,4 +173,101 @@ pub async fn connect(data_dir: &Path) -> Option<AdminClient<Channel>> {
             None
         }
     }
+}
+
+/// Why a live import stored nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveImportError {
+    /// The file could not be read (here, before or while sending it).
+    #[error(transparent)]
+    Read(#[from] ImportError),
+    /// The node refused the import or its rows: its message, as the
+    /// import into a stopped node would have printed it.
+    #[error("{0}")]
+    Refused(String),
+    /// The call to the node failed (the node stopped, say).
+    #[error("the node: {0}")]
+    Call(String),
+}
+
+/// Bytes per message of a live import.
+const LIVE_CHUNK: usize = 256 * 1024;
+
+/// Sends the file `options` names (or standard input) to the running
+/// node for import, as [`crate::import::import`] would into a stopped one;
+/// returns what the node did. A file that cannot be read to its end is
+/// never imported in part: the stream ends without its last mark.
+pub async fn import(
+    admin: &mut AdminClient<Channel>,
+    options: &ImportOptions,
+) -> Result<pb::ImportReply, LiveImportError> {
+    let mut input = crate::import::open_input(options)?;
+    let source = options.path.display().to_string();
+    let rejects = if options.skip_invalid {
+        let file = options
+            .rejects
+            .clone()
+            .unwrap_or_else(|| crate::import::default_rejects(options));
+        std::path::absolute(&file)
+            .map_err(|error| ImportError::Rejects {
+                path: file.clone(),
+                error,
+            })?
+            .display()
+            .to_string()
+    } else {
+        String::new()
+    };
+    let (chunks, stream) = tokio::sync::mpsc::channel::<pb::ImportChunk>(8);
+    let start = pb::ImportStart {
+        source: source.clone(),
+        replace: options.replace,
+        skip_invalid: options.skip_invalid,
+        rejects,
+    };
+    let reader = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        use std::io::Read;
+        let mut start = Some(start);
+        loop {
+            let mut data = vec![0u8; LIVE_CHUNK];
+            let mut filled = 0;
+            while filled < data.len() {
+                match input.read(&mut data[filled..])? {
+                    0 => break,
+                    n => filled += n,
+                }
+            }
+            data.truncate(filled);
+            let last = filled < LIVE_CHUNK;
+            let chunk = pb::ImportChunk {
+                start: start.take(),
+                data,
+                last,
+            };
+            if chunks.blocking_send(chunk).is_err() || last {
+                return Ok(());
+            }
+        }
+    });
+    let reply = admin
+        .import(tokio_stream::wrappers::ReceiverStream::new(stream))
+        .await;
+    match reader.await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
+            return Err(ImportError::Read {
+                path: source,
+                error,
+            }
+            .into())
+        }
+        Err(_) => return Err(LiveImportError::Call(format!("reading {source} failed"))),
+    }
+    let reply = reply
+        .map_err(|status| LiveImportError::Call(status.message().to_owned()))?
+        .into_inner();
+    if !reply.error.is_empty() {
+        return Err(LiveImportError::Refused(reply.error));
+    }
+    Ok(reply)
 }

@@ -343,86 +343,16 @@ fn print_import(options: &ImportOptions, reply: &pb::ImportReply) {
     println!("{} signals stored in all", reply.total);
 }
 
-/// Bytes per message of a live import.
-const LIVE_CHUNK: usize = 256 * 1024;
-
 /// Hands the file to the running node, over its admin socket.
 async fn import_live(
     mut admin: AdminClient<tonic::transport::Channel>,
     options: &ImportOptions,
 ) -> anyhow::Result<()> {
-    let mut input = crate::import::open_input(options)?;
-    let source = options.path.display().to_string();
-    let rejects = if options.skip_invalid {
-        let file = options.rejects.clone().unwrap_or_else(|| {
-            let mut name = options.path.clone().into_os_string();
-            name.push(".rejects");
-            PathBuf::from(if source == "-" {
-                "stdin.rejects".into()
-            } else {
-                name
-            })
-        });
-        std::path::absolute(&file)
-            .with_context(|| format!("rejects file {}", file.display()))?
-            .display()
-            .to_string()
-    } else {
-        String::new()
-    };
-    eprintln!("import: handing {source} to the running node (it goes on serving its partners)…");
-    let (chunks, stream) = tokio::sync::mpsc::channel::<pb::ImportChunk>(8);
-    let start = pb::ImportStart {
-        source: source.clone(),
-        replace: options.replace,
-        skip_invalid: options.skip_invalid,
-        rejects,
-    };
-    // Read on a thread of its own; a read error ends the stream without
-    // its last mark, so the node stores nothing.
-    let reader = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-        use std::io::Read;
-        let mut start = Some(start);
-        loop {
-            let mut data = vec![0u8; LIVE_CHUNK];
-            let mut filled = 0;
-            while filled < data.len() {
-                match input.read(&mut data[filled..])? {
-                    0 => break,
-                    n => filled += n,
-                }
-            }
-            data.truncate(filled);
-            let last = filled < LIVE_CHUNK;
-            let chunk = pb::ImportChunk {
-                start: start.take(),
-                data,
-                last,
-            };
-            if chunks.blocking_send(chunk).is_err() || last {
-                return Ok(());
-            }
-        }
-    });
-    let call = admin.import(tokio_stream::wrappers::ReceiverStream::new(stream));
-    let reply = call
-        .await
-        .map_err(|status| anyhow::anyhow!("the node: {}", status.message()));
-    match reader.await {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => {
-            return Err(crate::import::ImportError::Read {
-                path: source,
-                error,
-            }
-            .into())
-        }
-        Err(_) => bail!("reading {source} failed"),
-    }
-    let reply = reply?.into_inner();
-    if !reply.error.is_empty() {
-        bail!("{}", reply.error);
-    }
+    eprintln!(
+        "import: handing {} to the running node (it goes on serving its partners)…",
+        options.path.display()
+    );
+    let reply = crate::admin::import(&mut admin, options).await?;
     print_import(options, &reply);
     Ok(())
 }

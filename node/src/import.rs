@@ -577,15 +577,10 @@ pub fn check<'a>(
         });
     }
     if !rejects.is_empty() {
-        let file = options.rejects.clone().unwrap_or_else(|| {
-            let mut name = options.path.clone().into_os_string();
-            name.push(".rejects");
-            PathBuf::from(if path == "-" {
-                "stdin.rejects".into()
-            } else {
-                name
-            })
-        });
+        let file = options
+            .rejects
+            .clone()
+            .unwrap_or_else(|| default_rejects(options));
         write_rejects(&file, &rejects)?;
         report.rejected = rejects.len() as u64;
         report.rejects_file = Some(file);
@@ -595,6 +590,17 @@ pub fn check<'a>(
         report,
         written,
     })
+}
+
+/// Where rejects go without `--rejects`: `PATH.rejects`, or
+/// `stdin.rejects` for standard input.
+pub fn default_rejects(options: &ImportOptions) -> PathBuf {
+    if options.path.as_os_str() == "-" {
+        return PathBuf::from("stdin.rejects");
+    }
+    let mut name = options.path.clone().into_os_string();
+    name.push(".rejects");
+    PathBuf::from(name)
 }
 
 /// Rejects as CSV: line, reason, then the row as read. Mode 0600.
