@@ -59,19 +59,46 @@ impl AdminSocket {
     }
 }
 
-/// Serves the Admin service on `data_dir/admin.sock`. A node that cannot
-/// make the socket still serves its partners; it says why, and the
-/// commands then fail with "store in use" as before.
-pub async fn serve(state: Arc<NodeState>) -> Option<AdminSocket> {
-    let data_dir = state.live().config.data_dir.clone();
-    let path = socket_path(&data_dir);
-    let (listener, owner) = match bind(&path) {
-        Ok(bound) => bound,
+/// The admin socket, bound (so that commands find it) but not served yet.
+pub struct BoundSocket {
+    path: PathBuf,
+    listener: UnixListener,
+    owner: u32,
+}
+
+impl std::fmt::Debug for BoundSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BoundSocket")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+/// Binds `data_dir/admin.sock`. A node that cannot make the socket still
+/// serves its partners; it says why, and the commands then fail with
+/// "store in use" as before. Call it from within the async runtime.
+pub fn bind(data_dir: &Path) -> Option<BoundSocket> {
+    let path = socket_path(data_dir);
+    match bind_private(&path) {
+        Ok((listener, owner)) => Some(BoundSocket {
+            path,
+            listener,
+            owner,
+        }),
         Err(e) => {
             tracing::warn!(socket = %path.display(), error = %e, "no admin socket: live import, reload and erasure need a restart of the node");
-            return None;
+            None
         }
-    };
+    }
+}
+
+/// Serves the Admin service on a bound socket until stopped.
+pub fn serve(state: Arc<NodeState>, socket: BoundSocket) -> AdminSocket {
+    let BoundSocket {
+        path,
+        listener,
+        owner,
+    } = socket;
     let (stop, stopped) = oneshot::channel::<()>();
     let incoming = async_stream_of(listener);
     let service = AdminServer::with_interceptor(AdminService::new(state), move |request| {
@@ -89,26 +116,27 @@ pub async fn serve(state: Arc<NodeState>) -> Option<AdminSocket> {
         }
     });
     tracing::info!(socket = %path.display(), "admin socket ready");
-    Some(AdminSocket {
+    AdminSocket {
         path,
         stop: Some(stop),
         task,
-    })
+    }
 }
 
 /// Binds the socket under a temporary name, makes it 0600, then moves it
 /// into place, so it is never reachable with a looser mode. A socket file
 /// left by a node that was killed is replaced: the store's lock, which
 /// this node holds, says no other node serves this data directory.
-fn bind(path: &Path) -> std::io::Result<(UnixListener, u32)> {
+fn bind_private(path: &Path) -> std::io::Result<(UnixListener, u32)> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let temporary = path.with_extension(format!("sock.{}", std::process::id()));
     let _ = std::fs::remove_file(&temporary);
-    let listener = UnixListener::bind(&temporary)?;
+    let listener = std::os::unix::net::UnixListener::bind(&temporary)?;
     std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o600))?;
     let owner = std::fs::metadata(&temporary)?.uid();
     std::fs::rename(&temporary, path)?;
-    Ok((listener, owner))
+    listener.set_nonblocking(true)?;
+    Ok((UnixListener::from_std(listener)?, owner))
 }
 
 fn async_stream_of(

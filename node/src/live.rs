@@ -160,10 +160,10 @@ async fn reload_now(state: &Arc<NodeState>) -> Result<Reloaded, NodeError> {
     current.config.check_reload(&config)?;
     let live = Live::load(config, state.on_refusal())?;
     if live.identity.id() != &state.id {
-        return Err(NodeError::WrongOrg {
+        return Err(NodeError::IdentityChanged {
             path: live.config.tls.cert.clone(),
-            id: live.identity.id().clone(),
-            org: state.id.org().to_owned(),
+            was: state.id.clone(),
+            now: live.identity.id().clone(),
         });
     }
     // Tables for views this policy adds, before it is in force.

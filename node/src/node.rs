@@ -78,6 +78,16 @@ pub enum NodeError {
     /// No epoch key could be had.
     #[error(transparent)]
     Epoch(#[from] EpochError),
+    /// A reload found a certificate for another identity.
+    #[error("{path}: certificate is for {now}, but this node is {was}; a running node keeps its identity (restart it to change this)")]
+    IdentityChanged {
+        /// The certificate file.
+        path: std::path::PathBuf,
+        /// The identity the node runs as.
+        was: SpiffeId,
+        /// The one the new certificate says.
+        now: SpiffeId,
+    },
 }
 
 /// What the services share.
@@ -223,6 +233,7 @@ fn refusal_reporter(metrics: Arc<Metrics>) -> OnRefusal {
 pub struct Node {
     state: Arc<NodeState>,
     metrics_listener: Option<TcpListener>,
+    admin_socket: Option<crate::admin::BoundSocket>,
     reload_on_sighup: bool,
 }
 
@@ -259,6 +270,7 @@ impl Node {
         Ok(Node {
             state,
             metrics_listener: None,
+            admin_socket: None,
             reload_on_sighup: false,
         })
     }
@@ -274,12 +286,22 @@ impl Node {
         &self.state
     }
 
-    /// Binds the configured listen address.
-    pub async fn bind(&self) -> Result<TcpListener, NodeError> {
+    /// Binds the configured listen address, and the admin socket, so
+    /// that both answer as soon as the caller announces the node.
+    pub async fn bind(&mut self) -> Result<TcpListener, NodeError> {
         let addr = self.state.live().config.listen;
-        TcpListener::bind(addr)
+        let listener = TcpListener::bind(addr)
             .await
-            .map_err(|error| NodeError::Bind { addr, error })
+            .map_err(|error| NodeError::Bind { addr, error })?;
+        self.bind_admin();
+        Ok(listener)
+    }
+
+    /// Binds the admin socket in the data directory, unless bound.
+    fn bind_admin(&mut self) {
+        if self.admin_socket.is_none() {
+            self.admin_socket = crate::admin::bind(&self.state.live().config.data_dir);
+        }
     }
 
     /// Binds the metrics address, if the config names one; returns the
@@ -330,7 +352,11 @@ impl Node {
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(accept_loop(listener, state.clone(), tx));
         tasks.spawn(housekeeping(state.clone()));
-        let admin = crate::admin::serve(state.clone()).await;
+        self.bind_admin();
+        let admin = self
+            .admin_socket
+            .take()
+            .map(|socket| crate::admin::serve(state.clone(), socket));
         if let Some(listener) = self.metrics_listener.take() {
             let page_state = state.clone();
             let page = Arc::new(move || page_state.metrics.render(&page_state.gauges()));

@@ -7,10 +7,12 @@
 //!
 //! * [`pb`]: the generated gRPC types of `pluis.proto` (package `pluis.v1`):
 //!   `Partner` (node to node), `Coordinator` (client to own node) and
-//!   `Audit` (auditor to node);
+//!   `Audit` (auditor to node), over mutual TLS; and `Admin` (an
+//!   operator's import, reload and erasure on the node's own machine,
+//!   over a Unix socket only);
 //! * [`identity`]: the SPIFFE identities in certificates
 //!   (`spiffe://<consortium>/org/<org>/<role>`) on which every call is
-//!   authorised;
+//!   authorised, certificate serials and the CRLs that revoke them;
 //! * [`identifier`]: person keys (BSN with elfproef, surname + initial +
 //!   date of birth), normalised to canonical bytes;
 //! * [`taxonomy`]: life domains and signal codes;
