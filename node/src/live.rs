@@ -162,8 +162,8 @@ async fn reload_now(state: &Arc<NodeState>) -> Result<Reloaded, NodeError> {
     if live.identity.id() != &state.id {
         return Err(NodeError::IdentityChanged {
             path: live.config.tls.cert.clone(),
-            was: state.id.clone(),
-            now: live.identity.id().clone(),
+            was: state.id.to_string(),
+            now: live.identity.id().to_string(),
         });
     }
     // Tables for views this policy adds, before it is in force.

@@ -84,9 +84,9 @@ pub enum NodeError {
         /// The certificate file.
         path: std::path::PathBuf,
         /// The identity the node runs as.
-        was: SpiffeId,
+        was: String,
         /// The one the new certificate says.
-        now: SpiffeId,
+        now: String,
     },
 }
 
