@@ -53,9 +53,10 @@ pub enum Command {
         #[arg(value_name = "PATH")]
         path: PathBuf,
     },
-    /// Read the config again in a running node and put it in force
-    /// (policy, peers, certificate and key, CRLs), as SIGHUP does; waits
-    /// until it is, or says why not.
+    /// Have the node serving this config's data_dir read its config file
+    /// (the one it was started with) again and put it in force (policy,
+    /// peers, certificate and key, CRLs), as SIGHUP does; waits until it
+    /// is, or says why not.
     Reload {
         /// The node's TOML config file.
         #[arg(long, value_name = "FILE")]

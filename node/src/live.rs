@@ -67,6 +67,9 @@ impl Live {
                 org: config.org.clone(),
             });
         }
+        if !identity.revocations().is_empty() || !tls.crls.is_empty() {
+            tracing::info!(crls = %identity.revocations().describe(), "certificate revocation lists checked");
+        }
         let peers = Peers::new(&config.peers, &identity)?;
         let taxonomy = Arc::new(load_taxonomy(config.taxonomy.as_deref())?);
         let acceptor = TlsAcceptor::from(identity.server_config(Some(on_refusal))?);
