@@ -3,8 +3,10 @@
 //! run at the lowest CPU priority.
 //!
 //! Such work uses every core when the node is idle, and yields them to
-//! exchanges and case queries as soon as there are any: the scheduler
-//! gives a thread at nice 19 about 1.5 % of a core against one at nice 0.
+//! exchanges and case queries as soon as there are any. On Linux the
+//! threads run under `SCHED_IDLE` (and nice 19): a thread that wakes up to
+//! answer a partner takes the core from them at once, where between two
+//! ordinary threads it could wait out the running one's time slice.
 //! Partners are served at full speed during a nightly import; the import
 //! takes longer when the node is busy.
 
@@ -49,8 +51,12 @@ fn lower_priority() {
     // SAFETY: setpriority(2) takes plain integers and touches no memory of
     // ours. On Linux the nice value is per thread, and `who = 0` names the
     // calling thread, so only this pool thread's priority changes.
-    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, NICE) };
-    if rc != 0 {
+    let niced = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, NICE) };
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_setscheduler(2) only reads `param`, which outlives the
+    // call; pid 0 names the calling thread.
+    let idle = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+    if niced != 0 || idle != 0 {
         tracing::debug!(
             error = %std::io::Error::last_os_error(),
             "could not lower a background thread's priority"
@@ -68,9 +74,10 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn background_threads_run_at_the_lowest_priority() {
-        // The nice value of the running thread, from /proc (field 19 of
-        // its stat line, after the parenthesised name).
-        fn nice() -> i64 {
+        // Field `n` (1-based, as proc(5) numbers them) of the running
+        // thread's stat line; the fields after the parenthesised name
+        // start at 3.
+        fn stat_field(n: usize) -> i64 {
             let tid = std::fs::read_link("/proc/thread-self")
                 .ok()
                 .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
@@ -82,11 +89,17 @@ mod tests {
                 .1
                 .split_whitespace()
                 .collect();
-            fields[16].parse().unwrap()
+            fields[n - 3].parse().unwrap()
         }
-        let here = nice();
-        let there = super::run(nice);
-        assert_eq!(there, i64::from(super::NICE));
-        assert_eq!(nice(), here, "the caller's own priority is untouched");
+        let nice_and_policy = || (stat_field(19), stat_field(41));
+        let here = nice_and_policy();
+        let there = super::run(nice_and_policy);
+        assert_eq!(there, (i64::from(super::NICE), i64::from(libc::SCHED_IDLE)));
+        assert_eq!(
+            nice_and_policy(),
+            here,
+            "the caller's own priority is untouched"
+        );
+        assert_eq!(here.1, i64::from(libc::SCHED_OTHER));
     }
 }
