@@ -295,23 +295,7 @@ fn import(config: &Config, options: &ImportOptions) -> anyhow::Result<()> {
         replace = options.replace,
         "import committed"
     );
-    print_import(
-        options,
-        &pb::ImportReply {
-            rows: report.rows,
-            added: report.stored.added as u64,
-            unchanged: report.stored.unchanged as u64,
-            removed: report.stored.removed as u64,
-            already_expired: report.already_expired,
-            rejected: report.rejected,
-            rejects_file: report
-                .rejects_file
-                .map(|f| f.display().to_string())
-                .unwrap_or_default(),
-            total: store.len() as u64,
-            error: String::new(),
-        },
-    );
+    print_import(options, &report.reply(store.len() as u64));
     Ok(())
 }
 

@@ -163,6 +163,28 @@ pub struct ImportReport {
     pub rejects_file: Option<PathBuf>,
 }
 
+impl ImportReport {
+    /// The report as the admin socket carries it, with the store's total
+    /// afterwards.
+    pub fn reply(&self, total: u64) -> pluis_proto::pb::ImportReply {
+        pluis_proto::pb::ImportReply {
+            error: String::new(),
+            rows: self.rows,
+            added: self.stored.added as u64,
+            unchanged: self.stored.unchanged as u64,
+            removed: self.stored.removed as u64,
+            already_expired: self.already_expired,
+            rejected: self.rejected,
+            rejects_file: self
+                .rejects_file
+                .as_ref()
+                .map(|f| f.display().to_string())
+                .unwrap_or_default(),
+            total,
+        }
+    }
+}
+
 /// Progress callbacks, so the CLI can draw a bar or print counts.
 pub trait Progress: Sync {
     /// `rows` rows have been read and checked so far.

@@ -201,6 +201,26 @@ pub fn import_rows(c: &LocalConsortium, org: &str, rows: &str) {
     import(&store, &taxonomy, &options, &Quiet).expect("import");
 }
 
+/// Signals the node of `config` holds, active and expired, as `pluis-node
+/// signals --json` (the binary `node`) counts them: through the running
+/// node's admin socket, or from the store when no node runs.
+pub fn stored_signals(node: &Path, config: &Path) -> u64 {
+    let config = config.to_str().expect("a UTF-8 path");
+    let (ok, stdout, stderr) = run_to_end(
+        node,
+        &["signals", "--json", "--config", config],
+        Duration::from_secs(120),
+    );
+    assert!(ok, "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).expect("signals JSON");
+    json["signals"]
+        .as_array()
+        .expect("a signals list")
+        .iter()
+        .map(|s| s["active"].as_u64().unwrap_or(0) + s["expired"].as_u64().unwrap_or(0))
+        .sum()
+}
+
 /// Adds `line` (`max_keys_per_day = 5`, say) to every peer's policy in
 /// the node config at `config`, as its operator would.
 pub fn add_to_peer_policies(config: &Path, line: &str) {

@@ -37,15 +37,7 @@ fn import(config: &Path, file: &Path, extra: &[&str]) -> (bool, String, String) 
 }
 
 fn stored(config: &Path) -> u64 {
-    let (ok, stdout, stderr) = node(&["signals", "--json", "--config", config.to_str().unwrap()]);
-    assert!(ok, "{stderr}");
-    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    json["signals"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["active"].as_u64().unwrap() + s["expired"].as_u64().unwrap())
-        .sum()
+    pluis_tests::stored_signals(Path::new(NODE), config)
 }
 
 fn good_row(n: usize) -> String {

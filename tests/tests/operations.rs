@@ -33,18 +33,9 @@ fn config_arg(c: &LocalConsortium, org: &str) -> String {
     c.node(org).unwrap().config.display().to_string()
 }
 
-/// Signals `org`'s node holds, as `pluis-node signals --json` counts them
-/// (through the admin socket when the node runs).
+/// Signals `org`'s node holds (through the admin socket when it runs).
 fn stored(c: &LocalConsortium, org: &str) -> u64 {
-    let (ok, stdout, stderr) = node_cmd(&["signals", "--json", "--config", &config_arg(c, org)]);
-    assert!(ok, "{stderr}");
-    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    json["signals"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["active"].as_u64().unwrap() + s["expired"].as_u64().unwrap())
-        .sum()
+    pluis_tests::stored_signals(Path::new(NODE), &c.node(org).unwrap().config)
 }
 
 /// A date some days back, as import files write it.
@@ -94,6 +85,21 @@ async fn log_of(c: &LocalConsortium, org: &str, url: &str, dir: &Path) -> Vec<Au
     audit::verify(&audit::read_bundle(&out).unwrap(), Some(&key.to_string()))
         .expect("the log verifies against the pinned key")
         .entries
+}
+
+/// A consortium of the police and the school in `dir`, not started, and
+/// a runtime for the async calls of a test that runs node processes.
+fn police_and_school(dir: &Path, name: &str) -> (tokio::runtime::Runtime, LocalConsortium) {
+    pluis_tests::install_crypto_provider();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let c = runtime
+        .block_on(LocalConsortium::create(
+            &dir.join(name),
+            name,
+            &["police", "school"],
+        ))
+        .unwrap();
+    (runtime, c)
 }
 
 /// Adds a line to the top level of a node config (before its tables).
@@ -236,15 +242,7 @@ async fn case_queries_keep_being_answered_while_a_live_import_lands() {
 #[test]
 fn a_bad_live_import_stores_nothing_and_a_killed_one_leaves_the_old_or_the_new_state() {
     let dir = tempfile::tempdir().unwrap();
-    pluis_tests::install_crypto_provider();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let mut c = runtime
-        .block_on(LocalConsortium::create(
-            &dir.path().join("kill"),
-            "kill",
-            &["police", "school"],
-        ))
-        .unwrap();
+    let (runtime, mut c) = police_and_school(dir.path(), "kill");
     c.release_listeners();
     let config = c.node("police").unwrap().config.clone();
     add_top_level(&config, "metrics_listen = \"127.0.0.1:0\"");
@@ -396,15 +394,7 @@ fn a_bad_live_import_stores_nothing_and_a_killed_one_leaves_the_old_or_the_new_s
 #[test]
 fn sighup_keeps_the_old_policy_for_a_broken_file_and_puts_a_good_one_in_force() {
     let dir = tempfile::tempdir().unwrap();
-    pluis_tests::install_crypto_provider();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let mut c = runtime
-        .block_on(LocalConsortium::create(
-            &dir.path().join("hup"),
-            "hup",
-            &["police", "school"],
-        ))
-        .unwrap();
+    let (runtime, mut c) = police_and_school(dir.path(), "hup");
     let d = days_ago(4);
     import_rows(
         &c,
@@ -719,15 +709,7 @@ async fn revoked_certificates_are_refused_after_a_reload_and_fresh_ones_work() {
 #[test]
 fn the_metrics_endpoint_is_plain_http_and_its_counters_move() {
     let dir = tempfile::tempdir().unwrap();
-    pluis_tests::install_crypto_provider();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let mut c = runtime
-        .block_on(LocalConsortium::create(
-            &dir.path().join("metrics"),
-            "metrics",
-            &["police", "school"],
-        ))
-        .unwrap();
+    let (runtime, mut c) = police_and_school(dir.path(), "metrics");
     import_rows(
         &c,
         "school",

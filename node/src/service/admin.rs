@@ -120,20 +120,7 @@ fn import_now(
         }
     })?;
     state.prune_tables();
-    Ok(pb::ImportReply {
-        error: String::new(),
-        rows: report.rows,
-        added: report.stored.added as u64,
-        unchanged: report.stored.unchanged as u64,
-        removed: report.stored.removed as u64,
-        already_expired: report.already_expired,
-        rejected: report.rejected,
-        rejects_file: report
-            .rejects_file
-            .map(|f| f.display().to_string())
-            .unwrap_or_default(),
-        total: state.store.len() as u64,
-    })
+    Ok(report.reply(state.store.len() as u64))
 }
 
 fn internal(e: impl std::fmt::Display) -> Status {
