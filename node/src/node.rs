@@ -234,7 +234,8 @@ pub struct Node {
     state: Arc<NodeState>,
     metrics_listener: Option<TcpListener>,
     admin_socket: Option<crate::admin::BoundSocket>,
-    reload_on_sighup: bool,
+    #[cfg(unix)]
+    hangups: Option<tokio::signal::unix::Signal>,
 }
 
 impl Node {
@@ -271,7 +272,8 @@ impl Node {
             state,
             metrics_listener: None,
             admin_socket: None,
-            reload_on_sighup: false,
+            #[cfg(unix)]
+            hangups: None,
         })
     }
 
@@ -324,9 +326,17 @@ impl Node {
 
     /// Reloads the config on SIGHUP while serving (the `pluis-node serve`
     /// process; nodes run inside another program reload through their
-    /// admin socket).
+    /// admin socket). The signal is caught from now on, so that a SIGHUP
+    /// during start-up cannot end the process. Call it from within the
+    /// async runtime.
     pub fn reload_on_sighup(mut self) -> Self {
-        self.reload_on_sighup = true;
+        #[cfg(unix)]
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(hangups) => self.hangups = Some(hangups),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; reload with `pluis-node reload`")
+            }
+        }
         self
     }
 
@@ -362,8 +372,9 @@ impl Node {
             let page = Arc::new(move || page_state.metrics.render(&page_state.gauges()));
             tasks.spawn(crate::metrics::serve(listener, page));
         }
-        if self.reload_on_sighup {
-            tasks.spawn(reload_on_hangup(state.clone()));
+        #[cfg(unix)]
+        if let Some(hangups) = self.hangups.take() {
+            tasks.spawn(reload_on_hangup(state.clone(), hangups));
         }
 
         let auth = Authorizer::new(&state.id).with_revocation_check(revocation_check(&state));
@@ -435,26 +446,13 @@ fn revocation_check(state: &Arc<NodeState>) -> crate::auth::RevocationCheck {
 }
 
 /// Reloads the config on every SIGHUP.
-async fn reload_on_hangup(state: Arc<NodeState>) {
-    #[cfg(unix)]
-    {
-        let mut hangups = match tokio::signal::unix::signal(
-            tokio::signal::unix::SignalKind::hangup(),
-        ) {
-            Ok(signal) => signal,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGHUP; reload with `pluis-node reload`");
-                return;
-            }
-        };
-        while hangups.recv().await.is_some() {
-            tracing::info!("SIGHUP: reloading the config");
-            // The outcome is logged (and counted) by reload itself.
-            let _ = crate::live::reload(&state).await;
-        }
+#[cfg(unix)]
+async fn reload_on_hangup(state: Arc<NodeState>, mut hangups: tokio::signal::unix::Signal) {
+    while hangups.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading the config");
+        // The outcome is logged (and counted) by reload itself.
+        let _ = crate::live::reload(&state).await;
     }
-    #[cfg(not(unix))]
-    drop(state);
 }
 
 /// At start and then every [`SWEEP_INTERVAL`]: purges expired signals,
