@@ -19,8 +19,8 @@ use pluis_proto::pb;
 use sled::transaction::{ConflictableTransactionError, Transactional};
 use time::Date;
 
-use super::audit::LedgerBatch;
 use super::generations::Snapshot;
+use super::ledger::LedgerBatch;
 use super::{
     audit_now_ms, bucket_of, decode_bucket, encode_bucket, read_u64, transaction_error, SignalId,
     SignalRecord, Store, StoreError, SubjectEntry, META_COUNT, META_FORGOTTEN, META_PURGED,

@@ -25,7 +25,7 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, MutexGuard};
 
-use super::audit::LedgerBatch;
+use super::ledger::LedgerBatch;
 use super::{
     audit_now_ms, bucket_of, buckets_of, decode_bucket, encode_bucket, read_u64, write_buckets,
     PreparedSignal, SignalId, SignalRecord, Store, StoreError, SubjectEntry, BUCKET_BITS,

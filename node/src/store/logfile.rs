@@ -427,6 +427,7 @@ impl LogFile {
     /// Overwrites entry `index` with `bytes` of the same length and a
     /// matching check, as an attacker with disk access could. Only for
     /// tamper tests.
+    #[cfg(feature = "tamper-tests")]
     pub fn overwrite_for_tamper_tests(&self, index: u64, bytes: &[u8]) -> Result<(), LogFileError> {
         let old = self.entry(index)?;
         if old.len() != bytes.len() {

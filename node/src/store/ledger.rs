@@ -16,8 +16,7 @@
 //! Writers of the log hold one mutex ([`Store::ledger`]), so the index a
 //! pending entry was given is the one it gets.
 //!
-//! Keys in `meta`: `audit/pending` → index (u64 BE) ‖ entry bytes;
-//! `epoch/` epoch (u64 BE) → that epoch's sealed OPRF key seed.
+//! Key in `meta`: `audit/pending` → index (u64 BE) ‖ entry bytes.
 
 use std::collections::HashMap;
 
@@ -28,11 +27,6 @@ use super::{Store, StoreError};
 pub use crate::store::logfile::{LogFile, LogFileError};
 
 const PENDING: &[u8] = b"audit/pending";
-pub(super) const EPOCH: &[u8] = b"epoch/";
-
-pub(super) fn epoch_key(epoch: u64) -> Vec<u8> {
-    [EPOCH, &epoch.to_be_bytes()].concat()
-}
 
 /// Keys evaluated per (peer org, day), as the log records them.
 pub(super) type Budgets = HashMap<(String, i32), u64>;
@@ -232,8 +226,8 @@ impl Store {
 
     /// Overwrites a stored entry's bytes (and its check) behind the log's
     /// back. Exists only so that tamper tests can do what an attacker with
-    /// disk access would; nothing in Pluis calls it.
-    #[doc(hidden)]
+    /// disk access would; built only with the `tamper-tests` feature.
+    #[cfg(feature = "tamper-tests")]
     pub fn overwrite_audit_entry_for_tamper_tests(
         &self,
         index: u64,
@@ -358,5 +352,35 @@ mod tests {
             err.contains("audit/pending") && err.contains("index 7"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn budgets_are_charged_atomically_within_their_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let served = pluis_proto::pb::AuditEntry {
+                keys_evaluated: 1,
+                actor: "spiffe://c/org/school/node".into(),
+                ..Default::default()
+            };
+            let charge = |day, keys| store.charge_budget("school", day, keys, 100, &served);
+            assert_eq!(charge(100, 60).unwrap(), Ok((60, 0)));
+            assert_eq!(charge(100, 50).unwrap(), Err(60));
+            assert_eq!(charge(101, 50).unwrap(), Ok((50, 1)));
+            store.sync_log().unwrap();
+            let other = pluis_proto::pb::AuditEntry {
+                actor: "spiffe://c/org/police/node".into(),
+                ..served.clone()
+            };
+            assert!(store.charge_budget("school", 100, 1, 100, &other).is_err());
+        }
+        let store = reopen(dir.path()).unwrap();
+        assert_eq!(store.budget_used("school", 100).unwrap(), 60);
+        assert_eq!(store.budget_used("police", 100).unwrap(), 0);
+        // Each charge and its log entry went together; the refusal wrote neither.
+        let entries = store.audit_entries(0, 10).unwrap();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(store.audit_size().unwrap(), 2);
     }
 }
