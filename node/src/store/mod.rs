@@ -1,12 +1,12 @@
 //! The node's store: one sled database in `data_dir/store` (nothing else
 //! touches sled) and the audit log's files in `data_dir/audit`
-//! ([`LogFile`]), which also hold the daily budgets: see [`ledger`].
+//! ([`LogFile`]), which also hold the daily budgets: see `ledger.rs`.
 //!
 //! Trees, each with one purpose:
 //! * `meta`: schema version, the storage-key check, the active generation,
 //!   the signal count, lifetime counters, the epochs' sealed OPRF key
 //!   seeds (`epoch/`; deleted when an epoch's grace period is over) and an
-//!   audit entry pending with a change (see [`ledger`]);
+//!   audit entry pending with a change (see `ledger.rs`);
 //! * `signals/G`: the signals. Each value is a *bucket*: every signal whose
 //!   id (a keyed digest, so uniformly spread) starts with the bucket's 12
 //!   bits, sorted by id, as [`SignalRecord`]s: which signal, when
@@ -24,17 +24,17 @@
 //! the active one (the active one merged with the new rows, or only the new
 //! rows for `--replace`); it becomes visible only when the `meta` keys
 //! naming the active generation and its count are switched in one batch,
-//! after everything before was flushed: see [`generations`]. A crash at
+//! after everything before was flushed: see `generations.rs`. A crash at
 //! any point leaves the old generation active; leftovers of an unfinished
 //! one are dropped at the next open. Small changes (erasure, expiry purge)
 //! rewrite the affected buckets in one multi-tree transaction: see
-//! [`erasure`]. Readers take a [`Snapshot`] and read only it. Values carry
+//! `erasure.rs`. Readers take a [`Snapshot`] and read only it. Values carry
 //! a format byte before their postcard encoding.
 //!
-//! One file per concern: [`signals`] (records, sealing, look-ups),
-//! [`generations`] (snapshots, staged imports), [`erasure`], [`epochs`]
-//! (OPRF key seeds), [`ledger`] (the audit log's place in the store,
-//! budgets) and [`logfile`] (the log's own files); this file opens the
+//! One file per concern: `signals.rs` (records, sealing, look-ups),
+//! `generations.rs` (snapshots, staged imports), `erasure.rs`, `epochs.rs`
+//! (OPRF key seeds), `ledger.rs` (the audit log's place in the store,
+//! budgets) and `logfile.rs` (the log's own files); this file opens the
 //! store and holds what they share.
 
 use std::path::{Path, PathBuf};
