@@ -7,7 +7,8 @@
 //! checkpoint, then one `{"index": N, "entry": BASE64}` line per entry,
 //! the entry's exact bytes. Verification never trusts the node: it
 //! recomputes the Merkle tree, checks every checkpoint's signature and
-//! root, and names the first entry and field that is wrong.
+//! root, and names the first entry and field that is wrong. Cross-checking
+//! two logs is [`pluis_proto::log::crosscheck`]; here it is rendered.
 
 use std::io::{BufRead, Write};
 use std::path::Path;
@@ -20,10 +21,12 @@ use base64::Engine;
 use pluis_node::status_detail;
 use pluis_node::tls::TlsIdentity;
 use pluis_proto::log::{self, merkle, Checkpoint, NoteVerifier, VerifiedLog};
+use pluis_proto::pb;
 use pluis_proto::pb::audit_client::AuditClient;
-use pluis_proto::pb::{self, audit_entry::Kind};
 use serde::{Deserialize, Serialize};
 use tonic::transport::Channel;
+
+pub use pluis_proto::log::{cross_check, kind_name, CrossCheck, Discrepancy};
 
 /// The bundle format this client writes and reads.
 pub const BUNDLE_FORMAT: &str = "pluis-audit-bundle/1";
@@ -371,24 +374,6 @@ pub fn verify(bundle: &Bundle, pubkey: Option<&str>) -> anyhow::Result<VerifiedL
     )?)
 }
 
-/// The name of an entry kind.
-pub fn kind_name(kind: i32) -> &'static str {
-    match Kind::try_from(kind) {
-        Ok(Kind::ExchangeRequested) => "exchange requested",
-        Ok(Kind::ExchangeServed) => "exchange served",
-        Ok(Kind::ExchangeDenied) => "exchange denied",
-        Ok(Kind::CaseQuery) => "case query",
-        Ok(Kind::Import) => "import",
-        Ok(Kind::Forget) => "forget",
-        Ok(Kind::ExpiryPurge) => "expiry purge",
-        Ok(Kind::KeyRotation) => "key rotation",
-        Ok(Kind::PolicyLoaded) => "policy loaded",
-        Ok(Kind::NodeStart) => "node start",
-        Ok(Kind::NodeStop) => "node stop",
-        _ => "unknown",
-    }
-}
-
 /// Which entries `pluis audit show` lists.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
@@ -477,156 +462,6 @@ pub fn entries_json(entries: &[pb::AuditEntry], filter: &Filter) -> serde_json::
             })
             .collect(),
     )
-}
-
-/// One discrepancy between two organisations' logs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Discrepancy {
-    /// The exchange id (hex).
-    pub exchange: String,
-    /// Which log holds the entry it is about, and its index.
-    pub place: String,
-    /// What is missing or different.
-    pub what: String,
-}
-
-/// What `pluis audit cross-check` found.
-#[derive(Debug, Clone, Default)]
-pub struct CrossCheck {
-    /// Calls found on both sides, agreeing.
-    pub matched: usize,
-    /// Everything that does not agree.
-    pub discrepancies: Vec<Discrepancy>,
-}
-
-/// Matches every exchange between the two logs' organisations on both
-/// sides: each request one logged must be logged as served or denied by
-/// the other, with the same exchange id, request and response digests and
-/// counts, and a receipt (signed by the responder's key) that points at
-/// the responder's entry; and each exchange served or denied must have
-/// its request logged.
-pub fn cross_check(
-    a: (&VerifiedLog, &NoteVerifier),
-    b: (&VerifiedLog, &NoteVerifier),
-) -> CrossCheck {
-    let mut result = CrossCheck::default();
-    let org = |v: &NoteVerifier| v.name().rsplit('/').next().unwrap_or("").to_owned();
-    for (requester, responder) in [(a, b), (b, a)] {
-        let (req_log, req_key) = requester;
-        let (resp_log, resp_key) = responder;
-        let (req_org, resp_org) = (org(req_key), org(resp_key));
-        let req_marker = format!("/org/{req_org}/");
-        let resp_marker = format!("/org/{resp_org}/");
-        let answered = |e: &pb::AuditEntry| {
-            e.kind == Kind::ExchangeServed as i32 || e.kind == Kind::ExchangeDenied as i32
-        };
-        // Requests → answers.
-        for e in req_log.entries.iter().filter(|e| {
-            e.kind == Kind::ExchangeRequested as i32 && e.counterparty.contains(&resp_marker)
-        }) {
-            let exchange = hex(&e.exchange_id);
-            let place = format!("{req_org} entry {}", e.sequence);
-            let mut differ = |what: String| {
-                result.discrepancies.push(Discrepancy {
-                    exchange: exchange.clone(),
-                    place: place.clone(),
-                    what,
-                })
-            };
-            let Some(other) = resp_log.entries.iter().find(|r| {
-                answered(r)
-                    && r.exchange_id == e.exchange_id
-                    && r.request_digest == e.request_digest
-            }) else {
-                // A call that never reached the responder (unreachable,
-                // timed out) is logged by the requester only, and says so.
-                let unanswered = e.detail.contains("Unavailable")
-                    || e.detail.contains("DeadlineExceeded")
-                    || e.detail.contains("Cancelled");
-                if !unanswered {
-                    differ(format!("{resp_org} has no entry for this request"));
-                }
-                continue;
-            };
-            let served = other.kind == Kind::ExchangeServed as i32;
-            if served && other.response_digest != e.response_digest {
-                differ(format!(
-                    "response digests differ from {resp_org} entry {}",
-                    other.sequence
-                ));
-                continue;
-            }
-            if served && other.keys_asked != e.keys_asked {
-                differ(format!(
-                    "{} keys asked here, {} at {resp_org} entry {}",
-                    e.keys_asked, other.keys_asked, other.sequence
-                ));
-                continue;
-            }
-            if served && other.entries_served != e.entries_served {
-                differ(format!(
-                    "{} table entries received here, {} served at {resp_org} entry {}",
-                    e.entries_served, other.entries_served, other.sequence
-                ));
-                continue;
-            }
-            // Evaluate calls (keys asked) carry the exchange's receipt.
-            if served && e.keys_asked > 0 {
-                match &e.receipt {
-                    None => {
-                        differ(format!("no receipt from {resp_org}"));
-                        continue;
-                    }
-                    Some(receipt) => {
-                        let (Ok(reqd), Ok(respd)) = (
-                            <merkle::Hash>::try_from(e.request_digest.as_slice()),
-                            <merkle::Hash>::try_from(e.response_digest.as_slice()),
-                        ) else {
-                            differ("digests are not 32 bytes".into());
-                            continue;
-                        };
-                        if let Err(err) =
-                            log::verify_receipt(resp_key, receipt, &e.exchange_id, &reqd, &respd)
-                        {
-                            differ(format!("{resp_org}'s receipt: {err}"));
-                            continue;
-                        }
-                        if receipt.log_index != other.sequence {
-                            differ(format!(
-                                "the receipt points at {resp_org} entry {}, the exchange is entry {}",
-                                receipt.log_index, other.sequence
-                            ));
-                            continue;
-                        }
-                    }
-                }
-            }
-            result.matched += 1;
-        }
-        // Answers → requests.
-        for r in resp_log
-            .entries
-            .iter()
-            .filter(|r| answered(r) && r.actor.contains(&req_marker))
-        {
-            let logged = req_log.entries.iter().any(|e| {
-                e.kind == Kind::ExchangeRequested as i32
-                    && e.exchange_id == r.exchange_id
-                    && e.request_digest == r.request_digest
-            });
-            if !logged {
-                result.discrepancies.push(Discrepancy {
-                    exchange: hex(&r.exchange_id),
-                    place: format!("{resp_org} entry {}", r.sequence),
-                    what: format!(
-                        "{} by {resp_org}, but {req_org} logged no such request",
-                        kind_name(r.kind)
-                    ),
-                });
-            }
-        }
-    }
-    result
 }
 
 /// Renders a cross-check for people.

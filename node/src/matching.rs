@@ -163,6 +163,7 @@ impl Asker {
             }
         }
         let entry = pb::AuditEntry {
+            call_status: call.outcome.as_ref().err().map_or(0, |s| s.code() as i32),
             counterparty: audit.peer_id(&self.peer.org),
             exchange_id: call.context.exchange_id.clone(),
             purpose: call.context.purpose.clone(),

@@ -10,12 +10,14 @@
 //! Entries are encoded [`pb::AuditEntry`] messages; the log keeps their
 //! exact bytes, so verification never depends on re-encoding.
 
+pub mod crosscheck;
 pub mod merkle;
 pub mod note;
 
 use prost::Message;
 
 use crate::pb;
+pub use crosscheck::{cross_check, CrossCheck, Discrepancy};
 pub use merkle::{Hash, MemoryTree, ProofError};
 pub use note::{Checkpoint, NoteError, NoteSigner, NoteVerifier};
 
@@ -24,6 +26,25 @@ pub fn digest(bytes: &[u8]) -> Hash {
     let mut out = [0u8; 32];
     out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref());
     out
+}
+
+/// The name of an entry kind, as auditors read it.
+pub fn kind_name(kind: i32) -> &'static str {
+    use pb::audit_entry::Kind;
+    match Kind::try_from(kind) {
+        Ok(Kind::ExchangeRequested) => "exchange requested",
+        Ok(Kind::ExchangeServed) => "exchange served",
+        Ok(Kind::ExchangeDenied) => "exchange denied",
+        Ok(Kind::CaseQuery) => "case query",
+        Ok(Kind::Import) => "import",
+        Ok(Kind::Forget) => "forget",
+        Ok(Kind::ExpiryPurge) => "expiry purge",
+        Ok(Kind::KeyRotation) => "key rotation",
+        Ok(Kind::PolicyLoaded) => "policy loaded",
+        Ok(Kind::NodeStart) => "node start",
+        Ok(Kind::NodeStop) => "node stop",
+        _ => "unknown",
+    }
 }
 
 /// The origin line (and key name) of `org`'s log in `consortium`.
