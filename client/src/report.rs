@@ -7,12 +7,13 @@
 //!   (over 3× the median of its other days, and over 100 keys);
 //! * requests that took a partner's daily key budget to 90 % or more;
 //! * many denials (5 or more, or over 20 % of a partner's requests);
-//! * calls logged without a valid receipt.
+//! * Evaluate calls logged without a receipt, or with one that does not
+//!   verify against the partner's key (where its log is in the report).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
-use pluis_proto::log::VerifiedLog;
+use pluis_proto::log::{NoteVerifier, VerifiedLog};
 use pluis_proto::pb::{self, audit_entry::Kind};
 
 use crate::audit::{kind_name, utc};
@@ -65,9 +66,36 @@ fn answered(log: &VerifiedLog) -> impl Iterator<Item = &pb::AuditEntry> {
         .filter(|e| e.kind == Kind::ExchangeServed as i32 || e.kind == Kind::ExchangeDenied as i32)
 }
 
+/// Why `receipt` on the requester's entry `e` is not valid under the
+/// partner's log `key`, if it is not.
+fn receipt_problem(
+    key: &NoteVerifier,
+    receipt: &pb::Receipt,
+    e: &pb::AuditEntry,
+) -> Option<String> {
+    let (Ok(request), Ok(response)) = (
+        <pluis_proto::log::Hash>::try_from(e.request_digest.as_slice()),
+        <pluis_proto::log::Hash>::try_from(e.response_digest.as_slice()),
+    ) else {
+        return Some("digests are not 32 bytes".into());
+    };
+    pluis_proto::log::verify_receipt(key, receipt, &e.exchange_id, &request, &response)
+        .err()
+        .map(|err| format!("the receipt does not verify against the partner's key: {err}"))
+}
+
 /// The flags for `logs`.
 pub fn flags(logs: &[NodeLog]) -> Vec<Flag> {
     let mut flags = Vec::new();
+    // The partners' log keys, where their logs are in the report, to
+    // check the receipts each requester kept.
+    let keys: BTreeMap<String, NoteVerifier> = logs
+        .iter()
+        .filter_map(|l| {
+            let key: NoteVerifier = l.verifier_key.parse().ok()?;
+            Some((l.origin.rsplit('/').next()?.to_owned(), key))
+        })
+        .collect();
     for node in logs {
         let name = org_of(&node.origin);
         let name = if name == node.origin {
@@ -137,21 +165,32 @@ pub fn flags(logs: &[NodeLog]) -> Vec<Flag> {
                 });
             }
         }
-        for e in node.log.entries.iter().filter(|e| {
-            e.kind == Kind::ExchangeRequested as i32
-                && (e.detail.contains("no receipt") || e.detail.contains("no valid receipt"))
-        }) {
-            flags.push(Flag {
-                node: name.clone(),
-                pattern: "missing receipt",
-                detail: format!(
-                    "entry {} to {} on {}: {}",
-                    e.sequence,
-                    org_of(&e.counterparty),
-                    day_of(e.time_unix_ms),
-                    e.detail
-                ),
-            });
+        for e in node
+            .log
+            .entries
+            .iter()
+            .filter(|e| e.kind == Kind::ExchangeRequested as i32 && e.keys_asked > 0)
+        {
+            let partner = org_of(&e.counterparty);
+            let problem = match &e.receipt {
+                // A call that failed released nothing, and has no receipt.
+                None if e.call_status == 0 => Some("no receipt".to_owned()),
+                None => None,
+                Some(receipt) => keys
+                    .get(partner.as_str())
+                    .and_then(|key| receipt_problem(key, receipt, e)),
+            };
+            if let Some(problem) = problem {
+                flags.push(Flag {
+                    node: name.clone(),
+                    pattern: "missing receipt",
+                    detail: format!(
+                        "entry {} to {partner} on {}: {problem}",
+                        e.sequence,
+                        day_of(e.time_unix_ms),
+                    ),
+                });
+            }
         }
     }
     flags
@@ -392,7 +431,15 @@ mod tests {
         entries.push(pb::AuditEntry {
             kind: Kind::ExchangeRequested as i32,
             counterparty: "spiffe://t/org/police/node".into(),
-            detail: "evaluate; no receipt".into(),
+            keys_asked: 5,
+            ..Default::default()
+        });
+        // A call the partner never answered has no receipt, and is no flag.
+        entries.push(pb::AuditEntry {
+            kind: Kind::ExchangeRequested as i32,
+            counterparty: "spiffe://t/org/police/node".into(),
+            keys_asked: 5,
+            call_status: 14,
             ..Default::default()
         });
         let found = flags(&[log(entries)]);
@@ -407,10 +454,71 @@ mod tests {
             ]
             .into()
         );
+        let missing: Vec<&Flag> = found
+            .iter()
+            .filter(|f| f.pattern == "missing receipt")
+            .collect();
+        assert_eq!(missing.len(), 1, "{missing:?}");
+        assert!(
+            missing[0]
+                .detail
+                .ends_with("to police on 1970-01-01: no receipt"),
+            "{missing:?}"
+        );
         let jump = found.iter().find(|f| f.pattern == "volume jump").unwrap();
         assert!(jump.detail.contains("police asked 9500 keys"), "{jump:?}");
         // A quiet log raises nothing.
         assert!(flags(&[log(vec![served(0, 50, 50), served(1, 55, 105)])]).is_empty());
+    }
+
+    #[test]
+    fn a_receipt_that_does_not_verify_against_the_partners_key_is_flagged() {
+        use pluis_proto::log::{digest, origin, sign_receipt, Checkpoint, NoteSigner};
+        let school = NoteSigner::from_seed(&origin("t", "school"), &[1; 32]).unwrap();
+        let intruder = NoteSigner::from_seed(&origin("t", "school"), &[2; 32]).unwrap();
+        let (request, response) = (digest(b"q"), digest(b"a"));
+        let receipt_by = |signer: &NoteSigner| {
+            let checkpoint = Checkpoint {
+                origin: signer.name().to_owned(),
+                size: 1,
+                root: [0; 32],
+                extensions: Vec::new(),
+            };
+            sign_receipt(signer, &[9; 16], &request, &response, 0, &checkpoint).unwrap()
+        };
+        let asked = |receipt| pb::AuditEntry {
+            kind: Kind::ExchangeRequested as i32,
+            counterparty: "spiffe://t/org/school/node".into(),
+            exchange_id: vec![9; 16],
+            keys_asked: 5,
+            request_digest: request.to_vec(),
+            response_digest: response.to_vec(),
+            receipt: Some(receipt),
+            ..Default::default()
+        };
+        let logs = |entry| {
+            [
+                NodeLog {
+                    origin: origin("t", "police"),
+                    verifier_key: "police key".into(),
+                    log: log(vec![entry]).log,
+                },
+                NodeLog {
+                    origin: origin("t", "school"),
+                    verifier_key: school.verifier().to_string(),
+                    log: log(Vec::new()).log,
+                },
+            ]
+        };
+        assert!(flags(&logs(asked(receipt_by(&school)))).is_empty());
+        let found = flags(&logs(asked(receipt_by(&intruder))));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0]
+                .detail
+                .contains("does not verify against the partner's key"),
+            "{found:?}"
+        );
     }
 
     #[test]
