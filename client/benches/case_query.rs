@@ -51,11 +51,9 @@ async fn main() -> anyhow::Result<()> {
         // A day budget for the whole run: the default (10,000 keys per
         // partner) runs out after some 2,000 queries, and every query
         // after that would measure a refusal.
-        let text = std::fs::read_to_string(&node.config)?.replace(
-            "granularity = \"domain\"",
-            "granularity = \"domain\"\nmax_keys_per_day = 1000000000",
-        );
-        std::fs::write(&node.config, text)?;
+        consortium.edit_peer_policies(&node.org, |peer| {
+            peer.max_keys_per_day = Some(1_000_000_000)
+        })?;
         let config = pluis_node::Config::load(&node.config)?;
         let file = node.config.with_file_name("signals.csv");
         let options = GenOptions {

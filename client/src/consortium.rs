@@ -10,7 +10,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use pluis_node::config::{ConfigFile, PeerFile, TlsFile};
+use pluis_node::policy::{Granularity, Purpose};
 use pluis_node::{Config, Node, NodeError};
+use pluis_proto::taxonomy::LifeDomain;
 use pluis_proto::Role;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -185,6 +188,21 @@ impl LocalConsortium {
             .with_context(|| format!("no node for org {org}"))
     }
 
+    /// Changes `org`'s config file as `edit` says (before its node
+    /// starts, or before it reloads).
+    pub fn edit_config(&self, org: &str, edit: impl FnOnce(&mut ConfigFile)) -> anyhow::Result<()> {
+        edit_config_file(&self.node(org)?.config, edit)
+    }
+
+    /// Changes what every peer may ask of `org`'s node.
+    pub fn edit_peer_policies(
+        &self,
+        org: &str,
+        edit: impl Fn(&mut PeerFile),
+    ) -> anyhow::Result<()> {
+        self.edit_config(org, |file| file.peers.iter_mut().for_each(edit))
+    }
+
     /// CA, certificate and key of ORG's ROLE, as `--ca --cert --key`.
     pub fn tls_args(&self, org: &str, role: Role) -> crate::connect::TlsArgs {
         let (cert, key) = certs::identity_paths(&self.dir, org, role);
@@ -197,6 +215,12 @@ impl LocalConsortium {
 
     /// Stops every node and waits for each to close.
     pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.stop_all().await
+    }
+
+    /// Stops every running node and waits for each to close; the
+    /// consortium's files stay.
+    pub async fn stop_all(&mut self) -> anyhow::Result<()> {
         for node in &mut self.nodes {
             node.stop().await?;
         }
@@ -231,24 +255,56 @@ impl<'a> PeerEntry<'a> {
 /// Every peer may ask for the one purpose, `exploitation-assessment`, and
 /// see every domain at domain granularity, with the default budgets. The
 /// node loads the consortium's CRL (`../crl.pem`, written by `certs init`).
-pub fn node_config(org: &str, listen: SocketAddr, peers: &[PeerEntry<'_>]) -> String {
-    let mut text = format!(
-        "# Pluis node of {org}\norg = \"{org}\"\nlisten = \"{listen}\"\ndata_dir = \"data\"\n\n\
-         [[purposes]]\nname = \"{PURPOSE}\"\nlegal_basis = \"{LEGAL_BASIS}\"\n\n\
-         [tls]\nca = \"../ca.pem\"\ncert = \"node.pem\"\nkey = \"node.key\"\ncrls = [\"../crl.pem\"]\n"
-    );
-    for peer in peers {
-        text.push_str(&format!(
-            "\n[[peers]]\norg = \"{}\"\nurl = \"https://{}\"\n{}purposes = [\"{PURPOSE}\"]\n\
-             domains = [\"safety\", \"education\", \"health\", \"social\", \"finances\", \"housing\", \"youth_care\"]\n\
-             granularity = \"domain\"\n",
-            peer.org,
-            peer.addr,
-            peer.log_key
-                .map_or_else(String::new, |k| format!("log_key = \"{k}\"\n"))
-        ));
+pub fn node_config_file(org: &str, listen: SocketAddr, peers: &[PeerEntry<'_>]) -> ConfigFile {
+    ConfigFile {
+        org: org.to_owned(),
+        listen: listen.to_string(),
+        data_dir: "data".into(),
+        taxonomy: None,
+        epoch_length: None,
+        epoch_grace: None,
+        metrics_listen: None,
+        tls: TlsFile {
+            ca: "../ca.pem".into(),
+            cert: "node.pem".into(),
+            key: "node.key".into(),
+            crls: vec!["../crl.pem".into()],
+        },
+        purposes: vec![Purpose {
+            name: PURPOSE.to_owned(),
+            legal_basis: LEGAL_BASIS.to_owned(),
+        }],
+        peers: peers
+            .iter()
+            .map(|peer| PeerFile {
+                org: peer.org.to_owned(),
+                url: format!("https://{}", peer.addr),
+                log_key: peer.log_key.map(str::to_owned),
+                purposes: vec![PURPOSE.to_owned()],
+                domains: LifeDomain::ALL.to_vec(),
+                granularity: Granularity::Domain,
+                max_keys_per_request: None,
+                max_keys_per_day: None,
+                min_prefix_bits: None,
+            })
+            .collect(),
+        assessment: Vec::new(),
     }
-    text
+}
+
+/// [`node_config_file`] as TOML text.
+pub fn node_config(org: &str, listen: SocketAddr, peers: &[PeerEntry<'_>]) -> String {
+    node_config_file(org, listen, peers).to_toml()
+}
+
+/// Reads the config file at `path`, lets `edit` change it, writes it back.
+pub fn edit_config_file(path: &Path, edit: impl FnOnce(&mut ConfigFile)) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut file: ConfigFile =
+        toml::from_str(&text).with_context(|| format!("{}: not a node config", path.display()))?;
+    edit(&mut file);
+    std::fs::write(path, file.to_toml()).with_context(|| format!("writing {}", path.display()))
 }
 
 /// The purpose the local consortium's policies allow.

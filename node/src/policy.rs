@@ -10,10 +10,10 @@
 use std::collections::BTreeSet;
 
 use pluis_proto::taxonomy::LifeDomain;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// How much a peer may see of a matched person.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Granularity {
     /// Which domains have signals.
@@ -24,7 +24,7 @@ pub enum Granularity {
 }
 
 /// A purpose this node's coordinators may ask for.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Purpose {
     /// Its name, the same in every partner's config.
@@ -35,7 +35,7 @@ pub struct Purpose {
 
 /// One step of the assessment rule: at `min_domains` or more life domains
 /// with signals, this `advice`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AssessmentStep {
     /// The number of distinct domains from which this advice applies.

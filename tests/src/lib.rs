@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pluis_client::consortium::LocalConsortium;
+use pluis_node::config::{ConfigFile, PeerFile};
 use pluis_node::tls::{self, ExpectedServer, TlsIdentity};
 use pluis_proto::pb::audit_client::AuditClient;
 use pluis_proto::pb::coordinator_client::CoordinatorClient;
@@ -19,22 +20,164 @@ use tonic::transport::Channel;
 
 pub use pluis_client::demo::ORGS as DEMO_ORGS;
 
-/// A running consortium and the temporary directory that holds it.
+/// A test's consortium: dev PKI, configs and data in a temporary
+/// directory of its own, so that tests run in parallel. Made with
+/// [`TestConsortium::setup`]; it is a [`LocalConsortium`] (`Deref`).
 pub struct TestConsortium {
     /// The consortium.
     pub inner: LocalConsortium,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for TestConsortium {
+    type Target = LocalConsortium;
+
+    fn deref(&self) -> &LocalConsortium {
+        &self.inner
+    }
+}
+
+impl std::ops::DerefMut for TestConsortium {
+    fn deref_mut(&mut self) -> &mut LocalConsortium {
+        &mut self.inner
+    }
+}
+
+/// A config change for one org's node.
+type Edit = Box<dyn FnOnce(&mut ConfigFile) + Send>;
+
+/// What a test's consortium holds before its nodes start: orgs, signals,
+/// config changes (typed, never text patches).
+pub struct Setup {
+    name: String,
+    orgs: Vec<String>,
+    signals: Vec<(String, String)>,
+    edits: Vec<(String, Edit)>,
+}
+
+impl Setup {
+    /// Signals for `org`: CSV rows `bsn,signal,registered_on,local_ref`.
+    pub fn signals(mut self, org: &str, rows: &str) -> Self {
+        self.signals.push((org.to_owned(), rows.to_owned()));
+        self
+    }
+
+    /// A change to `org`'s config file.
+    pub fn config(
+        mut self,
+        org: &str,
+        edit: impl FnOnce(&mut ConfigFile) + Send + 'static,
+    ) -> Self {
+        self.edits.push((org.to_owned(), Box::new(edit)));
+        self
+    }
+
+    /// A change to what every peer may ask of `org`'s node.
+    pub fn peer_policies(self, org: &str, edit: impl Fn(&mut PeerFile) + Send + 'static) -> Self {
+        self.config(org, move |file| file.peers.iter_mut().for_each(edit))
+    }
+
+    /// Makes the consortium (certificates, configs, signals), nodes not
+    /// started.
+    pub async fn create(self) -> TestConsortium {
+        install_crypto_provider();
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let orgs: Vec<&str> = self.orgs.iter().map(String::as_str).collect();
+        let inner = LocalConsortium::create(&dir.path().join(&self.name), &self.name, &orgs)
+            .await
+            .expect("consortium is made");
+        for (org, rows) in &self.signals {
+            import_rows(&inner, org, rows);
+        }
+        for (org, edit) in self.edits {
+            inner.edit_config(&org, edit).expect("node config edited");
+        }
+        TestConsortium { inner, dir }
+    }
+
+    /// Makes the consortium and starts every node in this process.
+    pub async fn start(self) -> TestConsortium {
+        let mut c = self.create().await;
+        c.inner.start_all().expect("nodes start");
+        c
+    }
+
+    /// Makes the consortium for nodes that will run as processes of their
+    /// own (on the addresses in their configs), in `runtime`.
+    pub fn for_processes(self, runtime: &tokio::runtime::Runtime) -> TestConsortium {
+        let mut c = runtime.block_on(self.create());
+        c.inner.release_listeners();
+        c
+    }
 }
 
 impl TestConsortium {
+    /// A consortium `name` of `orgs`, to fill and start.
+    pub fn setup(name: &str, orgs: &[&str]) -> Setup {
+        Setup {
+            name: name.to_owned(),
+            orgs: orgs.iter().map(|o| o.to_string()).collect(),
+            signals: Vec::new(),
+            edits: Vec::new(),
+        }
+    }
+
     /// Issues certificates for `orgs` in consortium `name` and starts a node each.
     pub async fn start(name: &str, orgs: &[&str]) -> Self {
-        install_crypto_provider();
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let inner = LocalConsortium::start(&dir.path().join(name), name, orgs)
+        Self::setup(name, orgs).start().await
+    }
+
+    /// The temporary directory, for a test's own files (the consortium is
+    /// in a folder of its own in it).
+    pub fn scratch(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The verifier key of `org`'s log, as its partners pin it (read from
+    /// its data directory, not from the node).
+    pub fn pinned_key(&self, org: &str) -> pluis_proto::log::NoteVerifier {
+        let config = pluis_node::Config::load(&self.inner.node(org).expect("org").config)
+            .expect("node config");
+        pluis_node::audit::log_verifier(&config.data_dir, &self.inner.name, org)
+            .expect("the log key")
+    }
+
+    /// `org`'s log, exported by its auditor from the node at `url` into
+    /// the scratch directory, and verified against the pinned key.
+    pub async fn verified_log(&self, org: &str, url: &str) -> Vec<pluis_proto::pb::AuditEntry> {
+        let auditor = self.identity(org, Role::Auditor);
+        let out = self.scratch().join(format!(
+            "{org}-{}.jsonl",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        ));
+        pluis_client::audit::export(url, &auditor, &out)
             .await
-            .expect("consortium starts");
-        TestConsortium { inner, _dir: dir }
+            .expect("the log exports");
+        let bundle = pluis_client::audit::read_bundle(&out).expect("the bundle reads");
+        pluis_client::audit::verify(&bundle, Some(&self.pinned_key(org).to_string()))
+            .expect("the log verifies against the pinned key")
+            .entries
+    }
+
+    /// A copy of `org`'s config beside it, named `name`, changed by
+    /// `edit` (for a second node process on other data, say).
+    pub fn config_copy(
+        &self,
+        org: &str,
+        name: &str,
+        edit: impl FnOnce(&mut ConfigFile),
+    ) -> std::path::PathBuf {
+        let original = &self
+            .inner
+            .node(org)
+            .expect("org is in the consortium")
+            .config;
+        let copy = original.with_file_name(name);
+        std::fs::copy(original, &copy).expect("config copied");
+        pluis_client::consortium::edit_config_file(&copy, edit).expect("config edited");
+        copy
     }
 
     /// The consortium's directory (dev PKI, configs, data).
@@ -82,8 +225,8 @@ impl TestConsortium {
     }
 
     /// Stops every node, checking each stops cleanly.
-    pub async fn stop(self) {
-        self.inner.stop().await.expect("nodes stop cleanly");
+    pub async fn stop(&mut self) {
+        self.inner.stop_all().await.expect("nodes stop cleanly");
     }
 }
 
@@ -221,23 +364,14 @@ pub fn stored_signals(node: &Path, config: &Path) -> u64 {
         .sum()
 }
 
-/// Adds `line` (`max_keys_per_day = 5`, say) to every peer's policy in
-/// the node config at `config`, as its operator would.
-pub fn add_to_peer_policies(config: &Path, line: &str) {
-    let text = std::fs::read_to_string(config).expect("node config");
-    let text = text.replace(
-        "granularity = \"domain\"",
-        &format!("granularity = \"domain\"\n{line}"),
-    );
-    std::fs::write(config, text).expect("node config written");
+/// A date `days` back from today, as import files write it.
+pub fn days_ago(days: i64) -> String {
+    pluis_proto::identifier::iso_date(pluis_node::cli::today() - time::Duration::days(days))
 }
 
-/// Runs the node of the config at `config` on a port it picks: a node
-/// process that reports its URL.
-pub fn listen_anywhere(config: &Path, addr: std::net::SocketAddr) {
-    let text = std::fs::read_to_string(config).expect("node config");
-    std::fs::write(config, text.replace(&addr.to_string(), "127.0.0.1:0"))
-        .expect("node config written");
+/// Has a node process listen on a port it picks (`listen` port 0).
+pub fn any_port(file: &mut ConfigFile) {
+    file.listen = "127.0.0.1:0".into();
 }
 
 /// A `pluis-node serve` process, for tests that need a real process:

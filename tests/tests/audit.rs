@@ -10,50 +10,40 @@ use std::time::Duration;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use pluis_client::audit::{self, Bundle};
-use pluis_client::consortium::{LocalConsortium, PURPOSE};
+use pluis_client::consortium::PURPOSE;
 use pluis_proto::log::NoteVerifier;
 use pluis_proto::pb::audit_entry::Kind;
 use pluis_proto::pb::partner_client::PartnerClient;
 use pluis_proto::pb::{EvaluateRequest, ExchangeContext};
 use pluis_proto::Role;
-use pluis_tests::{
-    add_to_peer_policies, channel_as, import_rows, listen_anywhere, run_to_end, NodeProcess,
-};
+use pluis_tests::{any_port, channel_as, days_ago, run_to_end, NodeProcess, TestConsortium};
 
 const NODE: &str = env!("CARGO_BIN_EXE_pluis-node-e2e");
 const CLIENT: &str = env!("CARGO_BIN_EXE_pluis-e2e");
 const ORGS: [&str; 3] = ["police", "school", "healthcare"];
 
 /// Three orgs with signals about one child, nodes started.
-async fn consortium(dir: &Path) -> LocalConsortium {
-    pluis_tests::install_crypto_provider();
-    let mut c = LocalConsortium::create(dir, "audit", &ORGS).await.unwrap();
-    let date =
-        pluis_proto::identifier::iso_date(pluis_node::cli::today() - time::Duration::days(30));
-    import_rows(
-        &c,
-        "police",
-        &format!("111222333,weapon_possession,{date},PV-2026-001\n"),
-    );
-    import_rows(
-        &c,
-        "school",
-        &format!("111222333,frequent_absence,{date},LL-0042\n"),
-    );
-    import_rows(
-        &c,
-        "healthcare",
-        &format!("123456782,unexplained_injuries,{date},ZD-77\n"),
-    );
-    c.start_all().unwrap();
-    c
+async fn consortium() -> TestConsortium {
+    let date = days_ago(30);
+    TestConsortium::setup("audit", &ORGS)
+        .signals(
+            "police",
+            &format!("111222333,weapon_possession,{date},PV-2026-001\n"),
+        )
+        .signals(
+            "school",
+            &format!("111222333,frequent_absence,{date},LL-0042\n"),
+        )
+        .signals(
+            "healthcare",
+            &format!("123456782,unexplained_injuries,{date},ZD-77\n"),
+        )
+        .start()
+        .await
 }
 
-async fn case_query(c: &LocalConsortium) {
-    let coordinator = c
-        .tls_args("police", Role::Coordinator)
-        .load(Role::Coordinator)
-        .unwrap();
+async fn case_query(c: &TestConsortium) {
+    let coordinator = c.identity("police", Role::Coordinator);
     let subjects = pluis_client::matching::subjects_from_args(&[
         "bsn:111222333".into(),
         "bsn:123456782;nd:Jansen,J,2012-03-04".into(),
@@ -74,18 +64,13 @@ async fn case_query(c: &LocalConsortium) {
 }
 
 /// Exports `org`'s log and verifies it against the key its partners pin.
-async fn export(c: &LocalConsortium, org: &str, out: &Path) -> (Bundle, NoteVerifier) {
+async fn export(c: &TestConsortium, org: &str, out: &Path) -> (Bundle, NoteVerifier) {
     let auditor = c.tls_args(org, Role::Auditor).load(Role::Auditor).unwrap();
     audit::export(&c.node(org).unwrap().url, &auditor, out)
         .await
         .unwrap();
     let bundle = audit::read_bundle(out).unwrap();
-    (bundle, pinned_key(c, org))
-}
-
-fn pinned_key(c: &LocalConsortium, org: &str) -> NoteVerifier {
-    let config = pluis_node::Config::load(&c.node(org).unwrap().config).unwrap();
-    pluis_node::audit::log_verifier(&config.data_dir, &c.name, org).unwrap()
+    (bundle, c.pinned_key(org))
 }
 
 fn kinds(log: &pluis_proto::log::VerifiedLog) -> Vec<Kind> {
@@ -97,11 +82,10 @@ fn kinds(log: &pluis_proto::log::VerifiedLog) -> Vec<Kind> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_exchange_is_logged_on_both_sides_and_the_logs_cross_check() {
-    let dir = tempfile::tempdir().unwrap();
-    let c = consortium(&dir.path().join("both")).await;
+    let mut c = consortium().await;
     case_query(&c).await;
-    let (police_bundle, police_key) = export(&c, "police", &dir.path().join("police.jsonl")).await;
-    let (school_bundle, school_key) = export(&c, "school", &dir.path().join("school.jsonl")).await;
+    let (police_bundle, police_key) = export(&c, "police", &c.scratch().join("police.jsonl")).await;
+    let (school_bundle, school_key) = export(&c, "school", &c.scratch().join("school.jsonl")).await;
     let police = audit::verify(&police_bundle, Some(&police_key.to_string())).unwrap();
     let school = audit::verify(&school_bundle, Some(&school_key.to_string())).unwrap();
 
@@ -166,7 +150,7 @@ async fn every_exchange_is_logged_on_both_sides_and_the_logs_cross_check() {
         (&police_bundle, "police.jsonl"),
         (&school_bundle, "school.jsonl"),
     ] {
-        let text = std::fs::read_to_string(dir.path().join(path)).unwrap();
+        let text = std::fs::read_to_string(c.scratch().join(path)).unwrap();
         let mut haystack = text.clone().into_bytes();
         for (_, entry) in &bundle.entries {
             haystack.extend_from_slice(entry);
@@ -184,17 +168,16 @@ async fn every_exchange_is_logged_on_both_sides_and_the_logs_cross_check() {
             assert!(!haystack.contains(needle), "{needle} found in {path}");
         }
     }
-    c.stop().await.unwrap();
+    c.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cross_check_finds_an_exchange_only_one_side_logged() {
-    let dir = tempfile::tempdir().unwrap();
-    let c = consortium(&dir.path().join("oneside")).await;
+    let mut c = consortium().await;
     case_query(&c).await;
     // The police node's key, used from outside the police node: the
     // school serves and logs it, the police log has no such request.
-    let police_node = c.tls_args("police", Role::Node).load(Role::Node).unwrap();
+    let police_node = c.identity("police", Role::Node);
     let mut school = PartnerClient::new(channel_as(&c.node("school").unwrap().url, &police_node));
     let blinded = pluis_proto::oprf::blind(b"bsn:111222333", &mut rand_core::OsRng).unwrap();
     school
@@ -209,8 +192,8 @@ async fn cross_check_finds_an_exchange_only_one_side_logged() {
         })
         .await
         .unwrap();
-    let (police_bundle, police_key) = export(&c, "police", &dir.path().join("p.jsonl")).await;
-    let (school_bundle, school_key) = export(&c, "school", &dir.path().join("s.jsonl")).await;
+    let (police_bundle, police_key) = export(&c, "police", &c.scratch().join("p.jsonl")).await;
+    let (school_bundle, school_key) = export(&c, "school", &c.scratch().join("s.jsonl")).await;
     let police = audit::verify(&police_bundle, None).unwrap();
     let school = audit::verify(&school_bundle, None).unwrap();
     let crossed = audit::cross_check((&police, &police_key), (&school, &school_key));
@@ -230,8 +213,8 @@ async fn cross_check_finds_an_exchange_only_one_side_logged() {
         &[
             "audit",
             "cross-check",
-            &path_str(&dir.path().join("p.jsonl")),
-            &path_str(&dir.path().join("s.jsonl")),
+            &path_str(&c.scratch().join("p.jsonl")),
+            &path_str(&c.scratch().join("s.jsonl")),
         ],
         Duration::from_secs(30),
     );
@@ -240,7 +223,7 @@ async fn cross_check_finds_an_exchange_only_one_side_logged() {
         stdout.contains("1 discrepancies") && stdout.contains("police logged no such request"),
         "{stdout}"
     );
-    c.stop().await.unwrap();
+    c.stop().await;
 }
 
 fn path_str(p: &Path) -> String {
@@ -264,12 +247,11 @@ fn entry_line(index: u64, bytes: &[u8]) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tampered_bundle_is_caught_naming_what_and_where() {
-    let dir = tempfile::tempdir().unwrap();
-    let c = consortium(&dir.path().join("tamper")).await;
+    let mut c = consortium().await;
     case_query(&c).await;
-    let good = dir.path().join("police.jsonl");
+    let good = c.scratch().join("police.jsonl");
     let (bundle, key) = export(&c, "police", &good).await;
-    c.stop().await.unwrap();
+    c.stop().await;
     let key = key.to_string();
     let n = bundle.entries.len();
     assert!(n >= 8, "{n}");
@@ -285,7 +267,7 @@ async fn a_tampered_bundle_is_caught_naming_what_and_where() {
     assert!(ok && stdout.contains("verified"), "{stdout}");
 
     // One byte of entry 6 flipped (its bytes still decode).
-    let flipped = rewrite(&good, &dir.path().join("flipped.jsonl"), |mut lines| {
+    let flipped = rewrite(&good, &c.scratch().join("flipped.jsonl"), |mut lines| {
         let mut bytes = bundle.entries[6].1.clone();
         let last = bytes.len() - 1;
         bytes[last] ^= 0x01;
@@ -293,23 +275,23 @@ async fn a_tampered_bundle_is_caught_naming_what_and_where() {
         lines
     });
     // Entry 4 deleted.
-    let deleted = rewrite(&good, &dir.path().join("deleted.jsonl"), |mut lines| {
+    let deleted = rewrite(&good, &c.scratch().join("deleted.jsonl"), |mut lines| {
         lines.remove(first_entry_line + 4);
         lines
     });
     // Entries 2 and 3 swapped, their indexes rewritten to look in order.
-    let swapped = rewrite(&good, &dir.path().join("swapped.jsonl"), |mut lines| {
+    let swapped = rewrite(&good, &c.scratch().join("swapped.jsonl"), |mut lines| {
         lines[first_entry_line + 2] = entry_line(2, &bundle.entries[3].1);
         lines[first_entry_line + 3] = entry_line(3, &bundle.entries[2].1);
         lines
     });
     // The last three entries cut off.
-    let truncated = rewrite(&good, &dir.path().join("truncated.jsonl"), |mut lines| {
+    let truncated = rewrite(&good, &c.scratch().join("truncated.jsonl"), |mut lines| {
         lines.truncate(lines.len() - 3);
         lines
     });
     // The checkpoint re-signed with another key of the same name.
-    let forged = rewrite(&good, &dir.path().join("forged.jsonl"), |mut lines| {
+    let forged = rewrite(&good, &c.scratch().join("forged.jsonl"), |mut lines| {
         let verifier: NoteVerifier = key.parse().unwrap();
         let forger = pluis_proto::log::NoteSigner::from_seed(verifier.name(), &[0x66; 32]).unwrap();
         let note: serde_json::Value = serde_json::from_str(&lines[1]).unwrap();
@@ -336,11 +318,10 @@ async fn a_tampered_bundle_is_caught_naming_what_and_where() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_whose_stored_log_was_altered_refuses_to_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let c = consortium(&dir.path().join("altered")).await;
+    let mut c = consortium().await;
     case_query(&c).await;
     let config = pluis_node::Config::load(&c.node("school").unwrap().config).unwrap();
-    c.stop().await.unwrap();
+    c.stop().await;
     {
         let store = pluis_node::store::Store::open(&config.data_dir).unwrap();
         let (index, mut bytes) = store.audit_entries(3, 1).unwrap().remove(0);
@@ -361,21 +342,17 @@ async fn a_node_whose_stored_log_was_altered_refuses_to_start() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_saved_checkpoint_proves_the_history_unchanged_and_catches_a_rewrite() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut c = consortium(&dir.path().join("history")).await;
-    let auditor = c
-        .tls_args("police", Role::Auditor)
-        .load(Role::Auditor)
-        .unwrap();
+    let mut c = consortium().await;
+    let auditor = c.identity("police", Role::Auditor);
     let url = c.node("police").unwrap().url.clone();
-    let saved = dir.path().join("police.checkpoint");
+    let saved = c.scratch().join("police.checkpoint");
 
     // A copy of the police data as it is now, for a forged history later.
     for node in &mut c.nodes {
         node.stop().await.unwrap();
     }
-    let data = dir.path().join("history/police/data");
-    let copy = dir.path().join("police-data-copy");
+    let data = c.dir.join("police/data");
+    let copy = c.scratch().join("police-data-copy");
     copy_dir(&data, &copy);
     c.restart("school").await.unwrap();
     c.restart("healthcare").await.unwrap();
@@ -411,7 +388,7 @@ async fn a_saved_checkpoint_proves_the_history_unchanged_and_catches_a_rewrite()
         .unwrap_err()
         .to_string();
     assert!(err.contains("rewrote history"), "{err}");
-    c.stop().await.unwrap();
+    c.stop().await;
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -429,29 +406,21 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_killed_during_a_burst_restarts_with_a_log_that_verifies() {
-    let dir = tempfile::tempdir().unwrap();
-    pluis_tests::install_crypto_provider();
-    let c = LocalConsortium::create(&dir.path().join("crash"), "crash", &["police", "school"])
-        .await
-        .unwrap();
-    let date =
-        pluis_proto::identifier::iso_date(pluis_node::cli::today() - time::Duration::days(3));
-    import_rows(
-        &c,
-        "school",
-        &format!("111222333,frequent_absence,{date},LL-1\n"),
-    );
     // The school as a process of its own, on a port it picks, with a
     // budget for the burst.
+    let c = TestConsortium::setup("crash", &["police", "school"])
+        .signals(
+            "school",
+            &format!("111222333,frequent_absence,{},LL-1\n", days_ago(3)),
+        )
+        .config("school", any_port)
+        .peer_policies("school", |peer| peer.max_keys_per_day = Some(1_000_000))
+        .create()
+        .await;
     let school = c.node("school").unwrap();
-    listen_anywhere(&school.config, school.addr);
-    add_to_peer_policies(&school.config, "max_keys_per_day = 1000000");
     let mut node = NodeProcess::spawn(Path::new(NODE), &school.config);
-    let auditor = c
-        .tls_args("school", Role::Auditor)
-        .load(Role::Auditor)
-        .unwrap();
-    let police = c.tls_args("police", Role::Node).load(Role::Node).unwrap();
+    let auditor = c.identity("school", Role::Auditor);
+    let police = c.identity("police", Role::Node);
 
     let burst = |url: String| {
         let police = police.clone();
@@ -504,7 +473,7 @@ async fn a_node_killed_during_a_burst_restarts_with_a_log_that_verifies() {
     .await
     .unwrap();
     let before = audit::checkpoint(&url, &auditor, None, None).await.unwrap();
-    let saved = dir.path().join("school.checkpoint");
+    let saved = c.scratch().join("school.checkpoint");
     audit::save_checkpoint(&saved, &before).unwrap();
     let running = tokio::spawn(burst(url.clone()));
     // Killed once the burst is well under way.
@@ -530,9 +499,9 @@ async fn a_node_killed_during_a_burst_restarts_with_a_log_that_verifies() {
         after.checkpoint.size >= before.checkpoint.size + 100,
         "the burst left entries"
     );
-    let out = dir.path().join("school.jsonl");
+    let out = c.scratch().join("school.jsonl");
     audit::export(&node.url, &auditor, &out).await.unwrap();
-    let key = pinned_key(&c, "school").to_string();
+    let key = c.pinned_key("school").to_string();
     let verified = audit::verify(&audit::read_bundle(&out).unwrap(), Some(&key)).unwrap();
     let starts = kinds(&verified)
         .iter()
@@ -544,8 +513,7 @@ async fn a_node_killed_during_a_burst_restarts_with_a_log_that_verifies() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_auditor_reads_a_nodes_log_as_a_table_or_json() {
-    let dir = tempfile::tempdir().unwrap();
-    let c = consortium(&dir.path().join("show")).await;
+    let mut c = consortium().await;
     case_query(&c).await;
     let url = c.node("police").unwrap().url.clone();
     // `pluis audit show --node` as `role` of the police, with `extra`.
@@ -590,5 +558,5 @@ async fn an_auditor_reads_a_nodes_log_as_a_table_or_json() {
     // A coordinator is not an auditor.
     let (ok, _, stderr) = run(Role::Coordinator, &[]);
     assert!(!ok && stderr.contains("auditor"), "{stderr}");
-    c.stop().await.unwrap();
+    c.stop().await;
 }

@@ -5,19 +5,17 @@
 use std::path::Path;
 use std::time::Duration;
 
-use pluis_client::consortium::{LocalConsortium, PURPOSE};
+use pluis_client::consortium::PURPOSE;
 use pluis_proto::Role;
-use pluis_tests::{run_to_end, NodeProcess};
+use pluis_tests::{any_port, run_to_end, NodeProcess, TestConsortium};
 
 const NODE: &str = env!("CARGO_BIN_EXE_pluis-node-e2e");
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_nodes_log_holds_no_personal_data() {
-    let dir = tempfile::tempdir().unwrap();
-    pluis_tests::install_crypto_provider();
-    let mut c = LocalConsortium::create(&dir.path().join("logs"), "logs", &["police", "school"])
-        .await
-        .unwrap();
+    let mut c = TestConsortium::setup("logs", &["police", "school"])
+        .create()
+        .await;
     // Synthetic police data; the school's (below) overlaps with it.
     let police = c.node("police").unwrap();
     let csv = police.config.with_file_name("signals.csv");
@@ -39,12 +37,10 @@ async fn a_nodes_log_holds_no_personal_data() {
     assert!(ok, "{stderr}");
 
     // A second police node, as a process with debug logs, on its own data.
-    let config = police.config.with_file_name("process.toml");
-    let text = std::fs::read_to_string(&police.config)
-        .unwrap()
-        .replace(&police.addr.to_string(), "127.0.0.1:0")
-        .replace("data_dir = \"data\"", "data_dir = \"process-data\"");
-    std::fs::write(&config, text).unwrap();
+    let config = c.config_copy("police", "process.toml", |file| {
+        any_port(file);
+        file.data_dir = "process-data".into();
+    });
     let (ok, import_out, import_log) = run_to_end(
         Path::new(NODE),
         &[
@@ -108,10 +104,7 @@ async fn a_nodes_log_holds_no_personal_data() {
                 .map(|b| format!("bsn:{b}"))
         })
         .collect();
-    let coordinator = c
-        .tls_args("police", Role::Coordinator)
-        .load(Role::Coordinator)
-        .unwrap();
+    let coordinator = c.identity("police", Role::Coordinator);
     let answer = pluis_client::matching::query(
         &node.url,
         &coordinator,
@@ -147,5 +140,5 @@ async fn a_nodes_log_holds_no_personal_data() {
             "the log holds a value of the input"
         );
     }
-    c.stop().await.unwrap();
+    c.stop().await;
 }

@@ -3,14 +3,15 @@
 
 use std::path::Path;
 
-use pluis_client::consortium::{LocalConsortium, PURPOSE};
+use pluis_client::consortium::PURPOSE;
+use pluis_node::config::ConfigFile;
+use pluis_node::policy::AssessmentStep;
 use pluis_proto::oprf::{blind, Blinded};
 use pluis_proto::pb::partner_client::PartnerClient;
 use pluis_proto::pb::{EvaluateRequest, ExchangeContext};
+use pluis_proto::taxonomy::LifeDomain;
 use pluis_proto::Role;
-use pluis_tests::{
-    add_to_peer_policies, channel_as, import_rows, listen_anywhere, NodeProcess, TestConsortium,
-};
+use pluis_tests::{any_port, channel_as, days_ago, NodeProcess, TestConsortium};
 use tonic::Code;
 
 const NODE: &str = env!("CARGO_BIN_EXE_pluis-node-e2e");
@@ -35,7 +36,7 @@ fn blinded(keys: &[&str]) -> Vec<Blinded> {
 
 #[tokio::test]
 async fn a_peer_gets_evaluations_that_unblind_to_one_output_per_key() {
-    let c = TestConsortium::start("evaluate", &["police", "school"]).await;
+    let mut c = TestConsortium::start("evaluate", &["police", "school"]).await;
     let keys = ["bsn:111222333", "bsn:123456782", "bsn:111222333"];
     let b = blinded(&keys);
     let response = c
@@ -66,7 +67,7 @@ async fn a_peer_gets_evaluations_that_unblind_to_one_output_per_key() {
 
 #[tokio::test]
 async fn unlisted_purposes_and_bad_points_are_refused() {
-    let c = TestConsortium::start("refuse", &["police", "school"]).await;
+    let mut c = TestConsortium::start("refuse", &["police", "school"]).await;
     let mut school = c.partner("police", "school", Role::Node);
     let err = school
         .evaluate(request("marketing", &blinded(&["bsn:111222333"])))
@@ -99,27 +100,13 @@ async fn unlisted_purposes_and_bad_points_are_refused() {
 
 #[tokio::test]
 async fn a_member_without_a_policy_entry_is_answered_with_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    pluis_tests::install_crypto_provider();
-    let mut c = LocalConsortium::create(
-        &dir.path().join("nopolicy"),
-        "nopolicy",
-        &["police", "healthcare"],
-    )
-    .await
-    .unwrap();
     // The police node keeps healthcare as a peer to call, but gives it no
     // purposes: the default policy shares nothing.
-    let config = c.node("police").unwrap().config.clone();
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace(&format!("purposes = [\"{PURPOSE}\"]\n"), "");
-    std::fs::write(&config, text).unwrap();
-    c.start_all().unwrap();
-    let healthcare = c
-        .tls_args("healthcare", Role::Node)
-        .load(Role::Node)
-        .unwrap();
+    let mut c = TestConsortium::setup("nopolicy", &["police", "healthcare"])
+        .peer_policies("police", |peer| peer.purposes.clear())
+        .start()
+        .await;
+    let healthcare = c.identity("healthcare", Role::Node);
     let err = PartnerClient::new(channel_as(&c.node("police").unwrap().url, &healthcare))
         .evaluate(request(PURPOSE, &blinded(&["bsn:111222333"])))
         .await
@@ -130,21 +117,19 @@ async fn a_member_without_a_policy_entry_is_answered_with_nothing() {
         "{}",
         err.message()
     );
-    c.stop().await.unwrap();
+    c.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_daily_key_budget_is_enforced_and_survives_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    pluis_tests::install_crypto_provider();
-    let c = LocalConsortium::create(&dir.path().join("budget"), "budget", &["police", "school"])
-        .await
-        .unwrap();
     // Run the police node as a process, with a budget of 5 keys a day for school.
+    let c = TestConsortium::setup("budget", &["police", "school"])
+        .config("police", any_port)
+        .peer_policies("police", |peer| peer.max_keys_per_day = Some(5))
+        .create()
+        .await;
     let police = c.node("police").unwrap();
-    listen_anywhere(&police.config, police.addr);
-    add_to_peer_policies(&police.config, "max_keys_per_day = 5");
-    let school = c.tls_args("school", Role::Node).load(Role::Node).unwrap();
+    let school = c.identity("school", Role::Node);
 
     let mut node = NodeProcess::spawn(Path::new(NODE), &police.config);
     let mut client = PartnerClient::new(channel_as(&node.url, &school));
@@ -194,52 +179,36 @@ fn domains(result: &pluis_proto::pb::SubjectResult) -> Vec<(String, Vec<String>)
 
 const FAMILY_ORGS: [&str; 4] = ["police", "municipality", "school", "healthcare"];
 
+/// A family the police, school and healthcare know of (and someone the
+/// municipality knows), nodes started; `healthcare` may change the
+/// healthcare node's config first.
 async fn family_consortium(
-    dir: &Path,
-    edit_healthcare: impl Fn(String) -> String,
-) -> LocalConsortium {
-    pluis_tests::install_crypto_provider();
-    let mut c = LocalConsortium::create(dir, "family", &FAMILY_ORGS)
+    name: &str,
+    healthcare: impl FnOnce(&mut ConfigFile) + Send + 'static,
+) -> TestConsortium {
+    let date = days_ago(30);
+    TestConsortium::setup(name, &FAMILY_ORGS)
+        .signals("police", &format!("111222333,weapon_possession,{date}\n"))
+        .signals("school", &format!("111222333,frequent_absence,{date}\n"))
+        .signals(
+            "healthcare",
+            &format!("123456782,unexplained_injuries,{date}\n"),
+        )
+        // Someone else, at the municipality only, so no table is empty.
+        .signals(
+            "municipality",
+            &format!("240000006,household_debts,{date}\n"),
+        )
+        .config("healthcare", healthcare)
+        .start()
         .await
-        .unwrap();
-    let recent = pluis_node::cli::today() - time::Duration::days(30);
-    let date = pluis_proto::identifier::iso_date(recent);
-    import_rows(
-        &c,
-        "police",
-        &format!("111222333,weapon_possession,{date}\n"),
-    );
-    import_rows(
-        &c,
-        "school",
-        &format!("111222333,frequent_absence,{date}\n"),
-    );
-    import_rows(
-        &c,
-        "healthcare",
-        &format!("123456782,unexplained_injuries,{date}\n"),
-    );
-    // Someone else, at the municipality only, so no table is empty.
-    import_rows(
-        &c,
-        "municipality",
-        &format!("240000006,household_debts,{date}\n"),
-    );
-    let config = c.node("healthcare").unwrap().config.clone();
-    let text = edit_healthcare(std::fs::read_to_string(&config).unwrap());
-    std::fs::write(&config, text).unwrap();
-    c.start_all().unwrap();
-    c
 }
 
 async fn case_query(
-    c: &LocalConsortium,
+    c: &TestConsortium,
     subjects: Vec<pluis_proto::pb::Subject>,
 ) -> pluis_proto::pb::MatchResponse {
-    let coordinator = c
-        .tls_args("police", Role::Coordinator)
-        .load(Role::Coordinator)
-        .unwrap();
+    let coordinator = c.identity("police", Role::Coordinator);
     let channel = channel_as(&c.node("police").unwrap().url, &coordinator);
     pluis_proto::pb::coordinator_client::CoordinatorClient::new(channel)
         .r#match(pluis_proto::pb::MatchRequest {
@@ -253,8 +222,7 @@ async fn case_query(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_family_with_signals_at_three_partners_gets_exactly_those_domains() {
-    let dir = tempfile::tempdir().unwrap();
-    let c = family_consortium(&dir.path().join("family"), |t| t).await;
+    let c = family_consortium("family", |_| ()).await;
     let response = case_query(
         &c,
         vec![
@@ -294,24 +262,26 @@ async fn a_family_with_signals_at_three_partners_gets_exactly_those_domains() {
 
     // The coordinator's node sets its own assessment rule.
     let mut c = c;
-    let config = c.node("police").unwrap().config.clone();
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str("\n[[assessment]]\nmin_domains = 2\nadvice = \"plan a case meeting\"\n");
-    std::fs::write(&config, text).unwrap();
+    c.edit_config("police", |file| {
+        file.assessment.push(AssessmentStep {
+            min_domains: 2,
+            advice: "plan a case meeting".into(),
+        })
+    })
+    .unwrap();
     c.restart("police").await.unwrap();
     let again = case_query(&c, vec![subject("child 1", "bsn:111222333")]).await;
     assert_eq!(again.subjects[0].assessment, "plan a case meeting");
-    c.stop().await.unwrap();
+    c.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_partner_whose_policy_excludes_health_never_reveals_health() {
-    let dir = tempfile::tempdir().unwrap();
-    let c = family_consortium(&dir.path().join("nohealth"), |text| {
+    let mut c = family_consortium("family", |file| {
         // healthcare shows police everything but health.
-        let police = text.find("org = \"police\"").unwrap();
-        let (head, tail) = text.split_at(police);
-        format!("{head}{}", tail.replacen("\"health\", ", "", 1))
+        for peer in file.peers.iter_mut().filter(|p| p.org == "police") {
+            peer.domains.retain(|d| *d != LifeDomain::Health);
+        }
     })
     .await;
     let response = case_query(&c, vec![subject("child 2", "bsn:123456782")]).await;
@@ -320,13 +290,12 @@ async fn a_partner_whose_policy_excludes_health_never_reveals_health() {
         "{:?}",
         response.subjects[0]
     );
-    c.stop().await.unwrap();
+    c.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dead_partner_gives_a_partial_answer_naming_it_within_the_deadline() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut c = family_consortium(&dir.path().join("dead"), |t| t).await;
+    let mut c = family_consortium("family", |_| ()).await;
     let school = c.nodes.iter_mut().find(|n| n.org == "school").unwrap();
     school.stop().await.unwrap();
     let started = std::time::Instant::now();
@@ -341,17 +310,16 @@ async fn a_dead_partner_gives_a_partial_answer_naming_it_within_the_deadline() {
         domains(&response.subjects[0]),
         [("safety".to_owned(), vec!["police".to_owned()])]
     );
-    c.stop().await.unwrap();
+    c.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn nothing_a_responder_sends_holds_an_identifier_or_a_reference() {
     use prost::Message;
-    let dir = tempfile::tempdir().unwrap();
-    let c = family_consortium(&dir.path().join("capture"), |t| t).await;
+    let mut c = family_consortium("family", |_| ()).await;
     // Act as the school's node towards the police node, as ask_peer does,
     // and keep every byte the police node answers with.
-    let school = c.tls_args("school", Role::Node).load(Role::Node).unwrap();
+    let school = c.identity("school", Role::Node);
     let mut client = PartnerClient::new(channel_as(&c.node("police").unwrap().url, &school));
     let keys = ["bsn:111222333", "bsn:123456782"];
     let b = blinded(&keys);
@@ -420,13 +388,12 @@ async fn nothing_a_responder_sends_holds_an_identifier_or_a_reference() {
         }
     }
     assert!(sent.len() >= 4);
-    c.stop().await.unwrap();
+    c.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_coordinators_json_follows_the_documented_schema() {
-    let dir = tempfile::tempdir().unwrap();
-    let c = family_consortium(&dir.path().join("json"), |t| t).await;
+    let mut c = family_consortium("family", |_| ()).await;
     let response = case_query(&c, vec![subject("child 1", "bsn:111222333")]).await;
     let json = pluis_client::matching::to_json(PURPOSE, &response);
     assert_eq!(json["purpose"], PURPOSE);
@@ -442,37 +409,25 @@ async fn the_coordinators_json_follows_the_documented_schema() {
         && p["table_size"].as_u64().unwrap() >= 1));
     let text = pluis_client::matching::render(&response);
     assert!(text.contains("partners answered: 3 of 3"), "{text}");
-    c.stop().await.unwrap();
+    c.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_key_rotation_still_answers_the_previous_epoch_within_its_grace() {
     use pluis_proto::table::{open_label, tag, Prefix};
-    let dir = tempfile::tempdir().unwrap();
-    pluis_tests::install_crypto_provider();
-    let mut c = LocalConsortium::create(
-        &dir.path().join("rotation"),
-        "rotation",
-        &["police", "school"],
-    )
-    .await
-    .unwrap();
-    let recent =
-        pluis_proto::identifier::iso_date(pluis_node::cli::today() - time::Duration::days(3));
-    import_rows(
-        &c,
-        "police",
-        &format!("111222333,weapon_possession,{recent},PV-1\n"),
-    );
-    let config = c.node("police").unwrap().config.clone();
-    let text = std::fs::read_to_string(&config).unwrap().replace(
-        "data_dir = \"data\"",
-        "data_dir = \"data\"\nepoch_length = \"3s\"\nepoch_grace = \"2s\"",
-    );
-    std::fs::write(&config, text).unwrap();
-    c.start_all().unwrap();
+    let mut c = TestConsortium::setup("rotation", &["police", "school"])
+        .signals(
+            "police",
+            &format!("111222333,weapon_possession,{},PV-1\n", days_ago(3)),
+        )
+        .config("police", |file| {
+            file.epoch_length = Some("3s".into());
+            file.epoch_grace = Some("2s".into());
+        })
+        .start()
+        .await;
 
-    let school = c.tls_args("school", Role::Node).load(Role::Node).unwrap();
+    let school = c.identity("school", Role::Node);
     let mut client = PartnerClient::new(channel_as(&c.node("police").unwrap().url, &school));
     let key = "bsn:111222333";
     let b = blinded(&[key]);
@@ -525,47 +480,26 @@ async fn a_key_rotation_still_answers_the_previous_epoch_within_its_grace() {
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
     assert!(err.message().contains("is not served"), "{}", err.message());
-    c.stop().await.unwrap();
+    c.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bulk_screening_lists_own_cases_that_reach_the_threshold() {
-    let dir = tempfile::tempdir().unwrap();
-    pluis_tests::install_crypto_provider();
-    let mut c = LocalConsortium::create(&dir.path().join("screen"), "screen", &FAMILY_ORGS)
-        .await
-        .unwrap();
-    let date =
-        pluis_proto::identifier::iso_date(pluis_node::cli::today() - time::Duration::days(30));
-    import_rows(
-        &c,
-        "police",
-        &format!("111222333,weapon_possession,{date},PV-1\n123456782,petty_theft_young_child,{date},PV-2\n"),
-    );
-    import_rows(
-        &c,
-        "school",
-        &format!("111222333,frequent_absence,{date},LL-1\n"),
-    );
-    import_rows(
-        &c,
-        "healthcare",
-        &format!("111222333,unexplained_injuries,{date},ZD-1\n"),
-    );
-    import_rows(
-        &c,
-        "municipality",
-        &format!("240000006,household_debts,{date},GEM-1\n"),
-    );
+    let date = days_ago(30);
+    let mut setup = TestConsortium::setup("screen", &FAMILY_ORGS)
+        .signals(
+            "police",
+            &format!("111222333,weapon_possession,{date},PV-1\n123456782,petty_theft_young_child,{date},PV-2\n"),
+        )
+        .signals("school", &format!("111222333,frequent_absence,{date},LL-1\n"))
+        .signals("healthcare", &format!("111222333,unexplained_injuries,{date},ZD-1\n"))
+        .signals("municipality", &format!("240000006,household_debts,{date},GEM-1\n"));
     // Bulk screening fetches whole tables: the partners allow that.
     for org in FAMILY_ORGS {
-        add_to_peer_policies(&c.node(org).unwrap().config, "min_prefix_bits = 0");
+        setup = setup.peer_policies(org, |peer| peer.min_prefix_bits = Some(0));
     }
-    c.start_all().unwrap();
-    let coordinator = c
-        .tls_args("police", Role::Coordinator)
-        .load(Role::Coordinator)
-        .unwrap();
+    let mut c = setup.start().await;
+    let coordinator = c.identity("police", Role::Coordinator);
     let url = c.node("police").unwrap().url.clone();
     let response = pluis_client::screen::run(&url, &coordinator, PURPOSE, 3)
         .await
@@ -606,17 +540,13 @@ async fn bulk_screening_lists_own_cases_that_reach_the_threshold() {
         "{:?}",
         after.peers
     );
-    c.stop().await.unwrap();
+    c.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bulk_screening_is_denied_where_whole_tables_are_not_allowed() {
-    let dir = tempfile::tempdir().unwrap();
-    let c = family_consortium(&dir.path().join("screendeny"), |t| t).await;
-    let coordinator = c
-        .tls_args("police", Role::Coordinator)
-        .load(Role::Coordinator)
-        .unwrap();
+    let mut c = family_consortium("family", |_| ()).await;
+    let coordinator = c.identity("police", Role::Coordinator);
     let url = c.node("police").unwrap().url.clone();
     let response = pluis_client::screen::run(&url, &coordinator, PURPOSE, 3)
         .await
@@ -631,5 +561,5 @@ async fn bulk_screening_is_denied_where_whole_tables_are_not_allowed() {
         "{}",
         response.peers[0].detail
     );
-    c.stop().await.unwrap();
+    c.stop().await;
 }

@@ -10,14 +10,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pluis_client::audit;
-use pluis_client::consortium::{LocalConsortium, PURPOSE};
+use pluis_client::consortium::PURPOSE;
 use pluis_client::matching::{query, subjects_from_args};
 use pluis_proto::pb::audit_entry::Kind;
 use pluis_proto::pb::peer_outcome::State;
-use pluis_proto::pb::{AuditEntry, MatchResponse};
+use pluis_proto::pb::MatchResponse;
 use pluis_proto::Role;
-use pluis_tests::{add_to_peer_policies, import_rows, NodeProcess};
+use pluis_tests::{days_ago, NodeProcess, TestConsortium};
 use tokio::task::JoinHandle;
 
 const NODE: &str = env!("CARGO_BIN_EXE_pluis-node-e2e");
@@ -36,49 +35,28 @@ fn flagged(answer: &MatchResponse, i: usize) -> bool {
         .any(|d| d.orgs.iter().any(|o| o == "school"))
 }
 
-/// `org`'s log, exported by its auditor from the node at `url` and
-/// verified against the key its partners pin.
-async fn log_of(c: &LocalConsortium, org: &str, url: &str, dir: &Path) -> Vec<AuditEntry> {
-    let auditor = c.tls_args(org, Role::Auditor).load(Role::Auditor).unwrap();
-    let out = dir.join(format!("{org}.jsonl"));
-    audit::export(url, &auditor, &out).await.unwrap();
-    let config = pluis_node::Config::load(&c.node(org).unwrap().config).unwrap();
-    let key = pluis_node::audit::log_verifier(&config.data_dir, &c.name, org).unwrap();
-    audit::verify(&audit::read_bundle(&out).unwrap(), Some(&key.to_string()))
-        .unwrap()
-        .entries
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn queries_waiting_for_a_partner_share_its_next_exchange() {
-    let dir = tempfile::tempdir().unwrap();
-    pluis_tests::install_crypto_provider();
-    let mut c = LocalConsortium::create(&dir.path().join("merge"), "merge", &["police", "school"])
-        .await
-        .unwrap();
-    let date =
-        pluis_proto::identifier::iso_date(pluis_node::cli::today() - time::Duration::days(3));
-    import_rows(
-        &c,
-        "school",
-        &format!(
-            "111222333,frequent_absence,{date},LL-1\n\
-             123456782,frequent_absence,{date},LL-3\n\
-             222333455,frequent_absence,{date},LL-4\n"
-        ),
-    );
+    let date = days_ago(3);
     // The school allows the police 8 keys a day.
+    let mut c = TestConsortium::setup("merge", &["police", "school"])
+        .signals(
+            "school",
+            &format!(
+                "111222333,frequent_absence,{date},LL-1\n\
+                 123456782,frequent_absence,{date},LL-3\n\
+                 222333455,frequent_absence,{date},LL-4\n"
+            ),
+        )
+        .peer_policies("school", |peer| peer.max_keys_per_day = Some(8))
+        .create()
+        .await;
     let school_config = c.node("school").unwrap().config.clone();
-    add_to_peer_policies(&school_config, "max_keys_per_day = 8");
     // Both nodes as processes of their own, on the ports in their configs.
     c.release_listeners();
     let police = NodeProcess::spawn(Path::new(NODE), &c.node("police").unwrap().config);
     let school = NodeProcess::spawn(Path::new(NODE), &school_config);
-    let coordinator = Arc::new(
-        c.tls_args("police", Role::Coordinator)
-            .load(Role::Coordinator)
-            .unwrap(),
-    );
+    let coordinator = Arc::new(c.identity("police", Role::Coordinator));
     let ask = |keys: &[&str]| -> JoinHandle<MatchResponse> {
         let (url, coordinator) = (police.url.clone(), coordinator.clone());
         let subjects = subjects_from_args(&keys.iter().map(|k| k.to_string()).collect::<Vec<_>>());
@@ -134,7 +112,7 @@ async fn queries_waiting_for_a_partner_share_its_next_exchange() {
 
     // The school's log: the merged exchange of three keys served once,
     // the merged exchange refused, then each query on its own.
-    let school_log = log_of(&c, "school", &school.url, dir.path()).await;
+    let school_log = c.verified_log("school", &school.url).await;
     let evaluations: Vec<(Kind, u64)> = school_log
         .iter()
         .filter(|e| e.detail.starts_with("evaluate") || e.kind == Kind::ExchangeDenied as i32)
@@ -153,7 +131,7 @@ async fn queries_waiting_for_a_partner_share_its_next_exchange() {
         ]
     );
     // The police's case-query entries name the exchange each rode on.
-    let police_log = log_of(&c, "police", &police.url, dir.path()).await;
+    let police_log = c.verified_log("police", &police.url).await;
     let riding = police_log
         .iter()
         .filter(|e| e.kind == Kind::CaseQuery as i32)

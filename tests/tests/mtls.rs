@@ -10,7 +10,7 @@ const ORGS: [&str; 3] = ["police", "school", "healthcare"];
 
 #[tokio::test]
 async fn a_coordinator_gets_its_nodes_status_with_every_peer_reachable() {
-    let c = TestConsortium::start("status", &ORGS).await;
+    let mut c = TestConsortium::start("status", &ORGS).await;
     let status = c
         .coordinator("police", "police", Role::Coordinator)
         .status(StatusRequest {})
@@ -32,7 +32,7 @@ async fn a_coordinator_gets_its_nodes_status_with_every_peer_reachable() {
 
 #[tokio::test]
 async fn a_client_without_a_certificate_is_refused_in_the_handshake() {
-    let c = TestConsortium::start("nocert", &ORGS).await;
+    let mut c = TestConsortium::start("nocert", &ORGS).await;
     let channel = channel_without_client_cert(&c.url("police"), &c.dir().join("ca.pem"));
     let err = pb::coordinator_client::CoordinatorClient::new(channel)
         .status(StatusRequest {})
@@ -52,7 +52,7 @@ async fn a_client_without_a_certificate_is_refused_in_the_handshake() {
 
 #[tokio::test]
 async fn a_certificate_from_another_ca_is_refused_in_the_handshake() {
-    let c = TestConsortium::start("realca", &ORGS).await;
+    let mut c = TestConsortium::start("realca", &ORGS).await;
     // A second consortium with the very same name and org names, but its
     // own CA: only the CA signature can tell them apart.
     let rogue = tempfile::tempdir().unwrap();
@@ -107,7 +107,7 @@ async fn a_certificate_from_another_ca_is_refused_in_the_handshake() {
 
 #[tokio::test]
 async fn an_auditor_calling_match_is_denied_naming_both_roles() {
-    let c = TestConsortium::start("roles", &ORGS).await;
+    let mut c = TestConsortium::start("roles", &ORGS).await;
     let err = c
         .coordinator("police", "police", Role::Auditor)
         .r#match(MatchRequest::default())
@@ -130,7 +130,7 @@ async fn an_auditor_calling_match_is_denied_naming_both_roles() {
 
 #[tokio::test]
 async fn another_orgs_coordinator_is_denied() {
-    let c = TestConsortium::start("cross", &ORGS).await;
+    let mut c = TestConsortium::start("cross", &ORGS).await;
     let err = c
         .coordinator("police", "school", Role::Coordinator)
         .status(StatusRequest {})
@@ -149,7 +149,7 @@ async fn another_orgs_coordinator_is_denied() {
 
 #[tokio::test]
 async fn each_service_admits_exactly_its_role() {
-    let c = TestConsortium::start("matrix", &ORGS).await;
+    let mut c = TestConsortium::start("matrix", &ORGS).await;
     for role in Role::ALL {
         let partner = c
             .partner("police", "school", role)
@@ -201,7 +201,7 @@ async fn health_and_reflection_are_served_over_mtls() {
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
     use tonic_reflection::pb::v1::ServerReflectionRequest;
 
-    let c = TestConsortium::start("health", &ORGS).await;
+    let mut c = TestConsortium::start("health", &ORGS).await;
     let channel = c.channel("police", "police", Role::Auditor);
     let health = tonic_health::pb::health_client::HealthClient::new(channel.clone())
         .check(tonic_health::pb::HealthCheckRequest {

@@ -12,15 +12,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pluis_client::audit;
 use pluis_client::certs::{self, IssueOptions, Reason, RevokeOptions};
-use pluis_client::consortium::{LocalConsortium, PURPOSE};
+use pluis_client::consortium::PURPOSE;
 use pluis_client::matching::{query, subjects_from_args};
+use pluis_node::config::ConfigFile;
 use pluis_proto::pb::audit_entry::Kind;
 use pluis_proto::pb::peer_outcome::State;
 use pluis_proto::pb::{AuditEntry, MatchResponse};
 use pluis_proto::Role;
-use pluis_tests::{http_get, import_rows, metric, run_to_end, wait_for_metrics, NodeProcess};
+use pluis_tests::{
+    days_ago, http_get, metric, run_to_end, wait_for_metrics, NodeProcess, Setup, TestConsortium,
+};
 
 const NODE: &str = env!("CARGO_BIN_EXE_pluis-node-e2e");
 const DEADLINE: Duration = Duration::from_secs(300);
@@ -29,18 +31,13 @@ fn node_cmd(args: &[&str]) -> (bool, String, String) {
     run_to_end(Path::new(NODE), args, DEADLINE)
 }
 
-fn config_arg(c: &LocalConsortium, org: &str) -> String {
+fn config_arg(c: &TestConsortium, org: &str) -> String {
     c.node(org).unwrap().config.display().to_string()
 }
 
 /// Signals `org`'s node holds (through the admin socket when it runs).
-fn stored(c: &LocalConsortium, org: &str) -> u64 {
+fn stored(c: &TestConsortium, org: &str) -> u64 {
     pluis_tests::stored_signals(Path::new(NODE), &c.node(org).unwrap().config)
-}
-
-/// A date some days back, as import files write it.
-fn days_ago(days: i64) -> String {
-    pluis_proto::identifier::iso_date(pluis_node::cli::today() - time::Duration::days(days))
 }
 
 /// `rows` synthetic import rows for `org` (seed 31), plus `extra` lines.
@@ -74,68 +71,42 @@ fn domains_of(answer: &MatchResponse, org: &str) -> Vec<String> {
         .collect()
 }
 
-/// `org`'s log, exported by its auditor and verified against the key its
-/// partners pin.
-async fn log_of(c: &LocalConsortium, org: &str, url: &str, dir: &Path) -> Vec<AuditEntry> {
-    let auditor = c.tls_args(org, Role::Auditor).load(Role::Auditor).unwrap();
-    let out = dir.join(format!("{org}-{}.jsonl", std::process::id()));
-    audit::export(url, &auditor, &out).await.unwrap();
-    let config = pluis_node::Config::load(&c.node(org).unwrap().config).unwrap();
-    let key = pluis_node::audit::log_verifier(&config.data_dir, &c.name, org).unwrap();
-    audit::verify(&audit::read_bundle(&out).unwrap(), Some(&key.to_string()))
-        .expect("the log verifies against the pinned key")
-        .entries
+/// Metrics on a port the node picks.
+fn with_metrics(file: &mut ConfigFile) {
+    file.metrics_listen = Some("127.0.0.1:0".into());
 }
 
-/// A consortium of the police and the school in `dir`, not started, and
-/// a runtime for the async calls of a test that runs node processes.
-fn police_and_school(dir: &Path, name: &str) -> (tokio::runtime::Runtime, LocalConsortium) {
-    pluis_tests::install_crypto_provider();
+/// The police and the school, with the school's signals, made for node
+/// processes; and a runtime for the test's own async calls.
+fn police_and_school(
+    name: &str,
+    school_rows: &str,
+    edit: impl FnOnce(Setup) -> Setup,
+) -> (tokio::runtime::Runtime, TestConsortium) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let c = runtime
-        .block_on(LocalConsortium::create(
-            &dir.join(name),
-            name,
-            &["police", "school"],
-        ))
-        .unwrap();
+    let mut setup = TestConsortium::setup(name, &["police", "school"]);
+    if !school_rows.is_empty() {
+        setup = setup.signals("school", school_rows);
+    }
+    let c = edit(setup).for_processes(&runtime);
     (runtime, c)
-}
-
-/// Adds a line to the top level of a node config (before its tables).
-fn add_top_level(config: &Path, line: &str) {
-    let text = std::fs::read_to_string(config).unwrap();
-    let text = text.replacen(
-        "data_dir = \"data\"\n",
-        &format!("data_dir = \"data\"\n{line}\n"),
-        1,
-    );
-    std::fs::write(config, text).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn case_queries_keep_being_answered_while_a_live_import_lands() {
-    let dir = tempfile::tempdir().unwrap();
-    pluis_tests::install_crypto_provider();
-    let mut c = LocalConsortium::create(&dir.path().join("live"), "live", &["police", "school"])
-        .await
-        .unwrap();
-    import_rows(
-        &c,
-        "school",
-        &format!("111222333,frequent_absence,{},S-1\n", days_ago(5)),
-    );
-    c.start_all().unwrap();
-    let coordinator = Arc::new(
-        c.tls_args("police", Role::Coordinator)
-            .load(Role::Coordinator)
-            .unwrap(),
-    );
+    let mut c = TestConsortium::setup("live", &["police", "school"])
+        .signals(
+            "school",
+            &format!("111222333,frequent_absence,{},S-1\n", days_ago(5)),
+        )
+        .start()
+        .await;
+    let coordinator = Arc::new(c.identity("police", Role::Coordinator));
     let police = c.node("police").unwrap().url.clone();
     // The nightly export: 100,000 rows, and one new signal about a child
     // the school did not know before.
     let file = generated(
-        dir.path(),
+        c.scratch(),
         "school",
         100_000,
         &format!("123456782,,,,frequent_absence,{},,S-NEW\n", days_ago(2)),
@@ -225,7 +196,9 @@ async fn case_queries_keep_being_answered_while_a_live_import_lands() {
         ["education"],
         "the new signal matches"
     );
-    let school = log_of(&c, "school", &c.node("school").unwrap().url, dir.path()).await;
+    let school = c
+        .verified_log("school", &c.node("school").unwrap().url)
+        .await;
     let imports: Vec<&AuditEntry> = school
         .iter()
         .filter(|e| e.kind == Kind::Import as i32)
@@ -236,21 +209,18 @@ async fn case_queries_keep_being_answered_while_a_live_import_lands() {
         "{}",
         imports[1].actor
     );
-    c.stop().await.unwrap();
+    c.stop().await;
 }
 
 #[test]
 fn a_bad_live_import_stores_nothing_and_a_killed_one_leaves_the_old_or_the_new_state() {
-    let dir = tempfile::tempdir().unwrap();
-    let (runtime, mut c) = police_and_school(dir.path(), "kill");
-    c.release_listeners();
+    let (runtime, c) = police_and_school("kill", "", |setup| setup.config("police", with_metrics));
     let config = c.node("police").unwrap().config.clone();
-    add_top_level(&config, "metrics_listen = \"127.0.0.1:0\"");
     let mut police = NodeProcess::spawn(Path::new(NODE), &config);
     let mut metrics_url = police.metrics_url.clone().unwrap();
     let c_arg = config.display().to_string();
 
-    let good = dir.path().join("good.csv");
+    let good = c.scratch().join("good.csv");
     std::fs::write(
         &good,
         format!(
@@ -265,7 +235,7 @@ fn a_bad_live_import_stores_nothing_and_a_killed_one_leaves_the_old_or_the_new_s
     assert_eq!(stored(&c, "police"), 2);
 
     // Three bad rows: nothing stored, exactly those lines named, no values.
-    let bad = dir.path().join("bad.csv");
+    let bad = c.scratch().join("bad.csv");
     let mut csv =
         String::from("bsn,surname,initial,birth_date,signal,registered_on,expires_on,local_ref\n");
     for line in 2..=12 {
@@ -327,7 +297,7 @@ fn a_bad_live_import_stores_nothing_and_a_killed_one_leaves_the_old_or_the_new_s
 
     // A big import, the node killed while it runs: once while the rows
     // come in, once after they all came (staging, tables, publishing).
-    let big = generated(dir.path(), "police", 150_000, "");
+    let big = generated(c.scratch(), "police", 150_000, "");
     for kill_when_all_received in [false, true] {
         let before = stored(&c, "police");
         let child = std::process::Command::new(NODE)
@@ -369,7 +339,7 @@ fn a_bad_live_import_stores_nothing_and_a_killed_one_leaves_the_old_or_the_new_s
             after == before || after == full_count,
             "after the kill: {after} signals; before {before}, whole import {full_count}"
         );
-        let entries = runtime.block_on(log_of(&c, "police", &police.url, dir.path()));
+        let entries = runtime.block_on(c.verified_log("police", &police.url));
         assert!(entries.iter().any(|e| e.kind == Kind::Import as i32));
         // Forget the big import again for the next round (replace with the small file).
         let (ok, _, stderr) = node_cmd(&[
@@ -393,24 +363,17 @@ fn a_bad_live_import_stores_nothing_and_a_killed_one_leaves_the_old_or_the_new_s
 
 #[test]
 fn sighup_keeps_the_old_policy_for_a_broken_file_and_puts_a_good_one_in_force() {
-    let dir = tempfile::tempdir().unwrap();
-    let (runtime, mut c) = police_and_school(dir.path(), "hup");
     let d = days_ago(4);
-    import_rows(
-        &c,
-        "school",
+    let (runtime, c) = police_and_school(
+        "hup",
         &format!("111222333,frequent_absence,{d},S-1\n111222333,exhaustion,{d},S-1\n"),
+        |setup| setup.config("school", with_metrics),
     );
     let school_config = c.node("school").unwrap().config.clone();
-    add_top_level(&school_config, "metrics_listen = \"127.0.0.1:0\"");
-    c.release_listeners();
     let _police = NodeProcess::spawn(Path::new(NODE), &c.node("police").unwrap().config);
     let mut school = NodeProcess::spawn(Path::new(NODE), &school_config);
     let metrics_url = school.metrics_url.clone().unwrap();
-    let coordinator = c
-        .tls_args("police", Role::Coordinator)
-        .load(Role::Coordinator)
-        .unwrap();
+    let coordinator = c.identity("police", Role::Coordinator);
     let police_url = format!("https://{}", c.node("police").unwrap().addr);
     let ask = || {
         let answer = runtime
@@ -479,7 +442,7 @@ fn sighup_keeps_the_old_policy_for_a_broken_file_and_puts_a_good_one_in_force() 
         "the newly excluded domain is no longer revealed"
     );
 
-    let entries = runtime.block_on(log_of(&c, "school", &school.url, dir.path()));
+    let entries = runtime.block_on(c.verified_log("school", &school.url));
     let policies: Vec<&AuditEntry> = entries
         .iter()
         .filter(|e| e.kind == Kind::PolicyLoaded as i32)
@@ -504,28 +467,19 @@ fn sighup_keeps_the_old_policy_for_a_broken_file_and_puts_a_good_one_in_force() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn revoked_certificates_are_refused_after_a_reload_and_fresh_ones_work() {
-    let dir = tempfile::tempdir().unwrap();
-    pluis_tests::install_crypto_provider();
-    let mut c = LocalConsortium::create(&dir.path().join("crl"), "crl", &["police", "school"])
-        .await
-        .unwrap();
-    import_rows(
-        &c,
-        "school",
-        &format!("111222333,frequent_absence,{},S-1\n", days_ago(5)),
-    );
-    import_rows(
-        &c,
-        "police",
-        &format!("111222333,weapon_possession,{},P-1\n", days_ago(5)),
-    );
-    for org in ["police", "school"] {
-        add_top_level(
-            &c.node(org).unwrap().config,
-            "metrics_listen = \"127.0.0.1:0\"",
-        );
-    }
-    c.start_all().unwrap();
+    let mut c = TestConsortium::setup("crl", &["police", "school"])
+        .signals(
+            "school",
+            &format!("111222333,frequent_absence,{},S-1\n", days_ago(5)),
+        )
+        .signals(
+            "police",
+            &format!("111222333,weapon_possession,{},P-1\n", days_ago(5)),
+        )
+        .config("police", with_metrics)
+        .config("school", with_metrics)
+        .start()
+        .await;
     let pki = c.dir.clone();
     let police = c.node("police").unwrap().url.clone();
     let school = c.node("school").unwrap().url.clone();
@@ -559,10 +513,7 @@ async fn revoked_certificates_are_refused_after_a_reload_and_fresh_ones_work() {
         Role::Coordinator,
     )
     .unwrap();
-    let desk = c
-        .tls_args("police", Role::Coordinator)
-        .load(Role::Coordinator)
-        .unwrap();
+    let desk = c.identity("police", Role::Coordinator);
     assert_eq!(
         state_of(
             &query(&police, &laptop, PURPOSE, subject()).await.unwrap(),
@@ -639,10 +590,7 @@ async fn revoked_certificates_are_refused_after_a_reload_and_fresh_ones_work() {
         "the police no longer trust the school: {:?}",
         answer.peers
     );
-    let school_desk = c
-        .tls_args("school", Role::Coordinator)
-        .load(Role::Coordinator)
-        .unwrap();
+    let school_desk = c.identity("school", Role::Coordinator);
     let answer = query(&school, &school_desk, PURPOSE, subject())
         .await
         .unwrap();
@@ -656,10 +604,7 @@ async fn revoked_certificates_are_refused_after_a_reload_and_fresh_ones_work() {
     // The school's node gets a new certificate (rotation) and reloads:
     // a connection held open across it still works, and the police talk
     // to the school again.
-    let school_auditor = c
-        .tls_args("school", Role::Auditor)
-        .load(Role::Auditor)
-        .unwrap();
+    let school_auditor = c.identity("school", Role::Auditor);
     let mut held = pluis_proto::pb::audit_client::AuditClient::new(
         pluis_client::connect::channel(&school, &school_auditor).unwrap(),
     );
@@ -703,21 +648,17 @@ async fn revoked_certificates_are_refused_after_a_reload_and_fresh_ones_work() {
         "{:?}",
         answer.peers
     );
-    c.stop().await.unwrap();
+    c.stop().await;
 }
 
 #[test]
 fn the_metrics_endpoint_is_plain_http_and_its_counters_move() {
-    let dir = tempfile::tempdir().unwrap();
-    let (runtime, mut c) = police_and_school(dir.path(), "metrics");
-    import_rows(
-        &c,
-        "school",
+    let (runtime, c) = police_and_school(
+        "metrics",
         &format!("111222333,frequent_absence,{},S-1\n", days_ago(5)),
+        |setup| setup.config("school", with_metrics),
     );
     let school_config = c.node("school").unwrap().config.clone();
-    add_top_level(&school_config, "metrics_listen = \"127.0.0.1:0\"");
-    c.release_listeners();
     let _police = NodeProcess::spawn(Path::new(NODE), &c.node("police").unwrap().config);
     let school = NodeProcess::spawn(Path::new(NODE), &school_config);
     let url = school.metrics_url.clone().unwrap();
@@ -728,10 +669,7 @@ fn the_metrics_endpoint_is_plain_http_and_its_counters_move() {
     let served = "pluis_exchanges_total{peer=\"police\",purpose=\"exploitation-assessment\",outcome=\"served\"}";
     assert_eq!(metric(&before, served), 0.0);
 
-    let coordinator = c
-        .tls_args("police", Role::Coordinator)
-        .load(Role::Coordinator)
-        .unwrap();
+    let coordinator = c.identity("police", Role::Coordinator);
     let police_url = format!("https://{}", c.node("police").unwrap().addr);
     for _ in 0..3 {
         runtime
@@ -760,7 +698,7 @@ fn the_metrics_endpoint_is_plain_http_and_its_counters_move() {
     assert_eq!(metric(&after, "pluis_signals_stored"), 1.0);
 
     // A live import moves the import counters.
-    let file = dir.path().join("more.csv");
+    let file = c.scratch().join("more.csv");
     std::fs::write(
         &file,
         format!(

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use pluis_client::consortium::{node_config, PeerEntry};
+use pluis_client::consortium::{node_config, node_config_file, PeerEntry};
 use pluis_proto::Role;
 use pluis_tests::{run_to_end, NodeProcess, TestConsortium};
 
@@ -33,14 +33,20 @@ fn write_certs(dir: &Path, consortium: &str, orgs: &[&str]) {
 fn a_config_with_an_unknown_key_stops_the_node_naming_key_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("node.toml");
-    let text = node_config("police", "127.0.0.1:0".parse().unwrap(), &[])
-        .replace("data_dir = \"data\"", "data_dir = \"data\"\nmax_peers = 3");
-    std::fs::write(&config, text).unwrap();
+    // A misspelt key, as an operator's hand would add it after data_dir.
+    let good = node_config("police", "127.0.0.1:0".parse().unwrap(), &[]);
+    let after = good
+        .lines()
+        .position(|l| l.starts_with("data_dir"))
+        .unwrap();
+    let mut lines: Vec<&str> = good.lines().collect();
+    lines.insert(after + 1, "max_peers = 3");
+    std::fs::write(&config, lines.join("\n")).unwrap();
     let (ok, stderr) = serve(&config);
     assert!(!ok, "the node must exit non-zero");
     assert!(stderr.contains("unknown field `max_peers`"), "{stderr}");
     assert!(stderr.contains(&config.display().to_string()), "{stderr}");
-    assert!(stderr.contains("line 5"), "{stderr}");
+    assert!(stderr.contains(&format!("line {}", after + 2)), "{stderr}");
 }
 
 #[test]
@@ -48,9 +54,9 @@ fn a_missing_certificate_file_stops_the_node_naming_the_path() {
     let dir = tempfile::tempdir().unwrap();
     write_certs(dir.path(), "proc", &["police"]);
     let config = dir.path().join("police").join("node.toml");
-    let text = node_config("police", "127.0.0.1:0".parse().unwrap(), &[])
-        .replace("cert = \"node.pem\"", "cert = \"missing-node.pem\"");
-    std::fs::write(&config, text).unwrap();
+    let mut file = node_config_file("police", "127.0.0.1:0".parse().unwrap(), &[]);
+    file.tls.cert = "missing-node.pem".into();
+    std::fs::write(&config, file.to_toml()).unwrap();
     let (ok, stderr) = serve(&config);
     assert!(!ok, "the node must exit non-zero");
     let missing = dir.path().join("police").join("missing-node.pem");
@@ -63,32 +69,36 @@ fn a_certificate_of_another_org_or_role_stops_the_node() {
     let dir = tempfile::tempdir().unwrap();
     write_certs(dir.path(), "proc", &["police", "school"]);
     let config = dir.path().join("police").join("node.toml");
-    let base = node_config("police", "127.0.0.1:0".parse().unwrap(), &[]);
-    for (replacement, expected) in [
+    for (cert, key, expected) in [
         (
-            "cert = \"../school/node.pem\"\nkey = \"../school/node.key\"",
+            "../school/node.pem",
+            "../school/node.key",
             "certificate is for spiffe://proc/org/school/node, but the config says org = \"police\"",
         ),
         (
-            "cert = \"coordinator.pem\"\nkey = \"coordinator.key\"",
+            "coordinator.pem",
+            "coordinator.key",
             "this needs a node certificate",
         ),
         (
-            "cert = \"node.pem\"\nkey = \"auditor.key\"",
+            "node.pem",
+            "auditor.key",
             "police/auditor.key: keys may not be consistent: KeyMismatch",
         ),
     ] {
-        let text = base.replace("cert = \"node.pem\"\nkey = \"node.key\"", replacement);
-        std::fs::write(&config, text).unwrap();
+        let mut file = node_config_file("police", "127.0.0.1:0".parse().unwrap(), &[]);
+        file.tls.cert = cert.into();
+        file.tls.key = key.into();
+        std::fs::write(&config, file.to_toml()).unwrap();
         let (ok, stderr) = serve(&config);
-        assert!(!ok, "{replacement}: the node must exit non-zero");
-        assert!(stderr.contains(expected), "{replacement}: {stderr}");
+        assert!(!ok, "{cert}, {key}: the node must exit non-zero");
+        assert!(stderr.contains(expected), "{cert}, {key}: {stderr}");
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_process_serves_on_the_port_it_reports_and_stops_cleanly_on_sigterm() {
-    let c = TestConsortium::start("sigterm", &["police", "school"]).await;
+    let mut c = TestConsortium::start("sigterm", &["police", "school"]).await;
     // A second police node, run as a process on port 0, whose config points
     // its "school" peer at the real school node.
     let config = c.dir().join("police").join("process.toml");
@@ -97,13 +107,13 @@ async fn a_node_process_serves_on_the_port_it_reports_and_stops_cleanly_on_sigte
         .trim_start_matches("https://")
         .parse()
         .unwrap();
-    let text = node_config(
+    let mut file = node_config_file(
         "police",
         "127.0.0.1:0".parse().unwrap(),
         &[PeerEntry::new("school", school)],
-    )
-    .replace("data_dir = \"data\"", "data_dir = \"process-data\"");
-    std::fs::write(&config, text).unwrap();
+    );
+    file.data_dir = "process-data".into();
+    std::fs::write(&config, file.to_toml()).unwrap();
     let mut node = NodeProcess::spawn(Path::new(NODE), &config);
     assert!(!node.url.ends_with(":0"), "{}", node.url);
 
@@ -128,7 +138,7 @@ async fn a_node_process_serves_on_the_port_it_reports_and_stops_cleanly_on_sigte
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_peer_url_that_leads_to_another_orgs_node_is_not_trusted() {
-    let c = TestConsortium::start("pinning", &["police", "school", "healthcare"]).await;
+    let mut c = TestConsortium::start("pinning", &["police", "school", "healthcare"]).await;
     let healthcare: std::net::SocketAddr = c
         .url("healthcare")
         .trim_start_matches("https://")
@@ -137,16 +147,16 @@ async fn a_peer_url_that_leads_to_another_orgs_node_is_not_trusted() {
     let config = c.dir().join("police").join("misrouted.toml");
     // "school" points at the healthcare node: its certificate is valid, from
     // the same CA, for localhost — but it is not the school's node.
-    let text = node_config(
+    let mut file = node_config_file(
         "police",
         "127.0.0.1:0".parse().unwrap(),
         &[
             PeerEntry::new("school", healthcare),
             PeerEntry::new("healthcare", healthcare),
         ],
-    )
-    .replace("data_dir = \"data\"", "data_dir = \"misrouted-data\"");
-    std::fs::write(&config, text).unwrap();
+    );
+    file.data_dir = "misrouted-data".into();
+    std::fs::write(&config, file.to_toml()).unwrap();
     let mut node = NodeProcess::spawn(Path::new(NODE), &config);
 
     let identity = c.identity("police", Role::Coordinator);
@@ -215,7 +225,7 @@ fn certs_init_refuses_to_overwrite_without_force() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pluis_status_takes_its_identity_from_the_environment() {
-    let c = TestConsortium::start("envstatus", &["police", "school"]).await;
+    let mut c = TestConsortium::start("envstatus", &["police", "school"]).await;
     let tls = c.inner.tls_args("police", Role::Coordinator);
     let url = c.url("police");
     let run = |cert: &Path, key: &Path| {

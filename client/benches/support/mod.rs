@@ -158,25 +158,15 @@ pub fn import_bsns(
 /// nothing, so that only `responder` has a table to build.
 pub fn allow_bulk(consortium: &LocalConsortium, responder: &str, keys: u64) -> anyhow::Result<()> {
     for node in &consortium.nodes {
-        let text = std::fs::read_to_string(&node.config)?;
         if node.org != responder {
-            std::fs::write(
-                &node.config,
-                text.replace(
-                    &format!("purposes = [\"{}\"]", pluis_client::consortium::PURPOSE),
-                    "purposes = []",
-                ),
-            )?;
+            consortium.edit_peer_policies(&node.org, |peer| peer.purposes.clear())?;
             continue;
         }
-        let text = text.replace(
-            "granularity = \"domain\"",
-            &format!(
-                "granularity = \"domain\"\nmin_prefix_bits = 0\nmax_keys_per_request = 2048\nmax_keys_per_day = {}",
-                keys * 4
-            ),
-        );
-        std::fs::write(&node.config, text)?;
+        consortium.edit_peer_policies(&node.org, |peer| {
+            peer.min_prefix_bits = Some(0);
+            peer.max_keys_per_request = Some(2048);
+            peer.max_keys_per_day = Some(keys * 4);
+        })?;
     }
     Ok(())
 }

@@ -11,10 +11,12 @@ use std::path::{Path, PathBuf};
 
 use pluis_proto::identity::check_name;
 use pluis_proto::log::NoteVerifier;
-use pluis_proto::taxonomy::{LifeDomain, Taxonomy};
+use pluis_proto::taxonomy::Taxonomy;
 
-use crate::policy::{Assessment, AssessmentStep, Granularity, PeerPolicy, Purpose};
-use serde::Deserialize;
+use crate::policy::{Assessment, PeerPolicy, Purpose};
+
+mod file;
+pub use file::{ConfigFile, PeerFile, TlsFile};
 
 /// Why a configuration was refused. Each message names the file.
 #[derive(Debug, thiserror::Error)]
@@ -45,52 +47,6 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: String,
     },
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    org: String,
-    listen: String,
-    data_dir: PathBuf,
-    tls: RawTls,
-    taxonomy: Option<PathBuf>,
-    epoch_length: Option<String>,
-    epoch_grace: Option<String>,
-    #[serde(default)]
-    purposes: Vec<Purpose>,
-    #[serde(default)]
-    peers: Vec<RawPeer>,
-    #[serde(default)]
-    assessment: Vec<AssessmentStep>,
-    metrics_listen: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTls {
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-    #[serde(default)]
-    crls: Vec<PathBuf>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPeer {
-    org: String,
-    url: String,
-    #[serde(default)]
-    purposes: Vec<String>,
-    #[serde(default)]
-    domains: Vec<LifeDomain>,
-    #[serde(default)]
-    granularity: Granularity,
-    max_keys_per_request: Option<u64>,
-    max_keys_per_day: Option<u64>,
-    min_prefix_bits: Option<u32>,
-    log_key: Option<String>,
 }
 
 /// A node's validated configuration.
@@ -165,7 +121,7 @@ impl Config {
     /// Validates config text; `path` names it in errors and anchors
     /// relative paths.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let raw: ConfigFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
             message: e.to_string().trim_end().to_owned(),
         })?;
@@ -369,7 +325,7 @@ pub fn parse_duration(text: &str) -> Option<u64> {
 }
 
 /// The taxonomy shipped with Pluis (`node/taxonomy.toml`).
-pub const DEFAULT_TAXONOMY: &str = include_str!("../taxonomy.toml");
+pub const DEFAULT_TAXONOMY: &str = include_str!("../../taxonomy.toml");
 
 /// The taxonomy in force: the file `path` names, or the default one.
 pub fn load_taxonomy(path: Option<&Path>) -> Result<Taxonomy, ConfigError> {
@@ -394,6 +350,8 @@ pub fn load_taxonomy(path: Option<&Path>) -> Result<Taxonomy, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::Granularity;
+    use pluis_proto::taxonomy::LifeDomain;
 
     const GOOD: &str = r#"
 org = "police"
@@ -554,6 +512,21 @@ url = "https://127.0.0.1:7102"
         let config = parse(&text).unwrap();
         assert_eq!(config.tls.crls, [Path::new("/etc/pluis/../crl.pem")]);
         assert!(parse(GOOD).unwrap().tls.crls.is_empty());
+    }
+
+    #[test]
+    fn a_config_file_written_from_values_reads_back_the_same() {
+        let raw: ConfigFile = toml::from_str(GOOD).unwrap();
+        let mut edited = raw.clone();
+        edited.metrics_listen = Some("9464".into());
+        edited.peers[0].max_keys_per_day = Some(5);
+        edited.tls.crls.push("../crl.pem".into());
+        let text = edited.to_toml();
+        assert_eq!(toml::from_str::<ConfigFile>(&text).unwrap(), edited);
+        let config = parse(&text).unwrap();
+        assert_eq!(config.peers[0].policy.max_keys_per_day, 5);
+        assert_eq!(config.metrics_listen.unwrap().port(), 9464);
+        assert_eq!(toml::from_str::<ConfigFile>(&raw.to_toml()).unwrap(), raw);
     }
 
     #[test]
