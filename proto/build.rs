@@ -14,9 +14,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile(["pluis.proto"], ["."])?;
     fs::write(out_dir.join("pluis_descriptor.bin"), fds.encode_to_vec())?;
 
+    // Message types always; the tonic stubs only with the `grpc` feature,
+    // so that the crate needs no async runtime for the protocol core.
+    let grpc = env::var_os("CARGO_FEATURE_GRPC").is_some();
     tonic_prost_build::configure()
-        .build_client(true)
-        .build_server(true)
+        .build_client(grpc)
+        .build_server(grpc)
         .compile_fds(fds)?;
     Ok(())
 }

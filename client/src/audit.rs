@@ -18,11 +18,11 @@ use pluis_proto::hex;
 use anyhow::{bail, Context};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use pluis_node::status_detail;
-use pluis_node::tls::TlsIdentity;
 use pluis_proto::log::{self, merkle, Checkpoint, NoteVerifier, VerifiedLog};
 use pluis_proto::pb;
 use pluis_proto::pb::audit_client::AuditClient;
+use pluis_transport::status_detail;
+use pluis_transport::tls::TlsIdentity;
 use serde::{Deserialize, Serialize};
 use tonic::transport::Channel;
 
@@ -155,6 +155,13 @@ fn to_hashes(hashes: &[Vec<u8>]) -> anyhow::Result<Vec<merkle::Hash>> {
         .collect()
 }
 
+/// Now, in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// `2026-11-29 01:02:03Z` for Unix milliseconds.
 pub fn utc(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)).map_or_else(
@@ -283,7 +290,7 @@ pub async fn export(url: &str, identity: &TlsIdentity, out: &Path) -> anyhow::Re
         origin,
         verifier_key: signed.verifier_key,
         node: url.into(),
-        exported_at: utc(pluis_node::store::audit_now_ms()),
+        exported_at: utc(crate::audit::now_ms()),
     };
     writeln!(w, "{}", serde_json::to_string(&header)?)?;
     for checkpoint in checkpoints {

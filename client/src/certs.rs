@@ -724,7 +724,7 @@ mod tests {
 
     #[test]
     fn a_node_loads_only_crls_of_its_ca_that_spare_its_own_certificate() {
-        use pluis_node::tls::TlsIdentity;
+        use pluis_transport::tls::TlsIdentity;
         let dir = tempfile::tempdir().unwrap();
         init(&options(dir.path())).unwrap();
         let (cert, key) = identity_paths(dir.path(), "police", Role::Node);

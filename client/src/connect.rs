@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use pluis_node::tls::{self, ExpectedServer, TlsIdentity};
 use pluis_proto::Role;
+use pluis_transport::tls::{self, ExpectedServer, TlsIdentity};
 use tonic::transport::Channel;
 
 /// How long to wait for a node's TCP connection.

@@ -372,7 +372,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Audit { command } => run_audit(command).await,
-        Command::Demo { keep } => pluis_client::demo::run(keep).await,
+        Command::Demo { keep } => pluis_client::run_demo(keep).await,
     }
 }
 

@@ -17,12 +17,12 @@ use std::fmt::Write;
 use std::path::Path;
 
 use anyhow::{bail, Context};
-use pluis_node::status_detail;
-use pluis_node::tls::TlsIdentity;
 use pluis_proto::hex;
 use pluis_proto::pb::coordinator_client::CoordinatorClient;
 use pluis_proto::pb::{peer_outcome::State, MatchRequest, MatchResponse, Subject, SubjectResult};
 use pluis_proto::taxonomy::LifeDomain;
+use pluis_transport::status_detail;
+use pluis_transport::tls::TlsIdentity;
 
 /// Subjects from `--subject` arguments.
 pub fn subjects_from_args(args: &[String]) -> Vec<Subject> {

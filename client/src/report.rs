@@ -302,7 +302,7 @@ pub fn render(logs: &[NodeLog]) -> String {
     let _ = write!(
         html,
         "<h1>Pluis exchange report</h1><p>Generated {} from {} verified log(s). Every entry below was checked against its node's signed checkpoints (RFC 9162 Merkle tree, Ed25519). The logs hold no personal data: only who asked, for which purpose and legal basis, how much, when, and digests.</p>",
-        utc(pluis_node::store::audit_now_ms()),
+        utc(crate::audit::now_ms()),
         logs.len()
     );
     html.push_str("<h2>Logs</h2><table><tr><th>log</th><th>entries</th><th>signed checkpoints</th><th>root</th><th>verifier key</th><th>status</th></tr>");

@@ -8,10 +8,10 @@ use std::fmt::Write;
 use std::path::Path;
 
 use anyhow::Context;
-use pluis_node::status_detail;
-use pluis_node::tls::TlsIdentity;
 use pluis_proto::pb::coordinator_client::CoordinatorClient;
 use pluis_proto::pb::{ScreenRequest, ScreenResponse};
+use pluis_transport::status_detail;
+use pluis_transport::tls::TlsIdentity;
 
 /// Runs a screening on the node at `url`.
 pub async fn run(
@@ -73,7 +73,7 @@ pub fn render(response: &ScreenResponse) -> String {
 /// Writes the hits as CSV (`local_ref,domain_count,domains`), mode 0600:
 /// case references are the organisation's own, but still case data.
 pub fn write_csv(path: &Path, response: &ScreenResponse) -> anyhow::Result<()> {
-    let file = pluis_node::private_files::create_file(path)
+    let file = pluis_transport::private_files::create_file(path)
         .with_context(|| format!("cannot write {}", path.display()))?;
     let mut writer = csv::Writer::from_writer(file);
     writer.write_record(["local_ref", "domain_count", "domains"])?;

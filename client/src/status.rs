@@ -3,10 +3,10 @@
 use std::fmt::Write;
 
 use anyhow::Context;
-use pluis_node::status_detail;
-use pluis_node::tls::TlsIdentity;
 use pluis_proto::pb::coordinator_client::CoordinatorClient;
 use pluis_proto::pb::{StatusRequest, StatusResponse};
+use pluis_transport::status_detail;
+use pluis_transport::tls::TlsIdentity;
 
 /// Asks the node at `url` for its status.
 pub async fn fetch(url: &str, identity: &TlsIdentity) -> anyhow::Result<StatusResponse> {

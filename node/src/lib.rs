@@ -24,41 +24,14 @@ pub mod metrics;
 pub mod node;
 pub mod peers;
 pub mod policy;
-pub mod private_files;
 pub mod service;
 pub mod store;
 pub mod tables;
-pub mod tls;
 pub mod vault;
 
 pub use config::Config;
 pub use node::{Node, NodeError};
-
-/// An error and all its causes on one line, `a: b: c`, leaving out a cause
-/// whose text is already there (wrappers often repeat their source).
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    append_causes(&mut text, error.source());
-    text
-}
-
-fn append_causes(text: &mut String, mut source: Option<&dyn std::error::Error>) {
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) && cause_text != "transport error" {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-}
-
-/// A gRPC status as one line a person can act on: code, message, causes.
-pub fn status_detail(status: &tonic::Status) -> String {
-    let mut text = format!("{:?}: {}", status.code(), status.message());
-    append_causes(&mut text, std::error::Error::source(status));
-    text
-}
+pub use pluis_transport::{error_chain, private_files, status_detail, tls};
 
 /// Locks `mutex`, carrying on after a panic elsewhere: every value kept
 /// under a lock here is whole between statements (caches, counters).

@@ -5,7 +5,7 @@
 
 #![allow(missing_docs, clippy::all, clippy::pedantic)]
 
-tonic::include_proto!("pluis.v1");
+include!(concat!(env!("OUT_DIR"), "/pluis.v1.rs"));
 
 /// The encoded `FileDescriptorSet` of `pluis.proto`, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

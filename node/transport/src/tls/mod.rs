@@ -2,7 +2,7 @@
 //!
 //! Both ends are built here from one loaded [`TlsIdentity`]:
 //! * the server requires a client certificate that chains to the consortium
-//!   CA (authorisation by role happens afterwards, in [`crate::auth`]);
+//!   CA (authorisation by role happens afterwards, in the node's `auth`);
 //! * the client checks the server's chain and host name *and* that the
 //!   server's SPIFFE id is a node of this consortium (optionally of one
 //!   given org), so that one partner's node cannot stand in for another's.
@@ -16,28 +16,27 @@
 //! the node (a stolen coordinator laptop, a partner that left) and when
 //! the node calls it; each refusal is logged with the SPIFFE id and serial.
 
-use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::Duration;
 
-use hyper_util::rt::TokioIo;
-use pluis_proto::{IdentityError, RevocationList, Role, Serial, SpiffeId};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use pluis_proto::{RevocationList, Role, Serial, SpiffeId};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{
-    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime,
-};
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, UnixTime};
+use rustls::server::danger::ClientCertVerifier;
 use rustls::server::WebPkiClientVerifier;
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tonic::transport::{Channel, Endpoint, Uri};
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+
+mod connect;
+mod stream;
+mod verify;
+
+pub use connect::{check_https_url, connect};
+pub use stream::{MtlsStream, PeerIdentity};
+pub use verify::{OnRefusal, Refusal, Revocations};
+use verify::{ReportingClientVerifier, SpiffeServerVerifier};
 
 /// Why TLS material could not be loaded or used. Messages name the file.
 #[derive(Debug, thiserror::Error)]
@@ -90,62 +89,6 @@ pub enum TlsError {
         reason: String,
     },
 }
-
-/// The certificates the loaded CRLs revoke.
-#[derive(Debug, Default, Clone)]
-pub struct Revocations {
-    serials: BTreeSet<Serial>,
-    /// Per CRL file: its number (if any) and how many it lists.
-    files: Vec<(PathBuf, Option<u64>, usize)>,
-}
-
-impl Revocations {
-    /// Whether a certificate with `serial` is revoked.
-    pub fn is_revoked(&self, serial: &Serial) -> bool {
-        self.serials.contains(serial)
-    }
-
-    /// How many certificates are revoked.
-    pub fn len(&self) -> usize {
-        self.serials.len()
-    }
-
-    /// Whether none is.
-    pub fn is_empty(&self) -> bool {
-        self.serials.is_empty()
-    }
-
-    /// One line for logs: files, CRL numbers, counts.
-    pub fn describe(&self) -> String {
-        if self.files.is_empty() {
-            return "no CRLs".into();
-        }
-        self.files
-            .iter()
-            .map(|(path, number, count)| {
-                let number = number.map_or_else(|| "-".into(), |n| n.to_string());
-                format!("{} (number {number}, {count} revoked)", path.display())
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-}
-
-/// A client the server refused at the handshake, for logs and metrics.
-#[derive(Debug, Clone)]
-pub struct Refusal {
-    /// The SPIFFE id the certificate claims, if it has one.
-    pub id: Option<SpiffeId>,
-    /// Its serial, if it parses.
-    pub serial: Option<Serial>,
-    /// Whether a CRL revokes it (otherwise: any other reason).
-    pub revoked: bool,
-    /// rustls's reason.
-    pub reason: String,
-}
-
-/// Called for every client certificate the server refuses.
-pub type OnRefusal = Arc<dyn Fn(&Refusal) + Send + Sync>;
 
 /// This side's certificate, key and trust anchor, loaded and checked.
 #[derive(Clone)]
@@ -403,323 +346,9 @@ pub enum ExpectedServer {
     NodeOf(String),
 }
 
-/// webpki's chain and name checks, then the SPIFFE id of the server.
-#[derive(Debug)]
-struct SpiffeServerVerifier {
-    webpki: Arc<WebPkiServerVerifier>,
-    consortium: String,
-    expected: ExpectedServer,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("server certificate identity {found}: {reason}")]
-struct WrongServer {
-    found: String,
-    reason: String,
-}
-
-impl ServerCertVerifier for SpiffeServerVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        self.webpki.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        )?;
-        let wrong = |found: String, reason: String| {
-            rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
-                Arc::new(WrongServer { found, reason }),
-            )))
-        };
-        let id = SpiffeId::from_certificate_der(end_entity)
-            .map_err(|e| wrong("unknown".into(), e.to_string()))?;
-        if id.consortium() != self.consortium || id.role() != Role::Node {
-            return Err(wrong(
-                id.to_string(),
-                format!("expected a node of consortium {}", self.consortium),
-            ));
-        }
-        if let ExpectedServer::NodeOf(org) = &self.expected {
-            if id.org() != org {
-                return Err(wrong(
-                    id.to_string(),
-                    format!("expected the node of org {org}"),
-                ));
-            }
-        }
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.webpki.supported_verify_schemes()
-    }
-}
-
-/// webpki's client certificate checks, reporting each refusal with the
-/// identity and serial the certificate claims (never anything else).
-struct ReportingClientVerifier {
-    inner: Arc<dyn ClientCertVerifier>,
-    on_refusal: OnRefusal,
-}
-
-impl fmt::Debug for ReportingClientVerifier {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ReportingClientVerifier")
-            .field("inner", &self.inner)
-            .finish()
-    }
-}
-
-impl ClientCertVerifier for ReportingClientVerifier {
-    fn offer_client_auth(&self) -> bool {
-        self.inner.offer_client_auth()
-    }
-
-    fn client_auth_mandatory(&self) -> bool {
-        self.inner.client_auth_mandatory()
-    }
-
-    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
-        self.inner.root_hint_subjects()
-    }
-
-    fn verify_client_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        self.inner
-            .verify_client_cert(end_entity, intermediates, now)
-            .inspect_err(|error| {
-                (self.on_refusal)(&Refusal {
-                    id: SpiffeId::from_certificate_der(end_entity).ok(),
-                    serial: Serial::of_certificate(end_entity).ok(),
-                    revoked: matches!(
-                        error,
-                        rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked)
-                    ),
-                    reason: error.to_string(),
-                })
-            })
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-}
-
-/// A server-side mutual-TLS connection, which tells tonic who is on the
-/// other end: the SPIFFE id is read once per connection, at accept, and
-/// every request on it carries the [`PeerIdentity`] in its extensions.
-#[derive(Debug)]
-pub struct MtlsStream {
-    inner: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
-    peer: PeerIdentity,
-}
-
-/// Who is on the other end of a server-side connection.
-#[derive(Debug, Clone)]
-pub struct PeerIdentity {
-    /// The client's socket address (for diagnostics, never for authorisation).
-    pub remote: Option<std::net::SocketAddr>,
-    /// The client certificate's SPIFFE id, or why there is none.
-    pub id: Result<SpiffeId, IdentityError>,
-    /// The client certificate's serial, to check against CRLs loaded
-    /// after the connection was made.
-    pub serial: Option<Serial>,
-}
-
-impl MtlsStream {
-    /// Wraps a completed server-side handshake.
-    pub fn new(inner: tokio_rustls::server::TlsStream<tokio::net::TcpStream>) -> Self {
-        let (tcp, session) = inner.get_ref();
-        let leaf = session.peer_certificates().and_then(|certs| certs.first());
-        let id = leaf
-            .ok_or(IdentityError::NoSpiffeSan)
-            .and_then(|leaf| SpiffeId::from_certificate_der(leaf));
-        let peer = PeerIdentity {
-            remote: tcp.peer_addr().ok(),
-            id,
-            serial: leaf.and_then(|leaf| Serial::of_certificate(leaf).ok()),
-        };
-        MtlsStream { inner, peer }
-    }
-
-    /// Who is on the other end.
-    pub fn peer(&self) -> &PeerIdentity {
-        &self.peer
-    }
-}
-
-impl tonic::transport::server::Connected for MtlsStream {
-    type ConnectInfo = PeerIdentity;
-
-    fn connect_info(&self) -> PeerIdentity {
-        self.peer.clone()
-    }
-}
-
-impl AsyncRead for MtlsStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for MtlsStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-}
-
-/// Checks that a URL is `https://host:port` (and nothing after the port).
-pub fn check_https_url(url: &str) -> Result<Uri, String> {
-    let uri: Uri = url
-        .parse()
-        .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
-    if uri.scheme_str() != Some("https") {
-        return Err(format!(
-            "{url:?} must start with https:// (Pluis never talks plaintext)"
-        ));
-    }
-    if uri.host().is_none() || uri.port_u16().is_none() {
-        return Err(format!(
-            "{url:?} must name a host and a port: https://HOST:PORT"
-        ));
-    }
-    if uri.path_and_query().is_some_and(|p| p.as_str() != "/") {
-        return Err(format!("{url:?} must not have a path"));
-    }
-    Ok(uri)
-}
-
-/// A lazily connecting gRPC channel to `url` over mutual TLS.
-///
-/// The connection is made on first use; a peer that is down does not hold
-/// up start-up, and each call gets the error.
-pub fn connect(
-    url: &str,
-    tls: Arc<ClientConfig>,
-    connect_timeout: Duration,
-) -> Result<Channel, TlsError> {
-    check_https_url(url).map_err(TlsError::Url)?;
-    let endpoint = Endpoint::from_shared(url.to_owned())
-        .map_err(|e| TlsError::Url(format!("{url:?}: {e}")))?
-        .connect_timeout(connect_timeout)
-        .tcp_nodelay(true);
-    let connector = tower::service_fn(move |uri: Uri| {
-        let tls = tls.clone();
-        async move {
-            let host = uri
-                .host()
-                .ok_or_else(|| std::io::Error::other("URL has no host"))?
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_owned();
-            let port = uri.port_u16().unwrap_or(443);
-            let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
-            tcp.set_nodelay(true)?;
-            let name = ServerName::try_from(host)
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-            let stream = tokio_rustls::TlsConnector::from(tls)
-                .connect(name, tcp)
-                .await?;
-            Ok::<_, std::io::Error>(TokioIo::new(stream))
-        }
-    });
-    Ok(endpoint.connect_with_connector_lazy(connector))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_https_host_port_urls_pass() {
-        assert!(check_https_url("https://127.0.0.1:7101").is_ok());
-        assert!(check_https_url("https://localhost:7101/").is_ok());
-        for (bad, why) in [
-            ("http://127.0.0.1:7101", "https://"),
-            ("https://127.0.0.1", "port"),
-            ("https://127.0.0.1:7101/x", "path"),
-            ("127.0.0.1:7101", "https://"),
-        ] {
-            let err = check_https_url(bad).unwrap_err();
-            assert!(err.contains(why), "{bad}: {err}");
-        }
-    }
 
     #[test]
     fn missing_files_are_named() {
