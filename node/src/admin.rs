@@ -27,8 +27,8 @@ use tonic::transport::{Channel, Endpoint, Server};
 use tonic::{Request, Status};
 
 use crate::import::{ImportError, ImportOptions};
-use crate::node::NodeState;
 use crate::service::admin::AdminService;
+use crate::state::NodeState;
 
 /// The socket's name in the data directory.
 pub const SOCKET: &str = "admin.sock";
@@ -164,15 +164,6 @@ fn same_user(owner: u32, request: Request<()>) -> Result<Request<()>, Status> {
             "the admin socket could not tell who is calling",
         )),
     }
-}
-
-/// The Unix user on the other end of an admin call, for audit entries.
-pub fn caller_uid<T>(request: &Request<T>) -> Option<u32> {
-    request
-        .extensions()
-        .get::<UdsConnectInfo>()
-        .and_then(|info| info.peer_cred)
-        .map(|cred| cred.uid())
 }
 
 /// A client of the running node's admin socket, if a node answers on it.

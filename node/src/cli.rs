@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use anyhow::{bail, Context};
 use clap::{ArgGroup, Parser, Subcommand};
 use pluis_proto::identifier::{Bsn, SubjectKey};
-use time::{Date, OffsetDateTime};
+use time::Date;
 
 use crate::config::load_taxonomy;
 use crate::import::{ImportOptions, Progress};
@@ -126,9 +126,9 @@ pub enum Command {
     },
 }
 
-/// Today's date, UTC.
+/// Today's date, UTC (by the system clock: see [`crate::clock`]).
 pub fn today() -> Date {
-    OffsetDateTime::now_utc().date()
+    crate::clock::today()
 }
 
 /// Runs one subcommand to completion. `import`, `signals` and `forget`

@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use pluis_proto::oprf::EpochKey;
 
@@ -43,11 +42,9 @@ pub struct Epochs {
     keys: Mutex<BTreeMap<u64, Arc<EpochKey>>>,
 }
 
-/// Seconds since the Unix epoch.
+/// Seconds since the Unix epoch, by the system clock.
 pub fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    crate::clock::Clock::System.now_secs()
 }
 
 impl Epochs {

@@ -11,7 +11,7 @@
 //!
 //! What a running node cannot change — its identity, listen address,
 //! data directory, epochs, metrics address — a reload refuses, naming the
-//! key ([`Config::check_reload`]).
+//! key ([`Config::check_reload`]); the reload itself is [`crate::reload`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -21,8 +21,9 @@ use pluis_proto::taxonomy::Taxonomy;
 use pluis_proto::Role;
 use tokio_rustls::TlsAcceptor;
 
+use crate::audit::AuditLog;
 use crate::config::{load_taxonomy, Config};
-use crate::node::{NodeError, NodeState};
+use crate::error::NodeError;
 use crate::peers::Peers;
 use crate::policy::{Assessment, PeerPolicy, Purpose};
 use crate::tables::View;
@@ -109,7 +110,7 @@ impl Live {
     }
 
     /// The `policy loaded` audit entry for this config.
-    pub fn policy_entry(&self, state: &NodeState, why: &str) -> pb::AuditEntry {
+    pub fn policy_entry(&self, audit: &AuditLog, why: &str) -> pb::AuditEntry {
         pb::AuditEntry {
             request_digest: self.config.digest.to_vec(),
             detail: format!(
@@ -119,73 +120,7 @@ impl Live {
                 self.identity.serial(),
                 self.identity.revocations().len(),
             ),
-            ..state.audit.entry(pb::audit_entry::Kind::PolicyLoaded)
+            ..audit.entry(pb::audit_entry::Kind::PolicyLoaded)
         }
     }
-}
-
-/// What a reload put in force.
-#[derive(Debug, Clone)]
-pub struct Reloaded {
-    /// SHA-256 of the config file now in force.
-    pub digest: [u8; 32],
-    /// Peers, purposes, certificate, CRLs: one line.
-    pub detail: String,
-}
-
-/// Reads the config file again and, if all of it is good and nothing
-/// fixed changed, puts it in force: tables for new views are made first
-/// (at background priority), then the whole [`Live`] is swapped and a
-/// `policy loaded` entry logged. On any error the old one stays in force.
-pub async fn reload(state: &Arc<NodeState>) -> Result<Reloaded, NodeError> {
-    let _one_at_a_time = state.operations.lock().await;
-    let outcome = reload_now(state).await;
-    match &outcome {
-        Ok(reloaded) => {
-            state.metrics.reload("loaded");
-            tracing::info!(
-                sha256 = %pluis_proto::hex(&reloaded.digest),
-                detail = %reloaded.detail,
-                "policy reloaded"
-            );
-        }
-        Err(e) => {
-            state.metrics.reload("refused");
-            tracing::error!(error = %e, "policy reload refused; the previous policy stays in force");
-        }
-    }
-    outcome
-}
-
-async fn reload_now(state: &Arc<NodeState>) -> Result<Reloaded, NodeError> {
-    let current = state.live();
-    let config = Config::load(&current.config.source)?;
-    current.config.check_reload(&config)?;
-    let live = Live::load(config, state.on_refusal())?;
-    if live.identity.id() != &state.id {
-        return Err(NodeError::IdentityChanged {
-            path: live.config.tls.cert.clone(),
-            was: state.id.to_string(),
-            now: live.identity.id().to_string(),
-        });
-    }
-    // Tables for views this policy adds, before it is in force.
-    let views = live.views();
-    let prepared = {
-        let state = state.clone();
-        tokio::task::spawn_blocking(move || {
-            crate::background::run(|| state.prepare_tables(&state.store.snapshot(), &views))
-        })
-        .await
-        .map_err(|_| NodeError::Serve("table task failed".into()))??
-    };
-    state.tables.install(prepared);
-    let live = Arc::new(live);
-    state.set_live(live.clone());
-    let entry = live.policy_entry(state, "reload");
-    state.audit.record(&entry).await?;
-    Ok(Reloaded {
-        digest: live.config.digest,
-        detail: entry.detail,
-    })
 }

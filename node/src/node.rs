@@ -23,210 +23,23 @@ use tonic::transport::Server;
 
 use crate::audit::{AuditError, AuditLog};
 use crate::auth::{Audience, Authorizer};
-use crate::config::{Config, ConfigError};
-use crate::epochs::{EpochError, Epochs};
+use crate::config::Config;
+use crate::epochs::Epochs;
 use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::service::audit::AuditService;
 use crate::service::coordinator::CoordinatorService;
 use crate::service::partner::PartnerService;
-use crate::store::{Store, StoreError};
-use crate::tables::{Prepared, Tables, View};
-use crate::tls::{MtlsStream, OnRefusal, Refusal, TlsError};
+use crate::state::refusal_reporter;
+pub use crate::state::{NodeError, NodeState};
+use crate::store::Store;
+use crate::tables::Tables;
+use crate::tls::MtlsStream;
 
 /// How long a client may take to finish its TLS handshake.
 const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
 /// How often expired signals are purged from disk.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(3600);
-
-/// Why a node could not start or serve.
-#[derive(Debug, thiserror::Error)]
-pub enum NodeError {
-    /// The TLS material is unusable.
-    #[error(transparent)]
-    Tls(#[from] TlsError),
-    /// The certificate belongs to another org than the config says.
-    #[error("{path}: certificate is for {id}, but the config says org = {org:?}")]
-    WrongOrg {
-        /// The certificate file.
-        path: std::path::PathBuf,
-        /// What the certificate says.
-        id: SpiffeId,
-        /// What the config says.
-        org: String,
-    },
-    /// The listen address could not be bound.
-    #[error("cannot listen on {addr}: {error}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// The I/O error.
-        error: std::io::Error,
-    },
-    /// The config's taxonomy is unusable.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The store cannot be opened.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The gRPC server failed.
-    #[error("gRPC server: {0}")]
-    Serve(String),
-    /// The audit log cannot be used.
-    #[error(transparent)]
-    Audit(#[from] AuditError),
-    /// No epoch key could be had.
-    #[error(transparent)]
-    Epoch(#[from] EpochError),
-    /// A reload found a certificate for another identity.
-    #[error("{path}: certificate is for {now}, but this node is {was}; a running node keeps its identity (restart it to change this)")]
-    IdentityChanged {
-        /// The certificate file.
-        path: std::path::PathBuf,
-        /// The identity the node runs as.
-        was: String,
-        /// The one the new certificate says.
-        now: String,
-    },
-}
-
-/// What the services share.
-#[derive(Debug)]
-pub struct NodeState {
-    /// This node's own SPIFFE id (from its certificate; fixed for the
-    /// life of the process).
-    pub id: SpiffeId,
-    /// When the node started, for uptime.
-    pub started: Instant,
-    /// This organisation's signals.
-    pub store: Arc<Store>,
-    /// OPRF keys per epoch.
-    pub epochs: Epochs,
-    /// Labelled tables built so far.
-    pub tables: Tables,
-    /// Exchanges served since start.
-    pub exchanges: AtomicU64,
-    /// Requests denied by policy since start.
-    pub denials: AtomicU64,
-    /// The signed exchange log.
-    pub audit: Arc<AuditLog>,
-    /// Counters for the metrics endpoint.
-    pub metrics: Arc<Metrics>,
-    /// One operator's change at a time (import, erasure, reload), so that
-    /// each prepares its tables for the policy and signals the others
-    /// leave in force.
-    pub operations: tokio::sync::Mutex<()>,
-    /// Policy, peers and TLS material: see [`Live`].
-    live: RwLock<Arc<Live>>,
-}
-
-impl NodeState {
-    /// The policy, peers and TLS material in force now. Take it once per
-    /// request and keep it.
-    pub fn live(&self) -> Arc<Live> {
-        match self.live.read() {
-            Ok(live) => live.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-
-    /// Puts `live` in force for every request that starts from now on.
-    pub(crate) fn set_live(&self, live: Arc<Live>) {
-        let mut current = match self.live.write() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        *current = live;
-    }
-
-    /// What the server does with a client certificate it refused: a log
-    /// line with the SPIFFE id and serial it claims, and a count.
-    pub fn on_refusal(&self) -> OnRefusal {
-        refusal_reporter(self.metrics.clone())
-    }
-
-    /// The tables of `views` for `snapshot` (a change not yet visible, or
-    /// the signal set now), in the current epoch on today's date, made
-    /// now if need be; for [`Tables::install`].
-    pub fn prepare_tables(
-        &self,
-        snapshot: &crate::store::Snapshot,
-        views: &[View],
-    ) -> Result<Prepared, NodeError> {
-        if views.is_empty() {
-            return Ok(Prepared::default());
-        }
-        let (epoch, key) = self.epochs.key(0, crate::epochs::now_secs())?;
-        let started = Instant::now();
-        let prepared = self.tables.prepare(
-            &self.store,
-            snapshot,
-            epoch,
-            &key,
-            views,
-            crate::cli::today(),
-        )?;
-        let (tables, entries) = prepared.size();
-        tracing::info!(
-            tables,
-            entries,
-            revision = snapshot.revision(),
-            ms = started.elapsed().as_millis() as u64,
-            "tables prepared"
-        );
-        Ok(prepared)
-    }
-
-    /// Drops tables of revisions, days and epochs no longer served.
-    pub fn prune_tables(&self) {
-        let epoch = self.epochs.current(crate::epochs::now_secs());
-        self.tables
-            .prune(self.store.revision(), epoch, crate::cli::today());
-    }
-
-    /// The gauges of the metrics page, read now.
-    pub fn gauges(&self) -> crate::metrics::Gauges {
-        let live = self.live();
-        let day = crate::cli::today().to_julian_day();
-        crate::metrics::Gauges {
-            budgets: live
-                .policies
-                .iter()
-                .map(|(peer, policy)| {
-                    let used = self.store.budget_used(peer, day).unwrap_or(0);
-                    (peer.clone(), used, policy.max_keys_per_day)
-                })
-                .collect(),
-            audit_entries: self.store.audit_size().unwrap_or(0),
-            audit_bytes: self.store.audit_bytes(),
-            signals: self.store.len() as u64,
-            revision: self.store.revision(),
-            uptime_seconds: self.started.elapsed().as_secs(),
-            revoked_certificates: live.identity.revocations().len() as u64,
-        }
-    }
-}
-
-/// Logs and counts every client certificate the TLS server refuses.
-fn refusal_reporter(metrics: Arc<Metrics>) -> OnRefusal {
-    Arc::new(move |refusal: &Refusal| {
-        let id = refusal
-            .id
-            .as_ref()
-            .map_or_else(|| "no SPIFFE id".to_owned(), ToString::to_string);
-        let serial = refusal
-            .serial
-            .as_ref()
-            .map_or_else(|| "unknown".to_owned(), ToString::to_string);
-        if refusal.revoked {
-            metrics.refused("revoked");
-            tracing::warn!(spiffe_id = %id, serial = %serial, "TLS handshake refused: certificate revoked");
-        } else {
-            metrics.refused("certificate");
-            tracing::info!(spiffe_id = %id, serial = %serial, reason = %refusal.reason, "TLS handshake refused: certificate not accepted");
-        }
-    })
-}
 
 /// A node, loaded and checked, not yet serving.
 #[derive(Debug)]
@@ -265,6 +78,7 @@ impl Node {
             denials: AtomicU64::new(0),
             audit,
             metrics,
+            clock: crate::clock::Clock::System,
             operations: tokio::sync::Mutex::new(()),
             live: RwLock::new(Arc::new(live)),
         });
@@ -357,7 +171,9 @@ impl Node {
             ..audit.entry(pb::audit_entry::Kind::NodeStart)
         };
         audit.record(&start).await?;
-        audit.record(&live.policy_entry(&state, "start")).await?;
+        audit
+            .record(&live.policy_entry(&state.audit, "start"))
+            .await?;
         let (tx, rx) = mpsc::channel(64);
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(accept_loop(listener, state.clone(), tx));
@@ -451,7 +267,7 @@ async fn reload_on_hangup(state: Arc<NodeState>, mut hangups: tokio::signal::uni
     while hangups.recv().await.is_some() {
         tracing::info!("SIGHUP: reloading the config");
         // The outcome is logged (and counted) by reload itself.
-        let _ = crate::live::reload(&state).await;
+        let _ = crate::reload::reload(&state).await;
     }
 }
 
@@ -463,7 +279,7 @@ async fn reload_on_hangup(state: Arc<NodeState>, mut hangups: tokio::signal::uni
 async fn housekeeping(state: Arc<NodeState>) {
     loop {
         let state_ = state.clone();
-        let today = crate::cli::today();
+        let today = state.clock.today();
         match tokio::task::spawn_blocking(move || state_.store.purge_expired(today)).await {
             Ok(Ok(0)) => {}
             Ok(Ok(purged)) => tracing::info!(purged, "expired signals purged"),
@@ -484,7 +300,7 @@ async fn housekeeping(state: Arc<NodeState>) {
 fn ready_tables(state: &NodeState, today: time::Date) -> Result<(), String> {
     let (epoch, key) = state
         .epochs
-        .key(0, crate::epochs::now_secs())
+        .key(0, state.clock.now_secs())
         .map_err(|e| e.to_string())?;
     // Only for peers that may ask for something at all.
     for view in state.live().views() {

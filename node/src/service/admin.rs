@@ -18,10 +18,11 @@ use std::sync::Arc;
 use pluis_proto::identifier::{Bsn, SubjectKey};
 use pluis_proto::pb;
 use tokio::sync::mpsc;
+use tonic::transport::server::UdsConnectInfo;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::import::{ImportError, ImportOptions, Progress};
-use crate::node::NodeState;
+use crate::state::NodeState;
 
 /// Serves the operator's admin calls.
 #[derive(Debug)]
@@ -36,9 +37,18 @@ impl AdminService {
     }
 }
 
+/// The Unix user on the other end of an admin call, for audit entries.
+fn caller_uid<T>(request: &Request<T>) -> Option<u32> {
+    request
+        .extensions()
+        .get::<UdsConnectInfo>()
+        .and_then(|info| info.peer_cred)
+        .map(|cred| cred.uid())
+}
+
 /// Who made a change, for its audit entry.
 fn actor<T>(request: &Request<T>) -> String {
-    match crate::admin::caller_uid(request) {
+    match caller_uid(request) {
         Some(uid) => format!("local operator (admin socket, uid {uid})"),
         None => "local operator (admin socket)".to_owned(),
     }
@@ -152,7 +162,7 @@ impl pb::admin_server::Admin for AdminService {
             replace: start.replace,
             skip_invalid: start.skip_invalid,
             rejects: start.skip_invalid.then(|| PathBuf::from(&start.rejects)),
-            today: crate::cli::today(),
+            today: self.state.clock.today(),
         };
         let state = self.state.clone();
         let _one_at_a_time = state.operations.lock().await;
@@ -250,7 +260,7 @@ impl pb::admin_server::Admin for AdminService {
         &self,
         _request: Request<pb::ReloadRequest>,
     ) -> Result<Response<pb::ReloadReply>, Status> {
-        let reloaded = crate::live::reload(&self.state)
+        let reloaded = crate::reload::reload(&self.state)
             .await
             .map_err(|e| Status::failed_precondition(crate::error_chain(&e)))?;
         Ok(Response::new(pb::ReloadReply {
@@ -265,7 +275,7 @@ impl pb::admin_server::Admin for AdminService {
     ) -> Result<Response<pb::SignalsReply>, Status> {
         let purge = request.into_inner().purge_expired;
         let state = self.state.clone();
-        let today = crate::cli::today();
+        let today = self.state.clock.today();
         let reply = tokio::task::spawn_blocking(move || {
             let purged = if purge {
                 state.store.purge_expired(today).map_err(internal)?
@@ -299,7 +309,7 @@ impl pb::admin_server::Admin for AdminService {
         request: Request<pb::ForgetRequest>,
     ) -> Result<Response<pb::ForgetReply>, Status> {
         let actor = actor(&request);
-        let today = crate::cli::today();
+        let today = self.state.clock.today();
         // Parse errors name the kind of key, never the value.
         enum Who {
             Key(SubjectKey),

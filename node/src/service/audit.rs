@@ -10,7 +10,7 @@ use pluis_proto::log::merkle;
 use pluis_proto::pb;
 use tonic::{Request, Response, Status};
 
-use crate::node::NodeState;
+use crate::state::NodeState;
 
 /// Most entries in one `GetEntries` page.
 pub const PAGE_LIMIT: u32 = 1000;

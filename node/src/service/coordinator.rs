@@ -18,7 +18,7 @@ use crate::tables::{add_flags, View};
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
-use crate::node::NodeState;
+use crate::state::NodeState;
 
 /// Serves this organisation's coordinators.
 #[derive(Debug)]
@@ -187,7 +187,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             return Err(Status::invalid_argument("subjects: at least one is needed"));
         }
         // Parse every key; errors name the place, never the value.
-        let today = crate::cli::today();
+        let today = self.state.clock.today();
         let mut keys: Vec<String> = Vec::new();
         let mut subject_keys: Vec<Vec<usize>> = Vec::new();
         for (i, subject) in request.subjects.iter().enumerate() {
@@ -345,7 +345,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             request.min_domains
         };
         let state = self.state.clone();
-        let today = crate::cli::today();
+        let today = self.state.clock.today();
         let own = {
             let state = state.clone();
             tokio::task::spawn_blocking(move || own_keys(&state, today))

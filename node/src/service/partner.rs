@@ -18,11 +18,10 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use crate::auth::Caller;
-use crate::epochs::now_secs;
 use crate::live::Live;
 use crate::metrics::{Metrics, Outcome};
-use crate::node::NodeState;
 use crate::policy::{decide_evaluate, decide_table, Ask};
+use crate::state::NodeState;
 use crate::tables::View;
 use pluis_proto::table::{Prefix, TableEntry};
 
@@ -164,7 +163,8 @@ impl pb::partner_server::Partner for PartnerService {
             // it changes the next request, not this one.
             let live = state.live();
             let policy = live.policies.get(&peer);
-            let day = crate::cli::today().to_julian_day();
+            let today = self.state.clock.today();
+            let day = today.to_julian_day();
             let used_today = state
                 .store
                 .budget_used(&peer, day)
@@ -182,7 +182,7 @@ impl pb::partner_server::Partner for PartnerService {
             }
             let (epoch, key) = state
                 .epochs
-                .key(request.epoch, now_secs())
+                .key(request.epoch, self.state.clock.now_secs())
                 .map_err(|e| Status::failed_precondition(e.to_string()))?;
 
             // Off the async runtime, in one go: evaluate (in parallel when
@@ -225,7 +225,7 @@ impl pb::partner_server::Partner for PartnerService {
                         Some(view) => {
                             let table = state
                                 .tables
-                                .get(&state.store, epoch, &key, &view, crate::cli::today())
+                                .get(&state.store, epoch, &key, &view, today)
                                 .map_err(|e| Status::internal(format!("table: {e}")))?;
                             (table.len() as u64, table.digest().to_vec())
                         }
@@ -356,10 +356,10 @@ impl pb::partner_server::Partner for PartnerService {
             prefixes.dedup_by(|a, b| a.bytes() == b.bytes());
             let (epoch, key) = state
                 .epochs
-                .key(request.epoch, now_secs())
+                .key(request.epoch, self.state.clock.now_secs())
                 .map_err(|e| Status::failed_precondition(e.to_string()))?;
             let view = View::of(&policy);
-            let today = crate::cli::today();
+            let today = self.state.clock.today();
             let template = pb::AuditEntry {
                 epoch,
                 detail: format!(

@@ -1,0 +1,59 @@
+//! The node's clock: the time and today's date (UTC) come from here, never
+//! from the system clock directly, so that the serving node reads one
+//! clock ([`crate::state::NodeState::clock`]) that a test can set.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use time::{Date, OffsetDateTime};
+
+/// Where the time comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Clock {
+    /// The system clock.
+    #[default]
+    System,
+    /// A fixed moment, in seconds since the Unix epoch.
+    Fixed(u64),
+}
+
+impl Clock {
+    /// Seconds since the Unix epoch.
+    pub fn now_secs(&self) -> u64 {
+        match self {
+            Clock::System => SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            Clock::Fixed(secs) => *secs,
+        }
+    }
+
+    /// Today's date, UTC.
+    pub fn today(&self) -> Date {
+        let secs = i64::try_from(self.now_secs()).unwrap_or(i64::MAX);
+        OffsetDateTime::from_unix_timestamp(secs)
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+            .date()
+    }
+}
+
+/// Today's date by the system clock, UTC (for commands, which have no node).
+pub fn today() -> Date {
+    Clock::System.today()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fixed_clock_gives_its_moment_and_its_utc_date() {
+        // 2026-12-02 23:59:59 UTC.
+        let clock = Clock::Fixed(1_796_255_999);
+        assert_eq!(clock.now_secs(), 1_796_255_999);
+        assert_eq!(clock.today(), time::macros::date!(2026 - 12 - 02));
+        assert_eq!(
+            Clock::Fixed(1_796_256_000).today(),
+            time::macros::date!(2026 - 12 - 03)
+        );
+    }
+}

@@ -1,0 +1,158 @@
+//! What a serving node's services share: its [`NodeState`] — store, log,
+//! tables, epochs, clock, metrics, and the [`Live`] policy and TLS
+//! material a reload swaps.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use pluis_proto::SpiffeId;
+
+use crate::audit::AuditLog;
+use crate::epochs::Epochs;
+pub use crate::error::NodeError;
+use crate::live::Live;
+use crate::metrics::Metrics;
+use crate::store::Store;
+use crate::tables::{Prepared, Tables, View};
+use crate::tls::{OnRefusal, Refusal};
+
+/// What the services share.
+#[derive(Debug)]
+pub struct NodeState {
+    /// This node's own SPIFFE id (from its certificate; fixed for the
+    /// life of the process).
+    pub id: SpiffeId,
+    /// When the node started, for uptime.
+    pub started: Instant,
+    /// This organisation's signals.
+    pub store: Arc<Store>,
+    /// OPRF keys per epoch.
+    pub epochs: Epochs,
+    /// Labelled tables built so far.
+    pub tables: Tables,
+    /// Exchanges served since start.
+    pub exchanges: AtomicU64,
+    /// Requests denied by policy since start.
+    pub denials: AtomicU64,
+    /// The signed exchange log.
+    pub audit: Arc<AuditLog>,
+    /// Counters for the metrics endpoint.
+    pub metrics: Arc<Metrics>,
+    /// Where the time and today's date come from.
+    pub clock: crate::clock::Clock,
+    /// One operator's change at a time (import, erasure, reload), so that
+    /// each prepares its tables for the policy and signals the others
+    /// leave in force.
+    pub operations: tokio::sync::Mutex<()>,
+    /// Policy, peers and TLS material: see [`Live`].
+    pub(crate) live: RwLock<Arc<Live>>,
+}
+
+impl NodeState {
+    /// The policy, peers and TLS material in force now. Take it once per
+    /// request and keep it.
+    pub fn live(&self) -> Arc<Live> {
+        match self.live.read() {
+            Ok(live) => live.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Puts `live` in force for every request that starts from now on.
+    pub(crate) fn set_live(&self, live: Arc<Live>) {
+        let mut current = match self.live.write() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *current = live;
+    }
+
+    /// What the server does with a client certificate it refused: a log
+    /// line with the SPIFFE id and serial it claims, and a count.
+    pub fn on_refusal(&self) -> OnRefusal {
+        refusal_reporter(self.metrics.clone())
+    }
+
+    /// The tables of `views` for `snapshot` (a change not yet visible, or
+    /// the signal set now), in the current epoch on today's date, made
+    /// now if need be; for [`Tables::install`].
+    pub fn prepare_tables(
+        &self,
+        snapshot: &crate::store::Snapshot,
+        views: &[View],
+    ) -> Result<Prepared, NodeError> {
+        if views.is_empty() {
+            return Ok(Prepared::default());
+        }
+        let (epoch, key) = self.epochs.key(0, self.clock.now_secs())?;
+        let started = Instant::now();
+        let prepared = self.tables.prepare(
+            &self.store,
+            snapshot,
+            epoch,
+            &key,
+            views,
+            self.clock.today(),
+        )?;
+        let (tables, entries) = prepared.size();
+        tracing::info!(
+            tables,
+            entries,
+            revision = snapshot.revision(),
+            ms = started.elapsed().as_millis() as u64,
+            "tables prepared"
+        );
+        Ok(prepared)
+    }
+
+    /// Drops tables of revisions, days and epochs no longer served.
+    pub fn prune_tables(&self) {
+        let epoch = self.epochs.current(self.clock.now_secs());
+        self.tables
+            .prune(self.store.revision(), epoch, self.clock.today());
+    }
+
+    /// The gauges of the metrics page, read now.
+    pub fn gauges(&self) -> crate::metrics::Gauges {
+        let live = self.live();
+        let day = self.clock.today().to_julian_day();
+        crate::metrics::Gauges {
+            budgets: live
+                .policies
+                .iter()
+                .map(|(peer, policy)| {
+                    let used = self.store.budget_used(peer, day).unwrap_or(0);
+                    (peer.clone(), used, policy.max_keys_per_day)
+                })
+                .collect(),
+            audit_entries: self.store.audit_size().unwrap_or(0),
+            audit_bytes: self.store.audit_bytes(),
+            signals: self.store.len() as u64,
+            revision: self.store.revision(),
+            uptime_seconds: self.started.elapsed().as_secs(),
+            revoked_certificates: live.identity.revocations().len() as u64,
+        }
+    }
+}
+
+/// Logs and counts every client certificate the TLS server refuses.
+pub(crate) fn refusal_reporter(metrics: Arc<Metrics>) -> OnRefusal {
+    Arc::new(move |refusal: &Refusal| {
+        let id = refusal
+            .id
+            .as_ref()
+            .map_or_else(|| "no SPIFFE id".to_owned(), ToString::to_string);
+        let serial = refusal
+            .serial
+            .as_ref()
+            .map_or_else(|| "unknown".to_owned(), ToString::to_string);
+        if refusal.revoked {
+            metrics.refused("revoked");
+            tracing::warn!(spiffe_id = %id, serial = %serial, "TLS handshake refused: certificate revoked");
+        } else {
+            metrics.refused("certificate");
+            tracing::info!(spiffe_id = %id, serial = %serial, reason = %refusal.reason, "TLS handshake refused: certificate not accepted");
+        }
+    })
+}
