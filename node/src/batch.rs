@@ -87,6 +87,7 @@ impl Queue {
 /// `deadline` in all.
 pub async fn ask(
     asker: Asker,
+    batches: Batches,
     purpose: &Purpose,
     keys: Arc<[String]>,
     deadline: Duration,
@@ -94,7 +95,7 @@ pub async fn ask(
     let slot: Slot = (purpose.name.clone(), purpose.legal_basis.clone());
     let (reply, answer) = oneshot::channel();
     let idle = {
-        let mut queues = lock(&asker.peer.batches.0);
+        let mut queues = lock(&batches.0);
         let queue = queues.entry(slot.clone()).or_default();
         let idle = !std::mem::replace(&mut queue.running, true);
         if !idle {
@@ -110,11 +111,12 @@ pub async fn ask(
         // is handed on when this exchange ends, or if this task is dropped.
         let handover = Handover {
             asker: asker.clone(),
+            batches: batches.clone(),
             slot,
             deadline,
         };
         let answer = ask_alone(&asker, &handover.slot, &keys, deadline).await;
-        learned(&asker, &handover.slot, answer.max_keys_per_request);
+        learned(&batches, &handover.slot, answer.max_keys_per_request);
         return answer;
     }
     let org = asker.peer.org.clone();
@@ -141,17 +143,23 @@ pub async fn ask(
 /// went away) never leaves the queue stuck.
 struct Handover {
     asker: Asker,
+    batches: Batches,
     slot: Slot,
     deadline: Duration,
 }
 
 impl Drop for Handover {
     fn drop(&mut self) {
-        let mut queues = lock(&self.asker.peer.batches.0);
+        let mut queues = lock(&self.batches.0);
         let queue = queues.entry(self.slot.clone()).or_default();
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) if !queue.waiting.is_empty() => {
-                runtime.spawn(drive(self.asker.clone(), self.slot.clone(), self.deadline));
+                runtime.spawn(drive(
+                    self.asker.clone(),
+                    self.batches.clone(),
+                    self.slot.clone(),
+                    self.deadline,
+                ));
             }
             // Nobody waits (or the runtime is gone, and they with it).
             _ => queue.running = false,
@@ -160,10 +168,10 @@ impl Drop for Handover {
 }
 
 /// Runs exchanges for `slot` until nobody waits.
-async fn drive(asker: Asker, slot: Slot, deadline: Duration) {
+async fn drive(asker: Asker, batches: Batches, slot: Slot, deadline: Duration) {
     loop {
         let batch = {
-            let mut queues = lock(&asker.peer.batches.0);
+            let mut queues = lock(&batches.0);
             let queue = queues.entry(slot.clone()).or_default();
             let batch = queue.next_batch();
             if batch.is_empty() {
@@ -173,17 +181,14 @@ async fn drive(asker: Asker, slot: Slot, deadline: Duration) {
             batch
         };
         let limit = exchange(&asker, &slot, batch, deadline).await;
-        learned(&asker, &slot, limit);
+        learned(&batches, &slot, limit);
     }
 }
 
 /// Notes the partner's `max_keys_per_request` (0: it did not say).
-fn learned(asker: &Asker, slot: &Slot, limit: u64) {
+fn learned(batches: &Batches, slot: &Slot, limit: u64) {
     if limit > 0 {
-        lock(&asker.peer.batches.0)
-            .entry(slot.clone())
-            .or_default()
-            .limit = limit;
+        lock(&batches.0).entry(slot.clone()).or_default().limit = limit;
     }
 }
 

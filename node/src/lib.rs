@@ -18,6 +18,7 @@ pub mod clock;
 pub mod config;
 pub mod epochs;
 pub mod error;
+pub mod fanout;
 pub mod gendata;
 pub mod import;
 pub mod live;

@@ -22,8 +22,10 @@ use pluis_proto::Role;
 use tokio_rustls::TlsAcceptor;
 
 use crate::audit::AuditLog;
+use crate::batch::Batches;
 use crate::config::{load_taxonomy, Config};
 use crate::error::NodeError;
+use crate::fanout::Partners;
 use crate::peers::Peers;
 use crate::policy::{Assessment, PeerPolicy, Purpose};
 use crate::tables::View;
@@ -37,6 +39,8 @@ pub struct Live {
     pub identity: TlsIdentity,
     /// The partner nodes, with channels made with this identity.
     pub peers: Peers,
+    /// Per partner org, the case queries waiting for its next exchange.
+    pub batches: BTreeMap<String, Batches>,
     /// What each peer may ask of this node.
     pub policies: BTreeMap<String, PeerPolicy>,
     /// The signal taxonomy in force.
@@ -75,6 +79,11 @@ impl Live {
         let taxonomy = Arc::new(load_taxonomy(config.taxonomy.as_deref())?);
         let acceptor = TlsAcceptor::from(identity.server_config(Some(on_refusal))?);
         Ok(Live {
+            batches: config
+                .peers
+                .iter()
+                .map(|p| (p.org.clone(), Batches::default()))
+                .collect(),
             policies: config
                 .peers
                 .iter()
@@ -86,6 +95,14 @@ impl Live {
             acceptor,
             config,
         })
+    }
+
+    /// The partners to ask for a coordinator's question.
+    pub fn partners(&self) -> Partners<'_> {
+        Partners {
+            peers: &self.peers,
+            batches: &self.batches,
+        }
     }
 
     /// The purposes this node's coordinators may ask for.

@@ -1,33 +1,29 @@
 //! The requester's side of matching: ask one partner about a set of keys.
 //!
-//! Blind every key, have the partner evaluate them (`Evaluate`), unblind to
-//! OPRF outputs, derive tags, fetch the partner's table bucket for each
-//! distinct tag prefix (`GetTable`), and open the labels whose tag is ours.
-//! The whole exchange runs under one deadline, so a slow or dead partner
-//! gives a partial answer, never a hang.
+//! What is sent and opened is made by [`pluis_proto::exchange`] (blind,
+//! unblind, bucket requests, opening labels, digests); here the bytes are
+//! moved — `Evaluate` and `GetTable` calls over the partner's channel — and
+//! every call is logged with the partner's receipt. The whole exchange
+//! runs under one deadline, so a slow or dead partner gives a partial
+//! answer, never a hang. Asking every partner at once, and merging case
+//! queries into shared exchanges, is [`crate::fanout`] and
+//! [`crate::batch`], which call in here.
 
-use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
-use pluis_proto::oprf::blind;
+use pluis_proto::exchange::{self, Answer, Opening, Round};
 use pluis_proto::oprf::OprfOutput;
 use pluis_proto::pb::partner_client::PartnerClient;
 use pluis_proto::pb::{self, peer_outcome::State};
-use pluis_proto::table::{open_label, tag, Flags, LabelledTable, Prefix, TableEntry, Tag};
-use prost::Message;
-use rayon::prelude::*;
+use pluis_proto::table::Flags;
 use ring::rand::{SecureRandom, SystemRandom};
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 use tonic::Code;
 
-use std::sync::Arc;
-
-use tokio::task::JoinSet;
-
 use crate::audit::AuditLog;
-use crate::peers::{Peer, Peers};
-use crate::policy::Purpose;
+use crate::peers::Peer;
 
 /// How long one partner may take for a whole exchange.
 pub const PEER_DEADLINE: Duration = Duration::from_secs(5);
@@ -79,44 +75,6 @@ pub enum Fetch {
 
 /// Keys per `Evaluate` request in bulk screening (the default policy limit).
 pub const BULK_BATCH: usize = 100;
-
-/// Asks every partner at once, each under its own `deadline`; collect
-/// the answers with [`gather`]. Case queries ([`Fetch::Buckets`]) ride on
-/// the next exchange with each partner, merged with others
-/// ([`crate::batch`]).
-pub fn ask_all(
-    peers: &Peers,
-    audit: &Arc<AuditLog>,
-    purpose: &Purpose,
-    keys: &[String],
-    deadline: Duration,
-    fetch: Fetch,
-) -> JoinSet<PeerAnswer> {
-    let mut asks = JoinSet::new();
-    let keys: Arc<[String]> = keys.into();
-    for peer in peers.iter() {
-        let (peer, purpose, keys, audit) =
-            (peer.clone(), purpose.clone(), keys.clone(), audit.clone());
-        asks.spawn(async move {
-            let asker = Asker { peer, audit };
-            match fetch {
-                Fetch::Buckets => crate::batch::ask(asker, &purpose, keys, deadline).await,
-                Fetch::Whole => {
-                    ask_peer(
-                        asker,
-                        &purpose.name,
-                        &purpose.legal_basis,
-                        &keys,
-                        deadline,
-                        fetch,
-                    )
-                    .await
-                }
-            }
-        });
-    }
-    asks
-}
 
 /// Who asks whom: the partner, and this node's log, where every call to
 /// it is recorded with the partner's receipt.
@@ -200,19 +158,6 @@ struct Call<'a> {
     receipt: Option<pb::Receipt>,
 }
 
-/// Every answer of [`ask_all`], in org order.
-pub async fn gather(mut asks: JoinSet<PeerAnswer>) -> Vec<PeerAnswer> {
-    let mut answers = Vec::new();
-    while let Some(joined) = asks.join_next().await {
-        // A task that panicked has no answer; its partner is simply missing.
-        if let Ok(answer) = joined {
-            answers.push(answer);
-        }
-    }
-    answers.sort_by(|a, b| a.outcome.org.cmp(&b.outcome.org));
-    answers
-}
-
 /// Asks `peer` about `keys` (canonical encodings) for `purpose`, reading
 /// its table as `fetch` says.
 pub async fn ask_peer(
@@ -258,16 +203,6 @@ pub async fn ask_peer(
     answer
 }
 
-/// Opens `label` for the holder of `output`, adding its flags to `into`.
-fn open_into(into: &mut Option<Flags>, output: &pluis_proto::oprf::OprfOutput, label: &[u8]) {
-    // A label that does not open is not ours: skip it.
-    if let Ok(found) = open_label(output, label).and_then(|plain| Flags::decode(&plain)) {
-        let merged = into.get_or_insert_with(Flags::default);
-        merged.domains.extend(found.domains);
-        merged.signals.extend(found.signals);
-    }
-}
-
 /// Keys per `Evaluate` when the partner allows more than the first batch.
 const MAX_BATCH: usize = 2048;
 /// Fewer keys than this are blinded and unblinded on the calling thread.
@@ -275,144 +210,90 @@ const INLINE_BELOW: usize = 16;
 /// `Evaluate` calls in flight at once to one partner in bulk screening.
 const IN_FLIGHT: usize = 4;
 
-/// One `Evaluate` round trip, unblinded.
-struct Evaluated {
-    outputs: Vec<OprfOutput>,
-    response: pb::EvaluateResponse,
+/// Runs `work` here for a few keys, on a blocking thread for many (the
+/// elliptic-curve work of blinding and unblinding).
+async fn curve_work<T: Send + 'static>(
+    keys: usize,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, tonic::Status> {
+    if keys < INLINE_BELOW {
+        return Ok(work());
+    }
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|_| tonic::Status::internal("blinding or unblinding task failed"))
 }
 
-/// Blinds `keys`, has the partner evaluate them under `epoch` (0: its
-/// current one) and unblinds the answers; the elliptic-curve work runs on
-/// all cores, off the async runtime.
+/// One `Evaluate` round trip: `keys` blinded, evaluated under `epoch` (0:
+/// the partner's current one), logged, unblinded.
 async fn evaluate(
     asker: Asker,
     mut client: PartnerClient<Channel>,
     context: pb::ExchangeContext,
     epoch: u64,
-    keys: Arc<[String]>,
-) -> Result<Evaluated, tonic::Status> {
-    let blinding_keys = keys.clone();
-    let blind_all = move || {
-        blinding_keys
-            .par_iter()
-            .map(|k| blind(k.as_bytes(), &mut rand_core::OsRng))
-            .collect::<Result<Vec<_>, _>>()
+    keys: Vec<String>,
+) -> Result<(Vec<OprfOutput>, Answer), tonic::Status> {
+    let count = keys.len() as u64;
+    let round = {
+        let context = context.clone();
+        curve_work(keys.len(), move || {
+            Round::blind(&context, epoch, keys, &mut rand_core::OsRng)
+        })
+        .await?
+        .map_err(|e| tonic::Status::internal(e.to_string()))?
     };
-    // A few keys (case queries) are cheaper here than on other threads.
-    let blinded = if keys.len() < INLINE_BELOW {
-        blind_all()
-    } else {
-        tokio::task::spawn_blocking(blind_all)
-            .await
-            .map_err(|_| tonic::Status::internal("blinding task failed"))?
-    }
-    .map_err(|e| tonic::Status::internal(format!("blinding: {e}")))?;
-    let request = pb::EvaluateRequest {
-        context: Some(context.clone()),
-        epoch,
-        blinded: blinded.iter().map(|b| b.element.to_vec()).collect(),
-    };
-    let request_digest = pluis_proto::log::digest(&request.encode_to_vec());
     let call = |outcome, receipt, epoch| Call {
         context: &context,
         what: "evaluate",
-        keys: keys.len() as u64,
+        keys: count,
         entries: 0,
         epoch,
-        request_digest,
+        request_digest: round.request_digest(),
         outcome,
         receipt,
     };
-    let mut response = match client.evaluate(request).await {
-        Ok(response) => response.into_inner(),
+    let mut answer = match client.evaluate(round.request().clone()).await {
+        Ok(response) => Answer::of(response.into_inner()),
         Err(status) => {
             asker.record(call(Err(&status), None, epoch));
             return Err(status);
         }
     };
-    let receipt = response.receipt.take();
-    let response_digest = pluis_proto::log::digest(&response.encode_to_vec());
-    asker.record(call(Ok(response_digest), receipt, response.epoch));
-    if response.evaluated.len() != keys.len() {
-        return Err(tonic::Status::internal(format!(
-            "{} evaluations for {} keys",
-            response.evaluated.len(),
-            keys.len()
-        )));
-    }
-    let evaluated = std::mem::take(&mut response.evaluated);
-    let small = keys.len() < INLINE_BELOW;
-    let finalize_all = move || {
-        blinded
-            .par_iter()
-            .zip(keys.par_iter())
-            .zip(evaluated.par_iter())
-            .map(|((b, k), e)| b.finalize(k.as_bytes(), e))
-            .collect::<Result<Vec<_>, _>>()
-    };
-    let outputs = if small {
-        finalize_all()
-    } else {
-        tokio::task::spawn_blocking(finalize_all)
-            .await
-            .map_err(|_| tonic::Status::internal("unblinding task failed"))?
-    }
-    .map_err(|err| tonic::Status::internal(format!("partner's evaluation: {err}")))?;
-    Ok(Evaluated { outputs, response })
+    asker.record(call(
+        Ok(answer.digest),
+        answer.receipt.clone(),
+        answer.response.epoch,
+    ));
+    let (outputs, answer) = curve_work(round.len(), move || {
+        round.finish(&mut answer).map(|outputs| (outputs, answer))
+    })
+    .await?
+    .map_err(|e| tonic::Status::internal(e.to_string()))?;
+    Ok((outputs, answer))
 }
 
-/// Streams a partner's whole table for `epoch`.
-async fn fetch_whole(
-    asker: Asker,
-    client: PartnerClient<Channel>,
-    context: pb::ExchangeContext,
-    epoch: u64,
-) -> Result<LabelledTable, tonic::Status> {
-    let chunks = get_table(asker, client, &context, epoch, 0, Vec::new(), Vec::new()).await?;
-    let mut entries = Vec::new();
-    for chunk in chunks {
-        for entry in chunk.entries {
-            if let Ok(tag) = Tag::try_from(entry.tag.as_slice()) {
-                entries.push(TableEntry {
-                    tag,
-                    label: entry.label,
-                });
-            }
-        }
-    }
-    Ok(LabelledTable::new(entries))
-}
-
-/// One `GetTable` call, read to its end and logged with its receipt
-/// (which rides on the last chunk).
+/// One `GetTable` call, read to its end and logged.
 async fn get_table(
-    asker: Asker,
+    asker: &Asker,
     mut client: PartnerClient<Channel>,
-    context: &pb::ExchangeContext,
-    epoch: u64,
-    prefix_bits: u32,
-    prefix: Vec<u8>,
-    more_prefixes: Vec<Vec<u8>>,
+    request: pb::GetTableRequest,
 ) -> Result<Vec<pb::TableChunk>, tonic::Status> {
-    let buckets = 1 + more_prefixes.len();
-    let request = pb::GetTableRequest {
-        context: Some(context.clone()),
-        epoch,
-        prefix_bits,
-        prefix,
-        more_prefixes,
-    };
-    let request_digest = pluis_proto::log::digest(&request.encode_to_vec());
-    let what = format!("table prefix_bits={prefix_bits} buckets={buckets}");
-    let call = |outcome, receipt, entries| Call {
-        context,
+    let context = request.context.clone().unwrap_or_default();
+    let request_digest = exchange::request_digest(&request);
+    let (epoch, prefix_bits) = (request.epoch, request.prefix_bits);
+    let what = format!(
+        "table prefix_bits={prefix_bits} buckets={}",
+        1 + request.more_prefixes.len()
+    );
+    let call = |outcome, entries| Call {
+        context: &context,
         what: &what,
         keys: 0,
         entries,
         epoch,
         request_digest,
         outcome,
-        receipt,
+        receipt: None,
     };
     let read = async {
         let mut stream = client.get_table(request).await?.into_inner();
@@ -423,15 +304,13 @@ async fn get_table(
         Ok::<_, tonic::Status>(chunks)
     };
     match read.await {
-        Ok(mut chunks) => {
-            let receipt = chunks.last_mut().and_then(|c| c.receipt.take());
-            let digest = crate::service::partner::table_response_digest(&chunks);
+        Ok(chunks) => {
             let entries = chunks.iter().map(|c| c.entries.len() as u64).sum();
-            asker.record(call(Ok(digest), receipt, entries));
+            asker.record(call(Ok(exchange::table_response_digest(&chunks)), entries));
             Ok(chunks)
         }
         Err(status) => {
-            asker.record(call(Err(&status), None, 0));
+            asker.record(call(Err(&status), 0));
             Err(status)
         }
     }
@@ -474,39 +353,39 @@ async fn exchange(
         Fetch::Buckets => keys.len(),
         Fetch::Whole => BULK_BATCH.min(keys.len()),
     };
-    let first = evaluate(
+    let (mut outputs, first) = evaluate(
         asker.clone(),
         client.clone(),
         context.clone(),
         0,
-        keys[..first_len].into(),
+        keys[..first_len].to_vec(),
     )
     .await?;
-    let epoch = first.response.epoch;
-    let min_prefix_bits = first.response.min_prefix_bits;
-    let table_size = first.response.table_size;
-    let max_keys_per_request = u64::from(first.response.max_keys_per_request);
+    let first = first.response;
+    let epoch = first.epoch;
+    let table_size = first.table_size;
+    let max_keys_per_request = u64::from(first.max_keys_per_request);
     let mut table_from_cache = false;
     // In bulk, fetch the whole table (unless this very table is cached)
     // while the remaining keys are evaluated.
     let table = match fetch {
         Fetch::Buckets => None,
-        Fetch::Whole => Some(
-            match peer.cached_table(epoch, &first.response.table_digest) {
-                Some(table) => {
-                    table_from_cache = true;
-                    tokio::spawn(async move { Ok(table) })
-                }
-                None => {
-                    let fetching =
-                        fetch_whole(asker.clone(), client.clone(), context.clone(), epoch);
-                    tokio::spawn(async move { fetching.await.map(Arc::new) })
-                }
-            },
-        ),
+        Fetch::Whole => Some(match peer.cached_table(epoch, &first.table_digest) {
+            Some(table) => {
+                table_from_cache = true;
+                tokio::spawn(async move { Ok(table) })
+            }
+            None => {
+                let (asker, client) = (asker.clone(), client.clone());
+                let request = Opening::new(Vec::new()).bucket_request(&context, epoch, 0);
+                tokio::spawn(async move {
+                    let chunks = get_table(&asker, client, request).await?;
+                    Ok::<_, tonic::Status>(Arc::new(exchange::table_from_chunks(chunks)))
+                })
+            }
+        }),
     };
-    let mut outputs = first.outputs;
-    let batch = (first.response.max_keys_per_request as usize).clamp(1, MAX_BATCH);
+    let batch = (first.max_keys_per_request as usize).clamp(1, MAX_BATCH);
     let mut batches = keys[first_len..].chunks(batch);
     let mut in_flight = std::collections::VecDeque::new();
     loop {
@@ -517,77 +396,37 @@ async fn exchange(
                 client.clone(),
                 context.clone(),
                 epoch,
-                chunk.into(),
+                chunk.to_vec(),
             )));
         }
         let Some(next) = in_flight.pop_front() else {
             break;
         };
-        let evaluated = next
+        let (more, _) = next
             .await
             .map_err(|_| tonic::Status::internal("evaluation task failed"))??;
-        outputs.extend(evaluated.outputs);
+        outputs.extend(more);
     }
-    let tags: Vec<Tag> = outputs.iter().map(tag).collect();
-    if let Some(table) = table {
-        let table = table
-            .await
-            .map_err(|_| tonic::Status::internal("table task failed"))??;
-        if table.digest()[..] == first.response.table_digest[..] {
-            peer.cache_table(epoch, table.clone());
-        }
-        let flags = tokio::task::spawn_blocking(move || {
-            tags.par_iter()
-                .zip(outputs.par_iter())
-                .map(|(t, output)| {
-                    let mut flags = None;
-                    for entry in table.find(t) {
-                        open_into(&mut flags, output, &entry.label);
-                    }
-                    flags
-                })
-                .collect()
-        })
-        .await
-        .map_err(|_| tonic::Status::internal("opening task failed"))?;
-        return Ok(Exchanged {
-            flags,
-            table_size,
-            table_from_cache,
-            max_keys_per_request,
-        });
-    }
-
-    // Case queries: the bucket of every key's tag prefix, in one call.
-    let mut flags: Vec<Option<Flags>> = vec![None; keys.len()];
-    let mut wanted: HashMap<Tag, Vec<usize>> = HashMap::new();
-    let mut prefixes: BTreeSet<Vec<u8>> = BTreeSet::new();
-    for (i, t) in tags.iter().enumerate() {
-        wanted.entry(*t).or_default().push(i);
-        prefixes.insert(Prefix::of(t, min_prefix_bits).bytes().to_vec());
-    }
-    let mut prefixes = prefixes.into_iter();
-    let first = prefixes.next().unwrap_or_default();
-    let chunks = get_table(
-        asker.clone(),
-        client.clone(),
-        &context,
-        epoch,
-        min_prefix_bits,
-        first,
-        prefixes.collect(),
-    )
-    .await?;
-    for chunk in chunks {
-        for entry in chunk.entries {
-            let Ok(entry_tag) = Tag::try_from(entry.tag.as_slice()) else {
-                continue;
-            };
-            for &i in wanted.get(&entry_tag).map_or(&[][..], Vec::as_slice) {
-                open_into(&mut flags[i], &outputs[i], &entry.label);
+    let opening = Opening::new(outputs);
+    let flags = match table {
+        Some(table) => {
+            let table = table
+                .await
+                .map_err(|_| tonic::Status::internal("table task failed"))??;
+            if table.digest()[..] == first.table_digest[..] {
+                peer.cache_table(epoch, table.clone());
             }
+            tokio::task::spawn_blocking(move || opening.open_table(&table))
+                .await
+                .map_err(|_| tonic::Status::internal("opening task failed"))?
         }
-    }
+        None => {
+            // Case queries: the bucket of every key's tag prefix, in one call.
+            let request = opening.bucket_request(&context, epoch, first.min_prefix_bits);
+            let chunks = get_table(&asker, client, request).await?;
+            opening.open_chunks(&chunks)
+        }
+    };
     Ok(Exchanged {
         flags,
         table_size,

@@ -33,8 +33,6 @@ pub struct Peer {
     pub log_key: Option<pluis_proto::log::NoteVerifier>,
     /// The last whole table fetched from it (bulk screening), by epoch.
     table: TableCache,
-    /// Case queries waiting for the next exchange with it.
-    pub(crate) batches: crate::batch::Batches,
 }
 
 /// A partner's whole table, kept for its epoch.
@@ -85,7 +83,6 @@ impl Peers {
                     url: p.url.clone(),
                     channel: crate::tls::connect(&p.url, tls, CHECK_DEADLINE)?,
                     table: TableCache::default(),
-                    batches: crate::batch::Batches::default(),
                     log_key: p.log_key.clone(),
                 })
             })

@@ -19,6 +19,9 @@
 //! * [`oprf`]: RFC 9497 OPRF (ristretto255-SHA512) for epochs, blinding
 //!   and evaluation;
 //! * [`table`]: tags, sealed labels, flags and bucket prefixes;
+//! * [`exchange`]: the requester's side of an exchange as a state type —
+//!   blind, unblind, ask for buckets, open labels, the digests both sides
+//!   log — which the node only moves bytes for;
 //! * [`log`]: the audit log's format: RFC 9162 Merkle proofs, C2SP signed
 //!   checkpoints (Ed25519), receipts, and offline verification.
 //!
@@ -37,6 +40,7 @@
 //! Nothing here opens a socket, a file or a runtime: node and client move
 //! the bytes; the protocol's rules live here, where they can be unit-tested.
 
+pub mod exchange;
 pub mod identifier;
 pub mod identity;
 pub mod log;

@@ -11,8 +11,9 @@ use pluis_proto::table::Flags;
 use pluis_proto::taxonomy::LifeDomain;
 
 use crate::auth::Caller;
+use crate::fanout::{ask_all, gather};
 use crate::live::Live;
-use crate::matching::{ask_all, exchange_id, gather, Fetch, PEER_DEADLINE};
+use crate::matching::{exchange_id, Fetch, PEER_DEADLINE};
 use crate::policy::{Assessment, Purpose};
 use crate::tables::{add_flags, View};
 use tonic::{Request, Response, Status};
@@ -224,7 +225,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         async move {
             // Every partner at once, each under its own deadline.
             let asks = ask_all(
-                &live.peers,
+                live.partners(),
                 &state.audit,
                 &purpose,
                 &keys,
@@ -357,7 +358,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         let span = tracing::info_span!("screening", purpose = %purpose.name, keys = keys.len(), min_domains);
         async move {
             let answers = gather(ask_all(
-                &live.peers,
+                live.partners(),
                 &state.audit,
                 &purpose,
                 &keys,

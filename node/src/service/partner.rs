@@ -9,9 +9,9 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use pluis_proto::exchange;
 use pluis_proto::pb;
 use pluis_proto::pb::audit_entry::Kind;
-use prost::Message;
 use rayon::prelude::*;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
@@ -138,11 +138,6 @@ fn exchange_entry(
     }
 }
 
-/// A request's digest, as both sides compute it: SHA-256 of its encoding.
-fn digest_of(message: &impl Message) -> [u8; 32] {
-    pluis_proto::log::digest(&message.encode_to_vec())
-}
-
 #[tonic::async_trait]
 impl pb::partner_server::Partner for PartnerService {
     async fn evaluate(
@@ -152,7 +147,7 @@ impl pb::partner_server::Partner for PartnerService {
         let caller = caller(&request)?;
         let peer = caller.org().to_owned();
         let request = request.into_inner();
-        let request_digest = digest_of(&request);
+        let request_digest = exchange::request_digest(&request);
         let (ctx, exchange) = context(request.context)?;
         let keys = request.blinded.len() as u64;
         let span = tracing::info_span!("evaluate", %exchange, %peer, purpose = %ctx.purpose, keys);
@@ -240,7 +235,7 @@ impl pb::partner_server::Partner for PartnerService {
                         table_digest,
                         max_keys_per_request,
                     };
-                    let response_digest = digest_of(&response);
+                    let response_digest = exchange::request_digest(&response);
                     let served = pb::AuditEntry {
                         response_digest: response_digest.to_vec(),
                         ..template
@@ -304,7 +299,7 @@ impl pb::partner_server::Partner for PartnerService {
         let caller = caller(&request)?;
         let peer = caller.org().to_owned();
         let request = request.into_inner();
-        let request_digest = digest_of(&request);
+        let request_digest = exchange::request_digest(&request);
         let (ctx, exchange) = context(request.context)?;
         let span = tracing::info_span!("get_table", %exchange, %peer, purpose = %ctx.purpose, prefix_bits = request.prefix_bits);
         async move {
@@ -400,7 +395,7 @@ impl pb::partner_server::Partner for PartnerService {
                         .collect();
                     let entry = pb::AuditEntry {
                         entries_served: bucket.len() as u64,
-                        response_digest: table_response_digest(&chunks).to_vec(),
+                        response_digest: exchange::table_response_digest(&chunks).to_vec(),
                         ..template
                     };
                     let index = state
@@ -420,20 +415,4 @@ impl pb::partner_server::Partner for PartnerService {
         .instrument(span)
         .await
     }
-}
-
-/// The digest of a streamed table answer, as both sides compute it:
-/// SHA-256 over every chunk's encoding without its receipt.
-pub fn table_response_digest(chunks: &[pb::TableChunk]) -> [u8; 32] {
-    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
-    for chunk in chunks {
-        let bare = pb::TableChunk {
-            receipt: None,
-            ..chunk.clone()
-        };
-        context.update(&bare.encode_to_vec());
-    }
-    let mut out = [0u8; 32];
-    out.copy_from_slice(context.finish().as_ref());
-    out
 }
