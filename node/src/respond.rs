@@ -1,0 +1,385 @@
+//! The responder's side of matching: what a partner's `Evaluate` and
+//! `GetTable` get from this node, within its policy.
+//!
+//! `Evaluate` runs the policy check (peer, purpose, per-request and daily
+//! key budgets), evaluates the blinded elements under the requested
+//! epoch's key, charges the day's budget by logging the exchange, makes
+//! it durable and signs the receipt — in that order, so that nothing
+//! leaves before it is on disk. `GetTable` serves the buckets of the
+//! peer's view. Every refusal is logged (durably) and counted. Logs carry
+//! the exchange id, the peer, the purpose and counts, never an element.
+//! The gRPC service ([`crate::service::partner`]) only translates.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use pluis_proto::exchange;
+use pluis_proto::pb::{self, audit_entry::Kind};
+use pluis_proto::table::{Prefix, TableEntry};
+use pluis_proto::SpiffeId;
+use rayon::prelude::*;
+
+use crate::audit::AuditError;
+use crate::epochs::EpochError;
+use crate::live::Live;
+use crate::metrics::{Metrics, Outcome};
+use crate::policy::{decide_evaluate, decide_table, Ask};
+use crate::state::NodeState;
+use crate::tables::View;
+
+/// Table entries per streamed chunk: about 0.5 MiB, well under gRPC's
+/// 4 MiB message limit.
+const TABLE_CHUNK: usize = 8 * 1024;
+
+/// Batches at least this large are evaluated on all cores; smaller ones
+/// on one, where waking the others would cost more than it saves.
+const PARALLEL_FROM: usize = 32;
+
+/// Most bucket prefixes in one `GetTable` call.
+const MAX_PREFIXES: usize = 1024;
+
+/// Why a partner's call was not answered. Messages name the field or the
+/// policy rule, never a value.
+#[derive(Debug, thiserror::Error)]
+pub enum RespondError {
+    /// The request is malformed (a field named).
+    #[error("{0}")]
+    Invalid(String),
+    /// The policy refuses it (the refusal is logged).
+    #[error("{0}")]
+    Denied(String),
+    /// The epoch asked for is not served.
+    #[error(transparent)]
+    Epoch(#[from] EpochError),
+    /// This node's store, tables or log failed.
+    #[error("{0}")]
+    Internal(String),
+    /// This node's audit log failed.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+}
+
+/// An exchange's context, checked; with its id in hex for spans.
+pub fn context(
+    context: Option<pb::ExchangeContext>,
+) -> Result<(pb::ExchangeContext, String), RespondError> {
+    let invalid = |what: &str| RespondError::Invalid(what.to_owned());
+    let context = context.ok_or_else(|| invalid("context: missing"))?;
+    if context.exchange_id.len() != 16 {
+        return Err(invalid("context.exchange_id: must be 16 bytes"));
+    }
+    if context.purpose.trim().is_empty() {
+        return Err(invalid("context.purpose: missing"));
+    }
+    let id = pluis_proto::hex(&context.exchange_id);
+    Ok((context, id))
+}
+
+/// One partner's call, as this node answers it: who, the policy in force
+/// when it came (a reload during it changes the next call, not this one),
+/// the exchange, the request's digest.
+struct Call<'a> {
+    state: &'a NodeState,
+    live: std::sync::Arc<Live>,
+    caller: &'a SpiffeId,
+    ctx: &'a pb::ExchangeContext,
+    request_digest: [u8; 32],
+}
+
+impl Call<'_> {
+    /// The audit entry of this exchange: who, which exchange, purpose,
+    /// legal basis and the request's digest.
+    fn entry(&self, kind: Kind) -> pb::AuditEntry {
+        pb::AuditEntry {
+            actor: self.caller.to_string(),
+            counterparty: self.state.id.to_string(),
+            exchange_id: self.ctx.exchange_id.clone(),
+            purpose: self.ctx.purpose.clone(),
+            legal_basis: self.ctx.legal_basis.clone(),
+            request_digest: self.request_digest.to_vec(),
+            ..self.state.audit.entry(kind)
+        }
+    }
+
+    /// Counts the exchange for the metrics page, labelled only with names
+    /// from this node's own config.
+    fn count(&self, outcome: Outcome) {
+        let live = &self.live;
+        let peer = Metrics::known(self.caller.org(), live.policies.keys().map(String::as_str));
+        let purpose = Metrics::known(
+            &self.ctx.purpose,
+            live.purposes().iter().map(|p| p.name.as_str()),
+        );
+        self.state.metrics.exchange(peer, purpose, outcome);
+    }
+
+    /// Logs a refusal (durably), counts it, and makes its error.
+    async fn refuse(&self, keys: u64, rule: &str, message: String) -> RespondError {
+        tracing::warn!(rule, "exchange denied");
+        self.count(Outcome::Denied);
+        let entry = pb::AuditEntry {
+            keys_asked: keys,
+            detail: format!("denied by policy rule {rule}"),
+            ..self.entry(Kind::ExchangeDenied)
+        };
+        if let Err(e) = self.state.audit.record(&entry).await {
+            // Refuse all the same; the failure itself is what gets logged.
+            tracing::error!(error = %e, "could not log a denial");
+        }
+        self.state.denials.fetch_add(1, Ordering::Relaxed);
+        RespondError::Denied(message)
+    }
+}
+
+/// Answers a partner's `Evaluate`.
+pub async fn evaluate(
+    state: &std::sync::Arc<NodeState>,
+    caller: &SpiffeId,
+    request: pb::EvaluateRequest,
+    ctx: &pb::ExchangeContext,
+) -> Result<pb::EvaluateResponse, RespondError> {
+    let started = Instant::now();
+    let peer = caller.org().to_owned();
+    let call = Call {
+        state,
+        live: state.live(),
+        caller,
+        ctx,
+        request_digest: exchange::request_digest(&request),
+    };
+    let keys = request.blinded.len() as u64;
+    let policy = call.live.policies.get(&peer);
+    let today = state.clock.today();
+    let day = today.to_julian_day();
+    let used_today = state
+        .store
+        .budget_used(&peer, day)
+        .map_err(|e| RespondError::Internal(format!("budget: {e}")))?;
+    let ask = Ask {
+        peer: &peer,
+        purpose: &ctx.purpose,
+        keys,
+        used_today,
+    };
+    if let Err(denial) = decide_evaluate(policy, ask) {
+        return Err(call.refuse(keys, denial.rule, denial.to_string()).await);
+    }
+    let (epoch, key) = state.epochs.key(request.epoch, state.clock.now_secs())?;
+
+    // Off the async runtime, in one go: evaluate (in parallel when there
+    // are many), find this peer's table view (built now if need be, so
+    // that the GetTable calls that follow find it ready), charge the day's
+    // budget by logging the exchange (one append), make it durable and
+    // sign the receipt. Only a request that was served is charged; a
+    // concurrent request may have used the budget up meanwhile.
+    let limit = policy.map_or(0, |p| p.max_keys_per_day);
+    let template = pb::AuditEntry {
+        keys_asked: keys,
+        keys_evaluated: keys,
+        epoch,
+        detail: "evaluate".into(),
+        ..call.entry(Kind::ExchangeServed)
+    };
+    let view = policy.map(View::of);
+    let min_prefix_bits = policy.map_or(0, |p| p.min_prefix_bits);
+    let max_keys_per_request = policy.map_or(0, |p| {
+        u32::try_from(p.max_keys_per_request).unwrap_or(u32::MAX)
+    });
+    let blinded = request.blinded;
+    let work = {
+        let state = state.clone();
+        let peer = peer.clone();
+        let exchange_id = ctx.exchange_id.clone();
+        let request_digest = call.request_digest;
+        tokio::task::spawn_blocking(move || {
+            let evaluate = |(i, b): (usize, &Vec<u8>)| {
+                key.evaluate_blinded(b)
+                    .map(|e| e.to_vec())
+                    .map_err(|err| RespondError::Invalid(format!("blinded[{i}]: {err}")))
+            };
+            let evaluated = if blinded.len() < PARALLEL_FROM {
+                blinded
+                    .iter()
+                    .enumerate()
+                    .map(evaluate)
+                    .collect::<Result<Vec<_>, _>>()?
+            } else {
+                blinded
+                    .par_iter()
+                    .enumerate()
+                    .map(evaluate)
+                    .collect::<Result<Vec<_>, _>>()?
+            };
+            let (table_size, table_digest) = match view {
+                Some(view) => {
+                    let table = state
+                        .tables
+                        .get(&state.store, epoch, &key, &view, today)
+                        .map_err(|e| RespondError::Internal(format!("table: {e}")))?;
+                    (table.len() as u64, table.digest().to_vec())
+                }
+                None => (0, Vec::new()),
+            };
+            let mut response = pb::EvaluateResponse {
+                epoch,
+                evaluated,
+                table_size,
+                min_prefix_bits,
+                receipt: None,
+                table_digest,
+                max_keys_per_request,
+            };
+            let response_digest = exchange::request_digest(&response);
+            let served = pb::AuditEntry {
+                response_digest: response_digest.to_vec(),
+                ..template
+            };
+            let charged = state
+                .store
+                .charge_budget(&peer, day, keys, limit, &served)
+                .map_err(|e| RespondError::Internal(format!("budget: {e}")))?;
+            // Served: durable (with whoever else is being served now),
+            // then the receipt, still on this thread.
+            if let Ok((_, index)) = charged {
+                state.audit.durable_blocking()?;
+                response.receipt = Some(state.audit.receipt(
+                    &exchange_id,
+                    &request_digest,
+                    &response_digest,
+                    index,
+                )?);
+            }
+            Ok::<_, RespondError>((response, charged))
+        })
+    };
+    let (response, charged) = work
+        .await
+        .map_err(|_| RespondError::Internal("evaluation task failed".into()))??;
+    let index = match charged {
+        Ok((_, index)) => index,
+        Err(used) => {
+            let message = format!(
+                "policy rule max_keys_per_day: {keys} keys asked with {used} used today; {peer} allows {limit} per day"
+            );
+            return Err(call.refuse(keys, "max_keys_per_day", message).await);
+        }
+    };
+    state.exchanges.fetch_add(1, Ordering::Relaxed);
+    call.count(Outcome::Served);
+    state.metrics.evaluate.observe(started.elapsed());
+    tracing::info!(
+        epoch,
+        table_size = response.table_size,
+        log_index = index,
+        "exchange served"
+    );
+    Ok(response)
+}
+
+/// The bucket prefixes a `GetTable` asks for, checked, sorted, each once.
+fn prefixes(request: &pb::GetTableRequest) -> Result<Vec<Prefix>, RespondError> {
+    if request.more_prefixes.len() >= MAX_PREFIXES {
+        return Err(RespondError::Invalid(format!(
+            "more_prefixes: at most {MAX_PREFIXES} prefixes in one call"
+        )));
+    }
+    let mut prefixes = Vec::with_capacity(1 + request.more_prefixes.len());
+    for (i, bytes) in std::iter::once(&request.prefix)
+        .chain(&request.more_prefixes)
+        .enumerate()
+    {
+        let field = if i == 0 {
+            "prefix".to_owned()
+        } else {
+            format!("more_prefixes[{}]", i - 1)
+        };
+        prefixes.push(
+            Prefix::parse(request.prefix_bits, bytes)
+                .map_err(|e| RespondError::Invalid(format!("{field}: {e}")))?,
+        );
+    }
+    prefixes.sort_by(|a, b| a.bytes().cmp(b.bytes()));
+    prefixes.dedup_by(|a, b| a.bytes() == b.bytes());
+    Ok(prefixes)
+}
+
+/// Answers a partner's `GetTable`: the chunks to stream.
+pub async fn table(
+    state: &std::sync::Arc<NodeState>,
+    caller: &SpiffeId,
+    request: pb::GetTableRequest,
+    ctx: &pb::ExchangeContext,
+) -> Result<Vec<pb::TableChunk>, RespondError> {
+    let peer = caller.org().to_owned();
+    let call = Call {
+        state,
+        live: state.live(),
+        caller,
+        ctx,
+        request_digest: exchange::request_digest(&request),
+    };
+    let policy = match decide_table(
+        call.live.policies.get(&peer),
+        &peer,
+        &ctx.purpose,
+        request.prefix_bits,
+    ) {
+        Ok(policy) => policy.clone(),
+        Err(denial) => return Err(call.refuse(0, denial.rule, denial.to_string()).await),
+    };
+    let prefixes = prefixes(&request)?;
+    let (epoch, key) = state.epochs.key(request.epoch, state.clock.now_secs())?;
+    let view = View::of(&policy);
+    let today = state.clock.today();
+    let template = pb::AuditEntry {
+        epoch,
+        detail: format!(
+            "table prefix_bits={} buckets={}",
+            request.prefix_bits,
+            prefixes.len()
+        ),
+        ..call.entry(Kind::ExchangeServed)
+    };
+    // The buckets and the log entry, off the async runtime. The entry is
+    // appended, not waited for: the exchange's receipt rides on its
+    // Evaluate, and the next group flush makes this entry durable too.
+    let state = state.clone();
+    let (chunks, served, index) = tokio::task::spawn_blocking(move || {
+        let table = state
+            .tables
+            .get(&state.store, epoch, &key, &view, today)
+            .map_err(|e| RespondError::Internal(format!("table: {e}")))?;
+        let bucket: Vec<&TableEntry> = prefixes
+            .iter()
+            .flat_map(|p| table.bucket(p).iter())
+            .collect();
+        let chunks: Vec<pb::TableChunk> = bucket
+            .chunks(TABLE_CHUNK)
+            .map(|chunk| pb::TableChunk {
+                epoch,
+                entries: chunk
+                    .iter()
+                    .map(|e| pb::TableEntry {
+                        tag: e.tag.to_vec(),
+                        label: e.label.clone(),
+                    })
+                    .collect(),
+                receipt: None,
+            })
+            .collect();
+        let entry = pb::AuditEntry {
+            entries_served: bucket.len() as u64,
+            response_digest: exchange::table_response_digest(&chunks).to_vec(),
+            ..template
+        };
+        let index = state
+            .store
+            .append_audit(&entry)
+            .map_err(|e| RespondError::Internal(format!("audit log: {e}")))?;
+        Ok::<_, RespondError>((chunks, bucket.len(), index))
+    })
+    .await
+    .map_err(|_| RespondError::Internal("table task failed".into()))??;
+    tracing::info!(entries = served, log_index = index, "table entries served");
+    Ok(chunks)
+}
