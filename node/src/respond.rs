@@ -86,7 +86,23 @@ struct Call<'a> {
     request_digest: [u8; 32],
 }
 
-impl Call<'_> {
+impl<'a> Call<'a> {
+    /// A call with `request` from `caller`, under the policy in force now.
+    fn new(
+        state: &'a NodeState,
+        caller: &'a SpiffeId,
+        ctx: &'a pb::ExchangeContext,
+        request: &impl prost::Message,
+    ) -> Self {
+        Call {
+            state,
+            live: state.live(),
+            caller,
+            ctx,
+            request_digest: exchange::request_digest(request),
+        }
+    }
+
     /// The audit entry of this exchange: who, which exchange, purpose,
     /// legal basis and the request's digest.
     fn entry(&self, kind: Kind) -> pb::AuditEntry {
@@ -140,13 +156,7 @@ pub async fn evaluate(
 ) -> Result<pb::EvaluateResponse, RespondError> {
     let started = Instant::now();
     let peer = caller.org().to_owned();
-    let call = Call {
-        state,
-        live: state.live(),
-        caller,
-        ctx,
-        request_digest: exchange::request_digest(&request),
-    };
+    let call = Call::new(state, caller, ctx, &request);
     let keys = request.blinded.len() as u64;
     let policy = call.live.policies.get(&peer);
     let today = state.clock.today();
@@ -311,13 +321,7 @@ pub async fn table(
     ctx: &pb::ExchangeContext,
 ) -> Result<Vec<pb::TableChunk>, RespondError> {
     let peer = caller.org().to_owned();
-    let call = Call {
-        state,
-        live: state.live(),
-        caller,
-        ctx,
-        request_digest: exchange::request_digest(&request),
-    };
+    let call = Call::new(state, caller, ctx, &request);
     let policy = match decide_table(
         call.live.policies.get(&peer),
         &peer,

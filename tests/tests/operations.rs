@@ -62,6 +62,11 @@ fn generated(dir: &Path, org: &str, rows: u64, extra: &str) -> PathBuf {
     file
 }
 
+/// A query about one person with one key.
+fn one_subject(key: &str) -> Vec<pluis_proto::pb::Subject> {
+    subjects_from_args(&[key.to_owned()])
+}
+
 /// Which partners flagged which domains for the query's first subject.
 fn domains_of(answer: &MatchResponse, org: &str) -> Vec<String> {
     answer.subjects[0]
@@ -112,14 +117,9 @@ async fn case_queries_keep_being_answered_while_a_live_import_lands() {
         100_000,
         &format!("123456782,,,,frequent_absence,{},,S-NEW\n", days_ago(2)),
     );
-    let before = query(
-        &police,
-        &coordinator,
-        PURPOSE,
-        subjects_from_args(&["bsn:123456782".into()]),
-    )
-    .await
-    .unwrap();
+    let before = query(&police, &coordinator, PURPOSE, one_subject("bsn:123456782"))
+        .await
+        .unwrap();
     assert!(domains_of(&before, "school").is_empty());
 
     let importing = Arc::new(AtomicBool::new(true));
@@ -131,16 +131,11 @@ async fn case_queries_keep_being_answered_while_a_live_import_lands() {
         clients.spawn(async move {
             let mut asked = 0u64;
             while importing.load(Ordering::Acquire) {
-                let answer = query(
-                    &police,
-                    &coordinator,
-                    PURPOSE,
-                    subjects_from_args(&["bsn:111222333".into()]),
-                )
-                .await
-                .unwrap_or_else(|e| {
-                    panic!("client {client}: a query failed during the import: {e:#}")
-                });
+                let answer = query(&police, &coordinator, PURPOSE, one_subject("bsn:111222333"))
+                    .await
+                    .unwrap_or_else(|e| {
+                        panic!("client {client}: a query failed during the import: {e:#}")
+                    });
                 assert!(
                     answer
                         .peers
@@ -184,14 +179,9 @@ async fn case_queries_keep_being_answered_while_a_live_import_lands() {
         "queries ran while the import landed"
     );
 
-    let after = query(
-        &police,
-        &coordinator,
-        PURPOSE,
-        subjects_from_args(&["bsn:123456782".into()]),
-    )
-    .await
-    .unwrap();
+    let after = query(&police, &coordinator, PURPOSE, one_subject("bsn:123456782"))
+        .await
+        .unwrap();
     assert_eq!(
         domains_of(&after, "school"),
         ["education"],
@@ -382,7 +372,7 @@ fn sighup_keeps_the_old_policy_for_a_broken_file_and_puts_a_good_one_in_force() 
                 &police_url,
                 &coordinator,
                 PURPOSE,
-                subjects_from_args(&["bsn:111222333".into()]),
+                one_subject("bsn:111222333"),
             ))
             .unwrap();
         domains_of(&answer, "school")
@@ -489,7 +479,7 @@ async fn revoked_certificates_are_refused_after_a_reload_and_fresh_ones_work() {
         assert!(ok, "reload of {org}: {stderr}");
         stdout
     };
-    let subject = || subjects_from_args(&["bsn:111222333".into()]);
+    let subject = || one_subject("bsn:111222333");
     let state_of = |answer: &MatchResponse, org: &str| {
         answer
             .peers

@@ -198,17 +198,9 @@ pub(super) fn crl_pem(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::certs::tests::options;
     use crate::certs::{identity_paths, init, issue, InitOptions, IssueOptions};
     use pluis_proto::Role;
-
-    fn options(dir: &Path) -> InitOptions {
-        InitOptions {
-            out: dir.to_owned(),
-            consortium: "test".into(),
-            orgs: vec!["police".into(), "school".into()],
-            force: false,
-        }
-    }
 
     fn listed(crl: &Path) -> Vec<Serial> {
         let pem = fs::read(crl).unwrap();

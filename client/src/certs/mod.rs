@@ -418,10 +418,11 @@ pub(super) fn write_file(path: &Path, contents: &str, secret: bool) -> Result<()
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn options(dir: &Path) -> InitOptions {
+    /// A dev PKI of the police and the school in `dir`.
+    pub(in crate::certs) fn options(dir: &Path) -> InitOptions {
         InitOptions {
             out: dir.to_owned(),
             consortium: "test".into(),
