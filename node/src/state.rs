@@ -106,6 +106,30 @@ impl NodeState {
         Ok(prepared)
     }
 
+    /// The tables of the live policy's views for a staged change, or
+    /// `None` if they could not be made (logged): the change matters more
+    /// than the head start, and its tables are then built when first
+    /// asked for. Install them with [`NodeState::install`] in the
+    /// change's `before_visible` hook.
+    pub fn tables_for_change(
+        &self,
+        snapshot: &crate::store::Snapshot,
+        change: &str,
+    ) -> Option<Prepared> {
+        self.prepare_tables(snapshot, &self.live().views())
+            .map_err(|e| {
+                tracing::error!(error = %e, change, "could not prepare tables; they will be built on demand");
+            })
+            .ok()
+    }
+
+    /// Puts tables prepared for a change where readers find them.
+    pub fn install(&self, prepared: Option<Prepared>) {
+        if let Some(prepared) = prepared {
+            self.tables.install(prepared);
+        }
+    }
+
     /// Drops tables of revisions, days and epochs no longer served.
     pub fn prune_tables(&self) {
         let epoch = self.epochs.current(self.clock.now_secs());

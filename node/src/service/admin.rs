@@ -115,20 +115,8 @@ fn import_now(
     )?;
     checked.set_actor(actor);
     let (staged, mut report) = checked.stage(&progress)?;
-    let prepared = match state.prepare_tables(staged.snapshot(), &live.views()) {
-        Ok(prepared) => Some(prepared),
-        Err(e) => {
-            // The signals matter more than the head start: publish, and
-            // let the tables be built when first asked for.
-            tracing::error!(error = %e, "import: could not prepare tables; they will be built on demand");
-            None
-        }
-    };
-    report.stored = staged.publish(|| {
-        if let Some(prepared) = prepared {
-            state.tables.install(prepared);
-        }
-    })?;
+    let prepared = state.tables_for_change(staged.snapshot(), "import");
+    report.stored = staged.publish(|| state.install(prepared))?;
     state.prune_tables();
     Ok(report.reply(state.store.len() as u64))
 }
@@ -345,22 +333,12 @@ impl pb::admin_server::Admin for AdminService {
                     .map_err(internal)?;
                     // Tables without the erased signals first, so that no
                     // exchange waits for them once the erasure is seen.
-                    let prepared = if staged.changes_revision() {
-                        state
-                            .prepare_tables(staged.snapshot(), &state.live().views())
-                            .map_err(|e| {
-                                tracing::error!(error = %e, "forget: could not prepare tables; they will be built on demand");
-                            })
-                            .ok()
-                    } else {
-                        None
-                    };
+                    let prepared = staged
+                        .changes_revision()
+                        .then(|| state.tables_for_change(staged.snapshot(), "forget"))
+                        .flatten();
                     let erased = staged
-                        .publish(|| {
-                            if let Some(prepared) = prepared {
-                                state.tables.install(prepared);
-                            }
-                        })
+                        .publish(|| state.install(prepared))
                         .map_err(internal)?;
                     state.prune_tables();
                     Ok::<_, Status>(erased)

@@ -115,9 +115,10 @@ impl Store {
     /// being staged; durable with the caller's next flush.
     pub(super) fn reserve_revision(&self) -> Result<u64, StoreError> {
         let sled = |e| self.sled(e);
-        let current = read_u64(self.meta.get(META_REVISION).map_err(sled)?);
+        // The active revision is META_REVISION's, read at open and set
+        // with every publication; a store made before NEXT existed has
+        // only that.
         let next = read_u64(self.meta.get(super::META_REVISION_NEXT).map_err(sled)?)
-            .max(current + 1)
             .max(self.snapshot().revision + 1);
         self.meta
             .insert(super::META_REVISION_NEXT, &(next + 1).to_be_bytes())
