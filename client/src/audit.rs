@@ -241,7 +241,9 @@ pub struct Bundle {
 }
 
 /// Exports the node's whole log, up to its latest checkpoint, to `out`;
-/// returns the number of entries.
+/// returns the number of entries. Page by page: each page is written out
+/// before the next is asked for, so a log of any size exports in bounded
+/// memory.
 pub async fn export(url: &str, identity: &TlsIdentity, out: &Path) -> anyhow::Result<u64> {
     let mut client = client(url, identity)?;
     let signed = client
@@ -250,8 +252,24 @@ pub async fn export(url: &str, identity: &TlsIdentity, out: &Path) -> anyhow::Re
         .map_err(rpc(url))?
         .into_inner();
     let size = signed.tree_size;
-    let mut entries = Vec::new();
-    let mut checkpoints = Vec::new();
+    let verifier: NoteVerifier = signed.verifier_key.parse().context("the node's key")?;
+    let origin = Checkpoint::parse(verifier.open(&signed.note)?)?.origin;
+    let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut w = std::io::BufWriter::new(file);
+    let header = Header {
+        format: BUNDLE_FORMAT.into(),
+        origin,
+        verifier_key: signed.verifier_key.clone(),
+        node: url.into(),
+        exported_at: utc(crate::audit::now_ms()),
+    };
+    let written = |e: std::io::Error| anyhow::anyhow!("writing {}: {e}", out.display());
+    let line = |w: &mut std::io::BufWriter<std::fs::File>, line: &Line| {
+        writeln!(w, "{}", serde_json::to_string(line)?).map_err(written)
+    };
+    writeln!(w, "{}", serde_json::to_string(&header)?).map_err(written)?;
+    let mut entries = 0;
+    let mut has_signed = false;
     let mut start = 0;
     while start < size {
         let page = client
@@ -259,57 +277,43 @@ pub async fn export(url: &str, identity: &TlsIdentity, out: &Path) -> anyhow::Re
             .await
             .map_err(rpc(url))?
             .into_inner();
-        if page.entries.is_empty() {
+        if page.entries.is_empty() || page.next_start <= start {
             bail!("node {url}: no entries from {start}, though it signed {size}");
         }
-        checkpoints.extend(page.checkpoints);
-        for leaf in page.entries {
-            if leaf.index < size {
-                entries.push(leaf);
+        for checkpoint in page.checkpoints {
+            // Checkpoints signed while exporting cover entries not exported.
+            let covered = verifier
+                .open(&checkpoint)
+                .ok()
+                .and_then(|t| Checkpoint::parse(t).ok())
+                .is_none_or(|c| c.size <= size);
+            if covered {
+                has_signed |= checkpoint == signed.note;
+                line(&mut w, &Line::Checkpoint { checkpoint })?;
             }
+        }
+        for leaf in page.entries.into_iter().filter(|leaf| leaf.index < size) {
+            line(
+                &mut w,
+                &Line::Entry {
+                    index: leaf.index,
+                    entry: B64.encode(&leaf.entry),
+                },
+            )?;
+            entries += 1;
         }
         start = page.next_start;
     }
-    // Checkpoints signed while exporting cover entries not exported.
-    let verifier: NoteVerifier = signed.verifier_key.parse().context("the node's key")?;
-    checkpoints.retain(|note| {
-        verifier
-            .open(note)
-            .ok()
-            .and_then(|t| Checkpoint::parse(t).ok())
-            .is_none_or(|c| c.size <= size)
-    });
-    if !checkpoints.contains(&signed.note) {
-        checkpoints.push(signed.note.clone());
-    }
-    let origin = Checkpoint::parse(verifier.open(&signed.note)?)?.origin;
-    let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
-    let mut w = std::io::BufWriter::new(file);
-    let header = Header {
-        format: BUNDLE_FORMAT.into(),
-        origin,
-        verifier_key: signed.verifier_key,
-        node: url.into(),
-        exported_at: utc(crate::audit::now_ms()),
-    };
-    writeln!(w, "{}", serde_json::to_string(&header)?)?;
-    for checkpoint in checkpoints {
-        writeln!(
-            w,
-            "{}",
-            serde_json::to_string(&Line::Checkpoint { checkpoint })?
+    if !has_signed {
+        line(
+            &mut w,
+            &Line::Checkpoint {
+                checkpoint: signed.note,
+            },
         )?;
     }
-    for leaf in &entries {
-        let line = Line::Entry {
-            index: leaf.index,
-            entry: B64.encode(&leaf.entry),
-        };
-        writeln!(w, "{}", serde_json::to_string(&line)?)?;
-    }
-    w.flush()
-        .with_context(|| format!("writing {}", out.display()))?;
-    Ok(entries.len() as u64)
+    w.flush().map_err(written)?;
+    Ok(entries)
 }
 
 /// Reads a bundle; errors name the file and line.

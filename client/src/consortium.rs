@@ -264,6 +264,9 @@ pub fn node_config_file(org: &str, listen: SocketAddr, peers: &[PeerEntry<'_>]) 
         epoch_length: None,
         epoch_grace: None,
         metrics_listen: None,
+        refusals_logged_per_interval: None,
+        refusal_interval: None,
+        auditor_orgs: Vec::new(),
         tls: TlsFile {
             ca: "../ca.pem".into(),
             cert: "node.pem".into(),

@@ -127,6 +127,11 @@ impl AuditLog {
         self.signer.verifier()
     }
 
+    /// This node's own SPIFFE id, the actor of its own entries.
+    pub fn own_id(&self) -> &str {
+        &self.actor
+    }
+
     /// The SPIFFE id of `org`'s node in this node's consortium.
     pub fn peer_id(&self, org: &str) -> String {
         pluis_proto::SpiffeId::new(self.consortium(), org, pluis_proto::Role::Node)

@@ -8,7 +8,7 @@
 //! |---------------|----------------------------------------|
 //! | `Partner`     | a `node` of this consortium            |
 //! | `Coordinator` | a `coordinator` of this node's own org |
-//! | `Audit`       | an `auditor` of this consortium        |
+//! | `Audit`       | an `auditor` of this node's own org, or of an org its config's `auditor_orgs` names |
 //!
 //! The caller's identity is then left in the request's extensions as a
 //! [`Caller`] for handlers and logs.
@@ -60,13 +60,23 @@ pub struct Caller(pub SpiffeId);
 /// Whether a certificate serial is revoked by the CRLs in force now.
 pub type RevocationCheck = Arc<dyn Fn(&Serial) -> bool + Send + Sync>;
 
+/// Hears of every call refused here: the caller as its certificate shows
+/// it, the service, and the rule (for the audit log and the metrics).
+pub type OnRefused = Arc<dyn Fn(crate::refusals::Refusal) + Send + Sync>;
+
 /// Checks callers against this node's consortium and org.
 #[derive(Clone)]
 pub struct Authorizer {
     consortium: String,
     org: String,
     revoked: Option<RevocationCheck>,
+    on_refused: Option<OnRefused>,
+    other_auditors: Option<AuditorCheck>,
 }
+
+/// Whether auditors of another org may read this node's log (the
+/// config's `auditor_orgs`, as reloaded).
+pub type AuditorCheck = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 impl std::fmt::Debug for Authorizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -84,7 +94,21 @@ impl Authorizer {
             consortium: node.consortium().to_owned(),
             org: node.org().to_owned(),
             revoked: None,
+            on_refused: None,
+            other_auditors: None,
         }
+    }
+
+    /// Also admits auditors of the orgs `other_auditors` accepts.
+    pub fn with_other_auditors(mut self, other_auditors: AuditorCheck) -> Self {
+        self.other_auditors = Some(other_auditors);
+        self
+    }
+
+    /// Also tells `on_refused` of every call refused.
+    pub fn with_refusal_log(mut self, on_refused: OnRefused) -> Self {
+        self.on_refused = Some(on_refused);
+        self
     }
 
     /// Also refuses callers whose certificate `revoked` says is revoked.
@@ -100,38 +124,96 @@ impl Authorizer {
         audience: Audience,
         request: &Request<T>,
     ) -> Result<SpiffeId, Status> {
-        let peer = request
-            .extensions()
-            .get::<PeerIdentity>()
-            .ok_or_else(|| Status::unauthenticated("not a mutual-TLS connection"))?;
-        let caller = peer
-            .id
-            .clone()
-            .map_err(|e| Status::unauthenticated(format!("client certificate: {e}")))?;
+        self.check(audience, request)
+            .map_err(|(actor, rule, status)| {
+                if let Some(on_refused) = &self.on_refused {
+                    on_refused(crate::refusals::Refusal {
+                        actor,
+                        call: audience.service(),
+                        rule,
+                        detail: status.message().to_owned(),
+                        ..Default::default()
+                    });
+                }
+                status
+            })
+    }
+
+    /// [`Authorizer::authorise`], with the caller and rule of a refusal.
+    fn check<T>(
+        &self,
+        audience: Audience,
+        request: &Request<T>,
+    ) -> Result<SpiffeId, (String, &'static str, Status)> {
+        let Some(peer) = request.extensions().get::<PeerIdentity>() else {
+            return Err((
+                "no client certificate".into(),
+                "authorisation",
+                Status::unauthenticated("not a mutual-TLS connection"),
+            ));
+        };
+        let serial = peer
+            .serial
+            .as_ref()
+            .map_or_else(|| "unknown".to_owned(), ToString::to_string);
+        // What the certificate says instead is not repeated: it may be
+        // any text its holder had signed.
+        let caller = peer.id.clone().map_err(|_| {
+            (
+                format!("certificate serial {serial} without a usable SPIFFE id"),
+                "authorisation",
+                Status::unauthenticated(
+                    "client certificate: no usable SPIFFE id (exactly one URI SAN spiffe://CONSORTIUM/org/ORG/ROLE is needed)",
+                ),
+            )
+        })?;
         if let (Some(revoked), Some(serial)) = (&self.revoked, &peer.serial) {
             if revoked(serial) {
                 tracing::warn!(spiffe_id = %caller, serial = %serial, "call refused: certificate revoked");
-                return Err(Status::unauthenticated(format!(
-                    "client certificate {caller} (serial {serial}) is revoked"
-                )));
+                return Err((
+                    caller.to_string(),
+                    "revoked",
+                    Status::unauthenticated(format!(
+                        "client certificate {caller} (serial {serial}) is revoked"
+                    )),
+                ));
             }
         }
         let required = audience.role();
-        let allowed = caller.consortium() == self.consortium
-            && caller.role() == required
-            && (audience != Audience::Coordinator || caller.org() == self.org);
+        let own_org = caller.org() == self.org;
+        let org_allowed = match audience {
+            Audience::Partner => true,
+            Audience::Coordinator => own_org,
+            Audience::Audit => {
+                own_org
+                    || self
+                        .other_auditors
+                        .as_ref()
+                        .is_some_and(|admits| admits(caller.org()))
+            }
+        };
+        let allowed =
+            caller.consortium() == self.consortium && caller.role() == required && org_allowed;
         if allowed {
             return Ok(caller);
         }
         let needed = match audience {
             Audience::Coordinator => format!("role {required} of org {}", self.org),
-            _ => format!("role {required} of consortium {}", self.consortium),
+            Audience::Audit => format!(
+                "role {required} of org {} (or of an org its auditor_orgs names)",
+                self.org
+            ),
+            Audience::Partner => format!("role {required} of consortium {}", self.consortium),
         };
-        Err(Status::permission_denied(format!(
-            "{} service requires {needed}; caller presented {caller} (role {})",
-            audience.service(),
-            caller.role()
-        )))
+        Err((
+            caller.to_string(),
+            "authorisation",
+            Status::permission_denied(format!(
+                "{} service requires {needed}; caller presented {caller} (role {})",
+                audience.service(),
+                caller.role()
+            )),
+        ))
     }
 
     /// A tonic interceptor that authorises every call to `audience` and
@@ -142,13 +224,7 @@ impl Authorizer {
     ) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone {
         let this = self.clone();
         move |mut request: Request<()>| {
-            let caller = this.authorise(audience, &request).inspect_err(|status| {
-                tracing::warn!(
-                    service = audience.service(),
-                    reason = status.message(),
-                    "call refused"
-                );
-            })?;
+            let caller = this.authorise(audience, &request)?;
             request.extensions_mut().insert(Caller(caller));
             Ok(request)
         }

@@ -76,6 +76,8 @@ impl Node {
             store,
             exchanges: AtomicU64::new(0),
             denials: AtomicU64::new(0),
+            refusals: crate::refusals::Refusals::new(config.refusals),
+            served: crate::served::ServedExchanges::default(),
             audit,
             metrics,
             clock: crate::clock::Clock::System,
@@ -178,6 +180,7 @@ impl Node {
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(accept_loop(listener, state.clone(), tx));
         tasks.spawn(housekeeping(state.clone()));
+        tasks.spawn(summarise_refusals(state.clone()));
         self.bind_admin();
         let admin = self
             .admin_socket
@@ -193,7 +196,10 @@ impl Node {
             tasks.spawn(reload_on_hangup(state.clone(), hangups));
         }
 
-        let auth = Authorizer::new(&state.id).with_revocation_check(revocation_check(&state));
+        let auth = Authorizer::new(&state.id)
+            .with_revocation_check(revocation_check(&state))
+            .with_refusal_log(refusal_log(&state))
+            .with_other_auditors(other_auditors(&state));
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<PartnerServer<PartnerService>>().await;
         health
@@ -236,6 +242,9 @@ impl Node {
         if let Some(admin) = admin {
             admin.stop().await;
         }
+        state
+            .refusals
+            .flush(&state.audit, state.clock.now_secs(), true);
         let stop = state.audit.entry(pb::audit_entry::Kind::NodeStop);
         let logged = state.audit.record(&stop).await;
         served.map_err(|e| NodeError::Serve(crate::error_chain(&e)))?;
@@ -253,11 +262,48 @@ fn revocation_check(state: &Arc<NodeState>) -> crate::auth::RevocationCheck {
         let Some(state) = state.upgrade() else {
             return false;
         };
-        let revoked = state.live().identity.revocations().is_revoked(serial);
-        if revoked {
-            state.metrics.refused("revoked");
+        state.live().identity.revocations().is_revoked(serial)
+    })
+}
+
+/// Whether the config in force lets auditors of `org` read this log.
+fn other_auditors(state: &Arc<NodeState>) -> crate::auth::AuditorCheck {
+    let state = Arc::downgrade(state);
+    Arc::new(move |org| {
+        state
+            .upgrade()
+            .is_some_and(|state| state.live().config.auditor_orgs.contains(org))
+    })
+}
+
+/// Logs (and counts) every call the authoriser refuses. The entry is
+/// appended at once and made durable on a task of its own: an interceptor
+/// cannot wait.
+fn refusal_log(state: &Arc<NodeState>) -> crate::auth::OnRefused {
+    let state = Arc::downgrade(state);
+    Arc::new(move |refusal| {
+        let Some(state) = state.upgrade() else {
+            return;
+        };
+        state
+            .denials
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let logged = state.refusals.record(
+            &state.audit,
+            &state.metrics,
+            state.clock.now_secs(),
+            &refusal,
+        );
+        if logged {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let audit = state.audit.clone();
+                runtime.spawn(async move {
+                    if let Err(e) = audit.durable().await {
+                        tracing::error!(error = %e, "could not make a refusal's entry durable");
+                    }
+                });
+            }
         }
-        revoked
     })
 }
 
@@ -293,6 +339,21 @@ async fn housekeeping(state: Arc<NodeState>) {
             Err(e) => tracing::error!(error = %e, "table task failed"),
         }
         tokio::time::sleep(SWEEP_INTERVAL).await;
+    }
+}
+
+/// Writes the summary of each caller's refusals past its budget once
+/// their interval is over.
+async fn summarise_refusals(state: Arc<NodeState>) {
+    loop {
+        let interval = state.live().config.refusals.interval_secs.clamp(1, 3600);
+        tokio::time::sleep(Duration::from_secs(interval)).await;
+        state
+            .refusals
+            .flush(&state.audit, state.clock.now_secs(), false);
+        if let Err(e) = state.audit.durable().await {
+            tracing::error!(error = %e, "could not make refusal summaries durable");
+        }
     }
 }
 

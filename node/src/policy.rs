@@ -7,7 +7,7 @@
 //! peer without an entry, or with no purposes, is answered with nothing.
 //! Every refusal names the rule that refused.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use pluis_proto::taxonomy::LifeDomain;
 use serde::{Deserialize, Serialize};
@@ -116,8 +116,10 @@ impl Assessment {
 /// What one peer may ask of this node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerPolicy {
-    /// Purposes this peer may ask for.
-    pub purposes: BTreeSet<String>,
+    /// Purposes this peer may ask for, each with the legal basis this
+    /// node's config binds to it (its `[[purposes]]` table): a request must
+    /// claim exactly that basis (after trimming).
+    pub purposes: BTreeMap<String, String>,
     /// This node's domains the peer may see.
     pub domains: BTreeSet<LifeDomain>,
     /// Domain or signal level.
@@ -134,7 +136,7 @@ impl Default for PeerPolicy {
     /// Nothing is shared until the config says so.
     fn default() -> Self {
         PeerPolicy {
-            purposes: BTreeSet::new(),
+            purposes: BTreeMap::new(),
             domains: BTreeSet::new(),
             granularity: Granularity::Domain,
             max_keys_per_request: 100,
@@ -167,6 +169,8 @@ pub struct Ask<'a> {
     pub peer: &'a str,
     /// The purpose it names.
     pub purpose: &'a str,
+    /// The legal basis it claims.
+    pub legal_basis: &'a str,
     /// Keys in this request.
     pub keys: u64,
     /// Keys already evaluated for this peer today.
@@ -175,7 +179,7 @@ pub struct Ask<'a> {
 
 /// Decides on a peer's `Evaluate`.
 pub fn decide_evaluate(policy: Option<&PeerPolicy>, ask: Ask<'_>) -> Result<(), Denial> {
-    let policy = allowed_purpose(policy, ask.peer, ask.purpose)?;
+    let policy = allowed_purpose(policy, ask.peer, ask.purpose, ask.legal_basis)?;
     if ask.keys == 0 {
         return Err(Denial {
             rule: "max_keys_per_request",
@@ -206,11 +210,11 @@ pub fn decide_evaluate(policy: Option<&PeerPolicy>, ask: Ask<'_>) -> Result<(), 
 /// Decides on a peer's `GetTable` for a prefix of `prefix_bits`.
 pub fn decide_table<'p>(
     policy: Option<&'p PeerPolicy>,
-    peer: &str,
-    purpose: &str,
+    ask: Ask<'_>,
     prefix_bits: u32,
 ) -> Result<&'p PeerPolicy, Denial> {
-    let policy = allowed_purpose(policy, peer, purpose)?;
+    let peer = ask.peer;
+    let policy = allowed_purpose(policy, peer, ask.purpose, ask.legal_basis)?;
     if prefix_bits < policy.min_prefix_bits {
         return Err(Denial {
             rule: "min_prefix_bits",
@@ -223,19 +227,31 @@ pub fn decide_table<'p>(
     Ok(policy)
 }
 
+/// The peer's policy, if it may ask for `purpose` on `legal_basis`.
+/// Neither text is repeated in the reason: a refused value is the
+/// caller's, and may be anything.
 fn allowed_purpose<'p>(
     policy: Option<&'p PeerPolicy>,
     peer: &str,
     purpose: &str,
+    legal_basis: &str,
 ) -> Result<&'p PeerPolicy, Denial> {
     let policy = policy.ok_or_else(|| Denial {
         rule: "peers",
         reason: format!("this node has no policy for {peer}, so it shares nothing with it"),
     })?;
-    if !policy.purposes.contains(purpose) {
+    let Some(bound) = policy.purposes.get(purpose) else {
         return Err(Denial {
             rule: "purposes",
-            reason: format!("purpose {purpose:?} is not among those {peer} may ask for"),
+            reason: format!("the purpose asked for is not among those {peer} may ask for"),
+        });
+    };
+    if legal_basis.trim() != bound.trim() {
+        return Err(Denial {
+            rule: "legal_basis",
+            reason: format!(
+                "the legal basis claimed is not the one this node binds to purpose {purpose} for {peer}"
+            ),
         });
     }
     Ok(policy)
@@ -280,7 +296,11 @@ mod tests {
 
     fn school() -> PeerPolicy {
         PeerPolicy {
-            purposes: ["exploitation-assessment".to_owned()].into(),
+            purposes: [(
+                "exploitation-assessment".to_owned(),
+                "partnership agreement, art. 4".to_owned(),
+            )]
+            .into(),
             domains: [LifeDomain::Education, LifeDomain::Safety].into(),
             ..PeerPolicy::default()
         }
@@ -290,6 +310,7 @@ mod tests {
         Ask {
             peer: "school",
             purpose,
+            legal_basis: " partnership agreement, art. 4 ",
             keys,
             used_today,
         }
@@ -336,20 +357,33 @@ mod tests {
             decide_evaluate(Some(&p), ask("exploitation-assessment", 5, 9_995)),
             Ok(())
         );
+        for claimed in ["consent", "", "partnership agreement, art. 5"] {
+            let asked = Ask {
+                legal_basis: claimed,
+                ..ask("exploitation-assessment", 5, 0)
+            };
+            let denial = decide_evaluate(Some(&p), asked).unwrap_err();
+            assert_eq!(denial.rule, "legal_basis", "{claimed:?}");
+            assert!(
+                claimed.is_empty() || !denial.to_string().contains(claimed),
+                "{denial}"
+            );
+        }
     }
 
     #[test]
     fn prefixes_shorter_than_allowed_are_refused() {
         let p = school();
-        assert!(decide_table(Some(&p), "school", "exploitation-assessment", 16).is_ok());
-        let denial = decide_table(Some(&p), "school", "exploitation-assessment", 0).unwrap_err();
+        let asked = ask("exploitation-assessment", 0, 0);
+        assert!(decide_table(Some(&p), asked, 16).is_ok());
+        let denial = decide_table(Some(&p), asked, 0).unwrap_err();
         assert_eq!(denial.rule, "min_prefix_bits");
         assert!(denial.to_string().contains("at least 16 bits"), "{denial}");
         let whole = PeerPolicy {
             min_prefix_bits: 0,
             ..school()
         };
-        assert!(decide_table(Some(&whole), "school", "exploitation-assessment", 0).is_ok());
+        assert!(decide_table(Some(&whole), asked, 0).is_ok());
     }
 
     #[test]

@@ -64,9 +64,9 @@ fn own_purpose(live: &Live, name: &str) -> Result<Purpose, QueryError> {
         .find(|p| p.name == name)
         .cloned()
         .ok_or_else(|| {
-            QueryError::denied(format!(
-                "policy rule purposes: {name:?} is not a purpose this node's coordinators may ask for"
-            ))
+            QueryError::denied(
+                "policy rule purposes: the purpose asked for is not one this node's coordinators may ask for",
+            )
         })
 }
 

@@ -66,6 +66,7 @@ async fn reload_now(state: &Arc<NodeState>) -> Result<Reloaded, NodeError> {
     };
     state.tables.install(prepared);
     let live = Arc::new(live);
+    state.refusals.set_budget(live.config.refusals);
     state.set_live(live.clone());
     let entry = live.policy_entry(&state.audit, "reload");
     state.audit.record(&entry).await?;

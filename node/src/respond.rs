@@ -24,6 +24,8 @@ use crate::epochs::EpochError;
 use crate::live::Live;
 use crate::metrics::{Metrics, Outcome};
 use crate::policy::{decide_evaluate, decide_table, Ask};
+use crate::refusals::Refusal;
+use crate::served::{ExchangeOf, Unserved};
 use crate::state::NodeState;
 use crate::tables::View;
 
@@ -34,9 +36,6 @@ const TABLE_CHUNK: usize = 8 * 1024;
 /// Batches at least this large are evaluated on all cores; smaller ones
 /// on one, where waking the others would cost more than it saves.
 const PARALLEL_FROM: usize = 32;
-
-/// Most bucket prefixes in one `GetTable` call.
-const MAX_PREFIXES: usize = 1024;
 
 /// Why a partner's call was not answered. Messages name the field or the
 /// policy rule, never a value.
@@ -59,20 +58,19 @@ pub enum RespondError {
     Audit(#[from] AuditError),
 }
 
-/// An exchange's context, checked; with its id in hex for spans.
+/// An exchange's context, whose bounds [`pluis_proto::limits::context`]
+/// checked at the service edge; with its id, and in hex for spans.
 pub fn context(
     context: Option<pb::ExchangeContext>,
-) -> Result<(pb::ExchangeContext, String), RespondError> {
-    let invalid = |what: &str| RespondError::Invalid(what.to_owned());
-    let context = context.ok_or_else(|| invalid("context: missing"))?;
-    if context.exchange_id.len() != 16 {
-        return Err(invalid("context.exchange_id: must be 16 bytes"));
-    }
-    if context.purpose.trim().is_empty() {
-        return Err(invalid("context.purpose: missing"));
-    }
-    let id = pluis_proto::hex(&context.exchange_id);
-    Ok((context, id))
+) -> Result<(pb::ExchangeContext, [u8; 16], String), RespondError> {
+    let context = context.ok_or_else(|| RespondError::Invalid("context: missing".into()))?;
+    let id: [u8; 16] = context
+        .exchange_id
+        .as_slice()
+        .try_into()
+        .map_err(|_| RespondError::Invalid("context.exchange_id: must be 16 bytes".into()))?;
+    let hex = pluis_proto::hex(&id);
+    Ok((context, id, hex))
 }
 
 /// One partner's call, as this node answers it: who, the policy in force
@@ -80,6 +78,7 @@ pub fn context(
 /// the exchange, the request's digest.
 struct Call<'a> {
     state: &'a NodeState,
+    call: &'static str,
     live: std::sync::Arc<Live>,
     caller: &'a SpiffeId,
     ctx: &'a pb::ExchangeContext,
@@ -90,12 +89,14 @@ impl<'a> Call<'a> {
     /// A call with `request` from `caller`, under the policy in force now.
     fn new(
         state: &'a NodeState,
+        call: &'static str,
         caller: &'a SpiffeId,
         ctx: &'a pb::ExchangeContext,
         request: &impl prost::Message,
     ) -> Self {
         Call {
             state,
+            call,
             live: state.live(),
             caller,
             ctx,
@@ -129,20 +130,45 @@ impl<'a> Call<'a> {
         self.state.metrics.exchange(peer, purpose, outcome);
     }
 
-    /// Logs a refusal (durably), counts it, and makes its error.
-    async fn refuse(&self, keys: u64, rule: &str, message: String) -> RespondError {
-        tracing::warn!(rule, "exchange denied");
+    /// Logs a refusal (one bounded entry, durably, or a count towards the
+    /// caller's summary), counts it, and makes its error. The purpose and
+    /// legal basis go into the entry only where this node's own config
+    /// names them for this peer: a refused text is the caller's.
+    async fn refuse(&self, keys: u64, rule: &'static str, message: String) -> RespondError {
         self.count(Outcome::Denied);
-        let entry = pb::AuditEntry {
-            keys_asked: keys,
-            detail: format!("denied by policy rule {rule}"),
-            ..self.entry(Kind::ExchangeDenied)
+        let bound = self
+            .live
+            .policies
+            .get(self.caller.org())
+            .and_then(|p| p.purposes.get(&self.ctx.purpose));
+        let legal_basis = match bound {
+            Some(basis) if basis.trim() == self.ctx.legal_basis.trim() => basis.clone(),
+            _ => String::new(),
         };
-        if let Err(e) = self.state.audit.record(&entry).await {
-            // Refuse all the same; the failure itself is what gets logged.
-            tracing::error!(error = %e, "could not log a denial");
-        }
-        self.state.denials.fetch_add(1, Ordering::Relaxed);
+        let claimed = |field: &str, text: &str| {
+            format!(
+                "{field} {} bytes sha256 {}",
+                text.len(),
+                pluis_proto::hex(&pluis_proto::log::digest(text.as_bytes())[..8])
+            )
+        };
+        let refusal = Refusal {
+            actor: self.caller.to_string(),
+            call: self.call,
+            rule,
+            exchange: true,
+            exchange_id: self.ctx.exchange_id.clone(),
+            purpose: bound.map_or_else(String::new, |_| self.ctx.purpose.clone()),
+            legal_basis,
+            keys,
+            request_digest: self.request_digest.to_vec(),
+            detail: format!(
+                "{message} ({}, {})",
+                claimed("purpose", &self.ctx.purpose),
+                claimed("legal_basis", &self.ctx.legal_basis)
+            ),
+        };
+        self.state.refuse(refusal).await;
         RespondError::Denied(message)
     }
 }
@@ -153,10 +179,11 @@ pub async fn evaluate(
     caller: &SpiffeId,
     request: pb::EvaluateRequest,
     ctx: &pb::ExchangeContext,
+    exchange_id: [u8; 16],
 ) -> Result<pb::EvaluateResponse, RespondError> {
     let started = Instant::now();
     let peer = caller.org().to_owned();
-    let call = Call::new(state, caller, ctx, &request);
+    let call = Call::new(state, "Partner/Evaluate", caller, ctx, &request);
     let keys = request.blinded.len() as u64;
     let policy = call.live.policies.get(&peer);
     let today = state.clock.today();
@@ -168,13 +195,30 @@ pub async fn evaluate(
     let ask = Ask {
         peer: &peer,
         purpose: &ctx.purpose,
+        legal_basis: &ctx.legal_basis,
         keys,
         used_today,
     };
     if let Err(denial) = decide_evaluate(policy, ask) {
         return Err(call.refuse(keys, denial.rule, denial.to_string()).await);
     }
-    let (epoch, key) = state.epochs.key(request.epoch, state.clock.now_secs())?;
+    let (epoch, key) = match state.epochs.key(request.epoch, state.clock.now_secs()) {
+        Ok(found) => found,
+        Err(e) => {
+            call.refuse(keys, "epoch", e.to_string()).await;
+            return Err(e.into());
+        }
+    };
+    let of = ExchangeOf {
+        peer: &peer,
+        id: exchange_id,
+        purpose: &ctx.purpose,
+        epoch,
+    };
+    if let Err(unserved) = state.served.may_evaluate(of) {
+        let message = format!("policy rule exchange: {unserved}");
+        return Err(call.refuse(keys, "exchange", message).await);
+    }
 
     // Off the async runtime, in one go: evaluate (in parallel when there
     // are many), find this peer's table view (built now if need be, so
@@ -274,6 +318,7 @@ pub async fn evaluate(
             return Err(call.refuse(keys, "max_keys_per_day", message).await);
         }
     };
+    state.served.evaluated(of, keys, state.clock.now_secs());
     state.exchanges.fetch_add(1, Ordering::Relaxed);
     call.count(Outcome::Served);
     state.metrics.evaluate.observe(started.elapsed());
@@ -288,11 +333,6 @@ pub async fn evaluate(
 
 /// The bucket prefixes a `GetTable` asks for, checked, sorted, each once.
 fn prefixes(request: &pb::GetTableRequest) -> Result<Vec<Prefix>, RespondError> {
-    if request.more_prefixes.len() >= MAX_PREFIXES {
-        return Err(RespondError::Invalid(format!(
-            "more_prefixes: at most {MAX_PREFIXES} prefixes in one call"
-        )));
-    }
     let mut prefixes = Vec::with_capacity(1 + request.more_prefixes.len());
     for (i, bytes) in std::iter::once(&request.prefix)
         .chain(&request.more_prefixes)
@@ -313,26 +353,56 @@ fn prefixes(request: &pb::GetTableRequest) -> Result<Vec<Prefix>, RespondError> 
     Ok(prefixes)
 }
 
-/// Answers a partner's `GetTable`: the chunks to stream.
+/// Answers a partner's `GetTable`: the chunks to stream. Only inside an
+/// exchange whose keys this node evaluated, for no more buckets than its
+/// keys ([`crate::served`]).
 pub async fn table(
     state: &std::sync::Arc<NodeState>,
     caller: &SpiffeId,
     request: pb::GetTableRequest,
     ctx: &pb::ExchangeContext,
+    exchange_id: [u8; 16],
 ) -> Result<Vec<pb::TableChunk>, RespondError> {
     let peer = caller.org().to_owned();
-    let call = Call::new(state, caller, ctx, &request);
-    let policy = match decide_table(
-        call.live.policies.get(&peer),
-        &peer,
-        &ctx.purpose,
-        request.prefix_bits,
-    ) {
+    let call = Call::new(state, "Partner/GetTable", caller, ctx, &request);
+    let ask = Ask {
+        peer: &peer,
+        purpose: &ctx.purpose,
+        legal_basis: &ctx.legal_basis,
+        keys: 0,
+        used_today: 0,
+    };
+    let policy = match decide_table(call.live.policies.get(&peer), ask, request.prefix_bits) {
         Ok(policy) => policy.clone(),
         Err(denial) => return Err(call.refuse(0, denial.rule, denial.to_string()).await),
     };
     let prefixes = prefixes(&request)?;
-    let (epoch, key) = state.epochs.key(request.epoch, state.clock.now_secs())?;
+    let (epoch, key) = match state.epochs.key(request.epoch, state.clock.now_secs()) {
+        Ok(found) => found,
+        Err(e) => {
+            call.refuse(0, "epoch", e.to_string()).await;
+            return Err(e.into());
+        }
+    };
+    let of = ExchangeOf {
+        peer: &peer,
+        id: exchange_id,
+        purpose: &ctx.purpose,
+        epoch,
+    };
+    let whole = request.prefix_bits == 0;
+    let buckets = prefixes.len() as u64;
+    if let Err(unserved) = state
+        .served
+        .take(of, buckets, whole, state.clock.now_secs())
+    {
+        let rule = match unserved {
+            Unserved::TooManyBuckets { .. } => "buckets",
+            _ => "exchange",
+        };
+        let message = format!("policy rule {rule}: {unserved}");
+        return Err(call.refuse(0, rule, message).await);
+    }
     let view = View::of(&policy);
     let today = state.clock.today();
     let template = pb::AuditEntry {

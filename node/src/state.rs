@@ -35,6 +35,10 @@ pub struct NodeState {
     pub exchanges: AtomicU64,
     /// Requests denied by policy since start.
     pub denials: AtomicU64,
+    /// Refusals after the handshake, per caller and interval.
+    pub refusals: crate::refusals::Refusals,
+    /// The exchanges this node evaluated, which table calls must belong to.
+    pub served: crate::served::ServedExchanges,
     /// The signed exchange log.
     pub audit: Arc<AuditLog>,
     /// Counters for the metrics endpoint.
@@ -66,6 +70,21 @@ impl NodeState {
             Err(poisoned) => poisoned.into_inner(),
         };
         *current = live;
+    }
+
+    /// Logs a refused call (one bounded entry, or a count towards the
+    /// caller's summary) and counts it; waits until the entry is durable.
+    pub async fn refuse(&self, refusal: crate::refusals::Refusal) {
+        self.denials
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let logged =
+            self.refusals
+                .record(&self.audit, &self.metrics, self.clock.now_secs(), &refusal);
+        if logged {
+            if let Err(e) = self.audit.durable().await {
+                tracing::error!(error = %e, "could not make a refusal's entry durable");
+            }
+        }
     }
 
     /// What the server does with a client certificate it refused: a log

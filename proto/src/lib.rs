@@ -15,6 +15,7 @@
 //!   authorised, certificate serials and the CRLs that revoke them;
 //! * [`identifier`]: person keys (BSN with elfproef, surname + initial +
 //!   date of birth), normalised to canonical bytes;
+//! * [`limits`]: the bound of every field a caller sends, checked first;
 //! * [`taxonomy`]: life domains and signal codes;
 //! * [`oprf`]: RFC 9497 OPRF (ristretto255-SHA512) for epochs, blinding
 //!   and evaluation;
@@ -43,6 +44,7 @@
 pub mod exchange;
 pub mod identifier;
 pub mod identity;
+pub mod limits;
 pub mod log;
 pub mod oprf;
 pub mod pb;

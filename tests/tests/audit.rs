@@ -10,7 +10,7 @@ use std::time::Duration;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use pluis_client::audit::{self, Bundle};
-use pluis_client::consortium::PURPOSE;
+use pluis_client::consortium::{LEGAL_BASIS, PURPOSE};
 use pluis_proto::log::NoteVerifier;
 use pluis_proto::pb::audit_entry::Kind;
 use pluis_proto::pb::partner_client::PartnerClient;
@@ -185,7 +185,7 @@ async fn cross_check_finds_an_exchange_only_one_side_logged() {
             context: Some(ExchangeContext {
                 exchange_id: vec![0xab; 16],
                 purpose: PURPOSE.into(),
-                legal_basis: "x".into(),
+                legal_basis: LEGAL_BASIS.into(),
             }),
             epoch: 0,
             blinded: vec![blinded.element.to_vec()],
@@ -437,7 +437,7 @@ async fn a_node_killed_during_a_burst_restarts_with_a_log_that_verifies() {
                             context: Some(ExchangeContext {
                                 exchange_id: vec![t, i, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
                                 purpose: PURPOSE.into(),
-                                legal_basis: "x".into(),
+                                legal_basis: LEGAL_BASIS.into(),
                             }),
                             epoch: 0,
                             blinded: vec![b.element.to_vec()],
@@ -462,7 +462,7 @@ async fn a_node_killed_during_a_burst_restarts_with_a_log_that_verifies() {
                 context: Some(ExchangeContext {
                     exchange_id: vec![9; 16],
                     purpose: PURPOSE.into(),
-                    legal_basis: "x".into(),
+                    legal_basis: LEGAL_BASIS.into(),
                 }),
                 epoch: 0,
                 blinded: vec![b.element.to_vec()],

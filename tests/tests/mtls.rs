@@ -157,7 +157,7 @@ async fn each_service_admits_exactly_its_role() {
             .await
             .expect_err("an empty Evaluate request is refused");
         let audit = c
-            .audit("police", "school", role)
+            .audit("police", "police", role)
             .get_checkpoint(GetCheckpointRequest {})
             .await;
         // An auditor gets the signed checkpoint; anyone else is refused.

@@ -35,6 +35,16 @@ pub struct ConfigFile {
     /// Where to serve metrics (`HOST:PORT` or a port).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics_listen: Option<String>,
+    /// Refusals per caller logged one by one per interval (default 20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusals_logged_per_interval: Option<u32>,
+    /// The interval of that budget (default `60s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusal_interval: Option<String>,
+    /// Other organisations whose auditors may read this node's log (its
+    /// own organisation's auditors always may).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub auditor_orgs: Vec<String>,
     /// Certificates and keys.
     pub tls: TlsFile,
     /// What this node's coordinators may ask for.

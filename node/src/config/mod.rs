@@ -74,6 +74,10 @@ pub struct Config {
     pub assessment: Assessment,
     /// Where to serve Prometheus metrics over plain HTTP, if anywhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// How many refusals per caller are logged one by one per interval.
+    pub refusals: crate::refusals::RefusalBudget,
+    /// Other organisations whose auditors may read this node's log.
+    pub auditor_orgs: BTreeSet<String>,
     /// SHA-256 of the config file's text: the policy in force, as logged.
     pub digest: [u8; 32],
     /// The file it was read from (reloads read it again).
@@ -167,6 +171,13 @@ impl Config {
                 key.parse::<NoteVerifier>()
                     .map_err(|e| invalid(&format!("peers[{i}].log_key"), e.to_string()))?;
             }
+            let most = pluis_proto::limits::MAX_BLINDED as u64;
+            if peer.max_keys_per_request.is_some_and(|n| n > most) {
+                return Err(invalid(
+                    &format!("peers[{i}].max_keys_per_request"),
+                    format!("must be at most {most} (the protocol's bound)"),
+                ));
+            }
             if peer.min_prefix_bits.is_some_and(|b| b > 128) {
                 return Err(invalid(
                     &format!("peers[{i}].min_prefix_bits"),
@@ -185,6 +196,24 @@ impl Config {
         };
         let epoch_length_secs = duration("epoch_length", &raw.epoch_length, 24 * 3600)?;
         let epoch_grace_secs = duration("epoch_grace", &raw.epoch_grace, 2 * 3600)?;
+        let refusal_defaults = crate::refusals::RefusalBudget::default();
+        let refusals = crate::refusals::RefusalBudget {
+            per_interval: raw
+                .refusals_logged_per_interval
+                .unwrap_or(refusal_defaults.per_interval),
+            interval_secs: duration(
+                "refusal_interval",
+                &raw.refusal_interval,
+                refusal_defaults.interval_secs,
+            )?,
+        };
+        if refusals.interval_secs == 0 {
+            return Err(invalid("refusal_interval", "must be positive".into()));
+        }
+        for (i, org) in raw.auditor_orgs.iter().enumerate() {
+            check_name("org", org)
+                .map_err(|e| invalid(&format!("auditor_orgs[{i}]"), e.to_string()))?;
+        }
         if epoch_length_secs == 0 || epoch_grace_secs >= epoch_length_secs {
             return Err(invalid(
                 "epoch_grace",
@@ -199,6 +228,17 @@ impl Config {
                     "needs a name and a legal_basis".into(),
                 ));
             }
+            // What partners send must fit the protocol's bounds.
+            use pluis_proto::limits;
+            limits::text("name", &purpose.name, limits::MAX_PURPOSE_LEN).map_err(|e| {
+                invalid(&format!("purposes[{i}].{}", e.field), e.problem.to_string())
+            })?;
+            limits::text(
+                "legal_basis",
+                &purpose.legal_basis,
+                limits::MAX_LEGAL_BASIS_LEN,
+            )
+            .map_err(|e| invalid(&format!("purposes[{i}].{}", e.field), e.problem.to_string()))?;
             if !names.insert(purpose.name.as_str()) {
                 return Err(invalid(
                     &format!("purposes[{i}].name"),
@@ -219,10 +259,19 @@ impl Config {
         let assessment = Assessment::new(raw.assessment)
             .map_err(|(i, reason)| invalid(&format!("assessment[{i}]"), reason))?;
         let base = path.parent().unwrap_or(Path::new("."));
+        let own_purposes = raw.purposes.clone();
+        let legal_basis = |name: &str| {
+            own_purposes
+                .iter()
+                .find(|p| p.name == name)
+                .map_or_else(String::new, |p| p.legal_basis.clone())
+        };
         Ok(Config {
             digest,
             source: path.to_owned(),
             metrics_listen,
+            refusals,
+            auditor_orgs: raw.auditor_orgs.into_iter().collect(),
             assessment,
             org: raw.org,
             listen,
@@ -248,7 +297,14 @@ impl Config {
                         org: p.org,
                         url: p.url,
                         policy: PeerPolicy {
-                            purposes: p.purposes.into_iter().collect(),
+                            purposes: p
+                                .purposes
+                                .into_iter()
+                                .map(|name| {
+                                    let basis = legal_basis(&name);
+                                    (name, basis)
+                                })
+                                .collect(),
                             domains: p.domains.into_iter().collect(),
                             granularity: p.granularity,
                             max_keys_per_request: p

@@ -4,11 +4,10 @@
 
 use std::sync::Arc;
 
-use pluis_proto::pb;
+use pluis_proto::{limits, pb};
 use tonic::{Request, Response, Status};
 
-use crate::auth::Caller;
-use crate::query;
+use crate::query::{self, QueryError};
 use crate::state::NodeState;
 
 /// Serves this organisation's coordinators.
@@ -24,12 +23,28 @@ impl CoordinatorService {
     }
 }
 
-/// The caller's SPIFFE id, for the audit log.
-fn caller_id<T>(request: &Request<T>) -> String {
-    request
-        .extensions()
-        .get::<Caller>()
-        .map_or_else(String::new, |c| c.0.to_string())
+impl CoordinatorService {
+    /// A refused question is logged like any refusal; a failed one is not
+    /// a refusal.
+    async fn settle<T>(
+        &self,
+        caller: &pluis_proto::SpiffeId,
+        call: &'static str,
+        result: Result<T, QueryError>,
+    ) -> Result<T, Status> {
+        match result {
+            Ok(answer) => Ok(answer),
+            Err(QueryError::Invalid(message)) => {
+                let status = Status::invalid_argument(message);
+                Err(super::refused(&self.state, caller, call, "input", status).await)
+            }
+            Err(QueryError::Denied(message)) => {
+                let status = Status::permission_denied(message);
+                Err(super::refused(&self.state, caller, call, "purposes", status).await)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -38,18 +53,28 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         &self,
         request: Request<pb::MatchRequest>,
     ) -> Result<Response<pb::MatchResponse>, Status> {
-        let coordinator = caller_id(&request);
-        let answer = query::case_query(&self.state, coordinator, request.into_inner()).await?;
-        Ok(Response::new(answer))
+        const CALL: &str = "Coordinator/Match";
+        let caller = super::caller(&request)?;
+        let request = request.into_inner();
+        if let Err(e) = limits::match_request(&request) {
+            return Err(super::refuse_input(&self.state, &caller, CALL, &e).await);
+        }
+        let answer = query::case_query(&self.state, caller.to_string(), request).await;
+        Ok(Response::new(self.settle(&caller, CALL, answer).await?))
     }
 
     async fn screen(
         &self,
         request: Request<pb::ScreenRequest>,
     ) -> Result<Response<pb::ScreenResponse>, Status> {
-        let coordinator = caller_id(&request);
-        let answer = query::screen(&self.state, coordinator, request.into_inner()).await?;
-        Ok(Response::new(answer))
+        const CALL: &str = "Coordinator/Screen";
+        let caller = super::caller(&request)?;
+        let request = request.into_inner();
+        if let Err(e) = limits::screen_request(&request) {
+            return Err(super::refuse_input(&self.state, &caller, CALL, &e).await);
+        }
+        let answer = query::screen(&self.state, caller.to_string(), request).await;
+        Ok(Response::new(self.settle(&caller, CALL, answer).await?))
     }
 
     async fn status(

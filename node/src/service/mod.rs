@@ -1,20 +1,41 @@
-//! The gRPC services, one file each. Handlers are thin: they translate
-//! between wire types and the node's domain, and leave authorisation to
+//! The gRPC services, one file each. Handlers are thin: they check every
+//! field's bounds first ([`pluis_proto::limits`]), translate between wire
+//! types and the node's domain, and leave authorisation to
 //! [`crate::auth`], which has run before any handler is reached.
+//!
+//! This is the one place a domain error becomes a [`Status`], and the one
+//! place a refusal of a caller's input is logged ([`refuse_input`]). An
+//! internal failure never crosses to another organisation as text: the
+//! caller gets a generic message with a reference that this node's own
+//! log has beside the full error ([`internal`]).
 
 pub mod admin;
 pub mod audit;
 pub mod coordinator;
 pub mod partner;
 
+use pluis_proto::limits::FieldError;
+use pluis_proto::SpiffeId;
+use ring::rand::SecureRandom;
 use tonic::Status;
 
 use crate::query::QueryError;
+use crate::refusals::Refusal;
 use crate::respond::RespondError;
+use crate::state::NodeState;
 
-/// A failure of this node's own audit log, as the caller sees it.
-fn audit_failed(e: crate::audit::AuditError) -> Status {
-    Status::internal(format!("audit log: {e}"))
+/// An internal failure, as the caller sees it: no paths, no store or
+/// log messages, only a reference to the line in this node's log that
+/// holds the error.
+pub(crate) fn internal(error: &dyn std::fmt::Display) -> Status {
+    let mut reference = [0u8; 6];
+    // Without an OS RNG a zero reference still finds the line by time.
+    let _ = ring::rand::SystemRandom::new().fill(&mut reference);
+    let reference = pluis_proto::hex(&reference);
+    tracing::error!(%reference, error = %error, "internal error answered to a caller");
+    Status::internal(format!(
+        "internal error at this node; its operator can find it in the node's log under reference {reference}"
+    ))
 }
 
 /// The one place a partner's refused or failed call becomes a status.
@@ -24,8 +45,8 @@ impl From<RespondError> for Status {
             RespondError::Invalid(message) => Status::invalid_argument(message),
             RespondError::Denied(message) => Status::permission_denied(message),
             RespondError::Epoch(e) => Status::failed_precondition(e.to_string()),
-            RespondError::Internal(message) => Status::internal(message),
-            RespondError::Audit(e) => audit_failed(e),
+            RespondError::Internal(message) => internal(&message),
+            RespondError::Audit(e) => internal(&e),
         }
     }
 }
@@ -36,17 +57,51 @@ impl From<QueryError> for Status {
         match e {
             QueryError::Invalid(message) => Status::invalid_argument(message),
             QueryError::Denied(message) => Status::permission_denied(message),
-            QueryError::Internal(message) => Status::internal(message),
-            QueryError::Audit(e) => audit_failed(e),
+            QueryError::Internal(message) => internal(&message),
+            QueryError::Audit(e) => internal(&e),
         }
     }
 }
 
 /// The authenticated caller of a request (put there by [`crate::auth`]).
-fn caller<T>(request: &tonic::Request<T>) -> Result<pluis_proto::SpiffeId, Status> {
+fn caller<T>(request: &tonic::Request<T>) -> Result<SpiffeId, Status> {
     request
         .extensions()
         .get::<crate::auth::Caller>()
         .map(|c| c.0.clone())
-        .ok_or_else(|| Status::internal("caller identity missing"))
+        .ok_or_else(|| internal(&"caller identity missing after authorisation"))
+}
+
+/// Logs a field out of its bounds as a refusal (rule `input`: the field,
+/// the bound, the value's length and digest) and makes its status.
+async fn refuse_input(
+    state: &NodeState,
+    caller: &SpiffeId,
+    call: &'static str,
+    error: &FieldError,
+) -> Status {
+    state
+        .refuse(Refusal::input(caller.to_string(), call, error))
+        .await;
+    Status::invalid_argument(error.to_string())
+}
+
+/// Logs a refusal whose words are this node's own (`message` names a
+/// field or a rule, never a value) and hands the status back.
+async fn refused(
+    state: &NodeState,
+    caller: &SpiffeId,
+    call: &'static str,
+    rule: &'static str,
+    status: Status,
+) -> Status {
+    let refusal = Refusal {
+        actor: caller.to_string(),
+        call,
+        rule,
+        detail: status.message().to_owned(),
+        ..Refusal::default()
+    };
+    state.refuse(refusal).await;
+    status
 }

@@ -1,16 +1,17 @@
 //! `pluis.v1.Partner`: node-to-node matching (labelled OPRF-PSI). Thin:
-//! the caller's identity from the request, a span, and the work in
-//! [`crate::respond`]; its errors become a `Status` in [`super`].
+//! the caller's identity from the request, every field's bound checked
+//! before anything else, a span, and the work in [`crate::respond`]; its
+//! errors become a `Status` in [`super`].
 
 use std::pin::Pin;
 use std::sync::Arc;
 
-use pluis_proto::pb;
+use pluis_proto::{limits, pb};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
-use crate::respond;
+use crate::respond::{self, RespondError};
 use crate::state::NodeState;
 
 /// Serves other nodes' `Evaluate` and `GetTable` calls.
@@ -24,6 +25,31 @@ impl PartnerService {
     pub fn new(state: Arc<NodeState>) -> Self {
         PartnerService { state }
     }
+
+    /// The purpose for a log line: the name, if this node's config has
+    /// it; a caller's other text stays out of the log.
+    fn shown_purpose(&self, purpose: &str) -> String {
+        let live = self.state.live();
+        crate::metrics::Metrics::known(purpose, live.purposes().iter().map(|p| p.name.as_str()))
+            .to_owned()
+    }
+
+    /// A refused malformed request is logged like any refusal.
+    async fn settle<T>(
+        &self,
+        caller: &pluis_proto::SpiffeId,
+        call: &'static str,
+        result: Result<T, RespondError>,
+    ) -> Result<T, Status> {
+        match result {
+            Ok(answer) => Ok(answer),
+            Err(RespondError::Invalid(message)) => {
+                let status = Status::invalid_argument(message);
+                Err(super::refused(&self.state, caller, call, "input", status).await)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -32,20 +58,24 @@ impl pb::partner_server::Partner for PartnerService {
         &self,
         request: Request<pb::EvaluateRequest>,
     ) -> Result<Response<pb::EvaluateResponse>, Status> {
+        const CALL: &str = "Partner/Evaluate";
         let caller = super::caller(&request)?;
         let request = request.into_inner();
-        let (ctx, exchange) = respond::context(request.context.clone())?;
+        if let Err(e) = limits::evaluate(&request) {
+            return Err(super::refuse_input(&self.state, &caller, CALL, &e).await);
+        }
+        let (ctx, id, exchange) = respond::context(request.context.clone())?;
         let span = tracing::info_span!(
             "evaluate",
             %exchange,
             peer = %caller.org(),
-            purpose = %ctx.purpose,
+            purpose = %self.shown_purpose(&ctx.purpose),
             keys = request.blinded.len()
         );
-        let response = respond::evaluate(&self.state, &caller, request, &ctx)
+        let response = respond::evaluate(&self.state, &caller, request, &ctx, id)
             .instrument(span)
-            .await?;
-        Ok(Response::new(response))
+            .await;
+        Ok(Response::new(self.settle(&caller, CALL, response).await?))
     }
 
     type GetTableStream = Pin<Box<dyn Stream<Item = Result<pb::TableChunk, Status>> + Send>>;
@@ -54,19 +84,24 @@ impl pb::partner_server::Partner for PartnerService {
         &self,
         request: Request<pb::GetTableRequest>,
     ) -> Result<Response<Self::GetTableStream>, Status> {
+        const CALL: &str = "Partner/GetTable";
         let caller = super::caller(&request)?;
         let request = request.into_inner();
-        let (ctx, exchange) = respond::context(request.context.clone())?;
+        if let Err(e) = limits::get_table(&request) {
+            return Err(super::refuse_input(&self.state, &caller, CALL, &e).await);
+        }
+        let (ctx, id, exchange) = respond::context(request.context.clone())?;
         let span = tracing::info_span!(
             "get_table",
             %exchange,
             peer = %caller.org(),
-            purpose = %ctx.purpose,
+            purpose = %self.shown_purpose(&ctx.purpose),
             prefix_bits = request.prefix_bits
         );
-        let chunks = respond::table(&self.state, &caller, request, &ctx)
+        let chunks = respond::table(&self.state, &caller, request, &ctx, id)
             .instrument(span)
-            .await?;
+            .await;
+        let chunks = self.settle(&caller, CALL, chunks).await?;
         let stream: Self::GetTableStream = Box::pin(tokio_stream::iter(chunks.into_iter().map(Ok)));
         Ok(Response::new(stream))
     }

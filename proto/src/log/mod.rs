@@ -43,6 +43,7 @@ pub fn kind_name(kind: i32) -> &'static str {
         Ok(Kind::PolicyLoaded) => "policy loaded",
         Ok(Kind::NodeStart) => "node start",
         Ok(Kind::NodeStop) => "node stop",
+        Ok(Kind::CallRefused) => "call refused",
         _ => "unknown",
     }
 }

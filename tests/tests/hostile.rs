@@ -1,0 +1,370 @@
+//! User story: a partner (or any holder of a consortium certificate) is
+//! hostile. It sends hand-made protobuf the `pluis` client never would:
+//! megabyte purposes, forged log lines, a legal basis it made up, table
+//! calls outside any exchange, calls to services its role may not use.
+//! Every such call is refused with a message naming the field or rule,
+//! and every refusal is one bounded audit entry (never the offending
+//! text) and a metric; a flood of them is summarised, so the log stays
+//! small and exportable.
+
+use std::path::Path;
+use std::time::Duration;
+
+use pluis_client::consortium::{LEGAL_BASIS, PURPOSE};
+use pluis_node::config::ConfigFile;
+use pluis_proto::oprf::blind;
+use pluis_proto::pb::audit_entry::Kind;
+use pluis_proto::pb::{self, EvaluateRequest, ExchangeContext, GetTableRequest};
+use pluis_proto::Role;
+use pluis_tests::{any_port, channel_as, http_get, metric, NodeProcess, TestConsortium};
+use tonic::Code;
+
+const NODE: &str = env!("CARGO_BIN_EXE_pluis-node-e2e");
+
+fn context(id: u8, purpose: &str, legal_basis: &str) -> ExchangeContext {
+    ExchangeContext {
+        exchange_id: vec![id; 16],
+        purpose: purpose.into(),
+        legal_basis: legal_basis.into(),
+    }
+}
+
+fn evaluate(ctx: ExchangeContext, keys: &[&str]) -> EvaluateRequest {
+    EvaluateRequest {
+        context: Some(ctx),
+        epoch: 0,
+        blinded: keys
+            .iter()
+            .map(|k| {
+                blind(k.as_bytes(), &mut rand_core::OsRng)
+                    .unwrap()
+                    .element
+                    .to_vec()
+            })
+            .collect(),
+    }
+}
+
+fn with_metrics(file: &mut ConfigFile) {
+    file.metrics_listen = Some("127.0.0.1:0".into());
+}
+
+fn refused(log: &[pb::AuditEntry]) -> Vec<&pb::AuditEntry> {
+    log.iter()
+        .filter(|e| e.kind == Kind::CallRefused as i32 || e.kind == Kind::ExchangeDenied as i32)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn megabyte_fields_are_refused_by_name_and_logged_as_small_entries() {
+    let mut c = TestConsortium::setup("bounds", &["police", "school"])
+        .config("police", with_metrics)
+        .start()
+        .await;
+    let mut school = c.partner("police", "school", Role::Node);
+    // 900 kB and 1.5 MiB purposes: the first made the log unexportable,
+    // the second could not be logged at all.
+    for size in [900_000, 1_500_000, 900_000, 900_000, 900_000, 900_000] {
+        let huge = "p".repeat(size);
+        let err = school
+            .evaluate(evaluate(context(1, &huge, LEGAL_BASIS), &["bsn:111222333"]))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        assert_eq!(
+            err.message(),
+            format!("context.purpose: {size} bytes; at most 128 allowed")
+        );
+    }
+    let err = school
+        .evaluate(evaluate(
+            context(1, PURPOSE, &"b".repeat(300)),
+            &["bsn:111222333"],
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.message(),
+        "context.legal_basis: 300 bytes; at most 256 allowed"
+    );
+
+    let log = c.verified_log("police", &c.url("police")).await;
+    let refusals = refused(&log);
+    assert_eq!(refusals.len(), 7, "one entry per refusal: {refusals:#?}");
+    for entry in &refusals {
+        assert_eq!(entry.kind, Kind::CallRefused as i32);
+        assert!(entry.actor.ends_with("/org/school/node"), "{entry:?}");
+        assert!(entry.detail.contains("rule input"), "{}", entry.detail);
+        assert!(
+            entry.detail.len() < 300 && !entry.detail.contains("ppp"),
+            "{}",
+            entry.detail
+        );
+        assert!(entry.purpose.is_empty() && entry.legal_basis.is_empty());
+    }
+    assert!(refusals[1].detail.contains("1500000 bytes"));
+    let metrics = c.node("police").unwrap().metrics.unwrap();
+    let page = http_get(&format!("http://{metrics}/metrics")).1;
+    assert_eq!(
+        metric(&page, "pluis_refused_total{reason=\"input\"}"),
+        7.0,
+        "{page}"
+    );
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn a_flood_of_refusals_is_summarised_past_the_budget() {
+    let mut c = TestConsortium::setup("flood", &["police", "school"])
+        .config("police", |file| {
+            file.refusals_logged_per_interval = Some(3);
+            file.refusal_interval = Some("1s".into());
+        })
+        .start()
+        .await;
+    let mut school = c.partner("police", "school", Role::Node);
+    for _ in 0..10 {
+        let err = school
+            .evaluate(evaluate(
+                context(2, "marketing", LEGAL_BASIS),
+                &["bsn:111222333"],
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied);
+    }
+    // The summary is written once the interval is over.
+    let start = std::time::Instant::now();
+    let log = loop {
+        let log = c.verified_log("police", &c.url("police")).await;
+        if refused(&log).len() > 3 || start.elapsed() > Duration::from_secs(20) {
+            break log;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let refusals = refused(&log);
+    assert_eq!(refusals.len(), 4, "3 one by one, then a summary");
+    for denied in &refusals[..3] {
+        assert_eq!(denied.kind, Kind::ExchangeDenied as i32);
+        assert!(denied.detail.contains("rule purposes"), "{}", denied.detail);
+        assert!(
+            denied.purpose.is_empty(),
+            "a purpose this node does not know is not recorded"
+        );
+    }
+    let summary = refusals[3];
+    assert_eq!(summary.kind, Kind::CallRefused as i32);
+    assert!(
+        summary.detail.starts_with("summary: 7 more refusals")
+            && summary.detail.contains("purposes 7"),
+        "{}",
+        summary.detail
+    );
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn a_legal_basis_other_than_the_agreed_one_is_refused() {
+    let mut c = TestConsortium::start("legalbasis", &["police", "school"]).await;
+    let mut school = c.partner("police", "school", Role::Node);
+    for claimed in ["consent", " ", "partnership agreement, art. 5"] {
+        let err = school
+            .evaluate(evaluate(context(3, PURPOSE, claimed), &["bsn:111222333"]))
+            .await
+            .unwrap_err();
+        let expected = if claimed.trim().is_empty() {
+            Code::InvalidArgument
+        } else {
+            Code::PermissionDenied
+        };
+        assert_eq!(err.code(), expected, "{claimed:?}: {err:?}");
+        if expected == Code::PermissionDenied {
+            assert!(
+                err.message().contains("policy rule legal_basis"),
+                "{}",
+                err.message()
+            );
+        }
+    }
+    // The agreed text, with spaces around it, is served.
+    let agreed = format!("  {LEGAL_BASIS} ");
+    school
+        .evaluate(evaluate(context(4, PURPOSE, &agreed), &["bsn:111222333"]))
+        .await
+        .expect("the agreed legal basis is served");
+
+    let log = c.verified_log("police", &c.url("police")).await;
+    let denied: Vec<_> = log
+        .iter()
+        .filter(|e| e.kind == Kind::ExchangeDenied as i32)
+        .collect();
+    assert_eq!(denied.len(), 2);
+    for entry in denied {
+        assert_eq!(entry.purpose, PURPOSE);
+        assert!(
+            entry.legal_basis.is_empty(),
+            "the claimed text is not recorded"
+        );
+        assert!(entry.detail.contains("legal_basis"), "{}", entry.detail);
+    }
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn table_buckets_are_served_only_inside_an_exchange_and_never_more_than_its_keys() {
+    let mut c = TestConsortium::setup("buckets", &["police", "school"])
+        .signals(
+            "police",
+            "111222333,petty_theft_young_child,2026-11-01,p-1\n",
+        )
+        .start()
+        .await;
+    let mut school = c.partner("police", "school", Role::Node);
+    let epoch = school
+        .evaluate(evaluate(
+            context(9, PURPOSE, LEGAL_BASIS),
+            &["bsn:123456782"],
+        ))
+        .await
+        .expect("evaluate")
+        .into_inner()
+        .epoch;
+    let table = |id: u8, prefixes: usize| GetTableRequest {
+        context: Some(context(id, PURPOSE, LEGAL_BASIS)),
+        epoch,
+        prefix_bits: 16,
+        prefix: vec![0, 0],
+        more_prefixes: (1..prefixes)
+            .map(|i| (i as u16).to_be_bytes().to_vec())
+            .collect(),
+    };
+    // Without an Evaluate of its own, a table call gets nothing.
+    let err = school.get_table(table(10, 1)).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(
+        err.message().contains("policy rule exchange"),
+        "{}",
+        err.message()
+    );
+    // 1024 buckets for one evaluated key: refused.
+    let err = school.get_table(table(9, 1024)).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(
+        err.message().contains("policy rule buckets"),
+        "{}",
+        err.message()
+    );
+    // One bucket for one key: served, once.
+    let mut stream = school.get_table(table(9, 1)).await.unwrap().into_inner();
+    while stream.message().await.unwrap().is_some() {}
+    let err = school.get_table(table(9, 1)).await.unwrap_err();
+    assert!(
+        err.message().contains("policy rule buckets"),
+        "{}",
+        err.message()
+    );
+    // The whole table is refused (min_prefix_bits 16), within the exchange too.
+    let whole = GetTableRequest {
+        prefix_bits: 0,
+        prefix: Vec::new(),
+        more_prefixes: Vec::new(),
+        ..table(9, 1)
+    };
+    let err = school.get_table(whole).await.unwrap_err();
+    assert!(
+        err.message().contains("min_prefix_bits"),
+        "{}",
+        err.message()
+    );
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn refusals_by_role_are_logged_and_auditors_read_only_their_own_orgs_log() {
+    let mut c = TestConsortium::setup("roles", &["police", "school", "healthcare"])
+        .config("police", |file| {
+            file.auditor_orgs = vec!["healthcare".into()]
+        })
+        .start()
+        .await;
+    // A coordinator calling the Partner service, a school auditor reading
+    // the police log: refused, each logged.
+    let err = c
+        .partner("police", "school", Role::Coordinator)
+        .evaluate(EvaluateRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let err = c
+        .audit("police", "school", Role::Auditor)
+        .get_checkpoint(pb::GetCheckpointRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    assert!(err.message().contains("of org police"), "{}", err.message());
+    // Healthcare's auditors are named in the police config.
+    c.audit("police", "healthcare", Role::Auditor)
+        .get_checkpoint(pb::GetCheckpointRequest {})
+        .await
+        .expect("a named other org's auditor reads the log");
+
+    let log = c.verified_log("police", &c.url("police")).await;
+    let refusals = refused(&log);
+    let actors: Vec<&str> = refusals.iter().map(|e| e.actor.as_str()).collect();
+    assert_eq!(
+        actors,
+        [
+            "spiffe://roles/org/school/coordinator",
+            "spiffe://roles/org/school/auditor"
+        ]
+    );
+    assert!(refusals
+        .iter()
+        .all(|e| e.detail.contains("rule authorisation")));
+    c.stop().await;
+}
+
+#[test]
+fn a_forged_log_line_in_a_purpose_never_reaches_the_nodes_log() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let c = TestConsortium::setup("inject", &["police", "school"])
+        .config("police", any_port)
+        .for_processes(&runtime);
+    let police = c.node("police").unwrap();
+    let mut node = NodeProcess::spawn(Path::new(NODE), &police.config);
+    let school = c.identity("school", Role::Node);
+    runtime.block_on(async {
+        let mut client =
+            pluis_proto::pb::partner_client::PartnerClient::new(channel_as(&node.url, &school));
+        for purpose in [
+            "x\n2026-12-03T00:00:00Z  INFO FORGED: exchange served\u{1b}[2J\0".to_owned(),
+            "y".repeat(1_000_000),
+            "unknown-but-harmless".to_owned(),
+        ] {
+            let err = client
+                .evaluate(evaluate(
+                    context(5, &purpose, LEGAL_BASIS),
+                    &["bsn:111222333"],
+                ))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err.code(), Code::InvalidArgument | Code::PermissionDenied),
+                "{err:?}"
+            );
+        }
+    });
+    let output = node.terminate();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("FORGED"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}') && !stderr.contains('\0'));
+    assert!(
+        !stderr.contains("yyyyyyyy"),
+        "a megabyte purpose is not logged"
+    );
+    assert!(
+        !stderr.contains("unknown-but-harmless"),
+        "a purpose this node does not know is not logged"
+    );
+    assert!(stderr.len() < 20_000, "{} bytes of log", stderr.len());
+}
