@@ -13,6 +13,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let fds = protox::compile(["pluis.proto"], ["."])?;
     fs::write(out_dir.join("pluis_descriptor.bin"), fds.encode_to_vec())?;
+    // What reflection on the network port shows: everything but the Admin
+    // service, which is served only on the node's own Unix socket.
+    let mut network = fds.clone();
+    for file in &mut network.file {
+        file.service
+            .retain(|service| service.name.as_deref() != Some("Admin"));
+    }
+    fs::write(
+        out_dir.join("pluis_network_descriptor.bin"),
+        network.encode_to_vec(),
+    )?;
 
     // Message types always; the tonic stubs only with the `grpc` feature,
     // so that the crate needs no async runtime for the protocol core.

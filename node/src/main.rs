@@ -5,6 +5,12 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // Files this process makes (sled's among them) are its owner's only.
+    #[cfg(unix)]
+    // SAFETY: umask(2) only sets this process's file mode mask; it cannot fail.
+    unsafe {
+        libc::umask(0o077);
+    }
     // Exactly one crypto provider, ring, before any TLS object exists.
     let _ = rustls::crypto::ring::default_provider().install_default();
     tracing_subscriber::fmt()

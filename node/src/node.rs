@@ -207,7 +207,7 @@ impl Node {
             .await;
         health.set_serving::<AuditServer<AuditService>>().await;
         let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(pb::NETWORK_FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1()
             .map_err(|e| NodeError::Serve(format!("reflection: {e}")))?;

@@ -34,9 +34,12 @@ pub enum IdentifierError {
     /// A surname with no letters left after normalisation.
     #[error("surname: no letters left after normalisation")]
     EmptySurname,
-    /// An initial that is not a letter.
-    #[error("initial: must start with a letter")]
+    /// An initial that is not one letter (a trailing dot allowed).
+    #[error("initial: must be one letter (\"J\" or \"J.\")")]
     BadInitial,
+    /// A surname longer than [`MAX_SURNAME_CHARS`].
+    #[error("surname: longer than {MAX_SURNAME_CHARS} characters")]
+    SurnameTooLong,
     /// A date in neither accepted format.
     #[error("{0}: expected YYYY-MM-DD or DD-MM-YYYY")]
     DateFormat(&'static str),
@@ -53,6 +56,10 @@ pub enum IdentifierError {
     #[error("key: expected bsn:DIGITS or nd:SURNAME,INITIAL,DATE")]
     UnknownKeyType,
 }
+
+/// Most characters in a surname: the longest registered Dutch surnames
+/// have some 60.
+pub const MAX_SURNAME_CHARS: usize = 100;
 
 /// A citizen service number that passed the elfproef.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -229,11 +236,16 @@ impl NameDobKey {
         birth_date: &str,
         today: Date,
     ) -> Result<NameDobKey, IdentifierError> {
+        if surname.chars().count() > MAX_SURNAME_CHARS {
+            return Err(IdentifierError::SurnameTooLong);
+        }
         let surname = normalise_surname(surname)?;
-        let initial = fold(initial)
-            .chars()
-            .find(|c| c.is_alphabetic())
-            .ok_or(IdentifierError::BadInitial)?;
+        let folded = fold(initial);
+        let mut letters = folded.trim().trim_end_matches('.').chars();
+        let initial = match (letters.next(), letters.next()) {
+            (Some(c), None) if c.is_alphabetic() => c,
+            _ => return Err(IdentifierError::BadInitial),
+        };
         let birth_date = parse_date("birth_date", birth_date)?;
         if birth_date > today {
             return Err(IdentifierError::FutureDate);
@@ -426,8 +438,14 @@ mod tests {
     fn canonical_forms_carry_a_type_prefix() {
         let bsn = SubjectKey::parse("bsn:1112.22.333", TODAY).unwrap();
         assert_eq!(bsn.canonical(), "bsn:111222333");
-        let nd = SubjectKey::parse("nd:Jansen, van,Jan,01-04-2010", TODAY).unwrap();
+        let nd = SubjectKey::parse("nd:Jansen, van,J.,01-04-2010", TODAY).unwrap();
         assert_eq!(nd.canonical(), "nd:jansen,j,2010-04-01");
+        // A first name is not an initial: "Jan" and "Johan" would both
+        // pass as J and match each other's twin.
+        assert_eq!(
+            SubjectKey::parse("nd:Jansen,Jan,01-04-2010", TODAY).unwrap_err(),
+            IdentifierError::BadInitial
+        );
         assert_eq!(
             SubjectKey::parse("nd:van Jansen,J,2010-04-01", TODAY).unwrap(),
             nd

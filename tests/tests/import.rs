@@ -326,3 +326,127 @@ fn the_taxonomy_prints_as_documented_json() {
         }
     }
 }
+
+/// What a careless or broken nightly export looks like: each is refused
+/// naming the line and field, stores nothing, and never repeats a value
+/// that could be personal data.
+#[test]
+fn careless_exports_are_refused_without_echoing_their_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = node_dir(dir.path());
+    let file = dir.path().join("export.csv");
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "no header: the BSN sits where a column name belongs",
+            "389064506,frequent_absence,2026-03-01\n".into(),
+            "header: column 1: not a column name",
+        ),
+        ("a header and no rows", HEADER.into(), "no data rows"),
+        (
+            "an extra field",
+            format!("{HEADER}389064506,,,,frequent_absence,2026-03-01,,ref-1,Jansen\n"),
+            ":2: row: 9 fields, the header names 8",
+        ),
+        (
+            "a first name as the initial",
+            format!("{HEADER},Jansen,JOHN,2012-03-04,frequent_absence,2026-03-01,,ref-1\n"),
+            ":2: initial: must be one letter",
+        ),
+        (
+            "a surname of 200 characters",
+            format!(
+                "{HEADER},{},J,2012-03-04,frequent_absence,2026-03-01,,ref-1\n",
+                "Jansen".repeat(34)
+            ),
+            ":2: surname: longer than 100 characters",
+        ),
+        (
+            "a 10 MB surname",
+            format!(
+                "{HEADER},{},J,2012-03-04,frequent_absence,2026-03-01,,ref-1\n",
+                "Jansen".repeat(1_700_000)
+            ),
+            "line 2 is longer than 65536 bytes",
+        ),
+    ];
+    for (what, text, expected) in cases {
+        std::fs::write(&file, &text).unwrap();
+        let (ok, stdout, stderr) = import(&config, &file, &[]);
+        assert!(!ok, "{what}: refused\n{stdout}");
+        assert!(stderr.contains(expected), "{what}: {stderr}");
+        for value in ["389064506", "Jansen", "JOHN"] {
+            assert!(!stderr.contains(value), "{what}: {value} echoed: {stderr}");
+        }
+        assert!(
+            stderr.len() < 2_000,
+            "{what}: {} bytes of error",
+            stderr.len()
+        );
+        assert_eq!(stored(&config), 0, "{what}: nothing stored");
+    }
+    // JSON Lines with a value where a key belongs.
+    let jsonl = dir.path().join("export.jsonl");
+    std::fs::write(
+        &jsonl,
+        "{\"bsn\": \"389064506\", \"Jansen\": \"x\", \"signal\": \"frequent_absence\", \"registered_on\": \"2026-03-01\"}\n",
+    )
+    .unwrap();
+    let (ok, _, stderr) = import(&config, &jsonl, &[]);
+    assert!(!ok);
+    assert!(
+        stderr.contains(":1: json: a key of the object is not a field name")
+            && !stderr.contains("Jansen"),
+        "{stderr}"
+    );
+}
+
+/// Every file of the store, sled's own among them, is its owner's only.
+#[test]
+fn the_store_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let config = node_dir(dir.path());
+    let csv = dir.path().join("signals.csv");
+    std::fs::write(&csv, format!("{HEADER}{}", good_row(1))).unwrap();
+    let (ok, _, stderr) = import(&config, &csv, &[]);
+    assert!(ok, "{stderr}");
+    fn walk(dir: &Path, found: &mut Vec<(PathBuf, u32)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let entry = entry.unwrap();
+            let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+            found.push((entry.path(), mode));
+            if entry.file_type().unwrap().is_dir() {
+                walk(&entry.path(), found);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(&dir.path().join("pki/police/data"), &mut found);
+    assert!(found.len() > 5, "{found:?}");
+    for (path, mode) in found {
+        assert_eq!(mode & 0o077, 0, "{} is mode {mode:o}", path.display());
+    }
+}
+
+/// Excel writes a byte order mark and CRLF line ends; both are read as
+/// the plain file would be.
+#[test]
+fn an_excel_export_with_a_byte_order_mark_and_crlf_imports() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = node_dir(dir.path());
+    let csv = dir.path().join("excel.csv");
+    let text = format!("\u{feff}{HEADER}{}{}", good_row(1), good_row(2)).replace('\n', "\r\n");
+    std::fs::write(&csv, text).unwrap();
+    let (ok, _, stderr) = import(&config, &csv, &[]);
+    assert!(ok, "{stderr}");
+    assert_eq!(stored(&config), 2);
+    let jsonl = dir.path().join("excel.jsonl");
+    std::fs::write(
+        &jsonl,
+        "\u{feff}{\"bsn\": \"111222333\", \"signal\": \"frequent_absence\", \"registered_on\": \"2026-03-01\"}\r\n",
+    )
+    .unwrap();
+    let (ok, _, stderr) = import(&config, &jsonl, &[]);
+    assert!(ok, "{stderr}");
+    assert_eq!(stored(&config), 3);
+}

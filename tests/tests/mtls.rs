@@ -237,5 +237,9 @@ async fn health_and_reflection_are_served_over_mtls() {
     ] {
         assert!(names.contains(&service), "{service} missing from {names:?}");
     }
+    assert!(
+        !names.contains(&"pluis.v1.Admin"),
+        "the Admin service is served only on the node's Unix socket: {names:?}"
+    );
     c.stop().await;
 }

@@ -115,7 +115,7 @@ async fn case_queries_keep_being_answered_while_a_live_import_lands() {
         c.scratch(),
         "school",
         100_000,
-        &format!("123456782,,,,frequent_absence,{},,S-NEW\n", days_ago(2)),
+        &format!("123456782,,,,frequent_absence,{},S-NEW\n", days_ago(2)),
     );
     let before = query(&police, &coordinator, PURPOSE, one_subject("bsn:123456782"))
         .await

@@ -113,6 +113,12 @@ pub enum ImportError {
         /// How many rows were bad in all.
         total: usize,
     },
+    /// The file has a header but no rows: almost always a broken export.
+    #[error("{path}: no data rows; nothing to import (an export that lost its rows?)")]
+    Empty {
+        /// The input.
+        path: String,
+    },
     /// The rejects file could not be written; nothing was stored.
     #[error("cannot write rejects file {path}: {error}")]
     Rejects {
@@ -214,7 +220,25 @@ pub fn add_months(date: Date, months: u16) -> Date {
     Date::from_calendar_date(year, month, day).unwrap_or(date)
 }
 
+/// Most characters per column (`local_ref` has [`MAX_LOCAL_REF`]; the
+/// surname's bound is the identifier's own).
+const MAX_CHARS: [usize; 8] = [
+    32,
+    identifier::MAX_SURNAME_CHARS,
+    8,
+    32,
+    64,
+    32,
+    32,
+    MAX_LOCAL_REF,
+];
+
 fn validate(row: &RawRow, taxonomy: &Taxonomy, today: Date) -> Result<NewSignal, String> {
+    for (column, max) in MAX_CHARS.iter().enumerate() {
+        if row.get(column).is_some_and(|v| v.chars().count() > *max) {
+            return Err(format!("{}: longer than {max} characters", COLUMNS[column]));
+        }
+    }
     let mut keys = Vec::new();
     if let Some(bsn) = row.get(0) {
         keys.push(SubjectKey::Bsn(Bsn::parse(bsn).map_err(|e| e.to_string())?));
@@ -397,6 +421,9 @@ pub fn check<'a>(
         progress.rows_checked(report.rows);
         Ok(())
     })?;
+    if report.rows == 0 {
+        return Err(ImportError::Empty { path });
+    }
     if error_count > 0 && !options.skip_invalid {
         return Err(ImportError::Invalid {
             path,

@@ -30,6 +30,53 @@ impl RawRow {
     }
 }
 
+/// Most bytes in one line of an import file: a row of this many bytes is
+/// far past every field's bound, and reading stops there, so no file can
+/// make the reader hold a field of any size.
+pub(super) const MAX_LINE: usize = 64 * 1024;
+
+/// Passes bytes through, failing at a line longer than [`MAX_LINE`]
+/// (naming the line, never its content).
+struct LineCap<R> {
+    inner: R,
+    line: u64,
+    run: usize,
+}
+
+impl<R> LineCap<R> {
+    fn new(inner: R) -> Self {
+        LineCap {
+            inner,
+            line: 1,
+            run: 0,
+        }
+    }
+}
+
+impl<R: Read> Read for LineCap<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        for &b in &buf[..n] {
+            if b == b'\n' {
+                self.line += 1;
+                self.run = 0;
+            } else {
+                self.run += 1;
+                if self.run > MAX_LINE {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!(
+                            "line {} is longer than {MAX_LINE} bytes; no row of an import file can be",
+                            self.line
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
 enum Format {
     Csv,
     JsonLines,
@@ -45,7 +92,15 @@ pub(super) fn read_rows(
         path: path.to_owned(),
         error,
     };
-    let mut input = BufReader::with_capacity(1 << 20, input);
+    let mut input = BufReader::with_capacity(1 << 20, LineCap::new(input));
+    // A UTF-8 byte order mark (Excel writes one) is not part of the data.
+    if input
+        .fill_buf()
+        .map_err(read_error)?
+        .starts_with(b"\xef\xbb\xbf")
+    {
+        input.consume(3);
+    }
     let first = input.fill_buf().map_err(read_error)?;
     let format = match first.iter().find(|b| !b.is_ascii_whitespace()) {
         Some(b'{') => Format::JsonLines,
@@ -81,9 +136,12 @@ fn read_csv(
             .trim()
             .trim_start_matches('\u{feff}')
             .to_ascii_lowercase();
+        // An unknown name is not repeated: a file without a header has
+        // a person's data where the names should be.
         let column = COLUMNS.iter().position(|c| *c == name).ok_or_else(|| {
             header_error(format!(
-                "unknown column {name:?} (columns are {})",
+                "column {}: not a column name (the first line must name the columns: {})",
+                i + 1,
                 COLUMNS.join(", ")
             ))
         })?;
@@ -113,6 +171,18 @@ fn read_csv(
         let line_hint = reader.position().line();
         match reader.read_record(&mut record) {
             Ok(false) => break,
+            Ok(true) if record.len() > header.len() => {
+                let line = record.position().map_or(line_hint, |p| p.line());
+                rows.push(RawRow {
+                    line,
+                    broken: Some(format!(
+                        "row: {} fields, the header names {}",
+                        record.len(),
+                        header.len()
+                    )),
+                    ..RawRow::default()
+                });
+            }
             Ok(true) => {
                 let line = record.position().map_or(line_hint, |p| p.line());
                 let mut row = RawRow {
@@ -191,10 +261,11 @@ fn json_fields(text: &str) -> Result<[Option<String>; 8], String> {
         .ok_or("json: each line must be one JSON object")?;
     let mut fields: [Option<String>; 8] = Default::default();
     for (key, value) in object {
+        // An unknown key is not repeated: it may be a value put where a
+        // key belongs.
         let column = COLUMNS.iter().position(|c| c == key).ok_or_else(|| {
-            let shown: String = key.chars().take(32).collect();
             format!(
-                "json: unknown field {shown:?} (fields are {})",
+                "json: a key of the object is not a field name (fields are {})",
                 COLUMNS.join(", ")
             )
         })?;
@@ -215,12 +286,29 @@ mod tests {
     fn json_errors_name_fields_not_values() {
         let err = json_fields(r#"{"bsn": 123456782}"#).unwrap_err();
         assert_eq!(err, "bsn: must be a string or null");
-        let err = json_fields(r#"{"bsn": "123456782", "nmae": "x"}"#).unwrap_err();
-        assert!(err.contains("unknown field \"nmae\""), "{err}");
+        let err = json_fields(r#"{"bsn": "123456782", "Jansen": "x"}"#).unwrap_err();
+        assert!(
+            err.starts_with("json: a key of the object is not a field name")
+                && !err.contains("Jansen"),
+            "{err}"
+        );
         let err = json_fields(r#"{"bsn": "123456782""#).unwrap_err();
         assert!(
             err.starts_with("json: not valid JSON") && !err.contains("1234"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn a_line_past_the_cap_stops_reading_naming_its_line() {
+        let text = format!("a\nb\n{}\n", "x".repeat(MAX_LINE + 1));
+        let mut out = Vec::new();
+        let err = LineCap::new(text.as_bytes())
+            .read_to_end(&mut out)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("line 3 is longer than {MAX_LINE} bytes; no row of an import file can be")
         );
     }
 }

@@ -269,6 +269,12 @@ impl Store {
         if db.was_recovered() {
             tracing::debug!(store = %path.display(), "store reopened after a previous run");
         }
+        // sled makes its files with the process's umask; the store is the
+        // organisation's case data, so only its owner may read any of it.
+        private_tree(&path).map_err(|error| StoreError::DataDir {
+            path: path.clone(),
+            error,
+        })?;
         let meta = db.open_tree("meta").map_err(sled_error)?;
         let number = read_u64(meta.get(META_GENERATION).map_err(sled_error)?);
         // Drop what an unfinished import left behind.
@@ -376,6 +382,24 @@ impl Store {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// Sets every file under `dir` to mode 0600 and every directory to 0700.
+fn private_tree(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                private_tree(&entry.path())?;
+            } else {
+                std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o600))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Now, in Unix milliseconds, for audit entries.
