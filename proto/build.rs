@@ -31,6 +31,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(grpc)
         .build_server(grpc)
+        .codec_path("crate::codec::PluisCodec")
         .compile_fds(fds)?;
     Ok(())
 }

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use pluis_proto::log::merkle;
 use pluis_proto::log::{self, Checkpoint, NoteError, NoteSigner, NoteVerifier};
 use pluis_proto::pb;
+use rayon::prelude::*;
 
 use crate::store::{audit_now_ms, Store, StoreError};
 
@@ -94,6 +95,40 @@ impl AuditLog {
         // its frame and rebuilt the tree from them.
         let size = store.audit_size()?;
         let verifier = signer.verifier();
+        // Every checkpoint auditors are served must be this node's own
+        // signature over these very entries, not only the latest.
+        let stored = store.checkpoints(1..=u64::MAX)?;
+        let bad = stored.par_iter().find_map_any(|(signed_size, note)| {
+            let checked = verifier
+                .open(note)
+                .map_err(|e| {
+                    format!("the stored checkpoint at size {signed_size} does not verify: {e}")
+                })
+                .and_then(|text| {
+                    Checkpoint::parse(text).map_err(|e| {
+                        format!("the stored checkpoint at size {signed_size} does not parse: {e}")
+                    })
+                })
+                .and_then(|c| {
+                    if c.size != *signed_size || c.size > size {
+                        return Err(format!(
+                            "a checkpoint was signed over {} entries, {size} are stored",
+                            c.size
+                        ));
+                    }
+                    match merkle::root(store.audit_subtrees(), c.size) {
+                        Ok(root) if root == c.root => Ok(()),
+                        _ => Err(format!(
+                            "the first {} entries do not match the checkpoint signed over them",
+                            c.size
+                        )),
+                    }
+                });
+            checked.err()
+        });
+        if let Some(why) = bad {
+            return Err(AuditError::Inconsistent(why));
+        }
         let latest = store.last_checkpoint()?;
         if let Some((signed_size, note)) = &latest {
             let checkpoint = Checkpoint::parse(verifier.open(note)?)?;

@@ -19,6 +19,7 @@ use pluis_proto::{pb, SpiffeId};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
 
 use crate::audit::{AuditError, AuditLog};
@@ -35,6 +36,14 @@ pub use crate::state::{NodeError, NodeState};
 use crate::store::Store;
 use crate::tables::Tables;
 use crate::tls::MtlsStream;
+
+/// The largest request each service decodes: a partner's `Evaluate` of
+/// the most elements the protocol allows (4096 × 34 bytes) and a context;
+/// a coordinator's case query of 64 subjects of 16 keys; an auditor's
+/// requests are a few numbers.
+const MAX_PARTNER_MESSAGE: usize = 256 * 1024;
+const MAX_COORDINATOR_MESSAGE: usize = 256 * 1024;
+const MAX_AUDIT_MESSAGE: usize = 4 * 1024;
 
 /// How long a client may take to finish its TLS handshake.
 const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
@@ -220,18 +229,22 @@ impl Node {
         );
         drop(live);
         let served = Server::builder()
+            .layer(crate::service::edge::EdgeLayer::new(&state))
             .add_service(health_service)
             .add_service(reflection)
-            .add_service(PartnerServer::with_interceptor(
-                PartnerService::new(state.clone()),
+            .add_service(InterceptedService::new(
+                PartnerServer::new(PartnerService::new(state.clone()))
+                    .max_decoding_message_size(MAX_PARTNER_MESSAGE),
                 auth.interceptor(Audience::Partner),
             ))
-            .add_service(CoordinatorServer::with_interceptor(
-                CoordinatorService::new(state.clone()),
+            .add_service(InterceptedService::new(
+                CoordinatorServer::new(CoordinatorService::new(state.clone()))
+                    .max_decoding_message_size(MAX_COORDINATOR_MESSAGE),
                 auth.interceptor(Audience::Coordinator),
             ))
-            .add_service(AuditServer::with_interceptor(
-                AuditService::new(state.clone()),
+            .add_service(InterceptedService::new(
+                AuditServer::new(AuditService::new(state.clone()))
+                    .max_decoding_message_size(MAX_AUDIT_MESSAGE),
                 auth.interceptor(Audience::Audit),
             ))
             .serve_with_incoming_shutdown(ReceiverStream::new(rx), shutdown)

@@ -41,6 +41,8 @@
 //! Nothing here opens a socket, a file or a runtime: node and client move
 //! the bytes; the protocol's rules live here, where they can be unit-tested.
 
+#[cfg(feature = "grpc")]
+pub mod codec;
 pub mod exchange;
 pub mod identifier;
 pub mod identity;

@@ -341,6 +341,28 @@ async fn a_node_whose_stored_log_was_altered_refuses_to_start() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_node_whose_stored_checkpoint_signature_was_altered_refuses_to_start() {
+    let mut c = consortium().await;
+    case_query(&c).await;
+    let config = pluis_node::Config::load(&c.node("school").unwrap().config).unwrap();
+    c.stop().await;
+    // The first stored checkpoint: size (8 bytes), length (4), the note;
+    // one letter of its signature line changed, as with disk access.
+    let path = config.data_dir.join("audit/checkpoints");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let len = u32::from_be_bytes(bytes[8..12].try_into().unwrap()) as usize;
+    let note_end = 12 + len;
+    let at = note_end - 6;
+    bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+    std::fs::write(&path, bytes).unwrap();
+    let err = pluis_node::Node::new(config).unwrap_err().to_string();
+    assert!(
+        err.contains("the stored checkpoint at size") && err.contains("refusing"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_saved_checkpoint_proves_the_history_unchanged_and_catches_a_rewrite() {
     let mut c = consortium().await;
     let auditor = c.identity("police", Role::Auditor);

@@ -62,19 +62,29 @@ async fn megabyte_fields_are_refused_by_name_and_logged_as_small_entries() {
         .start()
         .await;
     let mut school = c.partner("police", "school", Role::Node);
-    // 900 kB and 1.5 MiB purposes: the first made the log unexportable,
-    // the second could not be logged at all.
-    for size in [900_000, 1_500_000, 900_000, 900_000, 900_000, 900_000] {
+    // A 200 kB purpose is refused by its field's bound; 900 kB and 1.5 MiB
+    // ones (which made the log unexportable, or could not be logged at
+    // all) by the message size Evaluate takes, before they are decoded.
+    for size in [200_000, 900_000, 1_500_000, 200_000, 900_000, 900_000] {
         let huge = "p".repeat(size);
         let err = school
             .evaluate(evaluate(context(1, &huge, LEGAL_BASIS), &["bsn:111222333"]))
             .await
             .unwrap_err();
-        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
-        assert_eq!(
-            err.message(),
-            format!("context.purpose: {size} bytes; at most 128 allowed")
-        );
+        if size < 256 * 1024 {
+            assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+            assert_eq!(
+                err.message(),
+                format!("context.purpose: {size} bytes; at most 128 allowed")
+            );
+        } else {
+            assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
+            assert!(
+                err.message().contains("the limit is: 262144 bytes"),
+                "{}",
+                err.message()
+            );
+        }
     }
     let err = school
         .evaluate(evaluate(
@@ -102,7 +112,10 @@ async fn megabyte_fields_are_refused_by_name_and_logged_as_small_entries() {
         );
         assert!(entry.purpose.is_empty() && entry.legal_basis.is_empty());
     }
-    assert!(refusals[1].detail.contains("1500000 bytes"));
+    assert!(refusals[0].detail.contains("200000 bytes"));
+    assert!(refusals[2]
+        .detail
+        .contains("the request was larger than this call takes"));
     let metrics = c.node("police").unwrap().metrics.unwrap();
     let page = http_get(&format!("http://{metrics}/metrics")).1;
     assert_eq!(
@@ -349,7 +362,10 @@ fn a_forged_log_line_in_a_purpose_never_reaches_the_nodes_log() {
                 .await
                 .unwrap_err();
             assert!(
-                matches!(err.code(), Code::InvalidArgument | Code::PermissionDenied),
+                matches!(
+                    err.code(),
+                    Code::InvalidArgument | Code::PermissionDenied | Code::OutOfRange
+                ),
                 "{err:?}"
             );
         }
@@ -367,4 +383,84 @@ fn a_forged_log_line_in_a_purpose_never_reaches_the_nodes_log() {
         "a purpose this node does not know is not logged"
     );
     assert!(stderr.len() < 20_000, "{} bytes of log", stderr.len());
+}
+
+/// `EvaluateRequest` as a foreign client may write it: its strings as
+/// bytes, so that they need not be UTF-8.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RawContext {
+    #[prost(bytes = "vec", tag = "1")]
+    exchange_id: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    purpose: Vec<u8>,
+    #[prost(bytes = "vec", tag = "3")]
+    legal_basis: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct RawEvaluate {
+    #[prost(message, optional, tag = "1")]
+    context: Option<RawContext>,
+    #[prost(uint64, tag = "2")]
+    epoch: u64,
+    #[prost(bytes = "vec", repeated, tag = "3")]
+    blinded: Vec<Vec<u8>>,
+}
+
+#[tokio::test]
+async fn undecodable_messages_and_unknown_methods_are_refused_as_the_senders_fault_and_logged() {
+    let mut c = TestConsortium::start("decode", &["police", "school"]).await;
+    let channel = c.channel("police", "school", Role::Node);
+    let raw = RawEvaluate {
+        context: Some(RawContext {
+            exchange_id: vec![6; 16],
+            purpose: b"exploitation-\xff\xfe".to_vec(),
+            legal_basis: LEGAL_BASIS.as_bytes().to_vec(),
+        }),
+        epoch: 0,
+        blinded: vec![vec![0; 32]],
+    };
+    let call = |path: &'static str| {
+        let mut grpc = tonic::client::Grpc::new(channel.clone());
+        let raw = raw.clone();
+        async move {
+            grpc.ready().await.unwrap();
+            grpc.unary(
+                tonic::Request::new(raw),
+                http::uri::PathAndQuery::from_static(path),
+                tonic_prost::ProstCodec::<RawEvaluate, pb::EvaluateResponse>::default(),
+            )
+            .await
+            .unwrap_err()
+        }
+    };
+    let err = call("/pluis.v1.Partner/Evaluate").await;
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(
+        err.message().starts_with("not a valid message") && err.message().contains("purpose"),
+        "{}",
+        err.message()
+    );
+    let err = call("/pluis.v1.Partner/Forge").await;
+    assert_eq!(err.code(), Code::Unimplemented, "{err:?}");
+
+    let log = c.verified_log("police", &c.url("police")).await;
+    let details: Vec<(&str, &str)> = refused(&log)
+        .iter()
+        .map(|e| (e.actor.as_str(), e.detail.as_str()))
+        .collect();
+    assert_eq!(
+        details,
+        [
+            (
+                "spiffe://decode/org/school/node",
+                "denied by policy rule input: the request did not decode as its message type"
+            ),
+            (
+                "spiffe://decode/org/school/node",
+                "denied by policy rule method: no such method is served here"
+            ),
+        ]
+    );
+    c.stop().await;
 }

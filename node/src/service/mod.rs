@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod audit;
 pub mod coordinator;
+pub mod edge;
 pub mod partner;
 
 use pluis_proto::limits::FieldError;
