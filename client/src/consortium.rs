@@ -267,6 +267,10 @@ pub fn node_config_file(org: &str, listen: SocketAddr, peers: &[PeerEntry<'_>]) 
         refusals_logged_per_interval: None,
         refusal_interval: None,
         auditor_orgs: Vec::new(),
+        first_request_timeout: None,
+        idle_timeout: None,
+        max_connections: None,
+        max_connections_per_identity: None,
         tls: TlsFile {
             ca: "../ca.pem".into(),
             cert: "node.pem".into(),

@@ -16,6 +16,7 @@ pub mod batch;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod connections;
 pub mod epochs;
 pub mod error;
 pub mod fanout;

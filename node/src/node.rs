@@ -87,6 +87,7 @@ impl Node {
             denials: AtomicU64::new(0),
             refusals: crate::refusals::Refusals::new(config.refusals),
             served: crate::served::ServedExchanges::default(),
+            connections: Arc::default(),
             audit,
             metrics,
             clock: crate::clock::Clock::System,
@@ -388,6 +389,41 @@ fn ready_tables(state: &NodeState, today: time::Date) -> Result<(), String> {
 
 type Accepted = Result<MtlsStream, std::io::Error>;
 
+/// A connection whose handshake is done, with a slot and its silence
+/// limits; or none, if it is one too many for its identity or in all (the
+/// refusal logged, the connection closed).
+async fn admit(state: &Arc<NodeState>, stream: MtlsStream) -> Option<MtlsStream> {
+    let limits = state.live().config.connections;
+    let peer = stream.peer();
+    let identity = match &peer.id {
+        Ok(id) => id.to_string(),
+        Err(_) => format!(
+            "certificate serial {} without a usable SPIFFE id",
+            peer.serial
+                .as_ref()
+                .map_or_else(|| "unknown".to_owned(), ToString::to_string)
+        ),
+    };
+    match state.connections.admit(&identity, limits) {
+        Ok(slot) => Some(stream.with_limits(
+            Duration::from_secs(limits.first_request_secs),
+            Duration::from_secs(limits.idle_secs),
+            Box::new(slot),
+        )),
+        Err(full) => {
+            let refusal = crate::refusals::Refusal {
+                actor: identity,
+                call: "connection",
+                rule: "connections",
+                detail: full.to_string(),
+                ..Default::default()
+            };
+            state.refuse(refusal).await;
+            None
+        }
+    }
+}
+
 /// Accepts TCP connections and completes TLS handshakes concurrently, so a
 /// slow or hostile client cannot hold up anyone else's connection. Each
 /// handshake uses the TLS material in force when the connection came in:
@@ -407,11 +443,14 @@ async fn accept_loop(listener: TcpListener, state: Arc<NodeState>, tx: mpsc::Sen
         let acceptor = state.live().acceptor.clone();
         let tx = tx.clone();
         let metrics = state.metrics.clone();
+        let state = state.clone();
         tokio::spawn(async move {
             match tokio::time::timeout(HANDSHAKE_DEADLINE, acceptor.accept(tcp)).await {
                 Ok(Ok(stream)) => {
-                    metrics.connection();
-                    let _ = tx.send(Ok(MtlsStream::new(stream))).await;
+                    if let Some(stream) = admit(&state, MtlsStream::new(stream)).await {
+                        metrics.connection();
+                        let _ = tx.send(Ok(stream)).await;
+                    }
                 }
                 Ok(Err(e)) => tracing::info!(%remote, error = %e, "TLS handshake refused"),
                 Err(_) => {

@@ -37,6 +37,8 @@ pub struct NodeState {
     pub denials: AtomicU64,
     /// Refusals after the handshake, per caller and interval.
     pub refusals: crate::refusals::Refusals,
+    /// Open connections, in all and per identity.
+    pub connections: Arc<crate::connections::Connections>,
     /// The exchanges this node evaluated, which table calls must belong to.
     pub served: crate::served::ServedExchanges,
     /// The signed exchange log.

@@ -464,3 +464,135 @@ async fn undecodable_messages_and_unknown_methods_are_refused_as_the_senders_fau
     );
     c.stop().await;
 }
+
+/// A mutual-TLS connection as `org`'s `role` that sends nothing at all
+/// (not even the HTTP/2 preface).
+async fn silent_connection(
+    c: &TestConsortium,
+    node_org: &str,
+    org: &str,
+    role: Role,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let identity = c.identity(org, role);
+    let config = identity
+        .client_config(pluis_node::tls::ExpectedServer::AnyNode)
+        .unwrap();
+    let addr = c.url(node_org).trim_start_matches("https://").to_owned();
+    let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .unwrap()
+}
+
+/// Whether the node closed `stream` within `wait`.
+async fn closed_within(
+    stream: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    wait: Duration,
+) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut byte = [0u8; 64];
+    loop {
+        match tokio::time::timeout(wait, stream.read(&mut byte)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            // Session tickets and the like: keep reading.
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_are_capped_per_identity_and_in_all() {
+    let mut c = TestConsortium::setup("conncap", &["police", "school", "healthcare"])
+        .config("police", |file| {
+            file.max_connections = Some(3);
+            file.max_connections_per_identity = Some(2);
+            file.first_request_timeout = Some("60s".into());
+        })
+        .start()
+        .await;
+    let mut first = silent_connection(&c, "police", "school", Role::Node).await;
+    let mut second = silent_connection(&c, "police", "school", Role::Node).await;
+    let mut third = silent_connection(&c, "police", "school", Role::Node).await;
+    assert!(
+        closed_within(&mut third, Duration::from_secs(10)).await,
+        "a third connection of one identity is closed"
+    );
+    let mut other = silent_connection(&c, "police", "healthcare", Role::Node).await;
+    let mut fourth = silent_connection(&c, "police", "police", Role::Coordinator).await;
+    assert!(
+        closed_within(&mut fourth, Duration::from_secs(10)).await,
+        "a fourth connection in all is closed"
+    );
+    for held in [&mut first, &mut second, &mut other] {
+        assert!(
+            !closed_within(held, Duration::from_millis(300)).await,
+            "connections within the caps stay open"
+        );
+    }
+    drop((first, second, other));
+    // Slots come back when connections close: the coordinator gets in.
+    let start = std::time::Instant::now();
+    loop {
+        let status = c
+            .coordinator("police", "police", Role::Coordinator)
+            .status(pb::StatusRequest {})
+            .await;
+        if status.is_ok() {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "{status:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = c.verified_log("police", &c.url("police")).await;
+    let refusals: Vec<(&str, &str)> = refused(&log)
+        .iter()
+        .map(|e| (e.actor.as_str(), e.detail.as_str()))
+        .collect();
+    assert_eq!(
+        refusals,
+        [
+            (
+                "spiffe://conncap/org/school/node",
+                "denied by policy rule connections: 2 connections open for this identity, at most max_connections_per_identity = 2"
+            ),
+            (
+                "spiffe://conncap/org/police/coordinator",
+                "denied by policy rule connections: 3 connections open, at most max_connections = 3"
+            ),
+        ]
+    );
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn silent_connections_are_closed_and_callers_carry_on() {
+    let mut c = TestConsortium::setup("connidle", &["police", "school"])
+        .config("police", |file| {
+            file.first_request_timeout = Some("1s".into());
+            file.idle_timeout = Some("2s".into());
+        })
+        .start()
+        .await;
+    let mut silent = silent_connection(&c, "police", "school", Role::Node).await;
+    assert!(
+        closed_within(&mut silent, Duration::from_secs(10)).await,
+        "a connection that never sends its first request is closed"
+    );
+    // A real client's connection goes idle and is closed; its next call
+    // connects again.
+    let mut coordinator = c.coordinator("police", "police", Role::Coordinator);
+    coordinator.status(pb::StatusRequest {}).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let start = std::time::Instant::now();
+    loop {
+        match coordinator.status(pb::StatusRequest {}).await {
+            Ok(_) => break,
+            // The first call after the close may see it.
+            Err(e) => assert!(start.elapsed() < Duration::from_secs(10), "{e:?}"),
+        }
+    }
+    c.stop().await;
+}

@@ -41,6 +41,19 @@ pub struct ConfigFile {
     /// The interval of that budget (default `60s`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refusal_interval: Option<String>,
+    /// How long a connection may take to send anything after its
+    /// handshake (default `10s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_request_timeout: Option<String>,
+    /// How long a connection may stay silent after that (default `5m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<String>,
+    /// Open connections in all (default 1024).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<usize>,
+    /// Open connections per SPIFFE id (default 64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections_per_identity: Option<usize>,
     /// Other organisations whose auditors may read this node's log (its
     /// own organisation's auditors always may).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -78,6 +78,8 @@ pub struct Config {
     pub refusals: crate::refusals::RefusalBudget,
     /// Other organisations whose auditors may read this node's log.
     pub auditor_orgs: BTreeSet<String>,
+    /// Timeouts and caps of connections.
+    pub connections: crate::connections::ConnectionLimits,
     /// SHA-256 of the config file's text: the policy in force, as logged.
     pub digest: [u8; 32],
     /// The file it was read from (reloads read it again).
@@ -210,6 +212,36 @@ impl Config {
         if refusals.interval_secs == 0 {
             return Err(invalid("refusal_interval", "must be positive".into()));
         }
+        let connection_defaults = crate::connections::ConnectionLimits::default();
+        let connections = crate::connections::ConnectionLimits {
+            first_request_secs: duration(
+                "first_request_timeout",
+                &raw.first_request_timeout,
+                connection_defaults.first_request_secs,
+            )?,
+            idle_secs: duration(
+                "idle_timeout",
+                &raw.idle_timeout,
+                connection_defaults.idle_secs,
+            )?,
+            max_total: raw.max_connections.unwrap_or(connection_defaults.max_total),
+            max_per_identity: raw
+                .max_connections_per_identity
+                .unwrap_or(connection_defaults.max_per_identity),
+        };
+        for (field, value) in [
+            (
+                "first_request_timeout",
+                connections.first_request_secs as usize,
+            ),
+            ("idle_timeout", connections.idle_secs as usize),
+            ("max_connections", connections.max_total),
+            ("max_connections_per_identity", connections.max_per_identity),
+        ] {
+            if value == 0 {
+                return Err(invalid(field, "must be positive".into()));
+            }
+        }
         for (i, org) in raw.auditor_orgs.iter().enumerate() {
             check_name("org", org)
                 .map_err(|e| invalid(&format!("auditor_orgs[{i}]"), e.to_string()))?;
@@ -272,6 +304,7 @@ impl Config {
             metrics_listen,
             refusals,
             auditor_orgs: raw.auditor_orgs.into_iter().collect(),
+            connections,
             assessment,
             org: raw.org,
             listen,

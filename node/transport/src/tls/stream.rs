@@ -1,6 +1,7 @@
 //! A server-side mutual-TLS connection that carries who is on the other
 //! end into every request made on it.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -10,11 +11,34 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// A server-side mutual-TLS connection, which tells tonic who is on the
 /// other end: the SPIFFE id is read once per connection, at accept, and
 /// every request on it carries the [`PeerIdentity`] in its extensions.
-#[derive(Debug)]
 pub struct MtlsStream {
     inner: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
     peer: PeerIdentity,
+    quiet: Option<Quiet>,
+    /// Held for as long as the connection lives (a connection slot).
+    _held: Option<Box<dyn Send + Sync>>,
 }
+
+impl std::fmt::Debug for MtlsStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MtlsStream")
+            .field("peer", &self.peer)
+            .finish()
+    }
+}
+
+/// How long a connection may stay silent: before its first bytes, and
+/// between any two reads after that. Past it, reading fails with
+/// `TimedOut` and the server closes the connection.
+struct Quiet {
+    idle: std::time::Duration,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+/// Why a silent connection was closed (the error reading it gives).
+#[derive(Debug, thiserror::Error)]
+#[error("connection closed: nothing received within {0:?}")]
+pub struct SilentTooLong(pub std::time::Duration);
 
 /// Who is on the other end of a server-side connection.
 #[derive(Debug, Clone)]
@@ -41,7 +65,29 @@ impl MtlsStream {
             id,
             serial: leaf.and_then(|leaf| Serial::of_certificate(leaf).ok()),
         };
-        MtlsStream { inner, peer }
+        MtlsStream {
+            inner,
+            peer,
+            quiet: None,
+            _held: None,
+        }
+    }
+
+    /// Closes the connection if its first bytes do not come within
+    /// `first`, or if it then stays silent for `idle`; `held` (a
+    /// connection slot, say) is dropped when the connection is.
+    pub fn with_limits(
+        mut self,
+        first: std::time::Duration,
+        idle: std::time::Duration,
+        held: Box<dyn Send + Sync>,
+    ) -> Self {
+        self.quiet = Some(Quiet {
+            idle,
+            deadline: Box::pin(tokio::time::sleep(first)),
+        });
+        self._held = Some(held);
+        self
     }
 
     /// Who is on the other end.
@@ -64,7 +110,30 @@ impl AsyncRead for MtlsStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let read = Pin::new(&mut this.inner).poll_read(cx, buf);
+        let Some(quiet) = &mut this.quiet else {
+            return read;
+        };
+        match read {
+            Poll::Ready(Ok(())) if buf.filled().len() > before => {
+                let next = tokio::time::Instant::now() + quiet.idle;
+                quiet.deadline.as_mut().reset(next);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => match quiet.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    let waited = quiet.idle;
+                    Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        SilentTooLong(waited),
+                    )))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+            other => other,
+        }
     }
 }
 
