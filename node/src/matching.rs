@@ -272,11 +272,32 @@ async fn evaluate(
     Ok((outputs, answer))
 }
 
-/// One `GetTable` call, read to its end and logged.
+/// Most bytes in one sealed label a partner may send (a label seals a
+/// few flags: nonce, some dozen bytes, AEAD tag).
+const MAX_LABEL_BYTES: usize = 1024;
+
+/// The most table entries a `GetTable` answer may hold: no more than the
+/// partner announced for its whole table, and for buckets no more than
+/// `buckets` of the size its table makes likely, with a wide margin
+/// (tags are uniform: a 16-bit bucket of a 1,000,000-entry table holds
+/// about 15). A partner that sends more is abandoned, so it cannot grow
+/// this node's memory beyond what it announced.
+pub fn entries_allowed(table_size: u64, prefix_bits: u32, buckets: u64) -> u64 {
+    if prefix_bits == 0 {
+        return table_size;
+    }
+    let expected = table_size.checked_shr(prefix_bits).unwrap_or(0);
+    let per_bucket = expected.saturating_mul(8).saturating_add(64);
+    table_size.min(buckets.saturating_mul(per_bucket))
+}
+
+/// One `GetTable` call, read to its end (or until the partner sends more
+/// than `allowed` entries, or a malformed one) and logged.
 async fn get_table(
     asker: &Asker,
     mut client: PartnerClient<Channel>,
     request: pb::GetTableRequest,
+    allowed: u64,
 ) -> Result<Vec<pb::TableChunk>, tonic::Status> {
     let context = request.context.clone().unwrap_or_default();
     let request_digest = exchange::request_digest(&request);
@@ -298,8 +319,23 @@ async fn get_table(
     let read = async {
         let mut stream = client.get_table(request).await?.into_inner();
         let mut chunks = Vec::new();
+        let mut entries = 0u64;
         while let Some(chunk) = stream.next().await {
-            chunks.push(chunk?);
+            let chunk = chunk?;
+            entries += chunk.entries.len() as u64;
+            if entries > allowed {
+                return Err(tonic::Status::resource_exhausted(format!(
+                    "the partner sent more table entries than the {allowed} its announced table allows; its answer was abandoned"
+                )));
+            }
+            if chunk.entries.iter().any(|e| {
+                e.tag.len() != pluis_proto::table::TAG_LEN || e.label.len() > MAX_LABEL_BYTES
+            }) {
+                return Err(tonic::Status::data_loss(
+                    "the partner sent a malformed table entry; its answer was abandoned",
+                ));
+            }
+            chunks.push(chunk);
         }
         Ok::<_, tonic::Status>(chunks)
     };
@@ -379,7 +415,7 @@ async fn exchange(
                 let (asker, client) = (asker.clone(), client.clone());
                 let request = Opening::new(Vec::new()).bucket_request(&context, epoch, 0);
                 tokio::spawn(async move {
-                    let chunks = get_table(&asker, client, request).await?;
+                    let chunks = get_table(&asker, client, request, table_size).await?;
                     Ok::<_, tonic::Status>(Arc::new(exchange::table_from_chunks(chunks)))
                 })
             }
@@ -423,7 +459,9 @@ async fn exchange(
         None => {
             // Case queries: the bucket of every key's tag prefix, in one call.
             let request = opening.bucket_request(&context, epoch, first.min_prefix_bits);
-            let chunks = get_table(&asker, client, request).await?;
+            let buckets = 1 + request.more_prefixes.len() as u64;
+            let allowed = entries_allowed(table_size, request.prefix_bits, buckets);
+            let chunks = get_table(&asker, client, request, allowed).await?;
             opening.open_chunks(&chunks)
         }
     };
@@ -433,4 +471,18 @@ async fn exchange(
         table_from_cache,
         max_keys_per_request,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::entries_allowed;
+
+    #[test]
+    fn a_table_answer_may_hold_no_more_than_announced() {
+        assert_eq!(entries_allowed(10, 0, 0), 10, "the whole table");
+        assert_eq!(entries_allowed(10, 16, 1024), 10, "never past the table");
+        // 1,000,000 entries, 16-bit buckets: about 15 each; 8× and 64 more.
+        assert_eq!(entries_allowed(1_000_000, 16, 3), 3 * (15 * 8 + 64));
+        assert_eq!(entries_allowed(u64::MAX, 128, u64::MAX), u64::MAX);
+    }
 }

@@ -596,3 +596,123 @@ async fn silent_connections_are_closed_and_callers_carry_on() {
     }
     c.stop().await;
 }
+
+/// A partner that announces a table of 10 entries and then streams
+/// random entries without end.
+struct BalloonPartner;
+
+#[tonic::async_trait]
+impl pb::partner_server::Partner for BalloonPartner {
+    async fn evaluate(
+        &self,
+        request: tonic::Request<EvaluateRequest>,
+    ) -> Result<tonic::Response<pb::EvaluateResponse>, tonic::Status> {
+        let request = request.into_inner();
+        Ok(tonic::Response::new(pb::EvaluateResponse {
+            epoch: 1,
+            // Valid points: the blinded elements themselves.
+            evaluated: request.blinded,
+            table_size: 10,
+            min_prefix_bits: 16,
+            receipt: None,
+            table_digest: vec![0; 32],
+            max_keys_per_request: 100,
+        }))
+    }
+
+    type GetTableStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<pb::TableChunk, tonic::Status>> + Send>,
+    >;
+
+    async fn get_table(
+        &self,
+        _request: tonic::Request<GetTableRequest>,
+    ) -> Result<tonic::Response<Self::GetTableStream>, tonic::Status> {
+        let chunk = pb::TableChunk {
+            epoch: 1,
+            entries: (0..8192u32)
+                .map(|i| pb::TableEntry {
+                    tag: [i.to_be_bytes().to_vec(), vec![7; 12]].concat(),
+                    label: vec![9; 60],
+                })
+                .collect(),
+            receipt: None,
+        };
+        // About 3 GB if read to the end.
+        let chunks = std::iter::repeat_n(chunk, 6_000).map(Ok);
+        Ok(tonic::Response::new(Box::pin(tokio_stream::iter(chunks))))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_partner_streaming_more_than_it_announced_is_abandoned_and_named() {
+    let mut c = TestConsortium::setup("balloon", &["police", "school"])
+        .create()
+        .await;
+    c.inner.release_listeners();
+    c.inner.restart("police").await.unwrap();
+    // The school's address answers with a node of its own making, on the
+    // school's real certificate.
+    let school = c.identity("school", Role::Node);
+    let acceptor = tokio_rustls::TlsAcceptor::from(school.server_config(None).unwrap());
+    let listener = tokio::net::TcpListener::bind(c.node("school").unwrap().addr)
+        .await
+        .unwrap();
+    let incoming = async_stream_of(listener, acceptor);
+    let fake = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(pb::partner_server::PartnerServer::new(BalloonPartner))
+            .serve_with_incoming(incoming),
+    );
+    let answer = c
+        .coordinator("police", "police", Role::Coordinator)
+        .r#match(pb::MatchRequest {
+            purpose: PURPOSE.into(),
+            subjects: vec![pb::Subject {
+                label: "child".into(),
+                keys: vec!["bsn:111222333".into()],
+            }],
+        })
+        .await
+        .expect("the case query is answered")
+        .into_inner();
+    let school = &answer.peers[0];
+    assert_eq!(school.org, "school");
+    assert_eq!(
+        school.state,
+        pb::peer_outcome::State::Failed as i32,
+        "{school:?}"
+    );
+    assert!(
+        school.detail.contains("more table entries than the 10"),
+        "{}",
+        school.detail
+    );
+    fake.abort();
+    let log = c.verified_log("police", &c.url("police")).await;
+    assert!(log.iter().any(|e| e.kind == Kind::ExchangeRequested as i32
+        && e.detail.contains("more table entries than the 10")));
+    c.stop().await;
+}
+
+/// TLS connections accepted on `listener`, as tonic's incoming stream.
+fn async_stream_of(
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+) -> impl tokio_stream::Stream<Item = Result<pluis_node::tls::MtlsStream, std::io::Error>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            if let Ok(tls) = acceptor.accept(tcp).await {
+                if tx
+                    .send(Ok(pluis_node::tls::MtlsStream::new(tls)))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
