@@ -3,7 +3,7 @@
 //! Two real node processes on loopback with mutual TLS: the police node
 //! holds `PLUIS_BENCH_REQUESTER_KEYS` keys (default 100,000), the school
 //! node `PLUIS_BENCH_PARTNER_KEYS` (default 1,000,000); 10 % of the
-//! police keys are also at the school. The police coordinator runs
+//! police keys (`PLUIS_BENCH_SHARED`) are also at the school. The police coordinator runs
 //! `pluis screen` (min. 2 domains); the hits must be exactly the overlap.
 //!
 //! Prints: the whole run from node start (the school builds its table,
@@ -40,7 +40,9 @@ async fn bench() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let partner_keys = env("PLUIS_BENCH_PARTNER_KEYS", 1_000_000);
     let requester_keys = env("PLUIS_BENCH_REQUESTER_KEYS", 100_000);
-    let overlap = requester_keys / 10;
+    // PLUIS_BENCH_SHARED: keys both hold (default 10 % of the requester's;
+    // all of them for the every-key-a-hit run).
+    let overlap = env("PLUIS_BENCH_SHARED", requester_keys / 10).min(requester_keys);
 
     let dir = tempfile::tempdir()?;
     let mut consortium =

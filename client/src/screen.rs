@@ -21,15 +21,36 @@ pub async fn run(
     min_domains: u32,
 ) -> anyhow::Result<ScreenResponse> {
     let channel = crate::connect::channel(url, identity)?;
-    let response = CoordinatorClient::new(channel)
+    let failed = |status: tonic::Status| anyhow::anyhow!(status_detail(&status));
+    let mut pages = CoordinatorClient::new(channel)
         .screen(ScreenRequest {
             purpose: purpose.to_owned(),
             min_domains,
         })
         .await
-        .map_err(|status| anyhow::anyhow!(status_detail(&status)))
-        .with_context(|| format!("screening on node {url}"))?;
-    Ok(response.into_inner())
+        .map_err(failed)
+        .with_context(|| format!("screening on node {url}"))?
+        .into_inner();
+    // The answer comes in pages; the last one says so.
+    let mut answer = ScreenResponse::default();
+    while let Some(page) = pages
+        .message()
+        .await
+        .map_err(failed)
+        .with_context(|| format!("screening on node {url}"))?
+    {
+        answer.hits.extend(page.hits);
+        if page.last {
+            answer.peers = page.peers;
+            answer.keys_screened = page.keys_screened;
+            answer.last = true;
+        }
+    }
+    anyhow::ensure!(
+        answer.last,
+        "screening on node {url}: the answer ended before its last page"
+    );
+    Ok(answer)
 }
 
 /// `domain:org+org …` of a hit.

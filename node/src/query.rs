@@ -430,6 +430,7 @@ pub async fn screen(
             hits,
             peers: outcomes,
             keys_screened: keys.len() as u64,
+            last: true,
         })
     }
     .instrument(span)

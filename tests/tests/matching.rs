@@ -563,3 +563,42 @@ async fn bulk_screening_is_denied_where_whole_tables_are_not_allowed() {
     );
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_screening_with_more_hits_than_one_message_holds_comes_in_pages() {
+    // 90,000 children known at both: their hits are more than gRPC's 4 MiB
+    // message limit, and more than one page (5,000) each.
+    let date = days_ago(30);
+    let bsns: Vec<String> = (0..)
+        .filter_map(|n: u32| {
+            let prefix = 20_000_000 + n;
+            pluis_proto::identifier::elfproef_check_digit(prefix).map(|d| format!("{prefix}{d}"))
+        })
+        .take(90_000)
+        .collect();
+    let rows = |signal: &str, prefix: &str| {
+        bsns.iter()
+            .enumerate()
+            .map(|(i, bsn)| format!("{bsn},{signal},{date},{prefix}-{i}\n"))
+            .collect::<String>()
+    };
+    let mut c = TestConsortium::setup("pages", &["police", "school"])
+        .signals("police", &rows("weapon_possession", "PV"))
+        .signals("school", &rows("frequent_absence", "LL"))
+        .peer_policies("school", |peer| {
+            peer.min_prefix_bits = Some(0);
+            peer.max_keys_per_day = Some(1_000_000);
+        })
+        .start()
+        .await;
+    let coordinator = c.identity("police", Role::Coordinator);
+    let url = c.node("police").unwrap().url.clone();
+    let response = pluis_client::screen::run(&url, &coordinator, PURPOSE, 2)
+        .await
+        .unwrap();
+    assert_eq!(response.keys_screened, 90_000);
+    assert_eq!(response.hits.len(), 90_000);
+    assert!(response.hits.iter().all(|h| h.domain_count == 2));
+    assert!(response.last);
+    c.stop().await;
+}

@@ -23,6 +23,30 @@ impl CoordinatorService {
     }
 }
 
+/// Hits per page of a streamed screening answer: a hit is a case
+/// reference and a few domains, so a page stays far below 4 MiB.
+pub const SCREEN_PAGE: usize = 5_000;
+
+/// A screening's answer as the pages it is streamed in.
+fn pages(answer: pb::ScreenResponse) -> Vec<pb::ScreenResponse> {
+    let mut hits = answer.hits;
+    let mut pages = Vec::with_capacity(hits.len() / SCREEN_PAGE + 1);
+    while hits.len() > SCREEN_PAGE {
+        let rest = hits.split_off(SCREEN_PAGE);
+        pages.push(pb::ScreenResponse {
+            hits: std::mem::replace(&mut hits, rest),
+            ..Default::default()
+        });
+    }
+    pages.push(pb::ScreenResponse {
+        hits,
+        peers: answer.peers,
+        keys_screened: answer.keys_screened,
+        last: true,
+    });
+    pages
+}
+
 impl CoordinatorService {
     /// A refused question is logged like any refusal; a failed one is not
     /// a refusal.
@@ -63,10 +87,14 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         Ok(Response::new(self.settle(&caller, CALL, answer).await?))
     }
 
+    type ScreenStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<pb::ScreenResponse, Status>> + Send>,
+    >;
+
     async fn screen(
         &self,
         request: Request<pb::ScreenRequest>,
-    ) -> Result<Response<pb::ScreenResponse>, Status> {
+    ) -> Result<Response<Self::ScreenStream>, Status> {
         const CALL: &str = "Coordinator/Screen";
         let caller = super::caller(&request)?;
         let request = request.into_inner();
@@ -74,7 +102,9 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             return Err(super::refuse_input(&self.state, &caller, CALL, &e).await);
         }
         let answer = query::screen(&self.state, caller.to_string(), request).await;
-        Ok(Response::new(self.settle(&caller, CALL, answer).await?))
+        let answer = self.settle(&caller, CALL, answer).await?;
+        let pages = pages(answer).into_iter().map(Ok);
+        Ok(Response::new(Box::pin(tokio_stream::iter(pages))))
     }
 
     async fn status(
@@ -90,5 +120,40 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             uptime_seconds: state.started.elapsed().as_secs(),
             peers,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_screening_answer_is_paged_with_the_outcome_last() {
+        let hit = |n: usize| pb::ScreenHit {
+            local_ref: format!("ref-{n}"),
+            ..Default::default()
+        };
+        let answer = pb::ScreenResponse {
+            hits: (0..SCREEN_PAGE * 2 + 1).map(hit).collect(),
+            peers: vec![pb::PeerOutcome::default()],
+            keys_screened: 7,
+            last: true,
+        };
+        let pages = pages(answer);
+        let sizes: Vec<usize> = pages.iter().map(|p| p.hits.len()).collect();
+        assert_eq!(sizes, [SCREEN_PAGE, SCREEN_PAGE, 1]);
+        assert!(pages[..2].iter().all(|p| !p.last && p.peers.is_empty()));
+        assert!(pages[2].last && pages[2].keys_screened == 7 && pages[2].peers.len() == 1);
+        assert_eq!(
+            pages[2].hits[0].local_ref,
+            format!("ref-{}", SCREEN_PAGE * 2)
+        );
+        let empty = pages_of_nothing();
+        assert_eq!(empty.len(), 1);
+        assert!(empty[0].last);
+    }
+
+    fn pages_of_nothing() -> Vec<pb::ScreenResponse> {
+        pages(pb::ScreenResponse::default())
     }
 }
