@@ -65,6 +65,35 @@ impl Epochs {
         now / self.length_secs + 1
     }
 
+    /// Seconds from `now` to the start of the next epoch.
+    pub fn secs_to_next(&self, now: u64) -> u64 {
+        self.length_secs - now % self.length_secs
+    }
+
+    /// The length of an epoch, in seconds.
+    pub fn length_secs(&self) -> u64 {
+        self.length_secs
+    }
+
+    /// The next epoch's key, made now if need be (stored sealed and
+    /// logged like any new key), so that its tables can be built before
+    /// it starts. It is not served before then: [`Epochs::key`] serves
+    /// only the current epoch and the previous one in its grace.
+    pub fn next_key(&self, now: u64) -> Result<(u64, Arc<EpochKey>), EpochError> {
+        let next = self.current(now) + 1;
+        if let Some(key) = crate::lock(&self.keys).get(&next) {
+            return Ok((next, key.clone()));
+        }
+        let seed = self
+            .store
+            .epoch_seed(next, true)?
+            .ok_or(EpochError::Derive)?;
+        let key = Arc::new(EpochKey::from_seed(&seed).map_err(|_| EpochError::Derive)?);
+        crate::lock(&self.keys).insert(next, key.clone());
+        tracing::info!(epoch = next, "the next epoch's OPRF key is ready");
+        Ok((next, key))
+    }
+
     /// The key for `requested` (0: the current epoch) at `now`.
     pub fn key(&self, requested: u64, now: u64) -> Result<(u64, Arc<EpochKey>), EpochError> {
         let current = self.current(now);
@@ -147,5 +176,23 @@ mod tests {
         // And it is gone from disk, not only from memory.
         assert!(epochs.store.epoch_seed(e1, false).unwrap().is_none());
         assert!(epochs.key(7, 215).is_err(), "future epochs are not served");
+    }
+
+    #[test]
+    fn the_next_epochs_key_is_made_ahead_and_served_only_from_its_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let epochs = Epochs::new(store, 100, 10);
+        assert_eq!(epochs.secs_to_next(150), 50);
+        let (next, ahead) = epochs.next_key(150).unwrap();
+        assert_eq!(next, 3);
+        assert!(epochs.key(3, 150).is_err(), "not served before it starts");
+        let (current, key) = epochs.key(0, 200).unwrap();
+        assert_eq!(current, 3);
+        assert_eq!(
+            key.evaluate_input(b"x").unwrap(),
+            ahead.evaluate_input(b"x").unwrap(),
+            "the key made ahead is the one served"
+        );
     }
 }

@@ -191,6 +191,7 @@ impl Node {
         tasks.spawn(accept_loop(listener, state.clone(), tx));
         tasks.spawn(housekeeping(state.clone()));
         tasks.spawn(summarise_refusals(state.clone()));
+        tasks.spawn(tables_ahead(state.clone()));
         self.bind_admin();
         let admin = self
             .admin_socket
@@ -369,6 +370,67 @@ async fn summarise_refusals(state: Arc<NodeState>) {
             tracing::error!(error = %e, "could not make refusal summaries durable");
         }
     }
+}
+
+/// Before each new epoch and each new UTC day, builds every peer view's
+/// table for it on the background pool, so that the first exchange of
+/// the new epoch or day finds its table ready instead of building it in
+/// the request path. Starts a quarter of an epoch (at most 15 minutes,
+/// at least a second) before the change.
+async fn tables_ahead(state: Arc<NodeState>) {
+    loop {
+        let now = state.clock.now_secs();
+        let to_epoch = state.epochs.secs_to_next(now);
+        let to_midnight = 86_400 - now % 86_400;
+        let to_change = to_epoch.min(to_midnight);
+        let lead = (state.epochs.length_secs() / 4).clamp(1, 900);
+        if to_change > lead {
+            tokio::time::sleep(Duration::from_secs(to_change - lead)).await;
+            continue;
+        }
+        let state_ = state.clone();
+        let built = tokio::task::spawn_blocking(move || {
+            crate::background::run(|| tables_for(&state_, now + to_change))
+        })
+        .await;
+        match built {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "building the next tables failed; they will be built on demand")
+            }
+            Err(e) => tracing::error!(error = %e, "table task failed"),
+        }
+        // Past the change, then look ahead to the next one.
+        let change = now + to_change;
+        let wait = change.saturating_sub(state.clock.now_secs()).max(1);
+        tokio::time::sleep(Duration::from_secs(wait)).await;
+    }
+}
+
+/// Builds every peer view's table for the epoch and day at `at`.
+fn tables_for(state: &NodeState, at: u64) -> Result<(), String> {
+    let now = state.clock.now_secs();
+    let (epoch, key) = if state.epochs.current(at) > state.epochs.current(now) {
+        state.epochs.next_key(now).map_err(|e| e.to_string())?
+    } else {
+        state.epochs.key(0, now).map_err(|e| e.to_string())?
+    };
+    let day = crate::clock::Clock::Fixed(at).today();
+    let started = Instant::now();
+    let views = state.live().views();
+    for view in &views {
+        state
+            .tables
+            .prepare_ahead(&state.store, epoch, &key, view, day)
+            .map_err(|e| e.to_string())?;
+    }
+    tracing::info!(
+        epoch,
+        tables = views.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "tables for the next epoch or day built ahead"
+    );
+    Ok(())
 }
 
 /// Loads or builds the current epoch's table of every peer's view.

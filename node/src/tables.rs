@@ -282,6 +282,33 @@ impl Tables {
         Ok(table)
     }
 
+    /// Makes (or loads) the table of `view` for an epoch and day still to
+    /// come, so that the first exchange of that epoch or day finds it
+    /// ready; nothing served now is pruned for it.
+    pub fn prepare_ahead(
+        &self,
+        store: &Store,
+        epoch: u64,
+        key: &EpochKey,
+        view: &View,
+        day: Date,
+    ) -> Result<(), StoreError> {
+        let _building = lock(&self.building);
+        let snapshot = store.snapshot();
+        let id = TableId {
+            epoch,
+            view: view.clone(),
+            day: day.to_julian_day(),
+            revision: snapshot.revision(),
+        };
+        if self.cached(&id).is_some() {
+            return Ok(());
+        }
+        let table = self.load_or_build(store, &snapshot, &id, key)?;
+        self.install(Prepared(vec![(id, table)]));
+        Ok(())
+    }
+
     /// Makes the tables of `views` for `snapshot` (a change not yet
     /// visible), without serving them: see [`Tables::install`].
     pub fn prepare(

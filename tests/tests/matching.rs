@@ -602,3 +602,50 @@ async fn a_screening_with_more_hits_than_one_message_holds_comes_in_pages() {
     assert!(response.last);
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_next_epochs_tables_are_built_before_it_starts() {
+    const LENGTH: u64 = 24;
+    let mut c = TestConsortium::setup("ahead", &["police", "school"])
+        .signals(
+            "police",
+            &format!("111222333,weapon_possession,{},PV-1\n", days_ago(3)),
+        )
+        .config("police", |file| {
+            file.epoch_length = Some(format!("{LENGTH}s"));
+            file.epoch_grace = Some("2s".into());
+        })
+        .start()
+        .await;
+    let config = pluis_node::Config::load(&c.node("police").unwrap().config).unwrap();
+    let tables = config.data_dir.join("tables");
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    };
+    // A change at least 8 s away; the node starts building 6 s (a
+    // quarter epoch) before it, on its background threads.
+    let mut change = (now() / LENGTH as f64).ceil() * LENGTH as f64;
+    if change - now() < 8.0 {
+        change += LENGTH as f64;
+    }
+    let next_epoch = change as u64 / LENGTH + 1;
+    tokio::time::sleep(std::time::Duration::from_secs_f64(change - now() - 1.0)).await;
+    let ahead: Vec<String> = std::fs::read_dir(&tables)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with(&format!("e{next_epoch}-")))
+        .collect();
+    assert_eq!(
+        ahead.len(),
+        1,
+        "the school's view of epoch {next_epoch} is ready a second before it starts: {:?}",
+        std::fs::read_dir(&tables)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect::<Vec<_>>()
+    );
+    c.stop().await;
+}
