@@ -59,11 +59,19 @@ fn esc(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// Served or denied exchanges of `log`, by the requesting partner.
+/// Served, denied or refused calls in `log`, by the calling partner.
 fn answered(log: &VerifiedLog) -> impl Iterator<Item = &pb::AuditEntry> {
-    log.entries
-        .iter()
-        .filter(|e| e.kind == Kind::ExchangeServed as i32 || e.kind == Kind::ExchangeDenied as i32)
+    log.entries.iter().filter(|e| {
+        e.kind == Kind::ExchangeServed as i32
+            || e.kind == Kind::ExchangeDenied as i32
+            || e.kind == Kind::CallRefused as i32
+    })
+}
+
+/// How many refusals an entry stands for: a summary counts all it
+/// summarises.
+fn refusals_in(e: &pb::AuditEntry) -> u64 {
+    e.refusals.max(1)
 }
 
 /// Why `receipt` on the requester's entry `e` is not valid under the
@@ -109,11 +117,12 @@ pub fn flags(logs: &[NodeLog]) -> Vec<Flag> {
         for e in answered(&node.log) {
             let partner = org_of(&e.actor);
             let counts = denials.entry(partner.clone()).or_default();
-            counts.1 += 1;
-            if e.kind == Kind::ExchangeDenied as i32 {
-                counts.0 += 1;
+            if e.kind != Kind::ExchangeServed as i32 {
+                counts.0 += refusals_in(e);
+                counts.1 += refusals_in(e);
                 continue;
             }
+            counts.1 += 1;
             *per_day
                 .entry(partner.clone())
                 .or_default()
@@ -348,8 +357,8 @@ pub fn render(logs: &[NodeLog]) -> String {
             let partner = org_of(&e.actor);
             let day = day_of(e.time_unix_ms);
             days.insert(day.clone());
-            if e.kind == Kind::ExchangeDenied as i32 {
-                *denials.entry(partner).or_default() += 1;
+            if e.kind != Kind::ExchangeServed as i32 {
+                *denials.entry(partner).or_default() += refusals_in(e);
                 continue;
             }
             *series
@@ -469,6 +478,26 @@ mod tests {
         assert!(jump.detail.contains("police asked 9500 keys"), "{jump:?}");
         // A quiet log raises nothing.
         assert!(flags(&[log(vec![served(0, 50, 50), served(1, 55, 105)])]).is_empty());
+    }
+
+    #[test]
+    fn refused_calls_and_their_summaries_count_as_denials() {
+        let refused = |refusals| pb::AuditEntry {
+            kind: Kind::CallRefused as i32,
+            actor: "spiffe://t/org/school/node".into(),
+            refusals,
+            ..Default::default()
+        };
+        // One refusal and a summary of 40 more against 10 served calls.
+        let mut entries: Vec<pb::AuditEntry> = (0..10).map(|d| served(d, 5, 5)).collect();
+        entries.extend([refused(0), refused(40)]);
+        let found = flags(&[log(entries)]);
+        let denials: Vec<&Flag> = found
+            .iter()
+            .filter(|f| f.pattern == "many denials")
+            .collect();
+        assert_eq!(denials.len(), 1, "{found:?}");
+        assert!(denials[0].detail.contains("41"), "{:?}", denials[0]);
     }
 
     #[test]

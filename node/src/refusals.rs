@@ -238,7 +238,7 @@ fn summarise(audit: &AuditLog, actor: &str, window: &Window, budget: RefusalBudg
     let entry = pb::AuditEntry {
         actor: actor.to_owned(),
         counterparty: audit.own_id().to_owned(),
-        keys_asked: 0,
+        refusals: window.suppressed,
         detail: format!(
             "summary: {} more refusals in the {} s from {} not logged one by one (over {} per interval): {rules}",
             window.suppressed, budget.interval_secs, window.started_secs, budget.per_interval

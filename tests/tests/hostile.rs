@@ -167,6 +167,7 @@ async fn a_flood_of_refusals_is_summarised_past_the_budget() {
     }
     let summary = refusals[3];
     assert_eq!(summary.kind, Kind::CallRefused as i32);
+    assert_eq!(summary.refusals, 7);
     assert!(
         summary.detail.starts_with("summary: 7 more refusals")
             && summary.detail.contains("purposes 7"),
