@@ -14,6 +14,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use pluis_proto::exchange;
+use pluis_proto::oprf::EpochKey;
 use pluis_proto::pb::{self, audit_entry::Kind};
 use pluis_proto::table::{Prefix, TableEntry};
 use pluis_proto::SpiffeId;
@@ -118,6 +119,37 @@ impl<'a> Call<'a> {
         }
     }
 
+    /// The key of the epoch asked for (0: the current one), and the
+    /// exchange as [`crate::served`] knows it; an epoch not served is a
+    /// refusal, logged.
+    async fn epoch<'p>(
+        &'p self,
+        requested: u64,
+        keys: u64,
+        peer: &'p str,
+        id: [u8; 16],
+    ) -> Result<(u64, std::sync::Arc<EpochKey>, ExchangeOf<'p>), RespondError> {
+        match self
+            .state
+            .epochs
+            .key(requested, self.state.clock.now_secs())
+        {
+            Ok((epoch, key)) => {
+                let of = ExchangeOf {
+                    peer,
+                    id,
+                    purpose: &self.ctx.purpose,
+                    epoch,
+                };
+                Ok((epoch, key, of))
+            }
+            Err(e) => {
+                self.refuse(keys, "epoch", e.to_string()).await;
+                Err(e.into())
+            }
+        }
+    }
+
     /// Counts the exchange for the metrics page, labelled only with names
     /// from this node's own config.
     fn count(&self, outcome: Outcome) {
@@ -202,19 +234,7 @@ pub async fn evaluate(
     if let Err(denial) = decide_evaluate(policy, ask) {
         return Err(call.refuse(keys, denial.rule, denial.to_string()).await);
     }
-    let (epoch, key) = match state.epochs.key(request.epoch, state.clock.now_secs()) {
-        Ok(found) => found,
-        Err(e) => {
-            call.refuse(keys, "epoch", e.to_string()).await;
-            return Err(e.into());
-        }
-    };
-    let of = ExchangeOf {
-        peer: &peer,
-        id: exchange_id,
-        purpose: &ctx.purpose,
-        epoch,
-    };
+    let (epoch, key, of) = call.epoch(request.epoch, keys, &peer, exchange_id).await?;
     if let Err(unserved) = state.served.may_evaluate(of) {
         let message = format!("policy rule exchange: {unserved}");
         return Err(call.refuse(keys, "exchange", message).await);
@@ -377,19 +397,7 @@ pub async fn table(
         Err(denial) => return Err(call.refuse(0, denial.rule, denial.to_string()).await),
     };
     let prefixes = prefixes(&request)?;
-    let (epoch, key) = match state.epochs.key(request.epoch, state.clock.now_secs()) {
-        Ok(found) => found,
-        Err(e) => {
-            call.refuse(0, "epoch", e.to_string()).await;
-            return Err(e.into());
-        }
-    };
-    let of = ExchangeOf {
-        peer: &peer,
-        id: exchange_id,
-        purpose: &ctx.purpose,
-        epoch,
-    };
+    let (epoch, key, of) = call.epoch(request.epoch, 0, &peer, exchange_id).await?;
     let whole = request.prefix_bits == 0;
     let buckets = prefixes.len() as u64;
     if let Err(unserved) = state

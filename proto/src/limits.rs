@@ -117,20 +117,11 @@ impl FieldError {
 /// Checks a text field: present, at most `max` bytes, no control
 /// characters.
 pub fn text(field: &str, value: &str, max: usize) -> Result<(), FieldError> {
-    if value.len() > max {
-        return Err(FieldError::new(
-            field,
-            value.as_bytes(),
-            Problem::TooLong {
-                len: value.len(),
-                max,
-            },
-        ));
-    }
+    optional_text(field, value, max)?;
     if value.trim().is_empty() {
         return Err(FieldError::new(field, value.as_bytes(), Problem::Missing));
     }
-    optional_text(field, value, max)
+    Ok(())
 }
 
 /// Checks a text field that may be empty: at most `max` bytes, no

@@ -90,17 +90,11 @@ impl AuditService {
         call: &'static str,
         result: Result<T, Status>,
     ) -> Result<T, Status> {
-        match result {
-            Err(status)
-                if matches!(
-                    status.code(),
-                    tonic::Code::OutOfRange | tonic::Code::InvalidArgument
-                ) =>
-            {
-                Err(super::refused(&self.state, caller, call, "input", status).await)
-            }
-            other => other,
-        }
+        super::settle(&self.state, caller, call, result, |code| {
+            matches!(code, tonic::Code::OutOfRange | tonic::Code::InvalidArgument)
+                .then_some("input")
+        })
+        .await
     }
 
     fn entries(&self, request: pb::GetEntriesRequest) -> Result<pb::GetEntriesResponse, Status> {

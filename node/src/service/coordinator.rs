@@ -56,18 +56,13 @@ impl CoordinatorService {
         call: &'static str,
         result: Result<T, QueryError>,
     ) -> Result<T, Status> {
-        match result {
-            Ok(answer) => Ok(answer),
-            Err(QueryError::Invalid(message)) => {
-                let status = Status::invalid_argument(message);
-                Err(super::refused(&self.state, caller, call, "input", status).await)
-            }
-            Err(QueryError::Denied(message)) => {
-                let status = Status::permission_denied(message);
-                Err(super::refused(&self.state, caller, call, "purposes", status).await)
-            }
-            Err(e) => Err(e.into()),
-        }
+        let result = result.map_err(Status::from);
+        super::settle(&self.state, caller, call, result, |code| match code {
+            tonic::Code::InvalidArgument => Some("input"),
+            tonic::Code::PermissionDenied => Some("purposes"),
+            _ => None,
+        })
+        .await
     }
 }
 

@@ -87,22 +87,30 @@ async fn refuse_input(
     Status::invalid_argument(error.to_string())
 }
 
-/// Logs a refusal whose words are this node's own (`message` names a
-/// field or a rule, never a value) and hands the status back.
-async fn refused(
+/// Hands `result` back as the caller gets it; a status that `rule_of`
+/// names a rule for is a refusal no one logged yet, and is logged here
+/// (its message is this node's own words, naming a field or rule, never
+/// a value).
+async fn settle<T>(
     state: &NodeState,
     caller: &SpiffeId,
     call: &'static str,
-    rule: &'static str,
-    status: Status,
-) -> Status {
-    let refusal = Refusal {
-        actor: caller.to_string(),
-        call,
-        rule,
-        detail: status.message().to_owned(),
-        ..Refusal::default()
+    result: Result<T, Status>,
+    rule_of: impl Fn(tonic::Code) -> Option<&'static str>,
+) -> Result<T, Status> {
+    let status = match result {
+        Ok(answer) => return Ok(answer),
+        Err(status) => status,
     };
-    state.refuse(refusal).await;
-    status
+    if let Some(rule) = rule_of(status.code()) {
+        let refusal = Refusal {
+            actor: caller.to_string(),
+            call,
+            rule,
+            detail: status.message().to_owned(),
+            ..Refusal::default()
+        };
+        state.refuse(refusal).await;
+    }
+    Err(status)
 }

@@ -34,21 +34,19 @@ impl PartnerService {
             .to_owned()
     }
 
-    /// A refused malformed request is logged like any refusal.
+    /// A malformed request is a refusal, logged here; policy refusals
+    /// were logged where they were decided.
     async fn settle<T>(
         &self,
         caller: &pluis_proto::SpiffeId,
         call: &'static str,
         result: Result<T, RespondError>,
     ) -> Result<T, Status> {
-        match result {
-            Ok(answer) => Ok(answer),
-            Err(RespondError::Invalid(message)) => {
-                let status = Status::invalid_argument(message);
-                Err(super::refused(&self.state, caller, call, "input", status).await)
-            }
-            Err(e) => Err(e.into()),
-        }
+        let result = result.map_err(Status::from);
+        super::settle(&self.state, caller, call, result, |code| {
+            (code == tonic::Code::InvalidArgument).then_some("input")
+        })
+        .await
     }
 }
 
