@@ -260,25 +260,6 @@ pub fn screen_request(request: &crate::pb::ScreenRequest) -> Result<(), FieldErr
     Ok(())
 }
 
-/// `text` shortened to at most `max` characters and with every control
-/// character escaped, for a log line: what a caller sent can never end a
-/// line or run on for a megabyte there.
-pub fn loggable(text: &str, max: usize) -> String {
-    let mut out = String::new();
-    for (i, c) in text.chars().enumerate() {
-        if i == max {
-            out.push('…');
-            break;
-        }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -365,11 +346,5 @@ mod tests {
             match_request(&request).unwrap_err().field,
             "subjects[0].label"
         );
-    }
-
-    #[test]
-    fn loggable_text_is_one_short_line() {
-        assert_eq!(loggable("a\nb\0c", 10), "a\\nb\\u{0}c");
-        assert_eq!(loggable(&"x".repeat(100), 5), "xxxxx…");
     }
 }
