@@ -292,6 +292,52 @@ pub fn verify_consistency(
     Ok(())
 }
 
+/// The right edge of a growing tree: one perfect subtree hash per set bit
+/// of its size, largest first. Enough to give the root of everything
+/// pushed so far, in memory logarithmic in the size, so a log of any
+/// size can be verified as it streams past.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Frontier {
+    size: u64,
+    /// `(level, hash)`, levels strictly decreasing.
+    subtrees: Vec<(u32, Hash)>,
+}
+
+impl Frontier {
+    /// An empty tree.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of leaves.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Appends a leaf by its hash.
+    pub fn push(&mut self, leaf: Hash) {
+        self.size += 1;
+        self.subtrees.push((0, leaf));
+        while let [.., (left_level, left), (right_level, right)] = self.subtrees[..] {
+            if left_level != right_level {
+                break;
+            }
+            self.subtrees.truncate(self.subtrees.len() - 2);
+            self.subtrees
+                .push((left_level + 1, node_hash(&left, &right)));
+        }
+    }
+
+    /// The RFC 9162 root of every leaf pushed so far.
+    pub fn root(&self) -> Hash {
+        let mut hashes = self.subtrees.iter().rev().map(|(_, h)| *h);
+        match hashes.next() {
+            None => empty_root(),
+            Some(last) => hashes.fold(last, |right, left| node_hash(&left, &right)),
+        }
+    }
+}
+
 /// A tree in memory: every perfect subtree hash, level by level. Auditors
 /// rebuild a bundle's tree with it; a node's log keeps the same hashes in
 /// its store.
@@ -418,6 +464,17 @@ mod tests {
             tree.push(leaf_hash(leaf));
         }
         tree
+    }
+
+    #[test]
+    fn a_frontier_gives_the_published_root_of_every_prefix() {
+        let mut frontier = Frontier::new();
+        assert_eq!(frontier.root(), unhex(ROOTS[0]));
+        for (n, leaf) in LEAVES.iter().enumerate() {
+            frontier.push(leaf_hash(leaf));
+            assert_eq!(frontier.size(), n as u64 + 1);
+            assert_eq!(frontier.root(), unhex(ROOTS[n + 1]), "{} leaves", n + 1);
+        }
     }
 
     #[test]
@@ -557,6 +614,9 @@ mod tests {
                 tree.push(*leaf);
             }
             prop_assert_eq!(tree.root(n as u64).unwrap(), brute_root(&leaves));
+            let mut frontier = Frontier::new();
+            leaves.iter().for_each(|leaf| frontier.push(*leaf));
+            prop_assert_eq!(frontier.root(), brute_root(&leaves));
             let m = a % n;
             let proof = inclusion_proof(&tree, m as u64, n as u64).unwrap();
             prop_assert_eq!(&proof, &brute_path(m, &leaves));

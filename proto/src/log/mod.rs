@@ -190,57 +190,99 @@ pub struct VerifiedLog {
 /// checkpoint notes. Every checkpoint must be signed by `verifier` and
 /// agree with the entries; entries must be consecutive from 0, decode, and
 /// carry their own index as sequence; the largest checkpoint must cover
-/// every entry. Returns the first fault, naming entry and field.
+/// every entry. Returns the first fault, naming entry and field. The same
+/// checks as a [`LogVerifier`] fed every entry, keeping them all.
 pub fn verify_log(
     entries: &[IndexedEntry],
     checkpoints: &[String],
     verifier: &NoteVerifier,
 ) -> Result<VerifiedLog, LogFault> {
-    let mut signed = Vec::with_capacity(checkpoints.len());
-    for (i, note) in checkpoints.iter().enumerate() {
-        let place = || format!("checkpoint {i}");
-        let text = verifier
-            .open(note)
-            .map_err(|e| fault(None, place(), e.to_string()))?;
-        let checkpoint =
-            Checkpoint::parse(text).map_err(|e| fault(None, place(), e.to_string()))?;
-        if checkpoint.origin != verifier.name() {
-            return Err(fault(
-                None,
-                place(),
-                format!(
-                    "origin {:?} is not the key's log {:?}",
-                    checkpoint.origin,
-                    verifier.name()
-                ),
-            ));
-        }
-        signed.push(checkpoint);
+    let mut log = LogVerifier::new(checkpoints, verifier)?;
+    let mut decoded = Vec::with_capacity(entries.len());
+    for (index, bytes) in entries {
+        decoded.push(log.push(*index, bytes)?);
     }
-    signed.sort_by_key(|c| c.size);
-    for pair in signed.windows(2) {
-        if pair[0].size == pair[1].size && pair[0].root != pair[1].root {
-            return Err(fault(
-                Some(pair[0].size),
-                format!("checkpoints at size {}", pair[0].size),
-                "two signed checkpoints of the same size disagree: the log forked",
-            ));
+    let (root, checkpoints) = log.finish()?;
+    Ok(VerifiedLog {
+        entries: decoded,
+        root,
+        checkpoints,
+    })
+}
+
+/// An exported log verified as its entries stream past, in memory that
+/// does not grow with the log: the signed checkpoints (one per stretch
+/// of the log) and the tree's right edge ([`merkle::Frontier`]). Feed it
+/// every entry in order with [`LogVerifier::push`], then
+/// [`LogVerifier::finish`].
+#[derive(Debug)]
+pub struct LogVerifier {
+    /// Signed checkpoints, by size.
+    signed: Vec<Checkpoint>,
+    /// The first of `signed` not yet reached.
+    next: usize,
+    tree: merkle::Frontier,
+    /// Entries up to here agree with a checkpoint.
+    good: u64,
+}
+
+impl LogVerifier {
+    /// Checks every checkpoint's signature and origin, and that no two of
+    /// the same size disagree.
+    pub fn new(checkpoints: &[String], verifier: &NoteVerifier) -> Result<Self, LogFault> {
+        let mut signed = Vec::with_capacity(checkpoints.len());
+        for (i, note) in checkpoints.iter().enumerate() {
+            let place = || format!("checkpoint {i}");
+            let text = verifier
+                .open(note)
+                .map_err(|e| fault(None, place(), e.to_string()))?;
+            let checkpoint =
+                Checkpoint::parse(text).map_err(|e| fault(None, place(), e.to_string()))?;
+            if checkpoint.origin != verifier.name() {
+                return Err(fault(
+                    None,
+                    place(),
+                    format!(
+                        "origin {:?} is not the key's log {:?}",
+                        checkpoint.origin,
+                        verifier.name()
+                    ),
+                ));
+            }
+            signed.push(checkpoint);
         }
+        signed.sort_by_key(|c| c.size);
+        for pair in signed.windows(2) {
+            if pair[0].size == pair[1].size && pair[0].root != pair[1].root {
+                return Err(fault(
+                    Some(pair[0].size),
+                    format!("checkpoints at size {}", pair[0].size),
+                    "two signed checkpoints of the same size disagree: the log forked",
+                ));
+            }
+        }
+        let mut log = LogVerifier {
+            signed,
+            next: 0,
+            tree: merkle::Frontier::new(),
+            good: 0,
+        };
+        log.check_reached()?;
+        Ok(log)
     }
 
-    let mut tree = MemoryTree::new();
-    let mut decoded = Vec::with_capacity(entries.len());
-    for (position, (index, bytes)) in entries.iter().enumerate() {
-        let position = position as u64;
+    /// The next entry: at `index`, with these exact bytes; decoded.
+    pub fn push(&mut self, index: u64, bytes: &[u8]) -> Result<pb::AuditEntry, LogFault> {
+        let position = self.tree.size();
         let place = format!("entry {position}");
-        if *index != position {
+        if index != position {
             return Err(fault(
                 Some(position),
                 format!("{place}: index"),
                 format!("is {index}: entries are missing or out of order here"),
             ));
         }
-        let entry = pb::AuditEntry::decode(bytes.as_slice()).map_err(|e| {
+        let entry = pb::AuditEntry::decode(bytes).map_err(|e| {
             fault(
                 Some(position),
                 place.clone(),
@@ -257,66 +299,72 @@ pub fn verify_log(
                 ),
             ));
         }
-        tree.push(merkle::leaf_hash(bytes));
-        decoded.push(entry);
+        self.tree.push(merkle::leaf_hash(bytes));
+        self.check_reached()?;
+        Ok(entry)
     }
-    let size = tree.size();
-    let mut good = 0u64;
-    for checkpoint in &signed {
-        if checkpoint.size > size {
+
+    /// Checks the checkpoints signed at the size reached now.
+    fn check_reached(&mut self) -> Result<(), LogFault> {
+        let size = self.tree.size();
+        while let Some(checkpoint) = self.signed.get(self.next) {
+            if checkpoint.size != size {
+                break;
+            }
+            if self.tree.root() != checkpoint.root {
+                let first = self.good;
+                let last = checkpoint.size.saturating_sub(1);
+                return Err(fault(
+                    Some(first),
+                    format!("entries {first}..={last}"),
+                    format!(
+                        "do not hash to the root signed at size {}: an entry here was altered, removed or inserted",
+                        checkpoint.size
+                    ),
+                ));
+            }
+            self.good = checkpoint.size;
+            self.next += 1;
+        }
+        Ok(())
+    }
+
+    /// After the last entry: every checkpoint was reached, and the largest
+    /// covers every entry. Returns the root and the checkpoints.
+    pub fn finish(self) -> Result<(Hash, Vec<Checkpoint>), LogFault> {
+        let size = self.tree.size();
+        if let Some(beyond) = self.signed.get(self.next) {
             return Err(fault(
                 Some(size),
-                format!("checkpoint at size {}", checkpoint.size),
+                format!("checkpoint at size {}", beyond.size),
                 format!(
                     "was signed over {} entries, the log holds {size}: it was truncated",
-                    checkpoint.size
+                    beyond.size
                 ),
             ));
         }
-        let root = tree
-            .root(checkpoint.size)
-            .map_err(|e| fault(None, "tree".into(), e.to_string()))?;
-        if root != checkpoint.root {
-            let first = good;
-            let last = checkpoint.size.saturating_sub(1);
-            return Err(fault(
-                Some(first),
-                format!("entries {first}..={last}"),
-                format!(
-                    "do not hash to the root signed at size {}: an entry here was altered, removed or inserted",
-                    checkpoint.size
-                ),
-            ));
+        match self.signed.last() {
+            Some(last) if last.size == size => {}
+            Some(last) => {
+                return Err(fault(
+                    Some(last.size),
+                    format!("entries {}..", last.size),
+                    format!(
+                        "{} entries are not covered by any signed checkpoint",
+                        size - last.size
+                    ),
+                ))
+            }
+            None => {
+                return Err(fault(
+                    None,
+                    "checkpoints".into(),
+                    "none signed by the node's key",
+                ))
+            }
         }
-        good = checkpoint.size;
+        Ok((self.tree.root(), self.signed))
     }
-    match signed.last() {
-        Some(last) if last.size == size => {}
-        Some(last) => {
-            return Err(fault(
-                Some(last.size),
-                format!("entries {}..", last.size),
-                format!(
-                    "{} entries are not covered by any signed checkpoint",
-                    size - last.size
-                ),
-            ))
-        }
-        None => {
-            return Err(fault(
-                None,
-                "checkpoints".into(),
-                "none signed by the node's key",
-            ))
-        }
-    }
-    Ok(VerifiedLog {
-        entries: decoded,
-        root: tree
-            .root(size)
-            .map_err(|e| fault(None, "tree".into(), e.to_string()))?,
-        checkpoints: signed,
-    })
 }
 
 #[cfg(test)]
