@@ -316,8 +316,19 @@ pub async fn export(url: &str, identity: &TlsIdentity, out: &Path) -> anyhow::Re
     Ok(entries)
 }
 
-/// Reads a bundle; errors name the file and line.
-pub fn read_bundle(path: &Path) -> anyhow::Result<Bundle> {
+/// One line of a bundle after its header.
+enum BundleLine {
+    Checkpoint(String),
+    Entry(u64, Vec<u8>),
+}
+
+/// Reads a bundle line by line: returns its header, and hands every
+/// checkpoint and entry to `each` in file order, holding one line at a
+/// time; errors name the file and line.
+fn read_lines(
+    path: &Path,
+    mut each: impl FnMut(BundleLine) -> anyhow::Result<()>,
+) -> anyhow::Result<Header> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut lines = std::io::BufReader::new(file).lines();
     let at = |n: usize| format!("{}:{n}", path.display());
@@ -334,12 +345,6 @@ pub fn read_bundle(path: &Path) -> anyhow::Result<Bundle> {
             header.format
         );
     }
-    let mut bundle = Bundle {
-        origin: header.origin,
-        verifier_key: header.verifier_key,
-        checkpoints: Vec::new(),
-        entries: Vec::new(),
-    };
     for (i, line) in lines.enumerate() {
         let n = i + 2;
         let line = line.with_context(|| at(n))?;
@@ -349,21 +354,126 @@ pub fn read_bundle(path: &Path) -> anyhow::Result<Bundle> {
         match serde_json::from_str::<Line>(&line)
             .with_context(|| format!("{}: neither a checkpoint nor an entry", at(n)))?
         {
-            Line::Checkpoint { checkpoint } => bundle.checkpoints.push(checkpoint),
+            Line::Checkpoint { checkpoint } => each(BundleLine::Checkpoint(checkpoint))?,
             Line::Entry { index, entry } => {
                 let bytes = B64
                     .decode(entry)
                     .with_context(|| format!("{}: entry: not base64", at(n)))?;
-                bundle.entries.push((index, bytes));
+                each(BundleLine::Entry(index, bytes))?;
             }
         }
     }
-    Ok(bundle)
+    Ok(header)
 }
 
-/// Verifies a bundle offline against `pubkey` (else the key it carries).
-pub fn verify(bundle: &Bundle, pubkey: Option<&str>) -> anyhow::Result<VerifiedLog> {
-    let key = pubkey.unwrap_or(&bundle.verifier_key);
+/// Reads a whole bundle into memory; errors name the file and line.
+pub fn read_bundle(path: &Path) -> anyhow::Result<Bundle> {
+    let (mut checkpoints, mut entries) = (Vec::new(), Vec::new());
+    let header = read_lines(path, |line| {
+        match line {
+            BundleLine::Checkpoint(note) => checkpoints.push(note),
+            BundleLine::Entry(index, bytes) => entries.push((index, bytes)),
+        }
+        Ok(())
+    })?;
+    Ok(Bundle {
+        origin: header.origin,
+        verifier_key: header.verifier_key,
+        checkpoints,
+        entries,
+    })
+}
+
+/// What [`verify_file`] found.
+#[derive(Debug, Clone)]
+pub struct VerifiedFile {
+    /// Entries verified.
+    pub entries: u64,
+    /// Signed checkpoints, all verified.
+    pub checkpoints: usize,
+    /// The root of all entries.
+    pub root: log::Hash,
+}
+
+/// Verifies a bundle on disk as [`verify`] does, reading it twice (its
+/// checkpoints, then its entries) in memory that does not grow with the
+/// log.
+pub fn verify_file(path: &Path, pubkey: Option<&str>) -> anyhow::Result<VerifiedFile> {
+    let mut checkpoints = Vec::new();
+    let header = read_lines(path, |line| {
+        if let BundleLine::Checkpoint(note) = line {
+            checkpoints.push(note);
+        }
+        Ok(())
+    })?;
+    let verifier = bundle_key(&header.origin, &header.verifier_key, pubkey)?;
+    let mut log = log::LogVerifier::new(&checkpoints, &verifier)?;
+    let mut entries = 0;
+    read_lines(path, |line| {
+        if let BundleLine::Entry(index, bytes) = line {
+            log.push(index, &bytes)?;
+            entries += 1;
+        }
+        Ok(())
+    })?;
+    let (root, signed) = log.finish()?;
+    Ok(VerifiedFile {
+        entries,
+        checkpoints: signed.len(),
+        root,
+    })
+}
+
+/// Verifies the bundle at `path` (as [`verify_file`]), then writes the
+/// entries `filter` admits to `out` one by one as it reads them again: a
+/// table, or a JSON array. Memory does not grow with the log.
+pub fn show(
+    path: &Path,
+    pubkey: Option<&str>,
+    filter: &Filter,
+    json: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    verify_file(path, pubkey)
+        .map_err(|e| anyhow::anyhow!("{}: verification FAILED: {e:#}", path.display()))?;
+    let mut first = true;
+    if json {
+        write!(out, "[")?;
+    } else {
+        out.write_all(table_header().as_bytes())?;
+    }
+    read_lines(path, |line| {
+        let BundleLine::Entry(_, bytes) = line else {
+            return Ok(());
+        };
+        let entry = <pb::AuditEntry as prost::Message>::decode(bytes.as_slice())?;
+        if !filter.admits(&entry) {
+            return Ok(());
+        }
+        if json {
+            let comma = if first { "" } else { "," };
+            write!(
+                out,
+                "{comma}\n  {}",
+                serde_json::to_string(&entry_json(&entry))?
+            )?;
+        } else {
+            out.write_all(table_row(&entry).as_bytes())?;
+        }
+        first = false;
+        Ok(())
+    })?;
+    if json {
+        writeln!(out, "{}]", if first { "" } else { "\n" })?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// The verifier key of a bundle of log `origin`: `pubkey` if given, else
+/// the one it carries; it must be the key of that log.
+fn bundle_key(origin: &str, carried: &str, pubkey: Option<&str>) -> anyhow::Result<NoteVerifier> {
+    let key = pubkey.unwrap_or(carried);
     let verifier: NoteVerifier = key.parse().with_context(|| {
         if pubkey.is_some() {
             "--pubkey"
@@ -371,13 +481,19 @@ pub fn verify(bundle: &Bundle, pubkey: Option<&str>) -> anyhow::Result<VerifiedL
             "the bundle's verifier_key"
         }
     })?;
-    if verifier.name() != bundle.origin {
+    if verifier.name() != origin {
         bail!(
             "the key is for log {:?}, the bundle holds log {:?}",
             verifier.name(),
-            bundle.origin
+            origin
         );
     }
+    Ok(verifier)
+}
+
+/// Verifies a bundle offline against `pubkey` (else the key it carries).
+pub fn verify(bundle: &Bundle, pubkey: Option<&str>) -> anyhow::Result<VerifiedLog> {
+    let verifier = bundle_key(&bundle.origin, &bundle.verifier_key, pubkey)?;
     Ok(log::verify_log(
         &bundle.entries,
         &bundle.checkpoints,
@@ -420,27 +536,62 @@ fn org_of(id: &str) -> &str {
         .unwrap_or(id)
 }
 
-/// A readable table of the entries `filter` admits.
-pub fn render_entries(entries: &[pb::AuditEntry], filter: &Filter) -> String {
-    let mut out = format!(
+/// The header line of [`render_entries`]' table.
+fn table_header() -> String {
+    format!(
         "{:>6}  {:<20}  {:<18}  {:<12}  {:<12}  {:<24}  {:>6}  {:>8}  {}\n",
         "#", "time (UTC)", "event", "by", "with", "purpose", "keys", "entries", "detail"
-    );
+    )
+}
+
+/// One entry as a line of [`render_entries`]' table.
+fn table_row(e: &pb::AuditEntry) -> String {
+    format!(
+        "{:>6}  {:<20}  {:<18}  {:<12}  {:<12}  {:<24}  {:>6}  {:>8}  {}\n",
+        e.sequence,
+        utc(e.time_unix_ms),
+        kind_name(e.kind),
+        org_of(&e.actor),
+        org_of(&e.counterparty),
+        e.purpose,
+        e.keys_asked,
+        e.entries_served,
+        e.detail
+    )
+}
+
+/// A readable table of the entries `filter` admits.
+pub fn render_entries(entries: &[pb::AuditEntry], filter: &Filter) -> String {
+    let mut out = table_header();
     for e in entries.iter().filter(|e| filter.admits(e)) {
-        out.push_str(&format!(
-            "{:>6}  {:<20}  {:<18}  {:<12}  {:<12}  {:<24}  {:>6}  {:>8}  {}\n",
-            e.sequence,
-            utc(e.time_unix_ms),
-            kind_name(e.kind),
-            org_of(&e.actor),
-            org_of(&e.counterparty),
-            e.purpose,
-            e.keys_asked,
-            e.entries_served,
-            e.detail
-        ));
+        out.push_str(&table_row(e));
     }
     out
+}
+
+/// One entry as JSON.
+fn entry_json(e: &pb::AuditEntry) -> serde_json::Value {
+    serde_json::json!({
+        "sequence": e.sequence,
+        "time": utc(e.time_unix_ms),
+        "time_unix_ms": e.time_unix_ms,
+        "kind": kind_name(e.kind),
+        "actor": e.actor,
+        "counterparty": e.counterparty,
+        "exchange_id": hex(&e.exchange_id),
+        "purpose": e.purpose,
+        "legal_basis": e.legal_basis,
+        "keys_asked": e.keys_asked,
+        "keys_evaluated": e.keys_evaluated,
+        "entries_served": e.entries_served,
+        "signals": e.signals,
+        "refusals": e.refusals,
+        "request_digest": hex(&e.request_digest),
+        "response_digest": hex(&e.response_digest),
+        "epoch": e.epoch,
+        "receipt": e.receipt.is_some(),
+        "detail": e.detail,
+    })
 }
 
 /// The entries `filter` admits, as JSON.
@@ -449,28 +600,7 @@ pub fn entries_json(entries: &[pb::AuditEntry], filter: &Filter) -> serde_json::
         entries
             .iter()
             .filter(|e| filter.admits(e))
-            .map(|e| {
-                serde_json::json!({
-                    "sequence": e.sequence,
-                    "time": utc(e.time_unix_ms),
-                    "time_unix_ms": e.time_unix_ms,
-                    "kind": kind_name(e.kind),
-                    "actor": e.actor,
-                    "counterparty": e.counterparty,
-                    "exchange_id": hex(&e.exchange_id),
-                    "purpose": e.purpose,
-                    "legal_basis": e.legal_basis,
-                    "keys_asked": e.keys_asked,
-                    "keys_evaluated": e.keys_evaluated,
-                    "entries_served": e.entries_served,
-                    "signals": e.signals,
-                    "request_digest": hex(&e.request_digest),
-                    "response_digest": hex(&e.response_digest),
-                    "epoch": e.epoch,
-                    "receipt": e.receipt.is_some(),
-                    "detail": e.detail,
-                })
-            })
+            .map(entry_json)
             .collect(),
     )
 }

@@ -418,14 +418,13 @@ async fn run_audit(command: AuditCommand) -> anyhow::Result<()> {
             Ok(())
         }
         AuditCommand::Verify { bundle, pubkey } => {
-            let read = audit::read_bundle(&bundle)?;
-            let verified = audit::verify(&read, pubkey.as_deref())
+            let verified = audit::verify_file(&bundle, pubkey.as_deref())
                 .map_err(|e| anyhow::anyhow!("{}: verification FAILED: {e:#}", bundle.display()))?;
             println!(
                 "{}: {} entries, {} signed checkpoints, root {}: verified{}",
                 bundle.display(),
-                verified.entries.len(),
-                verified.checkpoints.len(),
+                verified.entries,
+                verified.checkpoints,
                 pluis_proto::hex(&verified.root),
                 if pubkey.is_none() {
                     " (against the key in the bundle; pin it with --pubkey)"
@@ -495,9 +494,6 @@ async fn run_audit(command: AuditCommand) -> anyhow::Result<()> {
                 }
                 (None, None) => anyhow::bail!("give a bundle or --node URL"),
             };
-            let read = audit::read_bundle(&bundle)?;
-            let verified = audit::verify(&read, pubkey.as_deref())
-                .map_err(|e| anyhow::anyhow!("{}: verification FAILED: {e:#}", bundle.display()))?;
             let since = since
                 .map(|d| pluis_proto::identifier::parse_date("since", &d))
                 .transpose()
@@ -507,14 +503,15 @@ async fn run_audit(command: AuditCommand) -> anyhow::Result<()> {
                 peer,
                 purpose,
             };
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&audit::entries_json(&verified.entries, &filter))?
-                );
-            } else {
-                print!("{}", audit::render_entries(&verified.entries, &filter));
-            }
+            // Verified first, then shown as read: any log, however large,
+            // in bounded memory.
+            audit::show(
+                &bundle,
+                pubkey.as_deref(),
+                &filter,
+                json,
+                &mut std::io::stdout().lock(),
+            )?;
             Ok(())
         }
     }
