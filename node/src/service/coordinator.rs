@@ -27,24 +27,27 @@ impl CoordinatorService {
 /// reference and a few domains, so a page stays far below 4 MiB.
 pub const SCREEN_PAGE: usize = 5_000;
 
-/// A screening's answer as the pages it is streamed in.
+/// A screening's answer as the pages it is streamed in (each hit moved
+/// once).
 fn pages(answer: pb::ScreenResponse) -> Vec<pb::ScreenResponse> {
-    let mut hits = answer.hits;
-    let mut pages = Vec::with_capacity(hits.len() / SCREEN_PAGE + 1);
-    while hits.len() > SCREEN_PAGE {
-        let rest = hits.split_off(SCREEN_PAGE);
+    let mut hits = answer.hits.into_iter().peekable();
+    let mut pages = Vec::new();
+    loop {
+        let page: Vec<pb::ScreenHit> = hits.by_ref().take(SCREEN_PAGE).collect();
+        if hits.peek().is_none() {
+            pages.push(pb::ScreenResponse {
+                hits: page,
+                peers: answer.peers,
+                keys_screened: answer.keys_screened,
+                last: true,
+            });
+            return pages;
+        }
         pages.push(pb::ScreenResponse {
-            hits: std::mem::replace(&mut hits, rest),
+            hits: page,
             ..Default::default()
         });
     }
-    pages.push(pb::ScreenResponse {
-        hits,
-        peers: answer.peers,
-        keys_screened: answer.keys_screened,
-        last: true,
-    });
-    pages
 }
 
 impl CoordinatorService {
