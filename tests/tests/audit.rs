@@ -344,15 +344,23 @@ async fn a_node_whose_stored_log_was_altered_refuses_to_start() {
 async fn a_node_whose_stored_checkpoint_signature_was_altered_refuses_to_start() {
     let mut c = consortium().await;
     case_query(&c).await;
+    case_query(&c).await;
     let config = pluis_node::Config::load(&c.node("school").unwrap().config).unwrap();
     c.stop().await;
-    // The first stored checkpoint: size (8 bytes), length (4), the note;
-    // one letter of its signature line changed, as with disk access.
+    // Frames of `size (8 bytes) ‖ length (4) ‖ note`. The first stored
+    // checkpoint, not the latest (which was always checked), gets one
+    // letter of its signature line changed, as with disk access.
     let path = config.data_dir.join("audit/checkpoints");
     let mut bytes = std::fs::read(&path).unwrap();
+    let mut frames = 0;
+    let mut at = 0;
+    while at + 12 <= bytes.len() {
+        at += 12 + u32::from_be_bytes(bytes[at + 8..at + 12].try_into().unwrap()) as usize;
+        frames += 1;
+    }
+    assert!(frames >= 2, "{frames} checkpoints stored");
     let len = u32::from_be_bytes(bytes[8..12].try_into().unwrap()) as usize;
-    let note_end = 12 + len;
-    let at = note_end - 6;
+    let at = 12 + len - 6;
     bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
     std::fs::write(&path, bytes).unwrap();
     let err = pluis_node::Node::new(config).unwrap_err().to_string();

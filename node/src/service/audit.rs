@@ -225,3 +225,29 @@ impl pb::audit_server::Audit for AuditService {
             .map(Response::new)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pluis_proto::pb;
+
+    #[test]
+    fn a_page_holds_at_most_a_mebibyte_of_entries_but_always_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(dir.path()).unwrap();
+        // Entries of some 300 kB, as a log written before fields were
+        // bounded may hold; and one of 1 MB.
+        for size in [300_000, 300_000, 300_000, 300_000, 1_040_000, 10_000] {
+            let entry = pb::AuditEntry {
+                detail: "x".repeat(size),
+                ..Default::default()
+            };
+            store.append_audit(&entry).unwrap();
+        }
+        let first = page(&store, 0, 6).unwrap();
+        assert_eq!(first.len(), 3, "three fit in 1 MiB, four do not");
+        let big = page(&store, 4, 2).unwrap();
+        assert_eq!(big.len(), 1, "a larger entry comes alone");
+        assert_eq!(page(&store, 5, 1).unwrap().len(), 1);
+    }
+}

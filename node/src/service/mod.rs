@@ -114,3 +114,26 @@ async fn settle<T>(
     }
     Err(status)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_internal_error_crosses_as_a_reference_only() {
+        let status = internal(&"/var/lib/pluis/police/data/tables/e7.table: Permission denied");
+        assert_eq!(status.code(), tonic::Code::Internal);
+        assert!(
+            !status.message().contains("/var/lib") && !status.message().contains("Permission"),
+            "{}",
+            status.message()
+        );
+        assert!(
+            status.message().contains("reference"),
+            "{}",
+            status.message()
+        );
+        let from_respond = Status::from(RespondError::Internal("table: /data/x".into()));
+        assert!(!from_respond.message().contains("/data/x"));
+    }
+}
