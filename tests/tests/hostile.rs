@@ -717,3 +717,30 @@ fn async_stream_of(
     });
     tokio_stream::wrappers::ReceiverStream::new(rx)
 }
+
+#[tokio::test]
+async fn a_coordinators_overlong_key_is_the_coordinators_error_not_a_partners() {
+    let mut c = TestConsortium::start("longkey", &["police", "school"]).await;
+    let err = c
+        .coordinator("police", "police", Role::Coordinator)
+        .r#match(pb::MatchRequest {
+            purpose: PURPOSE.into(),
+            subjects: vec![pb::Subject {
+                label: "child".into(),
+                keys: vec![format!("nd:{},J,2012-03-04", "Jansen".repeat(40))],
+            }],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert_eq!(
+        err.message(),
+        "subjects[0].keys[0]: 256 bytes; at most 160 allowed"
+    );
+    // No partner was asked.
+    let log = c.verified_log("school", &c.url("school")).await;
+    assert!(log
+        .iter()
+        .all(|e| e.kind != Kind::ExchangeServed as i32 && e.kind != Kind::ExchangeDenied as i32));
+    c.stop().await;
+}
