@@ -300,15 +300,7 @@ fn refusal_log(state: &Arc<NodeState>) -> crate::auth::OnRefused {
         let Some(state) = state.upgrade() else {
             return;
         };
-        state
-            .denials
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let logged = state.refusals.record(
-            &state.audit,
-            &state.metrics,
-            state.clock.now_secs(),
-            &refusal,
-        );
+        let logged = state.record_refusal(&refusal);
         if logged {
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                 let audit = state.audit.clone();

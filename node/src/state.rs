@@ -33,7 +33,7 @@ pub struct NodeState {
     pub tables: Tables,
     /// Exchanges served since start.
     pub exchanges: AtomicU64,
-    /// Requests denied by policy since start.
+    /// Calls refused since start (authorisation, input, policy).
     pub denials: AtomicU64,
     /// Refusals after the handshake, per caller and interval.
     pub refusals: crate::refusals::Refusals,
@@ -75,14 +75,18 @@ impl NodeState {
     }
 
     /// Logs a refused call (one bounded entry, or a count towards the
-    /// caller's summary) and counts it; waits until the entry is durable.
-    pub async fn refuse(&self, refusal: crate::refusals::Refusal) {
+    /// caller's summary) and counts it; returns whether an entry was
+    /// appended (not yet durable).
+    pub fn record_refusal(&self, refusal: &crate::refusals::Refusal) -> bool {
         self.denials
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let logged =
-            self.refusals
-                .record(&self.audit, &self.metrics, self.clock.now_secs(), &refusal);
-        if logged {
+        self.refusals
+            .record(&self.audit, &self.metrics, self.clock.now_secs(), refusal)
+    }
+
+    /// [`NodeState::record_refusal`], then waits until the entry is durable.
+    pub async fn refuse(&self, refusal: crate::refusals::Refusal) {
+        if self.record_refusal(&refusal) {
             if let Err(e) = self.audit.durable().await {
                 tracing::error!(error = %e, "could not make a refusal's entry durable");
             }
