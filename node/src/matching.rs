@@ -276,19 +276,23 @@ async fn evaluate(
 /// few flags: nonce, some dozen bytes, AEAD tag).
 const MAX_LABEL_BYTES: usize = 1024;
 
-/// The most table entries a `GetTable` answer may hold: no more than the
-/// partner announced for its whole table, and for buckets no more than
-/// `buckets` of the size its table makes likely, with a wide margin
-/// (tags are uniform: a 16-bit bucket of a 1,000,000-entry table holds
-/// about 15). A partner that sends more is abandoned, so it cannot grow
-/// this node's memory beyond what it announced.
+/// The most table entries a `GetTable` answer may hold: what the partner
+/// announced for its whole table, half again and 1,024 more (its table
+/// may change between its `Evaluate` and its `GetTable`, when a live
+/// import is published in between); for buckets, `buckets` of the size
+/// such a table makes likely, with a wide margin (tags are uniform: a
+/// 16-bit bucket of a 1,000,000-entry table holds about 15). A partner
+/// that sends more is abandoned, so it cannot grow this node's memory
+/// beyond what it announced and what this node asked for.
 pub fn entries_allowed(table_size: u64, prefix_bits: u32, buckets: u64) -> u64 {
+    let table = table_size
+        .saturating_add(table_size / 2)
+        .saturating_add(1024);
     if prefix_bits == 0 {
-        return table_size;
+        return table;
     }
-    let expected = table_size.checked_shr(prefix_bits).unwrap_or(0);
-    let per_bucket = expected.saturating_mul(8).saturating_add(64);
-    table_size.min(buckets.saturating_mul(per_bucket))
+    let expected = table.checked_shr(prefix_bits).unwrap_or(0);
+    buckets.saturating_mul(expected.saturating_mul(8).saturating_add(64))
 }
 
 /// One `GetTable` call, read to its end (or until the partner sends more
@@ -325,7 +329,7 @@ async fn get_table(
             entries += chunk.entries.len() as u64;
             if entries > allowed {
                 return Err(tonic::Status::resource_exhausted(format!(
-                    "the partner sent more table entries than the {allowed} its announced table allows; its answer was abandoned"
+                    "the partner sent more table entries than {allowed}, the most its announced table allows; its answer was abandoned"
                 )));
             }
             if chunk.entries.iter().any(|e| {
@@ -479,10 +483,13 @@ mod tests {
 
     #[test]
     fn a_table_answer_may_hold_no_more_than_announced() {
-        assert_eq!(entries_allowed(10, 0, 0), 10, "the whole table");
-        assert_eq!(entries_allowed(10, 16, 1024), 10, "never past the table");
-        // 1,000,000 entries, 16-bit buckets: about 15 each; 8× and 64 more.
-        assert_eq!(entries_allowed(1_000_000, 16, 3), 3 * (15 * 8 + 64));
+        assert_eq!(entries_allowed(10, 0, 0), 10 + 5 + 1024, "the whole table");
+        // A 1,000,000-entry table (and half again): about 22 per 16-bit
+        // bucket, allowed 8× and 64 more.
+        assert_eq!(entries_allowed(1_000_000, 16, 3), 3 * (22 * 8 + 64));
+        // A table that grew from one entry to 100,000 since it was
+        // announced still fits in a bucket's allowance.
+        assert_eq!(entries_allowed(1, 16, 5), 5 * 64);
         assert_eq!(entries_allowed(u64::MAX, 128, u64::MAX), u64::MAX);
     }
 }

@@ -685,14 +685,14 @@ async fn a_partner_streaming_more_than_it_announced_is_abandoned_and_named() {
         "{school:?}"
     );
     assert!(
-        school.detail.contains("more table entries than the 10"),
+        school.detail.contains("more table entries than 64,"),
         "{}",
         school.detail
     );
     fake.abort();
     let log = c.verified_log("police", &c.url("police")).await;
     assert!(log.iter().any(|e| e.kind == Kind::ExchangeRequested as i32
-        && e.detail.contains("more table entries than the 10")));
+        && e.detail.contains("more table entries than 64,")));
     c.stop().await;
 }
 
