@@ -145,22 +145,19 @@ impl Authorizer {
         audience: Audience,
         request: &Request<T>,
     ) -> Result<SpiffeId, (String, &'static str, Status)> {
-        let Some(peer) = request.extensions().get::<PeerIdentity>() else {
+        let peer = request.extensions().get::<PeerIdentity>();
+        let Some(peer) = peer else {
             return Err((
-                "no client certificate".into(),
+                crate::refusals::actor_of(peer),
                 "authorisation",
                 Status::unauthenticated("not a mutual-TLS connection"),
             ));
         };
-        let serial = peer
-            .serial
-            .as_ref()
-            .map_or_else(|| "unknown".to_owned(), ToString::to_string);
         // What the certificate says instead is not repeated: it may be
         // any text its holder had signed.
         let caller = peer.id.clone().map_err(|_| {
             (
-                format!("certificate serial {serial} without a usable SPIFFE id"),
+                crate::refusals::actor_of(Some(peer)),
                 "authorisation",
                 Status::unauthenticated(
                     "client certificate: no usable SPIFFE id (exactly one URI SAN spiffe://CONSORTIUM/org/ORG/ROLE is needed)",

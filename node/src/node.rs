@@ -448,16 +448,7 @@ type Accepted = Result<MtlsStream, std::io::Error>;
 /// refusal logged, the connection closed).
 async fn admit(state: &Arc<NodeState>, stream: MtlsStream) -> Option<MtlsStream> {
     let limits = state.live().config.connections;
-    let peer = stream.peer();
-    let identity = match &peer.id {
-        Ok(id) => id.to_string(),
-        Err(_) => format!(
-            "certificate serial {} without a usable SPIFFE id",
-            peer.serial
-                .as_ref()
-                .map_or_else(|| "unknown".to_owned(), ToString::to_string)
-        ),
-    };
+    let identity = crate::refusals::actor_of(Some(stream.peer()));
     match state.connections.admit(&identity, limits) {
         Ok(slot) => Some(stream.with_limits(
             Duration::from_secs(limits.first_request_secs),

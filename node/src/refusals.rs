@@ -95,6 +95,24 @@ impl Refusal {
     }
 }
 
+/// Who a connection's certificate says is calling, for a refusal's
+/// entry: its SPIFFE id, else its serial (what the certificate says
+/// instead is not repeated: its holder may have had anything signed).
+pub fn actor_of(peer: Option<&crate::tls::PeerIdentity>) -> String {
+    match peer {
+        None => "no client certificate".to_owned(),
+        Some(peer) => match &peer.id {
+            Ok(id) => id.to_string(),
+            Err(_) => format!(
+                "certificate serial {} without a usable SPIFFE id",
+                peer.serial
+                    .as_ref()
+                    .map_or_else(|| "unknown".to_owned(), ToString::to_string)
+            ),
+        },
+    }
+}
+
 #[derive(Debug, Default)]
 struct Window {
     started_secs: u64,

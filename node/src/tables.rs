@@ -259,26 +259,10 @@ impl Tables {
         view: &View,
         today: Date,
     ) -> Result<Arc<LabelledTable>, StoreError> {
-        let id = |revision| TableId {
-            epoch,
-            view: view.clone(),
-            day: today.to_julian_day(),
-            revision,
-        };
-        if let Some(table) = self.cached(&id(store.revision())) {
-            return Ok(table);
+        let (table, revision, made) = self.obtain(store, epoch, key, view, today)?;
+        if made {
+            self.prune(revision, epoch, today);
         }
-        let _building = lock(&self.building);
-        // Read the signal set again: a change published meanwhile
-        // installed its tables before anyone could see it.
-        let snapshot = store.snapshot();
-        let id = id(snapshot.revision());
-        if let Some(table) = self.cached(&id) {
-            return Ok(table);
-        }
-        let table = self.load_or_build(store, &snapshot, &id, key)?;
-        self.install(Prepared(vec![(id, table.clone())]));
-        self.prune(snapshot.revision(), epoch, today);
         Ok(table)
     }
 
@@ -293,20 +277,42 @@ impl Tables {
         view: &View,
         day: Date,
     ) -> Result<(), StoreError> {
-        let _building = lock(&self.building);
-        let snapshot = store.snapshot();
-        let id = TableId {
+        self.obtain(store, epoch, key, view, day).map(|_| ())
+    }
+
+    /// The table of `view` for `epoch` on `day`, of the signal set as it
+    /// is now, with its revision: from memory, or loaded or built now and
+    /// installed (then `true`).
+    fn obtain(
+        &self,
+        store: &Store,
+        epoch: u64,
+        key: &EpochKey,
+        view: &View,
+        day: Date,
+    ) -> Result<(Arc<LabelledTable>, u64, bool), StoreError> {
+        let id = |revision| TableId {
             epoch,
             view: view.clone(),
             day: day.to_julian_day(),
-            revision: snapshot.revision(),
+            revision,
         };
-        if self.cached(&id).is_some() {
-            return Ok(());
+        let revision = store.revision();
+        if let Some(table) = self.cached(&id(revision)) {
+            return Ok((table, revision, false));
+        }
+        let _building = lock(&self.building);
+        // Read the signal set again: a change published meanwhile
+        // installed its tables before anyone could see it.
+        let snapshot = store.snapshot();
+        let revision = snapshot.revision();
+        let id = id(revision);
+        if let Some(table) = self.cached(&id) {
+            return Ok((table, revision, false));
         }
         let table = self.load_or_build(store, &snapshot, &id, key)?;
-        self.install(Prepared(vec![(id, table)]));
-        Ok(())
+        self.install(Prepared(vec![(id, table.clone())]));
+        Ok((table, revision, true))
     }
 
     /// Makes the tables of `views` for `snapshot` (a change not yet

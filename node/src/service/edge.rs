@@ -126,11 +126,7 @@ where
             let response = response.await?;
             let refused = refusal_of(response.headers());
             if let (Some((rule, detail)), Some(state)) = (refused, state.upgrade()) {
-                let actor = match peer.as_ref().map(|p| &p.id) {
-                    Some(Ok(id)) => id.to_string(),
-                    Some(Err(_)) => "certificate without a usable SPIFFE id".to_owned(),
-                    None => "no client certificate".to_owned(),
-                };
+                let actor = crate::refusals::actor_of(peer.as_ref());
                 let refusal = Refusal {
                     actor,
                     call: call.unwrap_or("unknown method"),
