@@ -25,7 +25,7 @@ use pluis_client::consortium::{LocalConsortium, PURPOSE};
 use pluis_client::matching::{query, subjects_from_args};
 use pluis_node::config::load_taxonomy;
 use pluis_node::gendata::{generate, person, GenOptions};
-use pluis_node::import::{import, ImportOptions, Quiet};
+use pluis_node::{import, ImportOptions, Quiet};
 use pluis_proto::Role;
 
 #[tokio::main]
@@ -241,7 +241,7 @@ async fn consortium(
             today,
         };
         generate(&taxonomy, &options, &mut std::fs::File::create(&file)?)?;
-        let store = pluis_node::store::Store::open(&config.data_dir)?;
+        let store = pluis_node::Store::open(&config.data_dir)?;
         let import_options = ImportOptions::new(file, today);
         import(&store, &taxonomy, &import_options, &Quiet)?;
     }
@@ -340,7 +340,7 @@ async fn epoch_changes(rows: u64, changes: u32) -> anyhow::Result<()> {
 async fn run_clients(
     clients: u64,
     url: &str,
-    identity: &Arc<pluis_node::tls::TlsIdentity>,
+    identity: &Arc<pluis_transport::tls::TlsIdentity>,
     subjects: &(impl Fn(u64) -> Vec<pluis_proto::pb::Subject> + Clone + Send + 'static),
     stop: &Arc<AtomicBool>,
     round: u64,

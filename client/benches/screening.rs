@@ -111,8 +111,10 @@ async fn bench() -> anyhow::Result<()> {
 
     // 3. Evaluate alone over mTLS, in batches of 2,048, one after another.
     let identity = consortium.tls_args("police", Role::Node).load(Role::Node)?;
-    let tls = identity.client_config(pluis_node::tls::ExpectedServer::NodeOf("school".into()))?;
-    let channel = pluis_node::tls::connect(
+    let tls = identity.client_config(pluis_transport::tls::ExpectedServer::NodeOf(
+        "school".into(),
+    ))?;
+    let channel = pluis_transport::tls::connect(
         &consortium.node("school")?.url,
         tls,
         std::time::Duration::from_secs(5),
@@ -130,7 +132,7 @@ async fn bench() -> anyhow::Result<()> {
         partner
             .evaluate(pb::EvaluateRequest {
                 context: Some(pb::ExchangeContext {
-                    exchange_id: pluis_node::matching::exchange_id().to_vec(),
+                    exchange_id: pluis_node::exchange_id().to_vec(),
                     purpose: PURPOSE.into(),
                     legal_basis: pluis_client::consortium::LEGAL_BASIS.into(),
                 }),

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use pluis_node::config::{ConfigFile, PeerFile, TlsFile};
-use pluis_node::policy::{Granularity, Purpose};
 use pluis_node::{Config, Node, NodeError};
+use pluis_node::{Granularity, Purpose};
 use pluis_proto::taxonomy::LifeDomain;
 use pluis_proto::Role;
 use tokio::net::TcpListener;
@@ -107,7 +107,7 @@ impl LocalConsortium {
         // every partner can check that node's receipts from the start.
         let mut log_keys = std::collections::BTreeMap::new();
         for org in orgs {
-            let key = pluis_node::audit::log_verifier(&dir.join(org).join("data"), name, org)
+            let key = pluis_node::log_verifier(&dir.join(org).join("data"), name, org)
                 .with_context(|| format!("making {org}'s log key"))?;
             log_keys.insert(org.to_string(), key.to_string());
         }

@@ -35,7 +35,7 @@ const DEMO_SEED: u64 = 2026;
 fn import_synthetic(org: &str, config_path: &std::path::Path) -> anyhow::Result<String> {
     use pluis_node::config::load_taxonomy;
     use pluis_node::gendata::{generate, GenOptions};
-    use pluis_node::import::{import, ImportOptions, Quiet};
+    use pluis_node::{import, ImportOptions, Quiet};
 
     let config = pluis_node::Config::load(config_path)?;
     let taxonomy = load_taxonomy(config.taxonomy.as_deref())?;
@@ -58,7 +58,7 @@ fn import_synthetic(org: &str, config_path: &std::path::Path) -> anyhow::Result<
         }
     }
     std::fs::write(&file, csv)?;
-    let store = pluis_node::store::Store::open(&config.data_dir)?;
+    let store = pluis_node::Store::open(&config.data_dir)?;
     let report = import(
         &store,
         &taxonomy,
@@ -82,7 +82,7 @@ fn import_synthetic(org: &str, config_path: &std::path::Path) -> anyhow::Result<
 async fn live_operations(
     consortium: &LocalConsortium,
     police: &str,
-    coordinator: &pluis_node::tls::TlsIdentity,
+    coordinator: &pluis_transport::tls::TlsIdentity,
     subjects: Vec<pluis_proto::pb::Subject>,
 ) -> anyhow::Result<()> {
     println!("\n== Live: the municipality loads new signals into its running node");
@@ -98,7 +98,7 @@ async fn live_operations(
     let mut admin = pluis_node::admin::connect(&config.data_dir)
         .await
         .context("the municipality node's admin socket")?;
-    let options = pluis_node::import::ImportOptions::new(file, pluis_node::cli::today());
+    let options = pluis_node::ImportOptions::new(file, pluis_node::cli::today());
     let reply = pluis_node::admin::import(&mut admin, &options).await?;
     println!(
         "   {} row through the admin socket: {} new signal, {} in all; partners were served throughout",
@@ -255,7 +255,7 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
         crate::audit::export(&node.url, &auditor, &bundle_path).await?;
         // Pinned: the key the partners' configs name, not the bundle's word.
         let config = pluis_node::Config::load(&node.config)?;
-        let key = pluis_node::audit::log_verifier(&config.data_dir, &consortium.name, &node.org)?;
+        let key = pluis_node::log_verifier(&config.data_dir, &consortium.name, &node.org)?;
         let bundle = crate::audit::read_bundle(&bundle_path)?;
         let verified = crate::audit::verify(&bundle, Some(&key.to_string()))
             .with_context(|| format!("{}'s log", node.org))?;

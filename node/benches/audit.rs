@@ -9,8 +9,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use pluis_node::audit::{signer, AuditLog};
-use pluis_node::store::Store;
+use pluis_node::Store;
+use pluis_node::{signer, AuditLog};
 use pluis_proto::pb;
 
 fn entry(i: u64) -> pb::AuditEntry {
@@ -62,7 +62,7 @@ async fn main() -> anyhow::Result<()> {
             for i in 0..each {
                 log.record(&entry(c * 1000 + i)).await?;
             }
-            Ok::<_, pluis_node::audit::AuditError>(())
+            Ok::<_, pluis_node::AuditError>(())
         });
     }
     while let Some(done) = tasks.join_next().await {

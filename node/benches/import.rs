@@ -14,8 +14,8 @@ use std::time::Instant;
 
 use pluis_node::config::load_taxonomy;
 use pluis_node::gendata::{generate, GenOptions};
-use pluis_node::import::{import, ImportOptions, Quiet};
-use pluis_node::store::Store;
+use pluis_node::Store;
+use pluis_node::{import, ImportOptions, Quiet};
 
 fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")

@@ -12,9 +12,9 @@ use std::time::Instant;
 
 use pluis_node::config::load_taxonomy;
 use pluis_node::gendata::{generate, GenOptions};
-use pluis_node::import::{import, ImportOptions, Quiet};
-use pluis_node::store::Store;
-use pluis_node::tables::{build, flags_per_key, seal_entries, View};
+use pluis_node::Store;
+use pluis_node::{build, flags_per_key, seal_entries, View};
+use pluis_node::{import, ImportOptions, Quiet};
 use pluis_proto::oprf::{blind, EpochKey};
 
 fn main() -> anyhow::Result<()> {

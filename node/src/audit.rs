@@ -77,7 +77,7 @@ pub fn log_verifier(
             error,
         })
     })?;
-    let vault = crate::vault::Vault::open(data_dir, true).map_err(StoreError::from)?;
+    let vault = crate::store::vault::Vault::open(data_dir, true).map_err(StoreError::from)?;
     Ok(signer(&vault.log_seed(), consortium, org)?.verifier())
 }
 

@@ -2,50 +2,59 @@
 //!
 //! The node holds one organisation's signals and answers its partners'
 //! matching requests, its own coordinators' case queries and auditors'
-//! log requests, all as gRPC over mutual TLS. The protocol itself lives in
-//! `pluis-proto`; this crate does configuration ([`config`]), TLS
-//! ([`tls`]), authorisation ([`auth`]), the services ([`service`]) and the
-//! serving loop ([`node`]). `main.rs` only parses arguments and calls
-//! [`cli::run`].
+//! log requests, all as gRPC over mutual TLS. The protocol itself (what is
+//! blinded, evaluated, sealed and signed) lives in `pluis-proto`; TLS and
+//! SPIFFE ids in `pluis-transport`. This crate is the node around them,
+//! one folder per part, in the direction of traffic:
+//!
+//! | folder | what it holds | may use |
+//! | --- | --- | --- |
+//! | [`server`] | [`Node`]: load, bind, serve; [`NodeState`], the one type that assembles the parts; live policy and reload; connection slots; the clock | everything below |
+//! | `service/` | the gRPC edge: the caller's identity (`auth`), every `Status` made from a domain error, refusals logged and summarised; one file per service (partner, coordinator, audit, admin) and the edge layer for what tonic refuses itself | `responder`, `requester`, `policy`, `audit`, the state |
+//! | `responder/` | the side that answers a partner: `Evaluate` and `GetTable` within policy, the epochs' OPRF keys, the labelled tables, the exchanges served | `policy`, `store`, `audit`, the state |
+//! | `requester/` | the side that asks: a coordinator's case query and screening, asking every partner at once, batching, one exchange with one partner, the partners' channels | `policy`, `audit`, the state |
+//! | `policy/` | purposes, peer policy, views; decisions return a typed denial naming its rule | nothing of the node |
+//! | `audit` | the signed exchange log: appends made durable in groups, checkpoints, receipts | `store` |
+//! | [`config`] | the TOML file in, a checked [`Config`] out | `policy` |
+//! | `store/` | the one sled database, the audit log's files, budgets, epoch seeds, the storage secrets | nothing of the node |
+//! | `ops/` | the admin socket (server and client), imports, the background pool, metrics | `store`, the state |
+//! | [`cli`] | `pluis-node`'s subcommands, one file per group, and `gen-data` | anything |
+//!
+//! The two halves of one exchange meet only in `pluis_proto::exchange`
+//! (the sans-IO steps both sides run) and on the wire. `main.rs` only
+//! parses arguments and calls [`cli::run`].
+//!
+//! Modules are private; what other crates use (the client's local
+//! consortium and demo, the end-to-end tests, the benches) is the list
+//! below.
 
-pub mod admin;
-pub mod audit;
-pub mod auth;
-pub mod background;
-pub mod batch;
+mod audit;
 pub mod cli;
-pub mod clock;
 pub mod config;
-pub mod connections;
-pub mod epochs;
-pub mod error;
-pub mod fanout;
-pub mod gendata;
-pub mod import;
-pub mod live;
-pub mod matching;
-pub mod metrics;
-pub mod node;
-pub mod peers;
-pub mod policy;
-pub mod query;
-pub mod refusals;
-pub mod reload;
-pub mod respond;
-pub mod served;
-pub mod service;
-pub mod state;
-pub mod store;
-pub mod tables;
-pub mod vault;
+mod ops;
+mod policy;
+mod requester;
+mod responder;
+pub mod server;
+mod service;
+mod store;
 
+pub use audit::{log_verifier, signer, AuditError, AuditLog};
+pub use cli::gendata;
 pub use config::Config;
-pub use node::{Node, NodeError};
-pub use pluis_transport::{error_chain, private_files, status_detail, tls};
+pub use ops::admin;
+pub use ops::import::{import, ImportOptions, Quiet};
+pub use policy::{AssessmentStep, Granularity, Purpose};
+pub use requester::exchange::{exchange_id, PEER_DEADLINE};
+pub use responder::tables::{build, flags_per_key, seal_entries, View};
+pub use server::{Node, NodeError, NodeState};
+pub use store::Store;
+
+pub(crate) use pluis_transport::{error_chain, private_files, status_detail, tls};
 
 /// Locks `mutex`, carrying on after a panic elsewhere: every value kept
 /// under a lock here is whole between statements (caches, counters).
-pub fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     match mutex.lock() {
         Ok(guard) => guard,
         Err(poisoned) => poisoned.into_inner(),

@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use pluis_client::consortium::LocalConsortium;
 use pluis_node::config::{ConfigFile, PeerFile};
-use pluis_node::tls::{self, ExpectedServer, TlsIdentity};
 use pluis_proto::pb::audit_client::AuditClient;
 use pluis_proto::pb::coordinator_client::CoordinatorClient;
 use pluis_proto::pb::partner_client::PartnerClient;
 use pluis_proto::Role;
+use pluis_transport::tls::{self, ExpectedServer, TlsIdentity};
 use tonic::transport::Channel;
 
 pub use pluis_client::demo::ORGS as DEMO_ORGS;
@@ -138,8 +138,7 @@ impl TestConsortium {
     pub fn pinned_key(&self, org: &str) -> pluis_proto::log::NoteVerifier {
         let config = pluis_node::Config::load(&self.inner.node(org).expect("org").config)
             .expect("node config");
-        pluis_node::audit::log_verifier(&config.data_dir, &self.inner.name, org)
-            .expect("the log key")
+        pluis_node::log_verifier(&config.data_dir, &self.inner.name, org).expect("the log key")
     }
 
     /// `org`'s log, exported by its auditor from the node at `url` into
@@ -334,11 +333,11 @@ pub fn wait_with_deadline(mut child: Child, deadline: Duration) -> std::process:
 /// Imports CSV rows (header `bsn,signal,registered_on,local_ref` is
 /// added) into `org`'s store, before its node runs.
 pub fn import_rows(c: &LocalConsortium, org: &str, rows: &str) {
-    use pluis_node::import::{import, ImportOptions, Quiet};
+    use pluis_node::{import, ImportOptions, Quiet};
     let config = pluis_node::Config::load(&c.node(org).expect("org").config).expect("config");
     let file = config.data_dir.with_file_name("signals.csv");
     std::fs::write(&file, format!("bsn,signal,registered_on,local_ref\n{rows}")).expect("csv");
-    let store = pluis_node::store::Store::open(&config.data_dir).expect("store");
+    let store = pluis_node::Store::open(&config.data_dir).expect("store");
     let taxonomy = pluis_node::config::load_taxonomy(None).expect("taxonomy");
     let options = ImportOptions::new(file, pluis_node::cli::today());
     import(&store, &taxonomy, &options, &Quiet).expect("import");

@@ -323,7 +323,7 @@ async fn a_node_whose_stored_log_was_altered_refuses_to_start() {
     let config = pluis_node::Config::load(&c.node("school").unwrap().config).unwrap();
     c.stop().await;
     {
-        let store = pluis_node::store::Store::open(&config.data_dir).unwrap();
+        let store = pluis_node::Store::open(&config.data_dir).unwrap();
         let (index, mut bytes) = store.audit_entries(3, 1).unwrap().remove(0);
         let last = bytes.len() - 1;
         bytes[last] ^= 0x01;

@@ -476,7 +476,7 @@ async fn silent_connection(
 ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     let identity = c.identity(org, role);
     let config = identity
-        .client_config(pluis_node::tls::ExpectedServer::AnyNode)
+        .client_config(pluis_transport::tls::ExpectedServer::AnyNode)
         .unwrap();
     let addr = c.url(node_org).trim_start_matches("https://").to_owned();
     let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
@@ -700,13 +700,13 @@ async fn a_partner_streaming_more_than_it_announced_is_abandoned_and_named() {
 fn async_stream_of(
     listener: tokio::net::TcpListener,
     acceptor: tokio_rustls::TlsAcceptor,
-) -> impl tokio_stream::Stream<Item = Result<pluis_node::tls::MtlsStream, std::io::Error>> {
+) -> impl tokio_stream::Stream<Item = Result<pluis_transport::tls::MtlsStream, std::io::Error>> {
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
             if let Ok(tls) = acceptor.accept(tcp).await {
                 if tx
-                    .send(Ok(pluis_node::tls::MtlsStream::new(tls)))
+                    .send(Ok(pluis_transport::tls::MtlsStream::new(tls)))
                     .await
                     .is_err()
                 {

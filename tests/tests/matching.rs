@@ -5,7 +5,7 @@ use std::path::Path;
 
 use pluis_client::consortium::PURPOSE;
 use pluis_node::config::ConfigFile;
-use pluis_node::policy::AssessmentStep;
+use pluis_node::AssessmentStep;
 use pluis_proto::oprf::{blind, Blinded};
 use pluis_proto::pb::partner_client::PartnerClient;
 use pluis_proto::pb::{EvaluateRequest, ExchangeContext};
@@ -300,9 +300,7 @@ async fn a_dead_partner_gives_a_partial_answer_naming_it_within_the_deadline() {
     school.stop().await.unwrap();
     let started = std::time::Instant::now();
     let response = case_query(&c, vec![subject("child 1", "bsn:111222333")]).await;
-    assert!(
-        started.elapsed() < pluis_node::matching::PEER_DEADLINE + std::time::Duration::from_secs(2)
-    );
+    assert!(started.elapsed() < pluis_node::PEER_DEADLINE + std::time::Duration::from_secs(2));
     let school = response.peers.iter().find(|p| p.org == "school").unwrap();
     assert_ne!(school.state, 1, "{school:?}");
     assert!(!school.detail.is_empty());

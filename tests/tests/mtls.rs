@@ -41,7 +41,7 @@ async fn a_client_without_a_certificate_is_refused_in_the_handshake() {
     // The call never reached gRPC: the server ended the connection in TLS
     // with an alert, so this is a transport failure, not a status that a
     // handler or the authoriser chose.
-    let detail = pluis_node::status_detail(&err);
+    let detail = pluis_transport::status_detail(&err);
     assert_eq!(err.message(), "transport error", "{detail}");
     assert!(
         detail.contains("received fatal alert: CertificateRequired"),
@@ -68,9 +68,13 @@ async fn a_certificate_from_another_ca_is_refused_in_the_handshake() {
 
     // The rogue client trusts the real CA (so it accepts the server), but
     // the server does not accept the rogue certificate.
-    let rogue_identity =
-        pluis_node::tls::TlsIdentity::load(&c.dir().join("ca.pem"), &cert, &key, Role::Coordinator)
-            .unwrap();
+    let rogue_identity = pluis_transport::tls::TlsIdentity::load(
+        &c.dir().join("ca.pem"),
+        &cert,
+        &key,
+        Role::Coordinator,
+    )
+    .unwrap();
     let err = pb::coordinator_client::CoordinatorClient::new(channel_as(
         &c.url("police"),
         &rogue_identity,
@@ -80,12 +84,12 @@ async fn a_certificate_from_another_ca_is_refused_in_the_handshake() {
     .expect_err("a certificate from another CA must be refused");
     // Same issuer name, wrong key: the server's chain check fails on the
     // signature and answers with a TLS alert.
-    let detail = pluis_node::status_detail(&err);
+    let detail = pluis_transport::status_detail(&err);
     assert_eq!(err.message(), "transport error", "{detail}");
     assert!(detail.contains("received fatal alert"), "{detail}");
 
     // And a client of the other CA does not accept the real server either.
-    let own_ca = pluis_node::tls::TlsIdentity::load(
+    let own_ca = pluis_transport::tls::TlsIdentity::load(
         &rogue.path().join("ca.pem"),
         &cert,
         &key,
@@ -96,7 +100,7 @@ async fn a_certificate_from_another_ca_is_refused_in_the_handshake() {
         .status(StatusRequest {})
         .await
         .expect_err("the real node's certificate must not satisfy another CA");
-    let detail = pluis_node::status_detail(&err);
+    let detail = pluis_transport::status_detail(&err);
     // Same issuer name, other key: the signature check is what fails.
     assert!(
         detail.contains("invalid peer certificate: BadSignature"),

@@ -497,7 +497,7 @@ async fn revoked_certificates_are_refused_after_a_reload_and_fresh_ones_work() {
         out: Some(pki.join("police/laptop")),
     })
     .unwrap();
-    let laptop = pluis_node::tls::TlsIdentity::load(
+    let laptop = pluis_transport::tls::TlsIdentity::load(
         &pki.join("ca.pem"),
         &laptop_files.cert,
         &laptop_files.key,

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Parser;
 use pluis_client::consortium::LocalConsortium;
-use pluis_node::import::{import, ImportOptions, Quiet};
+use pluis_node::{import, ImportOptions, Quiet};
 
 const NODE_FLAG: &str = "--node-process";
 
@@ -141,7 +141,7 @@ pub fn import_bsns(
     }
     out.flush()?;
     drop(out);
-    let store = pluis_node::store::Store::open(&config.data_dir)?;
+    let store = pluis_node::Store::open(&config.data_dir)?;
     let taxonomy = pluis_node::config::load_taxonomy(None)?;
     import(
         &store,

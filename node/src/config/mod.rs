@@ -75,11 +75,11 @@ pub struct Config {
     /// Where to serve Prometheus metrics over plain HTTP, if anywhere.
     pub metrics_listen: Option<SocketAddr>,
     /// How many refusals per caller are logged one by one per interval.
-    pub refusals: crate::refusals::RefusalBudget,
+    pub refusals: crate::service::refusals::RefusalBudget,
     /// Other organisations whose auditors may read this node's log.
     pub auditor_orgs: BTreeSet<String>,
     /// Timeouts and caps of connections.
-    pub connections: crate::connections::ConnectionLimits,
+    pub connections: crate::server::connections::ConnectionLimits,
     /// SHA-256 of the config file's text: the policy in force, as logged.
     pub digest: [u8; 32],
     /// The file it was read from (reloads read it again).
@@ -198,8 +198,8 @@ impl Config {
         };
         let epoch_length_secs = duration("epoch_length", &raw.epoch_length, 24 * 3600)?;
         let epoch_grace_secs = duration("epoch_grace", &raw.epoch_grace, 2 * 3600)?;
-        let refusal_defaults = crate::refusals::RefusalBudget::default();
-        let refusals = crate::refusals::RefusalBudget {
+        let refusal_defaults = crate::service::refusals::RefusalBudget::default();
+        let refusals = crate::service::refusals::RefusalBudget {
             per_interval: raw
                 .refusals_logged_per_interval
                 .unwrap_or(refusal_defaults.per_interval),
@@ -212,8 +212,8 @@ impl Config {
         if refusals.interval_secs == 0 {
             return Err(invalid("refusal_interval", "must be positive".into()));
         }
-        let connection_defaults = crate::connections::ConnectionLimits::default();
-        let connections = crate::connections::ConnectionLimits {
+        let connection_defaults = crate::server::connections::ConnectionLimits::default();
+        let connections = crate::server::connections::ConnectionLimits {
             first_request_secs: duration(
                 "first_request_timeout",
                 &raw.first_request_timeout,
@@ -280,7 +280,7 @@ impl Config {
         }
         let metrics_listen = match &raw.metrics_listen {
             None => None,
-            Some(text) => Some(crate::metrics::parse_listen(text).ok_or_else(|| {
+            Some(text) => Some(crate::ops::metrics::parse_listen(text).ok_or_else(|| {
                 invalid(
                     "metrics_listen",
                     format!("{text:?} is not HOST:PORT with an IP host, or a port (loopback)"),

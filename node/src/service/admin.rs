@@ -1,9 +1,9 @@
 //! `pluis.v1.Admin`: an operator's changes to the running node, over its
-//! admin socket ([`crate::admin`]).
+//! admin socket ([`crate::ops::admin`]).
 //!
 //! An import here is the same import as into a stopped node (same checks,
 //! same all-or-nothing, same error lines, same audit entry), run at
-//! background priority ([`crate::background`]) while the node goes on
+//! background priority ([`crate::ops::background`]) while the node goes on
 //! serving. Its new generation is staged beside the active one, the
 //! tables of every peer's view are built for it, and only then are both
 //! made visible together: a partner's exchange and a coordinator's query
@@ -21,8 +21,8 @@ use tokio::sync::mpsc;
 use tonic::transport::server::UdsConnectInfo;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::import::{ImportError, ImportOptions, Progress};
-use crate::state::NodeState;
+use crate::ops::import::{ImportError, ImportOptions, Progress};
+use crate::server::state::NodeState;
 
 /// Serves the operator's admin calls.
 #[derive(Debug)]
@@ -82,7 +82,7 @@ impl Read for StreamReader {
 }
 
 /// Counts rows for the metrics page as they are checked.
-struct Received<'a>(&'a crate::metrics::Metrics);
+struct Received<'a>(&'a crate::ops::metrics::Metrics);
 
 impl Progress for Received<'_> {
     fn rows_checked(&self, rows: u64) {
@@ -106,7 +106,7 @@ fn import_now(
 ) -> Result<pb::ImportReply, ImportError> {
     let live = state.live();
     let progress = Received(&state.metrics);
-    let mut checked = crate::import::check(
+    let mut checked = crate::ops::import::check(
         &state.store,
         &live.taxonomy,
         options,
@@ -206,7 +206,7 @@ impl pb::admin_server::Admin for AdminService {
             let state = state.clone();
             let options = options.clone();
             tokio::task::spawn_blocking(move || {
-                crate::background::run(|| import_now(&state, &options, input, &actor))
+                crate::ops::background::run(|| import_now(&state, &options, input, &actor))
             })
             .await
         };
@@ -248,7 +248,7 @@ impl pb::admin_server::Admin for AdminService {
         &self,
         _request: Request<pb::ReloadRequest>,
     ) -> Result<Response<pb::ReloadReply>, Status> {
-        let reloaded = crate::reload::reload(&self.state)
+        let reloaded = crate::server::reload::reload(&self.state)
             .await
             .map_err(|e| Status::failed_precondition(crate::error_chain(&e)))?;
         Ok(Response::new(pb::ReloadReply {
@@ -323,7 +323,7 @@ impl pb::admin_server::Admin for AdminService {
         let erased = {
             let state = state.clone();
             tokio::task::spawn_blocking(move || {
-                crate::background::run(|| {
+                crate::ops::background::run(|| {
                     let staged = match &who {
                         Who::Key(key) => state.store.stage_forget_key(key, &actor),
                         Who::LocalRef(local_ref) => {

@@ -12,7 +12,7 @@ use pluis_proto::log::merkle;
 use pluis_proto::pb;
 use tonic::{Request, Response, Status};
 
-use crate::state::NodeState;
+use crate::server::state::NodeState;
 
 /// Most entries in one `GetEntries` page.
 pub const PAGE_LIMIT: u32 = 1000;

@@ -1,14 +1,14 @@
 //! `pluis.v1.Coordinator`: a case coordinator's questions to their own
 //! node. Thin: the caller's identity from the request, and the work in
-//! [`crate::query`]; its errors become a `Status` in [`super`].
+//! [`crate::requester::query`]; its errors become a `Status` in [`super`].
 
 use std::sync::Arc;
 
 use pluis_proto::{limits, pb};
 use tonic::{Request, Response, Status};
 
-use crate::query::{self, QueryError};
-use crate::state::NodeState;
+use crate::requester::query::{self, QueryError};
+use crate::server::state::NodeState;
 
 /// Serves this organisation's coordinators.
 #[derive(Debug)]

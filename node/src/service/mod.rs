@@ -1,7 +1,7 @@
 //! The gRPC services, one file each. Handlers are thin: they check every
 //! field's bounds first ([`pluis_proto::limits`]), translate between wire
 //! types and the node's domain, and leave authorisation to
-//! [`crate::auth`], which has run before any handler is reached.
+//! [`crate::service::auth`], which has run before any handler is reached.
 //!
 //! This is the one place a domain error becomes a [`Status`], and the one
 //! place a refusal of a caller's input is logged ([`refuse_input`]). An
@@ -9,21 +9,23 @@
 //! caller gets a generic message with a reference that this node's own
 //! log has beside the full error ([`internal`]).
 
-pub mod admin;
-pub mod audit;
-pub mod coordinator;
-pub mod edge;
-pub mod partner;
+pub(crate) mod admin;
+pub(crate) mod audit;
+pub(crate) mod auth;
+pub(crate) mod coordinator;
+pub(crate) mod edge;
+pub(crate) mod partner;
+pub(crate) mod refusals;
 
 use pluis_proto::limits::FieldError;
 use pluis_proto::SpiffeId;
 use ring::rand::SecureRandom;
 use tonic::Status;
 
-use crate::query::QueryError;
-use crate::refusals::Refusal;
-use crate::respond::RespondError;
-use crate::state::NodeState;
+use crate::requester::query::QueryError;
+use crate::responder::RespondError;
+use crate::server::state::NodeState;
+use crate::service::refusals::Refusal;
 
 /// An internal failure, as the caller sees it: no paths, no store or
 /// log messages, only a reference to the line in this node's log that
@@ -64,11 +66,11 @@ impl From<QueryError> for Status {
     }
 }
 
-/// The authenticated caller of a request (put there by [`crate::auth`]).
+/// The authenticated caller of a request (put there by [`crate::service::auth`]).
 fn caller<T>(request: &tonic::Request<T>) -> Result<SpiffeId, Status> {
     request
         .extensions()
-        .get::<crate::auth::Caller>()
+        .get::<crate::service::auth::Caller>()
         .map(|c| c.0.clone())
         .ok_or_else(|| internal(&"caller identity missing after authorisation"))
 }

@@ -1,6 +1,6 @@
 //! `pluis.v1.Partner`: node-to-node matching (labelled OPRF-PSI). Thin:
 //! the caller's identity from the request, every field's bound checked
-//! before anything else, a span, and the work in [`crate::respond`]; its
+//! before anything else, a span, and the work in [`crate::responder`]; its
 //! errors become a `Status` in [`super`].
 
 use std::pin::Pin;
@@ -11,8 +11,8 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
-use crate::respond::{self, RespondError};
-use crate::state::NodeState;
+use crate::responder::{self, RespondError};
+use crate::server::state::NodeState;
 
 /// Serves other nodes' `Evaluate` and `GetTable` calls.
 #[derive(Debug)]
@@ -30,8 +30,11 @@ impl PartnerService {
     /// it; a caller's other text stays out of the log.
     fn shown_purpose(&self, purpose: &str) -> String {
         let live = self.state.live();
-        crate::metrics::Metrics::known(purpose, live.purposes().iter().map(|p| p.name.as_str()))
-            .to_owned()
+        crate::ops::metrics::Metrics::known(
+            purpose,
+            live.purposes().iter().map(|p| p.name.as_str()),
+        )
+        .to_owned()
     }
 
     /// A malformed request is a refusal, logged here; policy refusals
@@ -62,7 +65,7 @@ impl pb::partner_server::Partner for PartnerService {
         if let Err(e) = limits::evaluate(&request) {
             return Err(super::refuse_input(&self.state, &caller, CALL, &e).await);
         }
-        let (ctx, id, exchange) = respond::context(request.context.clone())?;
+        let (ctx, id, exchange) = responder::context(request.context.clone())?;
         let span = tracing::info_span!(
             "evaluate",
             %exchange,
@@ -70,7 +73,7 @@ impl pb::partner_server::Partner for PartnerService {
             purpose = %self.shown_purpose(&ctx.purpose),
             keys = request.blinded.len()
         );
-        let response = respond::evaluate(&self.state, &caller, request, &ctx, id)
+        let response = responder::evaluate(&self.state, &caller, request, &ctx, id)
             .instrument(span)
             .await;
         Ok(Response::new(self.settle(&caller, CALL, response).await?))
@@ -88,7 +91,7 @@ impl pb::partner_server::Partner for PartnerService {
         if let Err(e) = limits::get_table(&request) {
             return Err(super::refuse_input(&self.state, &caller, CALL, &e).await);
         }
-        let (ctx, id, exchange) = respond::context(request.context.clone())?;
+        let (ctx, id, exchange) = responder::context(request.context.clone())?;
         let span = tracing::info_span!(
             "get_table",
             %exchange,
@@ -96,7 +99,7 @@ impl pb::partner_server::Partner for PartnerService {
             purpose = %self.shown_purpose(&ctx.purpose),
             prefix_bits = request.prefix_bits
         );
-        let chunks = respond::table(&self.state, &caller, request, &ctx, id)
+        let chunks = responder::table(&self.state, &caller, request, &ctx, id)
             .instrument(span)
             .await;
         let chunks = self.settle(&caller, CALL, chunks).await?;

@@ -43,7 +43,7 @@ use std::sync::RwLock;
 use serde::{Deserialize, Serialize};
 use sled::transaction::TransactionError;
 
-use crate::vault::{Vault, VaultError};
+use crate::store::vault::{Vault, VaultError};
 use pluis_proto::hex;
 
 mod epochs;
@@ -52,7 +52,7 @@ mod generations;
 mod ledger;
 mod logfile;
 mod signals;
-pub use erasure::StagedRemoval;
+pub(crate) mod vault;
 use generations::{generation_of, tree_names, Generation};
 pub use generations::{CommitCounts, Import, Snapshot, Staged};
 use ledger::{replay_budget, Budgets};

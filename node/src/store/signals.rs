@@ -19,7 +19,7 @@ use super::{
     bucket_of, decode_bucket, read_u64, SignalId, Store, StoreError, SubjectEntry, META_FORGOTTEN,
     META_PURGED,
 };
-use crate::vault::IndexDigest;
+use crate::store::vault::IndexDigest;
 
 /// One stored signal about one person.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

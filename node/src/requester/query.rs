@@ -1,7 +1,7 @@
 //! A coordinator's questions to their own node: the case query (which
 //! life domains have signals for these persons, across the partnership)
 //! and bulk screening (which of our own cases reach a number of domains).
-//! Both ask every partner at once ([`crate::fanout`]), add this node's own
+//! Both ask every partner at once ([`crate::requester::fanout`]), add this node's own
 //! signals from one snapshot, apply the assessment rule, and log the
 //! question. The gRPC service ([`crate::service::coordinator`]) only
 //! translates.
@@ -16,14 +16,14 @@ use pluis_proto::pb::{self, peer_outcome::State};
 use pluis_proto::table::Flags;
 use pluis_proto::taxonomy::LifeDomain;
 
-use crate::fanout::{ask_all, gather};
-use crate::live::Live;
-use crate::matching::{exchange_id, Fetch, PEER_DEADLINE};
 use crate::policy::{Assessment, Purpose};
-use crate::tables::{add_flags, View};
+use crate::requester::exchange::{exchange_id, Fetch, PEER_DEADLINE};
+use crate::requester::fanout::{ask_all, gather};
+use crate::responder::tables::{add_flags, View};
+use crate::server::live::Live;
 use tracing::Instrument;
 
-use crate::state::NodeState;
+use crate::server::state::NodeState;
 
 /// Why a coordinator's question was not answered. Messages name the field
 /// or the rule, never a value.

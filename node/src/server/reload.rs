@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::live::Live;
-use crate::state::{NodeError, NodeState};
+use crate::server::live::Live;
+use crate::server::state::{NodeError, NodeState};
 
 /// What a reload put in force.
 #[derive(Debug, Clone)]
@@ -59,7 +59,7 @@ async fn reload_now(state: &Arc<NodeState>) -> Result<Reloaded, NodeError> {
     let prepared = {
         let state = state.clone();
         tokio::task::spawn_blocking(move || {
-            crate::background::run(|| state.prepare_tables(&state.store.snapshot(), &views))
+            crate::ops::background::run(|| state.prepare_tables(&state.store.snapshot(), &views))
         })
         .await
         .map_err(|_| NodeError::Serve("table task failed".into()))??

@@ -26,9 +26,9 @@ use tonic::transport::server::UdsConnectInfo;
 use tonic::transport::{Channel, Endpoint, Server};
 use tonic::{Request, Status};
 
-use crate::import::{ImportError, ImportOptions};
+use crate::ops::import::{ImportError, ImportOptions};
+use crate::server::state::NodeState;
 use crate::service::admin::AdminService;
-use crate::state::NodeState;
 
 /// The socket's name in the data directory.
 pub const SOCKET: &str = "admin.sock";
@@ -213,20 +213,20 @@ pub enum LiveImportError {
 const LIVE_CHUNK: usize = 256 * 1024;
 
 /// Sends the file `options` names (or standard input) to the running
-/// node for import, as [`crate::import::import`] would into a stopped one;
+/// node for import, as [`crate::ops::import::import`] would into a stopped one;
 /// returns what the node did. A file that cannot be read to its end is
 /// never imported in part: the stream ends without its last mark.
 pub async fn import(
     admin: &mut AdminClient<Channel>,
     options: &ImportOptions,
 ) -> Result<pb::ImportReply, LiveImportError> {
-    let mut input = crate::import::open_input(options)?;
+    let mut input = crate::ops::import::open_input(options)?;
     let source = options.path.display().to_string();
     let rejects = if options.skip_invalid {
         let file = options
             .rejects
             .clone()
-            .unwrap_or_else(|| crate::import::default_rejects(options));
+            .unwrap_or_else(|| crate::ops::import::default_rejects(options));
         std::path::absolute(&file)
             .map_err(|error| ImportError::Rejects {
                 path: file.clone(),

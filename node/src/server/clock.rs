@@ -1,6 +1,6 @@
 //! The node's clock: the time and today's date (UTC) come from here, never
 //! from the system clock directly, so that the serving node reads one
-//! clock ([`crate::state::NodeState::clock`]) that a test can set.
+//! clock ([`crate::server::state::NodeState::clock`]) that a test can set.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

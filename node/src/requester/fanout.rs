@@ -2,8 +2,8 @@
 //! partner on a task of its own under its own deadline, so that a dead
 //! partner gives a partial answer that names it. Case queries
 //! ([`Fetch::Buckets`]) ride on the next exchange with each partner,
-//! merged with others ([`crate::batch`]); bulk screening
-//! ([`Fetch::Whole`]) asks each partner on its own ([`crate::matching`]).
+//! merged with others ([`crate::requester::batch`]); bulk screening
+//! ([`Fetch::Whole`]) asks each partner on its own ([`crate::requester::exchange`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,10 +12,10 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 
 use crate::audit::AuditLog;
-use crate::batch::Batches;
-use crate::matching::{ask_peer, Asker, Fetch, PeerAnswer};
-use crate::peers::Peers;
 use crate::policy::Purpose;
+use crate::requester::batch::Batches;
+use crate::requester::exchange::{ask_peer, Asker, Fetch, PeerAnswer};
+use crate::requester::peers::Peers;
 
 /// The partners to ask, and where case queries to each wait their turn.
 #[derive(Debug, Clone, Copy)]
@@ -45,7 +45,9 @@ pub fn ask_all(
         asks.spawn(async move {
             let asker = Asker { peer, audit };
             match fetch {
-                Fetch::Buckets => crate::batch::ask(asker, batches, &purpose, keys, deadline).await,
+                Fetch::Buckets => {
+                    crate::requester::batch::ask(asker, batches, &purpose, keys, deadline).await
+                }
                 Fetch::Whole => {
                     ask_peer(
                         asker,

@@ -27,8 +27,8 @@ use pluis_proto::table::Flags;
 use tokio::sync::oneshot;
 
 use crate::lock;
-use crate::matching::{ask_peer, Asker, Fetch, PeerAnswer};
 use crate::policy::Purpose;
+use crate::requester::exchange::{ask_peer, Asker, Fetch, PeerAnswer};
 
 /// The waiting case queries to one partner, per purpose and legal basis.
 #[derive(Clone, Default)]

@@ -23,18 +23,18 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
 
 use crate::audit::{AuditError, AuditLog};
-use crate::auth::{Audience, Authorizer};
 use crate::config::Config;
-use crate::epochs::Epochs;
-use crate::live::Live;
-use crate::metrics::Metrics;
+use crate::ops::metrics::Metrics;
+use crate::responder::epochs::Epochs;
+use crate::responder::tables::Tables;
+use crate::server::live::Live;
+use crate::server::state::refusal_reporter;
+pub use crate::server::state::{NodeError, NodeState};
 use crate::service::audit::AuditService;
+use crate::service::auth::{Audience, Authorizer};
 use crate::service::coordinator::CoordinatorService;
 use crate::service::partner::PartnerService;
-use crate::state::refusal_reporter;
-pub use crate::state::{NodeError, NodeState};
 use crate::store::Store;
-use crate::tables::Tables;
 use crate::tls::MtlsStream;
 
 /// The largest request each service decodes: a partner's `Evaluate` of
@@ -55,7 +55,7 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(3600);
 pub struct Node {
     state: Arc<NodeState>,
     metrics_listener: Option<TcpListener>,
-    admin_socket: Option<crate::admin::BoundSocket>,
+    admin_socket: Option<crate::ops::admin::BoundSocket>,
     #[cfg(unix)]
     hangups: Option<tokio::signal::unix::Signal>,
 }
@@ -85,12 +85,12 @@ impl Node {
             store,
             exchanges: AtomicU64::new(0),
             denials: AtomicU64::new(0),
-            refusals: crate::refusals::Refusals::new(config.refusals),
-            served: crate::served::ServedExchanges::default(),
+            refusals: crate::service::refusals::Refusals::new(config.refusals),
+            served: crate::responder::served::ServedExchanges::default(),
             connections: Arc::default(),
             audit,
             metrics,
-            clock: crate::clock::Clock::System,
+            clock: crate::server::clock::Clock::System,
             operations: tokio::sync::Mutex::new(()),
             live: RwLock::new(Arc::new(live)),
         });
@@ -128,7 +128,7 @@ impl Node {
     /// Binds the admin socket in the data directory, unless bound.
     fn bind_admin(&mut self) {
         if self.admin_socket.is_none() {
-            self.admin_socket = crate::admin::bind(&self.state.live().config.data_dir);
+            self.admin_socket = crate::ops::admin::bind(&self.state.live().config.data_dir);
         }
     }
 
@@ -196,11 +196,11 @@ impl Node {
         let admin = self
             .admin_socket
             .take()
-            .map(|socket| crate::admin::serve(state.clone(), socket));
+            .map(|socket| crate::ops::admin::serve(state.clone(), socket));
         if let Some(listener) = self.metrics_listener.take() {
             let page_state = state.clone();
             let page = Arc::new(move || page_state.metrics.render(&page_state.gauges()));
-            tasks.spawn(crate::metrics::serve(listener, page));
+            tasks.spawn(crate::ops::metrics::serve(listener, page));
         }
         #[cfg(unix)]
         if let Some(hangups) = self.hangups.take() {
@@ -271,7 +271,7 @@ impl Node {
 
 /// Whether a caller's certificate is revoked by the CRLs in force now
 /// (connections made before a reload are checked on every call).
-fn revocation_check(state: &Arc<NodeState>) -> crate::auth::RevocationCheck {
+fn revocation_check(state: &Arc<NodeState>) -> crate::service::auth::RevocationCheck {
     let state = Arc::downgrade(state);
     Arc::new(move |serial| {
         let Some(state) = state.upgrade() else {
@@ -282,7 +282,7 @@ fn revocation_check(state: &Arc<NodeState>) -> crate::auth::RevocationCheck {
 }
 
 /// Whether the config in force lets auditors of `org` read this log.
-fn other_auditors(state: &Arc<NodeState>) -> crate::auth::AuditorCheck {
+fn other_auditors(state: &Arc<NodeState>) -> crate::service::auth::AuditorCheck {
     let state = Arc::downgrade(state);
     Arc::new(move |org| {
         state
@@ -294,7 +294,7 @@ fn other_auditors(state: &Arc<NodeState>) -> crate::auth::AuditorCheck {
 /// Logs (and counts) every call the authoriser refuses. The entry is
 /// appended at once and made durable on a task of its own: an interceptor
 /// cannot wait.
-fn refusal_log(state: &Arc<NodeState>) -> crate::auth::OnRefused {
+fn refusal_log(state: &Arc<NodeState>) -> crate::service::auth::OnRefused {
     let state = Arc::downgrade(state);
     Arc::new(move |refusal| {
         let Some(state) = state.upgrade() else {
@@ -320,7 +320,7 @@ async fn reload_on_hangup(state: Arc<NodeState>, mut hangups: tokio::signal::uni
     while hangups.recv().await.is_some() {
         tracing::info!("SIGHUP: reloading the config");
         // The outcome is logged (and counted) by reload itself.
-        let _ = crate::reload::reload(&state).await;
+        let _ = crate::server::reload::reload(&state).await;
     }
 }
 
@@ -382,7 +382,7 @@ async fn tables_ahead(state: Arc<NodeState>) {
         }
         let state_ = state.clone();
         let built = tokio::task::spawn_blocking(move || {
-            crate::background::run(|| tables_for(&state_, now + to_change))
+            crate::ops::background::run(|| tables_for(&state_, now + to_change))
         })
         .await;
         match built {
@@ -407,7 +407,7 @@ fn tables_for(state: &NodeState, at: u64) -> Result<(), String> {
     } else {
         state.epochs.key(0, now).map_err(|e| e.to_string())?
     };
-    let day = crate::clock::Clock::Fixed(at).today();
+    let day = crate::server::clock::Clock::Fixed(at).today();
     let started = Instant::now();
     let views = state.live().views();
     for view in &views {
@@ -448,7 +448,7 @@ type Accepted = Result<MtlsStream, std::io::Error>;
 /// refusal logged, the connection closed).
 async fn admit(state: &Arc<NodeState>, stream: MtlsStream) -> Option<MtlsStream> {
     let limits = state.live().config.connections;
-    let identity = crate::refusals::actor_of(Some(stream.peer()));
+    let identity = crate::service::refusals::actor_of(Some(stream.peer()));
     match state.connections.admit(&identity, limits) {
         Ok(slot) => Some(stream.with_limits(
             Duration::from_secs(limits.first_request_secs),
@@ -456,7 +456,7 @@ async fn admit(state: &Arc<NodeState>, stream: MtlsStream) -> Option<MtlsStream>
             Box::new(slot),
         )),
         Err(full) => {
-            let refusal = crate::refusals::Refusal {
+            let refusal = crate::service::refusals::Refusal {
                 actor: identity,
                 call: "connection",
                 rule: "connections",

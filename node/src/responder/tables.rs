@@ -216,7 +216,7 @@ pub struct Tables {
     dir: Option<PathBuf>,
     cache: Mutex<HashMap<TableId, Arc<LabelledTable>>>,
     building: Mutex<()>,
-    metrics: Option<Arc<crate::metrics::Metrics>>,
+    metrics: Option<Arc<crate::ops::metrics::Metrics>>,
 }
 
 /// Tables made for a revision not yet visible, to install with it.
@@ -240,7 +240,7 @@ impl Tables {
     }
 
     /// Times every build into `metrics`.
-    pub fn with_build_timer(mut self, metrics: Arc<crate::metrics::Metrics>) -> Tables {
+    pub fn with_build_timer(mut self, metrics: Arc<crate::ops::metrics::Metrics>) -> Tables {
         self.metrics = Some(metrics);
         self
     }

@@ -1,7 +1,7 @@
 //! Refusals after the TLS handshake: each one a bounded audit entry and a
 //! metric, and a flood of them a summary.
 //!
-//! Whatever refuses a call — authorisation in [`crate::auth`], a field out
+//! Whatever refuses a call — authorisation in [`crate::service::auth`], a field out
 //! of its bounds ([`pluis_proto::limits`]), a policy rule — hands a
 //! [`Refusal`] to [`Refusals::record`]. The entry it writes holds the rule,
 //! the caller's SPIFFE id (from its certificate), the call, and the sizes
@@ -23,7 +23,7 @@ use pluis_proto::limits::FieldError;
 use pluis_proto::pb::{self, audit_entry::Kind};
 
 use crate::audit::AuditLog;
-use crate::metrics::Metrics;
+use crate::ops::metrics::Metrics;
 
 /// Callers whose refusals are tracked one by one at once.
 pub const MAX_CALLERS: usize = 1024;

@@ -9,12 +9,12 @@ use std::time::Instant;
 use pluis_proto::SpiffeId;
 
 use crate::audit::AuditLog;
-use crate::epochs::Epochs;
-pub use crate::error::NodeError;
-use crate::live::Live;
-use crate::metrics::Metrics;
+use crate::ops::metrics::Metrics;
+use crate::responder::epochs::Epochs;
+use crate::responder::tables::{Prepared, Tables, View};
+pub use crate::server::error::NodeError;
+use crate::server::live::Live;
 use crate::store::Store;
-use crate::tables::{Prepared, Tables, View};
 use crate::tls::{OnRefusal, Refusal};
 
 /// What the services share.
@@ -36,17 +36,17 @@ pub struct NodeState {
     /// Calls refused since start (authorisation, input, policy).
     pub denials: AtomicU64,
     /// Refusals after the handshake, per caller and interval.
-    pub refusals: crate::refusals::Refusals,
+    pub refusals: crate::service::refusals::Refusals,
     /// Open connections, in all and per identity.
-    pub connections: Arc<crate::connections::Connections>,
+    pub connections: Arc<crate::server::connections::Connections>,
     /// The exchanges this node evaluated, which table calls must belong to.
-    pub served: crate::served::ServedExchanges,
+    pub served: crate::responder::served::ServedExchanges,
     /// The signed exchange log.
     pub audit: Arc<AuditLog>,
     /// Counters for the metrics endpoint.
     pub metrics: Arc<Metrics>,
     /// Where the time and today's date come from.
-    pub clock: crate::clock::Clock,
+    pub clock: crate::server::clock::Clock,
     /// One operator's change at a time (import, erasure, reload), so that
     /// each prepares its tables for the policy and signals the others
     /// leave in force.
@@ -77,7 +77,7 @@ impl NodeState {
     /// Logs a refused call (one bounded entry, or a count towards the
     /// caller's summary) and counts it; returns whether an entry was
     /// appended (not yet durable).
-    pub fn record_refusal(&self, refusal: &crate::refusals::Refusal) -> bool {
+    pub fn record_refusal(&self, refusal: &crate::service::refusals::Refusal) -> bool {
         self.denials
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.refusals
@@ -85,7 +85,7 @@ impl NodeState {
     }
 
     /// [`NodeState::record_refusal`], then waits until the entry is durable.
-    pub async fn refuse(&self, refusal: crate::refusals::Refusal) {
+    pub async fn refuse(&self, refusal: crate::service::refusals::Refusal) {
         if self.record_refusal(&refusal) {
             if let Err(e) = self.audit.durable().await {
                 tracing::error!(error = %e, "could not make a refusal's entry durable");
@@ -163,10 +163,10 @@ impl NodeState {
     }
 
     /// The gauges of the metrics page, read now.
-    pub fn gauges(&self) -> crate::metrics::Gauges {
+    pub fn gauges(&self) -> crate::ops::metrics::Gauges {
         let live = self.live();
         let day = self.clock.today().to_julian_day();
-        crate::metrics::Gauges {
+        crate::ops::metrics::Gauges {
             budgets: live
                 .policies
                 .iter()

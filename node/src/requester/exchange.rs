@@ -6,8 +6,8 @@
 //! every call is logged with the partner's receipt. The whole exchange
 //! runs under one deadline, so a slow or dead partner gives a partial
 //! answer, never a hang. Asking every partner at once, and merging case
-//! queries into shared exchanges, is [`crate::fanout`] and
-//! [`crate::batch`], which call in here.
+//! queries into shared exchanges, is [`crate::requester::fanout`] and
+//! [`crate::requester::batch`], which call in here.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +23,7 @@ use tonic::transport::Channel;
 use tonic::Code;
 
 use crate::audit::AuditLog;
-use crate::peers::Peer;
+use crate::requester::peers::Peer;
 
 /// How long one partner may take for a whole exchange.
 pub const PEER_DEADLINE: Duration = Duration::from_secs(5);

@@ -7,7 +7,7 @@ use pluis_proto::SpiffeId;
 
 use crate::audit::AuditError;
 use crate::config::ConfigError;
-use crate::epochs::EpochError;
+use crate::responder::epochs::EpochError;
 use crate::store::StoreError;
 use crate::tls::TlsError;
 

@@ -21,14 +21,14 @@ use pluis_proto::SpiffeId;
 use rayon::prelude::*;
 
 use crate::audit::AuditError;
-use crate::epochs::EpochError;
-use crate::live::Live;
-use crate::metrics::{Metrics, Outcome};
+use crate::ops::metrics::{Metrics, Outcome};
 use crate::policy::{decide_evaluate, decide_table, Ask};
-use crate::refusals::Refusal;
-use crate::served::{ExchangeOf, Unserved};
-use crate::state::NodeState;
-use crate::tables::View;
+use crate::responder::epochs::EpochError;
+use crate::responder::served::{ExchangeOf, Unserved};
+use crate::responder::tables::View;
+use crate::server::live::Live;
+use crate::server::state::NodeState;
+use crate::service::refusals::Refusal;
 
 /// Table entries per streamed chunk: about 0.5 MiB, well under gRPC's
 /// 4 MiB message limit.
@@ -120,7 +120,7 @@ impl<'a> Call<'a> {
     }
 
     /// The key of the epoch asked for (0: the current one), and the
-    /// exchange as [`crate::served`] knows it; an epoch not served is a
+    /// exchange as [`crate::responder::served`] knows it; an epoch not served is a
     /// refusal, logged.
     async fn epoch<'p>(
         &'p self,
@@ -375,7 +375,7 @@ fn prefixes(request: &pb::GetTableRequest) -> Result<Vec<Prefix>, RespondError> 
 
 /// Answers a partner's `GetTable`: the chunks to stream. Only inside an
 /// exchange whose keys this node evaluated, for no more buckets than its
-/// keys ([`crate::served`]).
+/// keys ([`crate::responder::served`]).
 pub async fn table(
     state: &std::sync::Arc<NodeState>,
     caller: &SpiffeId,

@@ -11,7 +11,7 @@
 //!
 //! What a running node cannot change — its identity, listen address,
 //! data directory, epochs, metrics address — a reload refuses, naming the
-//! key ([`Config::check_reload`]); the reload itself is [`crate::reload`].
+//! key ([`Config::check_reload`]); the reload itself is [`crate::server::reload`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -22,13 +22,13 @@ use pluis_proto::Role;
 use tokio_rustls::TlsAcceptor;
 
 use crate::audit::AuditLog;
-use crate::batch::Batches;
 use crate::config::{load_taxonomy, Config};
-use crate::error::NodeError;
-use crate::fanout::Partners;
-use crate::peers::Peers;
 use crate::policy::{Assessment, PeerPolicy, Purpose};
-use crate::tables::View;
+use crate::requester::batch::Batches;
+use crate::requester::fanout::Partners;
+use crate::requester::peers::Peers;
+use crate::responder::tables::View;
+use crate::server::error::NodeError;
 use crate::tls::{OnRefusal, TlsIdentity};
 
 /// A node's policy, peers and TLS material, as one config file gives them.

@@ -42,11 +42,6 @@ pub struct Epochs {
     keys: Mutex<BTreeMap<u64, Arc<EpochKey>>>,
 }
 
-/// Seconds since the Unix epoch, by the system clock.
-pub fn now_secs() -> u64 {
-    crate::clock::Clock::System.now_secs()
-}
-
 impl Epochs {
     /// Epochs of `length_secs` (at least 1), the previous one kept for
     /// `grace_secs`.

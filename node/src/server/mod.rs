@@ -1,0 +1,23 @@
+//! The serving node: what assembles the parts into one process.
+//!
+//! - [`node`]: [`Node`] — load and check everything, bind, then serve; the
+//!   router of the three network services and the accept loop.
+//! - [`state`]: [`NodeState`], what every service shares (store, log,
+//!   tables, epochs, clock, metrics, the live policy). It is the one type
+//!   every other folder may see: the node is assembled here.
+//! - [`live`] and [`reload`]: the part that changes while serving (policy,
+//!   peers, TLS material, CRLs) and how a reload swaps it in one step.
+//! - [`connections`]: connection slots per identity and in all.
+//! - [`clock`]: the one clock every timestamp reads; a test sets it.
+//! - [`error`]: why a node could not start, serve or reload.
+
+pub(crate) mod clock;
+pub(crate) mod connections;
+pub(crate) mod error;
+pub(crate) mod live;
+mod node;
+pub(crate) mod reload;
+pub(crate) mod state;
+
+pub use node::Node;
+pub use state::{NodeError, NodeState};
