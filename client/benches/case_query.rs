@@ -21,8 +21,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use std::time::{Duration, Instant};
 
-use pluis_client::consortium::{LocalConsortium, PURPOSE};
-use pluis_client::matching::{query, subjects_from_args};
+use pluis_client::coordinator::matching::{query, subjects_from_args};
+use pluis_client::dev::consortium::{LocalConsortium, PURPOSE};
 use pluis_node::config::load_taxonomy;
 use pluis_node::gendata::{generate, person, GenOptions};
 use pluis_node::{import, ImportOptions, Quiet};

@@ -18,7 +18,7 @@ mod support;
 
 use std::time::Instant;
 
-use pluis_client::consortium::{LocalConsortium, PURPOSE};
+use pluis_client::dev::consortium::{LocalConsortium, PURPOSE};
 use pluis_proto::oprf::{blind, EpochKey};
 use pluis_proto::pb;
 use pluis_proto::Role;
@@ -71,7 +71,8 @@ async fn bench() -> anyhow::Result<()> {
     };
     let screen = || async {
         let started = Instant::now();
-        let response = pluis_client::screen::run(&url, &coordinator, PURPOSE, 2).await?;
+        let response =
+            pluis_client::coordinator::screen::run(&url, &coordinator, PURPOSE, 2).await?;
         let took = started.elapsed().as_secs_f64();
         if response.hits.len() != overlap || response.peers.iter().any(|p| p.state != 1) {
             anyhow::bail!(
@@ -134,7 +135,7 @@ async fn bench() -> anyhow::Result<()> {
                 context: Some(pb::ExchangeContext {
                     exchange_id: pluis_node::exchange_id().to_vec(),
                     purpose: PURPOSE.into(),
-                    legal_basis: pluis_client::consortium::LEGAL_BASIS.into(),
+                    legal_basis: pluis_client::dev::consortium::LEGAL_BASIS.into(),
                 }),
                 epoch: 0,
                 blinded: batch.clone(),

@@ -23,7 +23,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use pluis_client::consortium::{LocalConsortium, PURPOSE};
+use pluis_client::dev::consortium::{LocalConsortium, PURPOSE};
 use pluis_proto::Role;
 use support::{allow_bulk, bsns, import_bsns, run_node_if_asked, NodeProcess};
 
@@ -104,7 +104,7 @@ async fn bench() -> anyhow::Result<()> {
         .iter()
         .map(|org| NodeProcess::start(org, &consortium.node(org)?.config))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let response = pluis_client::screen::run(&url, &coordinator, PURPOSE, 2).await?;
+    let response = pluis_client::coordinator::screen::run(&url, &coordinator, PURPOSE, 2).await?;
     let pluis = started.elapsed().as_secs_f64();
     for node in nodes {
         node.stop()?;

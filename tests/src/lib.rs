@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pluis_client::consortium::LocalConsortium;
+use pluis_client::dev::consortium::LocalConsortium;
 use pluis_node::config::{ConfigFile, PeerFile};
 use pluis_proto::pb::audit_client::AuditClient;
 use pluis_proto::pb::coordinator_client::CoordinatorClient;
@@ -18,7 +18,7 @@ use pluis_proto::Role;
 use pluis_transport::tls::{self, ExpectedServer, TlsIdentity};
 use tonic::transport::Channel;
 
-pub use pluis_client::demo::ORGS as DEMO_ORGS;
+pub use pluis_client::dev::demo::ORGS as DEMO_ORGS;
 
 /// A test's consortium: dev PKI, configs and data in a temporary
 /// directory of its own, so that tests run in parallel. Made with
@@ -151,11 +151,11 @@ impl TestConsortium {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos())
         ));
-        pluis_client::audit::export(url, &auditor, &out)
+        pluis_client::auditor::export(url, &auditor, &out)
             .await
             .expect("the log exports");
-        let bundle = pluis_client::audit::read_bundle(&out).expect("the bundle reads");
-        pluis_client::audit::verify(&bundle, Some(&self.pinned_key(org).to_string()))
+        let bundle = pluis_client::auditor::read_bundle(&out).expect("the bundle reads");
+        pluis_client::auditor::verify(&bundle, Some(&self.pinned_key(org).to_string()))
             .expect("the log verifies against the pinned key")
             .entries
     }
@@ -175,7 +175,7 @@ impl TestConsortium {
             .config;
         let copy = original.with_file_name(name);
         std::fs::copy(original, &copy).expect("config copied");
-        pluis_client::consortium::edit_config_file(&copy, edit).expect("config edited");
+        pluis_client::dev::consortium::edit_config_file(&copy, edit).expect("config edited");
         copy
     }
 

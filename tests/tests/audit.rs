@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use pluis_client::audit::{self, Bundle};
-use pluis_client::consortium::{LEGAL_BASIS, PURPOSE};
+use pluis_client::auditor::{self as audit, Bundle};
+use pluis_client::dev::consortium::{LEGAL_BASIS, PURPOSE};
 use pluis_proto::log::NoteVerifier;
 use pluis_proto::pb::audit_entry::Kind;
 use pluis_proto::pb::partner_client::PartnerClient;
@@ -44,11 +44,11 @@ async fn consortium() -> TestConsortium {
 
 async fn case_query(c: &TestConsortium) {
     let coordinator = c.identity("police", Role::Coordinator);
-    let subjects = pluis_client::matching::subjects_from_args(&[
+    let subjects = pluis_client::coordinator::matching::subjects_from_args(&[
         "bsn:111222333".into(),
         "bsn:123456782;nd:Jansen,J,2012-03-04".into(),
     ]);
-    let answer = pluis_client::matching::query(
+    let answer = pluis_client::coordinator::matching::query(
         &c.node("police").unwrap().url,
         &coordinator,
         PURPOSE,

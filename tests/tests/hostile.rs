@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use pluis_client::consortium::{LEGAL_BASIS, PURPOSE};
+use pluis_client::dev::consortium::{LEGAL_BASIS, PURPOSE};
 use pluis_node::config::ConfigFile;
 use pluis_proto::oprf::blind;
 use pluis_proto::pb::audit_entry::Kind;

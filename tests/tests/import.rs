@@ -12,7 +12,7 @@ const DEADLINE: Duration = Duration::from_secs(120);
 
 /// A one-org node directory: dev PKI and config; returns the config path.
 fn node_dir(dir: &Path) -> PathBuf {
-    pluis_client::certs::init(&pluis_client::certs::InitOptions {
+    pluis_client::dev::certs::init(&pluis_client::dev::certs::InitOptions {
         out: dir.join("pki"),
         consortium: "imports".into(),
         orgs: vec!["police".into()],
@@ -20,7 +20,8 @@ fn node_dir(dir: &Path) -> PathBuf {
     })
     .unwrap();
     let config = dir.join("pki/police/node.toml");
-    let text = pluis_client::consortium::node_config("police", "127.0.0.1:0".parse().unwrap(), &[]);
+    let text =
+        pluis_client::dev::consortium::node_config("police", "127.0.0.1:0".parse().unwrap(), &[]);
     std::fs::write(&config, text).unwrap();
     config
 }

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use pluis_client::consortium::PURPOSE;
+use pluis_client::dev::consortium::PURPOSE;
 use pluis_proto::Role;
 use pluis_tests::{any_port, run_to_end, NodeProcess, TestConsortium};
 
@@ -105,11 +105,11 @@ async fn a_nodes_log_holds_no_personal_data() {
         })
         .collect();
     let coordinator = c.identity("police", Role::Coordinator);
-    let answer = pluis_client::matching::query(
+    let answer = pluis_client::coordinator::matching::query(
         &node.url,
         &coordinator,
         PURPOSE,
-        pluis_client::matching::subjects_from_args(&subjects),
+        pluis_client::coordinator::matching::subjects_from_args(&subjects),
     )
     .await
     .unwrap();

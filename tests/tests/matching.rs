@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use pluis_client::consortium::PURPOSE;
+use pluis_client::dev::consortium::PURPOSE;
 use pluis_node::config::ConfigFile;
 use pluis_node::AssessmentStep;
 use pluis_proto::oprf::{blind, Blinded};
@@ -393,7 +393,7 @@ async fn nothing_a_responder_sends_holds_an_identifier_or_a_reference() {
 async fn the_coordinators_json_follows_the_documented_schema() {
     let mut c = family_consortium("family", |_| ()).await;
     let response = case_query(&c, vec![subject("child 1", "bsn:111222333")]).await;
-    let json = pluis_client::matching::to_json(PURPOSE, &response);
+    let json = pluis_client::coordinator::matching::to_json(PURPOSE, &response);
     assert_eq!(json["purpose"], PURPOSE);
     assert_eq!(json["subjects"][0]["label"], "child 1");
     assert_eq!(json["subjects"][0]["domain_count"], 2);
@@ -405,7 +405,7 @@ async fn the_coordinators_json_follows_the_documented_schema() {
     assert!(partners.iter().all(|p| p["state"] == "answered"
         && p["exchange_id"].as_str().unwrap().len() == 32
         && p["table_size"].as_u64().unwrap() >= 1));
-    let text = pluis_client::matching::render(&response);
+    let text = pluis_client::coordinator::matching::render(&response);
     assert!(text.contains("partners answered: 3 of 3"), "{text}");
     c.stop().await;
 }
@@ -499,7 +499,7 @@ async fn bulk_screening_lists_own_cases_that_reach_the_threshold() {
     let mut c = setup.start().await;
     let coordinator = c.identity("police", Role::Coordinator);
     let url = c.node("police").unwrap().url.clone();
-    let response = pluis_client::screen::run(&url, &coordinator, PURPOSE, 3)
+    let response = pluis_client::coordinator::screen::run(&url, &coordinator, PURPOSE, 3)
         .await
         .unwrap();
     assert_eq!(response.keys_screened, 2);
@@ -516,7 +516,7 @@ async fn bulk_screening_lists_own_cases_that_reach_the_threshold() {
     assert_eq!(sizes, [1, 1, 1], "healthcare, municipality, school");
 
     // Again: every partner's whole table is reused, not fetched.
-    let all = pluis_client::screen::run(&url, &coordinator, PURPOSE, 1)
+    let all = pluis_client::coordinator::screen::run(&url, &coordinator, PURPOSE, 1)
         .await
         .unwrap();
     assert_eq!(all.hits.len(), 2);
@@ -529,7 +529,7 @@ async fn bulk_screening_lists_own_cases_that_reach_the_threshold() {
     // A partner restarted serves the very table it stored (same digest),
     // so the cached copy still holds.
     c.restart("school").await.unwrap();
-    let after = pluis_client::screen::run(&url, &coordinator, PURPOSE, 3)
+    let after = pluis_client::coordinator::screen::run(&url, &coordinator, PURPOSE, 3)
         .await
         .unwrap();
     assert_eq!(after.hits.len(), 1);
@@ -546,7 +546,7 @@ async fn bulk_screening_is_denied_where_whole_tables_are_not_allowed() {
     let mut c = family_consortium("family", |_| ()).await;
     let coordinator = c.identity("police", Role::Coordinator);
     let url = c.node("police").unwrap().url.clone();
-    let response = pluis_client::screen::run(&url, &coordinator, PURPOSE, 3)
+    let response = pluis_client::coordinator::screen::run(&url, &coordinator, PURPOSE, 3)
         .await
         .unwrap();
     assert!(
@@ -591,7 +591,7 @@ async fn a_screening_with_more_hits_than_one_message_holds_comes_in_pages() {
         .await;
     let coordinator = c.identity("police", Role::Coordinator);
     let url = c.node("police").unwrap().url.clone();
-    let response = pluis_client::screen::run(&url, &coordinator, PURPOSE, 2)
+    let response = pluis_client::coordinator::screen::run(&url, &coordinator, PURPOSE, 2)
         .await
         .unwrap();
     assert_eq!(response.keys_screened, 90_000);

@@ -10,8 +10,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pluis_client::consortium::PURPOSE;
-use pluis_client::matching::{query, subjects_from_args};
+use pluis_client::coordinator::matching::{query, subjects_from_args};
+use pluis_client::dev::consortium::PURPOSE;
 use pluis_proto::pb::audit_entry::Kind;
 use pluis_proto::pb::peer_outcome::State;
 use pluis_proto::pb::MatchResponse;

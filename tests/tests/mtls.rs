@@ -56,7 +56,7 @@ async fn a_certificate_from_another_ca_is_refused_in_the_handshake() {
     // A second consortium with the very same name and org names, but its
     // own CA: only the CA signature can tell them apart.
     let rogue = tempfile::tempdir().unwrap();
-    pluis_client::certs::init(&pluis_client::certs::InitOptions {
+    pluis_client::dev::certs::init(&pluis_client::dev::certs::InitOptions {
         out: rogue.path().to_owned(),
         consortium: "realca".into(),
         orgs: vec!["police".into()],
@@ -64,7 +64,7 @@ async fn a_certificate_from_another_ca_is_refused_in_the_handshake() {
     })
     .unwrap();
     let (cert, key) =
-        pluis_client::certs::identity_paths(rogue.path(), "police", Role::Coordinator);
+        pluis_client::dev::certs::identity_paths(rogue.path(), "police", Role::Coordinator);
 
     // The rogue client trusts the real CA (so it accepts the server), but
     // the server does not accept the rogue certificate.

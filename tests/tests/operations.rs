@@ -12,9 +12,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pluis_client::certs::{self, IssueOptions, Reason, RevokeOptions};
-use pluis_client::consortium::PURPOSE;
-use pluis_client::matching::{query, subjects_from_args};
+use pluis_client::coordinator::matching::{query, subjects_from_args};
+use pluis_client::dev::certs::{self, IssueOptions, Reason, RevokeOptions};
+use pluis_client::dev::consortium::PURPOSE;
 use pluis_node::config::ConfigFile;
 use pluis_proto::pb::audit_entry::Kind;
 use pluis_proto::pb::peer_outcome::State;

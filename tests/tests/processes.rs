@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use pluis_client::consortium::{node_config, node_config_file, PeerEntry};
+use pluis_client::dev::consortium::{node_config, node_config_file, PeerEntry};
 use pluis_proto::Role;
 use pluis_tests::{run_to_end, NodeProcess, TestConsortium};
 
@@ -20,7 +20,7 @@ fn serve(config: &Path) -> (bool, String) {
 }
 
 fn write_certs(dir: &Path, consortium: &str, orgs: &[&str]) {
-    pluis_client::certs::init(&pluis_client::certs::InitOptions {
+    pluis_client::dev::certs::init(&pluis_client::dev::certs::InitOptions {
         out: dir.to_owned(),
         consortium: consortium.into(),
         orgs: orgs.iter().map(|o| o.to_string()).collect(),
@@ -118,7 +118,7 @@ async fn a_node_process_serves_on_the_port_it_reports_and_stops_cleanly_on_sigte
     assert!(!node.url.ends_with(":0"), "{}", node.url);
 
     let identity = c.identity("police", Role::Coordinator);
-    let status = pluis_client::status::fetch(&node.url, &identity)
+    let status = pluis_client::coordinator::status::fetch(&node.url, &identity)
         .await
         .unwrap();
     assert_eq!(status.org, "police");
@@ -160,7 +160,7 @@ async fn a_peer_url_that_leads_to_another_orgs_node_is_not_trusted() {
     let mut node = NodeProcess::spawn(Path::new(NODE), &config);
 
     let identity = c.identity("police", Role::Coordinator);
-    let status = pluis_client::status::fetch(&node.url, &identity)
+    let status = pluis_client::coordinator::status::fetch(&node.url, &identity)
         .await
         .unwrap();
     let school = status.peers.iter().find(|p| p.org == "school").unwrap();
@@ -299,7 +299,7 @@ fn the_demo_runs_from_start_to_end() {
     for org in pluis_tests::DEMO_ORGS {
         let path = kept.join("audit").join(format!("{org}.jsonl"));
         haystack.push_str(&std::fs::read_to_string(&path).unwrap());
-        let bundle = pluis_client::audit::read_bundle(&path).unwrap();
+        let bundle = pluis_client::auditor::read_bundle(&path).unwrap();
         for (_, entry) in bundle.entries {
             haystack.push('\n');
             haystack.push_str(&String::from_utf8_lossy(&entry));

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use pluis_client::consortium::LocalConsortium;
+use pluis_client::dev::consortium::LocalConsortium;
 use pluis_node::{import, ImportOptions, Quiet};
 
 const NODE_FLAG: &str = "--node-process";

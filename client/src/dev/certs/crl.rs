@@ -198,8 +198,8 @@ pub(super) fn crl_pem(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::certs::tests::options;
-    use crate::certs::{identity_paths, init, issue, InitOptions, IssueOptions};
+    use crate::dev::certs::tests::options;
+    use crate::dev::certs::{identity_paths, init, issue, InitOptions, IssueOptions};
     use pluis_proto::Role;
 
     fn listed(crl: &Path) -> Vec<Serial> {

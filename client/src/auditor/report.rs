@@ -16,7 +16,7 @@ use std::fmt::Write;
 use pluis_proto::log::{NoteVerifier, VerifiedLog};
 use pluis_proto::pb::{self, audit_entry::Kind};
 
-use crate::audit::{kind_name, utc};
+use crate::auditor::{kind_name, utc};
 
 /// One node's verified log, as the report reads it.
 #[derive(Debug)]
@@ -311,7 +311,7 @@ pub fn render(logs: &[NodeLog]) -> String {
     let _ = write!(
         html,
         "<h1>Pluis exchange report</h1><p>Generated {} from {} verified log(s). Every entry below was checked against its node's signed checkpoints (RFC 9162 Merkle tree, Ed25519). The logs hold no personal data: only who asked, for which purpose and legal basis, how much, when, and digests.</p>",
-        utc(crate::audit::now_ms()),
+        utc(crate::auditor::now_ms()),
         logs.len()
     );
     html.push_str("<h2>Logs</h2><table><tr><th>log</th><th>entries</th><th>signed checkpoints</th><th>root</th><th>verifier key</th><th>status</th></tr>");

@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::certs::{self, InitOptions};
+use crate::dev::certs::{self, InitOptions};
 
 /// One running node of a local consortium.
 #[derive(Debug)]

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use pluis_proto::Role;
 
-use crate::consortium::{LocalConsortium, PURPOSE};
+use crate::dev::consortium::{LocalConsortium, PURPOSE};
 
 /// The demo's organisations.
 pub const ORGS: [&str; 4] = ["police", "municipality", "school", "healthcare"];
@@ -104,7 +104,8 @@ async fn live_operations(
         "   {} row through the admin socket: {} new signal, {} in all; partners were served throughout",
         reply.rows, reply.added, reply.total
     );
-    let answer = crate::matching::query(police, coordinator, PURPOSE, subjects).await?;
+    let answer =
+        crate::coordinator::matching::query(police, coordinator, PURPOSE, subjects).await?;
     let case: Vec<&str> = answer
         .case_total
         .as_ref()
@@ -121,7 +122,7 @@ async fn live_operations(
     );
 
     println!("\n== Live: a police coordinator's laptop is stolen; its certificate is revoked");
-    let laptop = crate::certs::issue(&crate::certs::IssueOptions {
+    let laptop = crate::dev::certs::issue(&crate::dev::certs::IssueOptions {
         dir: consortium.dir.clone(),
         org: "police".into(),
         role: Role::Coordinator,
@@ -133,16 +134,16 @@ async fn live_operations(
         key: laptop.key.clone(),
     }
     .load(Role::Coordinator)?;
-    crate::status::fetch(police, &laptop_identity).await?;
+    crate::coordinator::status::fetch(police, &laptop_identity).await?;
     println!(
         "   the laptop's certificate works: {}",
         laptop.cert.display()
     );
-    let revoked = crate::certs::revoke(&crate::certs::RevokeOptions {
+    let revoked = crate::dev::certs::revoke(&crate::dev::certs::RevokeOptions {
         dir: consortium.dir.clone(),
         serials: Vec::new(),
         certs: vec![laptop.cert.clone()],
-        reason: crate::certs::Reason::KeyCompromise,
+        reason: crate::dev::certs::Reason::KeyCompromise,
         crl: None,
     })?;
     let police_config = pluis_node::Config::load(&consortium.node("police")?.config)?;
@@ -161,11 +162,11 @@ async fn live_operations(
         revoked.number,
         reloaded.detail
     );
-    match crate::status::fetch(police, &laptop_identity).await {
+    match crate::coordinator::status::fetch(police, &laptop_identity).await {
         Ok(_) => bail!("the revoked laptop certificate was still accepted"),
         Err(e) => println!("   the laptop is refused: {e:#}"),
     }
-    crate::status::fetch(police, coordinator).await?;
+    crate::coordinator::status::fetch(police, coordinator).await?;
     println!("   the coordinator's own certificate still works");
     Ok(())
 }
@@ -205,8 +206,8 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
         let identity = consortium
             .tls_args(&node.org, Role::Coordinator)
             .load(Role::Coordinator)?;
-        let status = crate::status::fetch(&node.url, &identity).await?;
-        print!("{}", crate::status::render(&status));
+        let status = crate::coordinator::status::fetch(&node.url, &identity).await?;
+        print!("{}", crate::coordinator::status::render(&status));
         unreachable += status.peers.iter().filter(|p| !p.reachable).count();
     }
 
@@ -215,7 +216,7 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
         .tls_args("police", Role::Coordinator)
         .load(Role::Coordinator)?;
     let subjects_again = || {
-        crate::matching::subjects_from_args(&[
+        crate::coordinator::matching::subjects_from_args(&[
             "bsn:111222333".to_owned(),
             "bsn:123456782".to_owned(),
             "bsn:240000006".to_owned(),
@@ -223,8 +224,9 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
     };
     let subjects = subjects_again();
     let police = consortium.node("police")?.url.clone();
-    let answer = crate::matching::query(&police, &coordinator, PURPOSE, subjects).await?;
-    print!("{}", crate::matching::render(&answer));
+    let answer =
+        crate::coordinator::matching::query(&police, &coordinator, PURPOSE, subjects).await?;
+    print!("{}", crate::coordinator::matching::render(&answer));
     let case = answer.case_total.as_ref().map(|c| {
         c.domains
             .iter()
@@ -252,12 +254,12 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
             .tls_args(&node.org, Role::Auditor)
             .load(Role::Auditor)?;
         let bundle_path = audit_dir.join(format!("{}.jsonl", node.org));
-        crate::audit::export(&node.url, &auditor, &bundle_path).await?;
+        crate::auditor::export(&node.url, &auditor, &bundle_path).await?;
         // Pinned: the key the partners' configs name, not the bundle's word.
         let config = pluis_node::Config::load(&node.config)?;
         let key = pluis_node::log_verifier(&config.data_dir, &consortium.name, &node.org)?;
-        let bundle = crate::audit::read_bundle(&bundle_path)?;
-        let verified = crate::audit::verify(&bundle, Some(&key.to_string()))
+        let bundle = crate::auditor::read_bundle(&bundle_path)?;
+        let verified = crate::auditor::verify(&bundle, Some(&key.to_string()))
             .with_context(|| format!("{}'s log", node.org))?;
         println!(
             "   {:13} {} entries, {} signed checkpoints: verified ({})",
@@ -271,24 +273,24 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
     let (Some(police), Some(school)) = (logs.get("police"), logs.get("school")) else {
         bail!("the police and school logs are missing");
     };
-    let crossed = crate::audit::cross_check((&police.0, &police.1), (&school.0, &school.1));
+    let crossed = crate::auditor::cross_check((&police.0, &police.1), (&school.0, &school.1));
     println!("   cross-check of the police and school logs:");
-    for line in crate::audit::render_cross_check(&crossed, "police", "school").lines() {
+    for line in crate::auditor::render_cross_check(&crossed, "police", "school").lines() {
         println!("     {line}");
     }
     if !crossed.discrepancies.is_empty() || crossed.matched == 0 {
         bail!("the police and school logs do not agree");
     }
-    let logs: Vec<crate::report::NodeLog> = logs
+    let logs: Vec<crate::auditor::report::NodeLog> = logs
         .into_iter()
-        .map(|(org, (log, key))| crate::report::NodeLog {
+        .map(|(org, (log, key))| crate::auditor::report::NodeLog {
             origin: pluis_proto::log::origin(&consortium.name, &org),
             verifier_key: key.to_string(),
             log,
         })
         .collect();
     let report = audit_dir.join("report.html");
-    std::fs::write(&report, crate::report::render(&logs))
+    std::fs::write(&report, crate::auditor::report::render(&logs))
         .with_context(|| format!("writing {}", report.display()))?;
     println!("   report for the privacy officer: {}", report.display());
 

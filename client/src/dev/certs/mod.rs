@@ -422,7 +422,7 @@ pub(super) mod tests {
     use super::*;
 
     /// A dev PKI of the police and the school in `dir`.
-    pub(in crate::certs) fn options(dir: &Path) -> InitOptions {
+    pub(in crate::dev::certs) fn options(dir: &Path) -> InitOptions {
         InitOptions {
             out: dir.to_owned(),
             consortium: "test".into(),
