@@ -14,6 +14,7 @@
 
 pub mod auditor;
 pub mod cli;
+pub mod clock;
 pub mod connect;
 pub mod coordinator;
 pub mod dev;

@@ -21,7 +21,7 @@ use pluis_proto::log::{self, Checkpoint, NoteError, NoteSigner, NoteVerifier};
 use pluis_proto::pb;
 use rayon::prelude::*;
 
-use crate::store::{audit_now_ms, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// Why the log cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -167,7 +167,7 @@ impl AuditLog {
     /// A new entry of `kind`, timed now, by this node.
     pub fn entry(&self, kind: pb::audit_entry::Kind) -> pb::AuditEntry {
         pb::AuditEntry {
-            time_unix_ms: audit_now_ms(),
+            time_unix_ms: self.store.now_ms(),
             kind: kind as i32,
             actor: self.actor.clone(),
             ..Default::default()
@@ -239,7 +239,7 @@ impl AuditLog {
             origin: self.signer.name().to_owned(),
             size,
             root: merkle::root(self.store.audit_subtrees(), size)?,
-            extensions: vec![format!("time {}", audit_now_ms())],
+            extensions: vec![format!("time {}", self.store.now_ms())],
         })
     }
 

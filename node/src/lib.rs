@@ -47,7 +47,7 @@ pub use ops::import::{import, ImportOptions, Quiet};
 pub use policy::{AssessmentStep, Granularity, Purpose};
 pub use requester::exchange::{exchange_id, PEER_DEADLINE};
 pub use responder::tables::{build, flags_per_key, seal_entries, View};
-pub use server::{Node, NodeError, NodeState};
+pub use server::{Clock, Node, NodeError, NodeState};
 pub use store::Store;
 
 pub(crate) use pluis_transport::{error_chain, private_files, status_detail, tls};

@@ -4,6 +4,10 @@
 //!
 //! Every test makes its own consortium, so tests run in parallel.
 
+// Real node processes are waited for by the wall clock (a deadline for
+// a port, a log line, a file), never to decide what a test asserts.
+#![allow(clippy::disallowed_methods)]
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;

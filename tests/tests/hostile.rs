@@ -7,6 +7,10 @@
 //! text) and a metric; a flood of them is summarised, so the log stays
 //! small and exportable.
 
+// Real node processes are waited for by the wall clock (a deadline for
+// a port, a log line, a file), never to decide what a test asserts.
+#![allow(clippy::disallowed_methods)]
+
 use std::path::Path;
 use std::time::Duration;
 

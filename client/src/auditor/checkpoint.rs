@@ -137,12 +137,7 @@ fn to_hashes(hashes: &[Vec<u8>]) -> anyhow::Result<Vec<merkle::Hash>> {
         .collect()
 }
 
-/// Now, in Unix milliseconds.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+pub use crate::clock::now_ms;
 
 /// `2026-11-29 01:02:03Z` for Unix milliseconds.
 pub fn utc(ms: i64) -> String {

@@ -196,8 +196,8 @@ impl Metrics {
     }
 
     /// Counts a refused handshake or call, by reason (`revoked`, …).
-    pub fn refused(&self, reason: &'static str) {
-        *lock(&self.refusals).entry(reason).or_default() += 1;
+    pub fn refused(&self, rule: crate::policy::Rule) {
+        *lock(&self.refusals).entry(rule.name()).or_default() += 1;
     }
 
     /// Counts an accepted mutual-TLS connection.

@@ -12,6 +12,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use pluis_proto::taxonomy::LifeDomain;
 use serde::{Deserialize, Serialize};
 
+mod rule;
+pub use rule::Rule;
+
 /// How much a peer may see of a matched person.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -150,8 +153,8 @@ impl Default for PeerPolicy {
 /// personal data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Denial {
-    /// The rule, as a stable name (`purpose`, `max_keys_per_day`, …).
-    pub rule: &'static str,
+    /// The rule.
+    pub rule: Rule,
     /// The explanation.
     pub reason: String,
 }
@@ -182,13 +185,13 @@ pub fn decide_evaluate(policy: Option<&PeerPolicy>, ask: Ask<'_>) -> Result<(), 
     let policy = allowed_purpose(policy, ask.peer, ask.purpose, ask.legal_basis)?;
     if ask.keys == 0 {
         return Err(Denial {
-            rule: "max_keys_per_request",
+            rule: Rule::MaxKeysPerRequest,
             reason: "a request must carry at least one key".into(),
         });
     }
     if ask.keys > policy.max_keys_per_request {
         return Err(Denial {
-            rule: "max_keys_per_request",
+            rule: Rule::MaxKeysPerRequest,
             reason: format!(
                 "{} keys asked, at most {} per request for {}",
                 ask.keys, policy.max_keys_per_request, ask.peer
@@ -197,7 +200,7 @@ pub fn decide_evaluate(policy: Option<&PeerPolicy>, ask: Ask<'_>) -> Result<(), 
     }
     if ask.used_today.saturating_add(ask.keys) > policy.max_keys_per_day {
         return Err(Denial {
-            rule: "max_keys_per_day",
+            rule: Rule::MaxKeysPerDay,
             reason: format!(
                 "{} keys asked with {} used today; {} allows {} per day",
                 ask.keys, ask.used_today, ask.peer, policy.max_keys_per_day
@@ -217,7 +220,7 @@ pub fn decide_table<'p>(
     let policy = allowed_purpose(policy, peer, ask.purpose, ask.legal_basis)?;
     if prefix_bits < policy.min_prefix_bits {
         return Err(Denial {
-            rule: "min_prefix_bits",
+            rule: Rule::MinPrefixBits,
             reason: format!(
                 "a {prefix_bits}-bit prefix asked; {peer} needs at least {} bits",
                 policy.min_prefix_bits
@@ -237,18 +240,18 @@ fn allowed_purpose<'p>(
     legal_basis: &str,
 ) -> Result<&'p PeerPolicy, Denial> {
     let policy = policy.ok_or_else(|| Denial {
-        rule: "peers",
+        rule: Rule::Peers,
         reason: format!("this node has no policy for {peer}, so it shares nothing with it"),
     })?;
     let Some(bound) = policy.purposes.get(purpose) else {
         return Err(Denial {
-            rule: "purposes",
+            rule: Rule::Purposes,
             reason: format!("the purpose asked for is not among those {peer} may ask for"),
         });
     };
     if legal_basis.trim() != bound.trim() {
         return Err(Denial {
-            rule: "legal_basis",
+            rule: Rule::LegalBasis,
             reason: format!(
                 "the legal basis claimed is not the one this node binds to purpose {purpose} for {peer}"
             ),
@@ -323,7 +326,7 @@ mod tests {
             decide_evaluate(Some(&p), ask("exploitation-assessment", 5, 0)),
             Ok(())
         );
-        let rule = |r: Result<(), Denial>| r.unwrap_err().rule;
+        let rule = |r: Result<(), Denial>| r.unwrap_err().rule.name();
         assert_eq!(
             rule(decide_evaluate(None, ask("exploitation-assessment", 5, 0))),
             "peers"
@@ -363,7 +366,7 @@ mod tests {
                 ..ask("exploitation-assessment", 5, 0)
             };
             let denial = decide_evaluate(Some(&p), asked).unwrap_err();
-            assert_eq!(denial.rule, "legal_basis", "{claimed:?}");
+            assert_eq!(denial.rule, Rule::LegalBasis, "{claimed:?}");
             assert!(
                 claimed.is_empty() || !denial.to_string().contains(claimed),
                 "{denial}"
@@ -377,7 +380,7 @@ mod tests {
         let asked = ask("exploitation-assessment", 0, 0);
         assert!(decide_table(Some(&p), asked, 16).is_ok());
         let denial = decide_table(Some(&p), asked, 0).unwrap_err();
-        assert_eq!(denial.rule, "min_prefix_bits");
+        assert_eq!(denial.rule, Rule::MinPrefixBits);
         assert!(denial.to_string().contains("at least 16 bits"), "{denial}");
         let whole = PeerPolicy {
             min_prefix_bits: 0,
@@ -393,6 +396,6 @@ mod tests {
             ask("exploitation-assessment", 1, 0),
         )
         .unwrap_err();
-        assert_eq!(denial.rule, "purposes");
+        assert_eq!(denial.rule, Rule::Purposes);
     }
 }

@@ -2,7 +2,7 @@
 //! configured peer, each pinned to that peer's SPIFFE id.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pluis_proto::table::LabelledTable;
 
@@ -15,6 +15,7 @@ use tonic_health::pb::HealthCheckRequest;
 
 use crate::config::PeerConfig;
 use crate::lock;
+use crate::server::clock::Stopwatch;
 use crate::tls::{ExpectedServer, TlsError, TlsIdentity};
 
 /// How long a reachability check may take before the peer counts as down.
@@ -127,7 +128,7 @@ impl Peers {
 }
 
 async fn check(peer: Peer) -> pb::PeerStatus {
-    let started = Instant::now();
+    let started = Stopwatch::start();
     let mut client = HealthClient::new(peer.channel);
     let request = HealthCheckRequest {
         service: "pluis.v1.Partner".into(),

@@ -11,7 +11,6 @@
 //! The gRPC service ([`crate::service::partner`]) only translates.
 
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 
 use pluis_proto::exchange;
 use pluis_proto::oprf::EpochKey;
@@ -22,10 +21,12 @@ use rayon::prelude::*;
 
 use crate::audit::AuditError;
 use crate::ops::metrics::{Metrics, Outcome};
+use crate::policy::Rule;
 use crate::policy::{decide_evaluate, decide_table, Ask};
 use crate::responder::epochs::EpochError;
 use crate::responder::served::{ExchangeOf, Unserved};
 use crate::responder::tables::View;
+use crate::server::clock::Stopwatch;
 use crate::server::live::Live;
 use crate::server::state::NodeState;
 use crate::service::refusals::Refusal;
@@ -144,7 +145,7 @@ impl<'a> Call<'a> {
                 Ok((epoch, key, of))
             }
             Err(e) => {
-                self.refuse(keys, "epoch", e.to_string()).await;
+                self.refuse(keys, Rule::Epoch, e.to_string()).await;
                 Err(e.into())
             }
         }
@@ -166,7 +167,7 @@ impl<'a> Call<'a> {
     /// caller's summary), counts it, and makes its error. The purpose and
     /// legal basis go into the entry only where this node's own config
     /// names them for this peer: a refused text is the caller's.
-    async fn refuse(&self, keys: u64, rule: &'static str, message: String) -> RespondError {
+    async fn refuse(&self, keys: u64, rule: Rule, message: String) -> RespondError {
         self.count(Outcome::Denied);
         let bound = self
             .live
@@ -213,7 +214,7 @@ pub async fn evaluate(
     ctx: &pb::ExchangeContext,
     exchange_id: [u8; 16],
 ) -> Result<pb::EvaluateResponse, RespondError> {
-    let started = Instant::now();
+    let started = Stopwatch::start();
     let peer = caller.org().to_owned();
     let call = Call::new(state, "Partner/Evaluate", caller, ctx, &request);
     let keys = request.blinded.len() as u64;
@@ -237,7 +238,7 @@ pub async fn evaluate(
     let (epoch, key, of) = call.epoch(request.epoch, keys, &peer, exchange_id).await?;
     if let Err(unserved) = state.served.may_evaluate(of) {
         let message = format!("policy rule exchange: {unserved}");
-        return Err(call.refuse(keys, "exchange", message).await);
+        return Err(call.refuse(keys, Rule::Exchange, message).await);
     }
 
     // Off the async runtime, in one go: evaluate (in parallel when there
@@ -335,7 +336,7 @@ pub async fn evaluate(
             let message = format!(
                 "policy rule max_keys_per_day: {keys} keys asked with {used} used today; {peer} allows {limit} per day"
             );
-            return Err(call.refuse(keys, "max_keys_per_day", message).await);
+            return Err(call.refuse(keys, Rule::MaxKeysPerDay, message).await);
         }
     };
     state.served.evaluated(of, keys, state.clock.now_secs());
@@ -405,8 +406,8 @@ pub async fn table(
         .take(of, buckets, whole, state.clock.now_secs())
     {
         let rule = match unserved {
-            Unserved::TooManyBuckets { .. } => "buckets",
-            _ => "exchange",
+            Unserved::TooManyBuckets { .. } => Rule::Buckets,
+            _ => Rule::Exchange,
         };
         let message = format!("policy rule {rule}: {unserved}");
         return Err(call.refuse(0, rule, message).await);

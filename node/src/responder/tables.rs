@@ -22,6 +22,7 @@ use time::Date;
 
 use crate::lock;
 use crate::policy::{Granularity, PeerPolicy};
+use crate::server::clock::Stopwatch;
 use crate::store::{SignalId, SignalRecord, Snapshot, Store, StoreError};
 
 /// What a requester may see: which domains, and whether signals.
@@ -366,7 +367,7 @@ impl Tables {
         id: &TableId,
         key: &EpochKey,
     ) -> Result<Arc<LabelledTable>, StoreError> {
-        let started = std::time::Instant::now();
+        let started = Stopwatch::start();
         let epoch = id.epoch;
         if let Some(table) = self.load(id) {
             tracing::info!(

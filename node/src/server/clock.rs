@@ -1,8 +1,14 @@
 //! The node's clock: the time and today's date (UTC) come from here, never
 //! from the system clock directly, so that the serving node reads one
-//! clock ([`crate::server::state::NodeState::clock`]) that a test can set.
+//! clock ([`crate::server::state::NodeState::clock`], the store's own for
+//! the entries it writes) that a test can set. How long something took is
+//! a [`Stopwatch`]'s, also from here.
+//!
+//! This is the one module allowed to read the system clock:
+//! `clippy.toml` bans `SystemTime::now` and `Instant::now` elsewhere.
+#![allow(clippy::disallowed_methods)]
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use time::{Date, OffsetDateTime};
 
@@ -27,6 +33,16 @@ impl Clock {
         }
     }
 
+    /// Milliseconds since the Unix epoch (audit entries' `time_unix_ms`).
+    pub fn now_ms(&self) -> i64 {
+        match self {
+            Clock::System => SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+            Clock::Fixed(secs) => i64::try_from(*secs).unwrap_or(i64::MAX / 1000) * 1000,
+        }
+    }
+
     /// Today's date, UTC.
     pub fn today(&self) -> Date {
         let secs = i64::try_from(self.now_secs()).unwrap_or(i64::MAX);
@@ -41,6 +57,23 @@ pub fn today() -> Date {
     Clock::System.today()
 }
 
+/// How long something took: for metrics and log lines only, never for
+/// a decision (those read a [`Clock`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Stopwatch(Instant);
+
+impl Stopwatch {
+    /// Starts now.
+    pub fn start() -> Self {
+        Stopwatch(Instant::now())
+    }
+
+    /// The time since the start.
+    pub fn elapsed(&self) -> Duration {
+        self.0.elapsed()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,6 +84,7 @@ mod tests {
         let clock = Clock::Fixed(1_796_255_999);
         assert_eq!(clock.now_secs(), 1_796_255_999);
         assert_eq!(clock.today(), time::macros::date!(2026 - 12 - 02));
+        assert_eq!(clock.now_ms(), 1_796_255_999_000);
         assert_eq!(
             Clock::Fixed(1_796_256_000).today(),
             time::macros::date!(2026 - 12 - 03)

@@ -19,5 +19,6 @@ mod node;
 pub(crate) mod reload;
 pub(crate) mod state;
 
+pub use clock::Clock;
 pub use node::Node;
 pub use state::{NodeError, NodeState};

@@ -10,7 +10,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pluis_proto::pb::audit_server::AuditServer;
 use pluis_proto::pb::coordinator_server::CoordinatorServer;
@@ -25,8 +25,10 @@ use tonic::transport::Server;
 use crate::audit::{AuditError, AuditLog};
 use crate::config::Config;
 use crate::ops::metrics::Metrics;
+use crate::policy::Rule;
 use crate::responder::epochs::Epochs;
 use crate::responder::tables::Tables;
+use crate::server::clock::{Clock, Stopwatch};
 use crate::server::live::Live;
 use crate::server::state::refusal_reporter;
 pub use crate::server::state::{NodeError, NodeState};
@@ -64,17 +66,23 @@ impl Node {
     /// Loads TLS material and peers, and checks the certificate belongs to
     /// this org's node.
     pub fn new(config: Config) -> Result<Self, NodeError> {
+        Node::with_clock(config, Clock::System)
+    }
+
+    /// [`Node::new`], every timestamp (audit entries, days, epochs) read
+    /// from `clock`: a test's fixed moment.
+    pub fn with_clock(config: Config, clock: Clock) -> Result<Self, NodeError> {
         let metrics = Arc::new(Metrics::default());
         let live = Live::load(config, refusal_reporter(metrics.clone()))?;
         let config = &live.config;
-        let store = Arc::new(Store::open(&config.data_dir)?);
+        let store = Arc::new(Store::open(&config.data_dir)?.with_clock(clock));
         let id = live.identity.id().clone();
         let signer = crate::audit::signer(&store.log_seed(), id.consortium(), id.org())
             .map_err(|e| NodeError::Audit(AuditError::Note(e)))?;
         let audit = Arc::new(AuditLog::open(store.clone(), signer, id.to_string())?);
         let state = Arc::new(NodeState {
             id,
-            started: Instant::now(),
+            started: Stopwatch::start(),
             epochs: Epochs::new(
                 store.clone(),
                 config.epoch_length_secs,
@@ -90,7 +98,7 @@ impl Node {
             connections: Arc::default(),
             audit,
             metrics,
-            clock: crate::server::clock::Clock::System,
+            clock,
             operations: tokio::sync::Mutex::new(()),
             live: RwLock::new(Arc::new(live)),
         });
@@ -408,7 +416,7 @@ fn tables_for(state: &NodeState, at: u64) -> Result<(), String> {
         state.epochs.key(0, now).map_err(|e| e.to_string())?
     };
     let day = crate::server::clock::Clock::Fixed(at).today();
-    let started = Instant::now();
+    let started = Stopwatch::start();
     let views = state.live().views();
     for view in &views {
         state
@@ -459,7 +467,7 @@ async fn admit(state: &Arc<NodeState>, stream: MtlsStream) -> Option<MtlsStream>
             let refusal = crate::service::refusals::Refusal {
                 actor: identity,
                 call: "connection",
-                rule: "connections",
+                rule: Rule::Connections,
                 detail: full.to_string(),
                 ..Default::default()
             };
@@ -499,7 +507,7 @@ async fn accept_loop(listener: TcpListener, state: Arc<NodeState>, tx: mpsc::Sen
                 }
                 Ok(Err(e)) => tracing::info!(%remote, error = %e, "TLS handshake refused"),
                 Err(_) => {
-                    metrics.refused("handshake_timeout");
+                    metrics.refused(Rule::HandshakeTimeout);
                     tracing::info!(%remote, "TLS handshake timed out");
                 }
             }

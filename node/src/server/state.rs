@@ -4,14 +4,15 @@
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
 
 use pluis_proto::SpiffeId;
 
 use crate::audit::AuditLog;
 use crate::ops::metrics::Metrics;
+use crate::policy::Rule;
 use crate::responder::epochs::Epochs;
 use crate::responder::tables::{Prepared, Tables, View};
+use crate::server::clock::Stopwatch;
 pub use crate::server::error::NodeError;
 use crate::server::live::Live;
 use crate::store::Store;
@@ -24,7 +25,7 @@ pub struct NodeState {
     /// life of the process).
     pub id: SpiffeId,
     /// When the node started, for uptime.
-    pub started: Instant,
+    pub started: Stopwatch,
     /// This organisation's signals.
     pub store: Arc<Store>,
     /// OPRF keys per epoch.
@@ -111,7 +112,7 @@ impl NodeState {
             return Ok(Prepared::default());
         }
         let (epoch, key) = self.epochs.key(0, self.clock.now_secs())?;
-        let started = Instant::now();
+        let started = Stopwatch::start();
         let prepared = self.tables.prepare(
             &self.store,
             snapshot,
@@ -197,10 +198,10 @@ pub(crate) fn refusal_reporter(metrics: Arc<Metrics>) -> OnRefusal {
             .as_ref()
             .map_or_else(|| "unknown".to_owned(), ToString::to_string);
         if refusal.revoked {
-            metrics.refused("revoked");
+            metrics.refused(Rule::Revoked);
             tracing::warn!(spiffe_id = %id, serial = %serial, "TLS handshake refused: certificate revoked");
         } else {
-            metrics.refused("certificate");
+            metrics.refused(Rule::Certificate);
             tracing::info!(spiffe_id = %id, serial = %serial, reason = %refusal.reason, "TLS handshake refused: certificate not accepted");
         }
     })

@@ -12,6 +12,7 @@ use pluis_proto::log::merkle;
 use pluis_proto::pb;
 use tonic::{Request, Response, Status};
 
+use crate::policy::Rule;
 use crate::server::state::NodeState;
 
 /// Most entries in one `GetEntries` page.
@@ -92,7 +93,7 @@ impl AuditService {
     ) -> Result<T, Status> {
         super::settle(&self.state, caller, call, result, |code| {
             matches!(code, tonic::Code::OutOfRange | tonic::Code::InvalidArgument)
-                .then_some("input")
+                .then_some(Rule::Input)
         })
         .await
     }

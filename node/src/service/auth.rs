@@ -22,6 +22,7 @@ use std::sync::Arc;
 use pluis_proto::{Role, Serial, SpiffeId};
 use tonic::{Request, Status};
 
+use crate::policy::Rule;
 use crate::tls::PeerIdentity;
 
 /// Which service is being called, and so which identity it needs.
@@ -144,12 +145,12 @@ impl Authorizer {
         &self,
         audience: Audience,
         request: &Request<T>,
-    ) -> Result<SpiffeId, (String, &'static str, Status)> {
+    ) -> Result<SpiffeId, (String, Rule, Status)> {
         let peer = request.extensions().get::<PeerIdentity>();
         let Some(peer) = peer else {
             return Err((
                 crate::service::refusals::actor_of(peer),
-                "authorisation",
+                Rule::Authorisation,
                 Status::unauthenticated("not a mutual-TLS connection"),
             ));
         };
@@ -158,7 +159,7 @@ impl Authorizer {
         let caller = peer.id.clone().map_err(|_| {
             (
                 crate::service::refusals::actor_of(Some(peer)),
-                "authorisation",
+                Rule::Authorisation,
                 Status::unauthenticated(
                     "client certificate: no usable SPIFFE id (exactly one URI SAN spiffe://CONSORTIUM/org/ORG/ROLE is needed)",
                 ),
@@ -169,7 +170,7 @@ impl Authorizer {
                 tracing::warn!(spiffe_id = %caller, serial = %serial, "call refused: certificate revoked");
                 return Err((
                     caller.to_string(),
-                    "revoked",
+                    Rule::Revoked,
                     Status::unauthenticated(format!(
                         "client certificate {caller} (serial {serial}) is revoked"
                     )),
@@ -204,7 +205,7 @@ impl Authorizer {
         };
         Err((
             caller.to_string(),
-            "authorisation",
+            Rule::Authorisation,
             Status::permission_denied(format!(
                 "{} service requires {needed}; caller presented {caller} (role {})",
                 audience.service(),

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use pluis_proto::{limits, pb};
 use tonic::{Request, Response, Status};
 
+use crate::policy::Rule;
 use crate::requester::query::{self, QueryError};
 use crate::server::state::NodeState;
 
@@ -61,8 +62,8 @@ impl CoordinatorService {
     ) -> Result<T, Status> {
         let result = result.map_err(Status::from);
         super::settle(&self.state, caller, call, result, |code| match code {
-            tonic::Code::InvalidArgument => Some("input"),
-            tonic::Code::PermissionDenied => Some("purposes"),
+            tonic::Code::InvalidArgument => Some(Rule::Input),
+            tonic::Code::PermissionDenied => Some(Rule::Purposes),
             _ => None,
         })
         .await

@@ -12,6 +12,7 @@ use std::task::{Context, Poll};
 
 use tonic::Code;
 
+use crate::policy::Rule;
 use crate::server::state::NodeState;
 use crate::service::refusals::Refusal;
 use crate::tls::PeerIdentity;
@@ -72,7 +73,7 @@ fn known_call(path: &str) -> Option<&'static str> {
 }
 
 /// The unlogged refusal a response's trailers-only status shows, if any.
-fn refusal_of(headers: &http::HeaderMap) -> Option<(&'static str, &'static str)> {
+fn refusal_of(headers: &http::HeaderMap) -> Option<(Rule, &'static str)> {
     let code = headers
         .get("grpc-status")
         .and_then(|v| v.to_str().ok())
@@ -88,17 +89,18 @@ fn refusal_of(headers: &http::HeaderMap) -> Option<(&'static str, &'static str)>
 
 /// What a response's status says about an unlogged refusal, if anything:
 /// the rule and our own words for it.
-fn unlogged_refusal(code: Code, message: &str) -> Option<(&'static str, &'static str)> {
+fn unlogged_refusal(code: Code, message: &str) -> Option<(Rule, &'static str)> {
     match code {
-        Code::InvalidArgument if message.starts_with("not a valid message") => {
-            Some(("input", "the request did not decode as its message type"))
-        }
+        Code::InvalidArgument if message.starts_with("not a valid message") => Some((
+            Rule::Input,
+            "the request did not decode as its message type",
+        )),
         Code::OutOfRange | Code::ResourceExhausted
             if message.contains("message length too large") =>
         {
-            Some(("input", "the request was larger than this call takes"))
+            Some((Rule::Input, "the request was larger than this call takes"))
         }
-        Code::Unimplemented => Some(("method", "no such method is served here")),
+        Code::Unimplemented => Some((Rule::Method, "no such method is served here")),
         _ => None,
     }
 }
@@ -149,7 +151,7 @@ mod tests {
     fn only_tonics_own_refusals_are_picked_up_here() {
         assert_eq!(
             unlogged_refusal(Code::InvalidArgument, "not a valid message: x").map(|r| r.0),
-            Some("input")
+            Some(Rule::Input)
         );
         assert_eq!(
             unlogged_refusal(Code::InvalidArgument, "context.purpose: missing"),
@@ -158,7 +160,7 @@ mod tests {
         );
         assert_eq!(
             unlogged_refusal(Code::Unimplemented, "").map(|r| r.0),
-            Some("method")
+            Some(Rule::Method)
         );
         assert_eq!(unlogged_refusal(Code::PermissionDenied, ""), None);
         assert_eq!(

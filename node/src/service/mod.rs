@@ -22,6 +22,7 @@ use pluis_proto::SpiffeId;
 use ring::rand::SecureRandom;
 use tonic::Status;
 
+use crate::policy::Rule;
 use crate::requester::query::QueryError;
 use crate::responder::RespondError;
 use crate::server::state::NodeState;
@@ -98,7 +99,7 @@ async fn settle<T>(
     caller: &SpiffeId,
     call: &'static str,
     result: Result<T, Status>,
-    rule_of: impl Fn(tonic::Code) -> Option<&'static str>,
+    rule_of: impl Fn(tonic::Code) -> Option<Rule>,
 ) -> Result<T, Status> {
     let status = match result {
         Ok(answer) => return Ok(answer),

@@ -11,6 +11,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
+use crate::policy::Rule;
 use crate::responder::{self, RespondError};
 use crate::server::state::NodeState;
 
@@ -47,7 +48,7 @@ impl PartnerService {
     ) -> Result<T, Status> {
         let result = result.map_err(Status::from);
         super::settle(&self.state, caller, call, result, |code| {
-            (code == tonic::Code::InvalidArgument).then_some("input")
+            (code == tonic::Code::InvalidArgument).then_some(Rule::Input)
         })
         .await
     }

@@ -24,6 +24,7 @@ use pluis_proto::pb::{self, audit_entry::Kind};
 
 use crate::audit::AuditLog;
 use crate::ops::metrics::Metrics;
+use crate::policy::Rule;
 
 /// Callers whose refusals are tracked one by one at once.
 pub const MAX_CALLERS: usize = 1024;
@@ -57,7 +58,7 @@ pub struct Refusal {
     /// The call, `Service/Method`.
     pub call: &'static str,
     /// The rule that refused it: a policy rule, `input`, `authorisation`.
-    pub rule: &'static str,
+    pub rule: Rule,
     /// Whether this is a policy refusal of a well-formed exchange (logged
     /// as `EXCHANGE_DENIED`, cross-checkable with the requester's log);
     /// otherwise `CALL_REFUSED`.
@@ -84,7 +85,7 @@ impl Refusal {
         Refusal {
             actor,
             call,
-            rule: "input",
+            rule: Rule::Input,
             detail: format!(
                 "{call}: {error} (value {} bytes, sha256 {})",
                 error.len,
@@ -118,7 +119,7 @@ struct Window {
     started_secs: u64,
     logged: u32,
     suppressed: u64,
-    rules: BTreeMap<&'static str, u64>,
+    rules: BTreeMap<Rule, u64>,
 }
 
 /// Per caller, this interval's refusals.
@@ -157,7 +158,7 @@ impl Refusals {
         tracing::warn!(
             actor = %refusal.actor,
             call = refusal.call,
-            rule = refusal.rule,
+            rule = refusal.rule.name(),
             "call refused"
         );
         let budget = *crate::lock(&self.budget);
@@ -214,7 +215,7 @@ impl Refusals {
         match audit.store().append_audit(&entry) {
             Ok(_) => true,
             Err(e) => {
-                tracing::error!(error = %e, rule = refusal.rule, "could not log a refusal");
+                tracing::error!(error = %e, rule = refusal.rule.name(), "could not log a refusal");
                 false
             }
         }

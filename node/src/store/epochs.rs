@@ -4,7 +4,7 @@
 //! destroyed once the epoch's grace period is over.
 
 use super::ledger::LedgerBatch;
-use super::{audit_now_ms, Store, StoreError};
+use super::{Store, StoreError};
 
 pub(super) const EPOCH: &[u8] = b"epoch/";
 
@@ -50,7 +50,7 @@ impl Store {
             .batch
             .insert(key.clone(), self.vault.seal(&context, &seed)?);
         created.append(&pluis_proto::pb::AuditEntry {
-            time_unix_ms: audit_now_ms(),
+            time_unix_ms: self.now_ms(),
             kind: pluis_proto::pb::audit_entry::Kind::KeyRotation as i32,
             actor: "epoch rotation".into(),
             epoch,

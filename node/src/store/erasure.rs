@@ -22,15 +22,14 @@ use time::Date;
 use super::generations::Snapshot;
 use super::ledger::LedgerBatch;
 use super::{
-    audit_now_ms, bucket_of, decode_bucket, encode_bucket, read_u64, transaction_error, SignalId,
-    SignalRecord, Store, StoreError, SubjectEntry, META_COUNT, META_FORGOTTEN, META_PURGED,
-    META_REVISION,
+    bucket_of, decode_bucket, encode_bucket, read_u64, transaction_error, SignalId, SignalRecord,
+    Store, StoreError, SubjectEntry, META_COUNT, META_FORGOTTEN, META_PURGED, META_REVISION,
 };
 
 /// An erasure's audit entry: who, and how (never what).
-fn forget_entry(actor: &str, how: &str) -> pb::AuditEntry {
+fn forget_entry(time_unix_ms: i64, actor: &str, how: &str) -> pb::AuditEntry {
     pb::AuditEntry {
-        time_unix_ms: audit_now_ms(),
+        time_unix_ms,
         kind: pb::audit_entry::Kind::Forget as i32,
         actor: actor.to_owned(),
         detail: how.to_owned(),
@@ -70,7 +69,7 @@ impl Store {
             snapshot,
             &ids,
             META_FORGOTTEN,
-            forget_entry(actor, "by key"),
+            forget_entry(self.now_ms(), actor, "by key"),
             true,
         )
     }
@@ -97,7 +96,7 @@ impl Store {
             snapshot,
             &ids,
             META_FORGOTTEN,
-            forget_entry(actor, "by local reference"),
+            forget_entry(self.now_ms(), actor, "by local reference"),
             true,
         )
     }
@@ -234,7 +233,7 @@ impl StagedRemoval<'_> {
             return Ok(0);
         }
         let entry = pb::AuditEntry {
-            time_unix_ms: audit_now_ms(),
+            time_unix_ms: store.now_ms(),
             signals: removed,
             ..self.entry.clone()
         };

@@ -27,9 +27,9 @@ use std::sync::{Arc, MutexGuard};
 
 use super::ledger::LedgerBatch;
 use super::{
-    audit_now_ms, bucket_of, buckets_of, decode_bucket, encode_bucket, read_u64, write_buckets,
-    PreparedSignal, SignalId, SignalRecord, Store, StoreError, SubjectEntry, BUCKET_BITS,
-    META_COUNT, META_GENERATION, META_REVISION,
+    bucket_of, buckets_of, decode_bucket, encode_bucket, read_u64, write_buckets, PreparedSignal,
+    SignalId, SignalRecord, Store, StoreError, SubjectEntry, BUCKET_BITS, META_COUNT,
+    META_GENERATION, META_REVISION,
 };
 
 /// One generation's data trees.
@@ -305,7 +305,7 @@ impl Staged<'_> {
         let sled = |e| store.sled(e);
         // The switch and its audit entry, in one batch.
         let entry = pluis_proto::pb::AuditEntry {
-            time_unix_ms: audit_now_ms(),
+            time_unix_ms: store.now_ms(),
             kind: pluis_proto::pb::audit_entry::Kind::Import as i32,
             actor: self.actor.clone(),
             signals: counts.added as u64,

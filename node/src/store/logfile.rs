@@ -171,8 +171,10 @@ impl LogFile {
                 // kept aside, not thrown away, and zeroed here.
                 let used = data_end(&entries, end, length).map_err(at(&entries_path))?;
                 if used > end {
-                    let aside =
-                        dir.join(format!("unfinished-{end}-{}", crate::store::audit_now_ms()));
+                    // A file name only, made before any clock is handed
+                    // to the store: the system's time.
+                    let now = crate::server::clock::Clock::System.now_ms();
+                    let aside = dir.join(format!("unfinished-{end}-{now}"));
                     let mut kept = vec![0u8; (used - end) as usize];
                     entries
                         .read_exact_at(&mut kept, end)

@@ -43,6 +43,7 @@ use std::sync::RwLock;
 use serde::{Deserialize, Serialize};
 use sled::transaction::TransactionError;
 
+use crate::server::clock::Clock;
 use crate::store::vault::{Vault, VaultError};
 use pluis_proto::hex;
 
@@ -155,6 +156,8 @@ pub struct Store {
     log: LogFile,
     /// Keys evaluated per (peer, day), rebuilt from the log at open.
     budgets: std::sync::Mutex<Budgets>,
+    /// The time its audit entries carry: the system's, or a test's.
+    clock: Clock,
     active: RwLock<Snapshot>,
     vault: Vault,
 }
@@ -304,6 +307,7 @@ impl Store {
             writer: std::sync::Mutex::new(()),
             log,
             budgets: std::sync::Mutex::new(budgets),
+            clock: Clock::System,
             db,
             meta,
             active: RwLock::new(active),
@@ -402,11 +406,22 @@ fn private_tree(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Now, in Unix milliseconds, for audit entries.
-pub fn audit_now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+impl Store {
+    /// The same store, its audit entries timed by `clock` (a test's).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The clock its audit entries and the node's read.
+    pub fn clock(&self) -> Clock {
+        self.clock
+    }
+
+    /// Now, in Unix milliseconds, for audit entries.
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
 }
 
 #[cfg(test)]

@@ -123,7 +123,7 @@ pub fn revoke(options: &RevokeOptions) -> Result<Revoked, CertsError> {
             })
         }
     };
-    let now = OffsetDateTime::now_utc();
+    let now = crate::clock::now_utc();
     let mut added = Vec::new();
     for (serial, id) in wanted {
         let listed = entries

@@ -150,7 +150,7 @@ pub fn init(options: &InitOptions) -> Result<Issued, CertsError> {
     }
 
     // Everything is generated in memory first: a failure leaves no half PKI.
-    let now = OffsetDateTime::now_utc();
+    let now = crate::clock::now_utc();
     let (ca_params, ca_key) = ca(&options.consortium, now)?;
     let issuer = Issuer::new(ca_params.clone(), ca_key);
     let ca_cert = ca_params
@@ -257,7 +257,7 @@ fn consortium_of(ca: &[u8]) -> Option<String> {
 pub fn issue(options: &IssueOptions) -> Result<IdentityFiles, CertsError> {
     let (consortium, issuer) = load_ca(&options.dir)?;
     let id = SpiffeId::new(&consortium, &options.org, options.role)?;
-    let (cert_pem, key_pem) = leaf(&id, &issuer, OffsetDateTime::now_utc())?;
+    let (cert_pem, key_pem) = leaf(&id, &issuer, crate::clock::now_utc())?;
     let (cert, key) = match &options.out {
         Some(stem) => (stem.with_extension("pem"), stem.with_extension("key")),
         None => identity_paths(&options.dir, &options.org, options.role),
