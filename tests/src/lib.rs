@@ -541,12 +541,23 @@ pub fn http_get(url: &str) -> (u16, String) {
 }
 
 /// The value of the sample `name` (with its labels, as printed) in a
-/// Prometheus text page; 0 if the page has no such sample.
+/// Prometheus text page.
+///
+/// A sample the page does not have fails the test, naming it: reading it
+/// as 0 would let `metric(..) == 0.0` pass for a metric that was never
+/// exported. Where a sample may not be there yet (a counter not yet
+/// counted), use [`try_metric`].
 pub fn metric(page: &str, name: &str) -> f64 {
+    try_metric(page, name)
+        .unwrap_or_else(|| panic!("the metrics page has no sample {name}:\n{page}"))
+}
+
+/// The value of sample `name` on a Prometheus text page, or `None` if the
+/// page has no such sample.
+pub fn try_metric(page: &str, name: &str) -> Option<f64> {
     page.lines()
         .filter(|l| !l.starts_with('#'))
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 /// Polls the metrics page at `url` until `ready` holds for it (up to

@@ -21,8 +21,7 @@ use rayon::prelude::*;
 
 use crate::audit::AuditError;
 use crate::ops::metrics::{Metrics, Outcome};
-use crate::policy::Rule;
-use crate::policy::{decide_evaluate, decide_table, Ask};
+use crate::policy::{decide_evaluate, decide_table, Ask, Rule};
 use crate::responder::epochs::EpochError;
 use crate::responder::served::{ExchangeOf, Unserved};
 use crate::responder::tables::View;
@@ -30,6 +29,7 @@ use crate::server::clock::Stopwatch;
 use crate::server::live::Live;
 use crate::server::state::NodeState;
 use crate::service::refusals::Refusal;
+use crate::store::StoreError;
 
 /// Table entries per streamed chunk: about 0.5 MiB, well under gRPC's
 /// 4 MiB message limit.
@@ -40,24 +40,75 @@ const TABLE_CHUNK: usize = 8 * 1024;
 const PARALLEL_FROM: usize = 32;
 
 /// Why a partner's call was not answered. Messages name the field or the
-/// policy rule, never a value.
+/// policy rule, never a value. The first three are the caller's doing;
+/// the rest are this node's, and cross to the caller only as a reference
+/// ([`crate::service`]).
 #[derive(Debug, thiserror::Error)]
 pub enum RespondError {
-    /// The request is malformed (a field named).
-    #[error("{0}")]
-    Invalid(String),
-    /// The policy refuses it (the refusal is logged).
-    #[error("{0}")]
-    Denied(String),
+    /// A field is not what the protocol allows (the field named).
+    #[error("{field}: {problem}")]
+    Invalid {
+        /// The field, as a path into the request.
+        field: String,
+        /// What is wrong with it.
+        problem: Malformed,
+    },
+    /// A rule refuses it (the refusal is logged): the rule, and the
+    /// message the caller gets.
+    #[error("{message}")]
+    Denied {
+        /// The rule that refused.
+        rule: Rule,
+        /// The caller's message: the rule and our own words.
+        message: String,
+    },
     /// The epoch asked for is not served.
     #[error(transparent)]
     Epoch(#[from] EpochError),
-    /// This node's store, tables or log failed.
-    #[error("{0}")]
-    Internal(String),
+    /// This node's store or tables failed.
+    #[error("{what}: {source}")]
+    Store {
+        /// What was being read or written.
+        what: &'static str,
+        /// The store's error.
+        source: StoreError,
+    },
+    /// A blocking task of this call ended without an answer.
+    #[error("{0} task failed")]
+    Task(&'static str),
     /// This node's audit log failed.
     #[error(transparent)]
     Audit(#[from] AuditError),
+}
+
+/// How a field of a partner's request is malformed.
+#[derive(Debug, thiserror::Error)]
+pub enum Malformed {
+    /// Absent where the call needs it.
+    #[error("missing")]
+    Missing,
+    /// Not of the length the protocol fixes.
+    #[error("must be {0} bytes")]
+    Length(usize),
+    /// A blinded element that is not a group element.
+    #[error(transparent)]
+    Element(#[from] pluis_proto::oprf::OprfError),
+    /// A bucket prefix that does not fit its bit length.
+    #[error(transparent)]
+    Prefix(#[from] pluis_proto::table::TableError),
+}
+
+impl RespondError {
+    fn invalid(field: impl Into<String>, problem: impl Into<Malformed>) -> Self {
+        RespondError::Invalid {
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+
+    fn store(what: &'static str) -> impl FnOnce(StoreError) -> Self {
+        move |source| RespondError::Store { what, source }
+    }
 }
 
 /// An exchange's context, whose bounds [`pluis_proto::limits::context`]
@@ -65,12 +116,12 @@ pub enum RespondError {
 pub fn context(
     context: Option<pb::ExchangeContext>,
 ) -> Result<(pb::ExchangeContext, [u8; 16], String), RespondError> {
-    let context = context.ok_or_else(|| RespondError::Invalid("context: missing".into()))?;
+    let context = context.ok_or_else(|| RespondError::invalid("context", Malformed::Missing))?;
     let id: [u8; 16] = context
         .exchange_id
         .as_slice()
         .try_into()
-        .map_err(|_| RespondError::Invalid("context.exchange_id: must be 16 bytes".into()))?;
+        .map_err(|_| RespondError::invalid("context.exchange_id", Malformed::Length(16)))?;
     let hex = pluis_proto::hex(&id);
     Ok((context, id, hex))
 }
@@ -202,7 +253,7 @@ impl<'a> Call<'a> {
             ),
         };
         self.state.refuse(refusal).await;
-        RespondError::Denied(message)
+        RespondError::Denied { rule, message }
     }
 }
 
@@ -224,7 +275,7 @@ pub async fn evaluate(
     let used_today = state
         .store
         .budget_used(&peer, day)
-        .map_err(|e| RespondError::Internal(format!("budget: {e}")))?;
+        .map_err(RespondError::store("budget"))?;
     let ask = Ask {
         peer: &peer,
         purpose: &ctx.purpose,
@@ -270,7 +321,7 @@ pub async fn evaluate(
             let evaluate = |(i, b): (usize, &Vec<u8>)| {
                 key.evaluate_blinded(b)
                     .map(|e| e.to_vec())
-                    .map_err(|err| RespondError::Invalid(format!("blinded[{i}]: {err}")))
+                    .map_err(|err| RespondError::invalid(format!("blinded[{i}]"), err))
             };
             let evaluated = if blinded.len() < PARALLEL_FROM {
                 blinded
@@ -290,7 +341,7 @@ pub async fn evaluate(
                     let table = state
                         .tables
                         .get(&state.store, epoch, &key, &view, today)
-                        .map_err(|e| RespondError::Internal(format!("table: {e}")))?;
+                        .map_err(RespondError::store("table"))?;
                     (table.len() as u64, table.digest().to_vec())
                 }
                 None => (0, Vec::new()),
@@ -312,7 +363,7 @@ pub async fn evaluate(
             let charged = state
                 .store
                 .charge_budget(&peer, day, keys, limit, &served)
-                .map_err(|e| RespondError::Internal(format!("budget: {e}")))?;
+                .map_err(RespondError::store("budget"))?;
             // Served: durable (with whoever else is being served now),
             // then the receipt, still on this thread.
             if let Ok((_, index)) = charged {
@@ -327,9 +378,7 @@ pub async fn evaluate(
             Ok::<_, RespondError>((response, charged))
         })
     };
-    let (response, charged) = work
-        .await
-        .map_err(|_| RespondError::Internal("evaluation task failed".into()))??;
+    let (response, charged) = work.await.map_err(|_| RespondError::Task("evaluation"))??;
     let index = match charged {
         Ok((_, index)) => index,
         Err(used) => {
@@ -366,7 +415,7 @@ fn prefixes(request: &pb::GetTableRequest) -> Result<Vec<Prefix>, RespondError> 
         };
         prefixes.push(
             Prefix::parse(request.prefix_bits, bytes)
-                .map_err(|e| RespondError::Invalid(format!("{field}: {e}")))?,
+                .map_err(|e| RespondError::invalid(field, e))?,
         );
     }
     prefixes.sort_by(|a, b| a.bytes().cmp(b.bytes()));
@@ -431,7 +480,7 @@ pub async fn table(
         let table = state
             .tables
             .get(&state.store, epoch, &key, &view, today)
-            .map_err(|e| RespondError::Internal(format!("table: {e}")))?;
+            .map_err(RespondError::store("table"))?;
         let bucket: Vec<&TableEntry> = prefixes
             .iter()
             .flat_map(|p| table.bucket(p).iter())
@@ -458,11 +507,11 @@ pub async fn table(
         let index = state
             .store
             .append_audit(&entry)
-            .map_err(|e| RespondError::Internal(format!("audit log: {e}")))?;
+            .map_err(RespondError::store("audit log"))?;
         Ok::<_, RespondError>((chunks, bucket.len(), index))
     })
     .await
-    .map_err(|_| RespondError::Internal("table task failed".into()))??;
+    .map_err(|_| RespondError::Task("table"))??;
     tracing::info!(entries = served, log_index = index, "table entries served");
     Ok(chunks)
 }

@@ -46,10 +46,10 @@ pub(crate) fn internal(error: &dyn std::fmt::Display) -> Status {
 impl From<RespondError> for Status {
     fn from(e: RespondError) -> Status {
         match e {
-            RespondError::Invalid(message) => Status::invalid_argument(message),
-            RespondError::Denied(message) => Status::permission_denied(message),
+            RespondError::Invalid { .. } => Status::invalid_argument(e.to_string()),
+            RespondError::Denied { message, .. } => Status::permission_denied(message),
             RespondError::Epoch(e) => Status::failed_precondition(e.to_string()),
-            RespondError::Internal(message) => internal(&message),
+            RespondError::Store { .. } | RespondError::Task(_) => internal(&e),
             RespondError::Audit(e) => internal(&e),
         }
     }
@@ -136,7 +136,7 @@ mod tests {
             "{}",
             status.message()
         );
-        let from_respond = Status::from(RespondError::Internal("table: /data/x".into()));
+        let from_respond = Status::from(RespondError::Task("table /data/x"));
         assert!(!from_respond.message().contains("/data/x"));
     }
 }
