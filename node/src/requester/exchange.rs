@@ -12,11 +12,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pluis_proto::exchange::{self, Answer, Opening, Round};
+pub use pluis_proto::exchange::Fetch;
+use pluis_proto::exchange::{self, Answer, Batch, Round, Sequence, TableCall};
 use pluis_proto::oprf::OprfOutput;
 use pluis_proto::pb::partner_client::PartnerClient;
 use pluis_proto::pb::{self, peer_outcome::State};
-use pluis_proto::table::Flags;
+use pluis_proto::table::{Flags, LabelledTable};
 use ring::rand::{SecureRandom, SystemRandom};
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
@@ -27,6 +28,84 @@ use crate::requester::peers::Peer;
 
 /// How long one partner may take for a whole exchange.
 pub const PEER_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Why an exchange with a partner ended without its answer: the
+/// partner's doing, or this node's — never one reported as the other.
+#[derive(Debug, thiserror::Error)]
+pub enum AskError {
+    /// The partner refused or failed a call.
+    #[error("{}", crate::status_detail(.0))]
+    Partner(tonic::Status),
+    /// The partner's answer broke the protocol, and was abandoned.
+    #[error("the partner {0}; its answer was abandoned")]
+    Answer(Broken),
+    /// This node failed; the partner is not at fault.
+    #[error("this node failed ({0}), not the partner")]
+    Local(&'static str),
+}
+
+/// How a partner's answer broke the protocol.
+#[derive(Debug, thiserror::Error)]
+pub enum Broken {
+    /// More table entries than its announced table allows.
+    #[error("sent more table entries than {0}, the most its announced table allows")]
+    TooManyEntries(u64),
+    /// A table entry of the wrong shape.
+    #[error("sent a malformed table entry")]
+    MalformedEntry,
+    /// Evaluations that do not unblind, or not one per key.
+    #[error("sent evaluations that do not open: {0}")]
+    Evaluation(exchange::ExchangeError),
+    /// An answer out of the exchange's order.
+    #[error("answered out of turn: {0}")]
+    Sequence(exchange::SequenceError),
+}
+
+impl From<tonic::Status> for AskError {
+    fn from(status: tonic::Status) -> Self {
+        AskError::Partner(status)
+    }
+}
+
+impl From<exchange::SequenceError> for AskError {
+    fn from(e: exchange::SequenceError) -> Self {
+        AskError::Answer(Broken::Sequence(e))
+    }
+}
+
+impl AskError {
+    /// The call status this node's log records for it (as a partner's
+    /// own refusal would be: the code says what kind of failure).
+    fn code(&self) -> Code {
+        match self {
+            AskError::Partner(status) => status.code(),
+            AskError::Answer(Broken::TooManyEntries(_)) => Code::ResourceExhausted,
+            AskError::Answer(_) => Code::DataLoss,
+            AskError::Local(_) => Code::Internal,
+        }
+    }
+
+    /// What this node's log records of it: the code and what went wrong.
+    fn logged(&self) -> String {
+        match self {
+            AskError::Partner(status) => format!("{:?}: {}", status.code(), status.message()),
+            other => format!("{:?}: {other}", other.code()),
+        }
+    }
+
+    /// The partner's state in the coordinator's answer.
+    fn state(&self) -> State {
+        match self {
+            AskError::Partner(status) => match status.code() {
+                Code::PermissionDenied => State::Denied,
+                Code::Unavailable => State::Unreachable,
+                Code::DeadlineExceeded => State::TimedOut,
+                _ => State::Failed,
+            },
+            AskError::Answer(_) | AskError::Local(_) => State::Failed,
+        }
+    }
+}
 
 /// What one partner answered.
 #[derive(Debug, Clone)]
@@ -64,18 +143,6 @@ pub fn exchange_id() -> [u8; 16] {
     id
 }
 
-/// How a partner's table is read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fetch {
-    /// Only the buckets of our own tags' prefixes (case queries).
-    Buckets,
-    /// The whole table (bulk screening).
-    Whole,
-}
-
-/// Keys per `Evaluate` request in bulk screening (the default policy limit).
-pub const BULK_BATCH: usize = 100;
-
 /// Who asks whom: the partner, and this node's log, where every call to
 /// it is recorded with the partner's receipt.
 #[derive(Clone)]
@@ -96,9 +163,7 @@ impl Asker {
         let mut detail = call.what.to_owned();
         let mut receipt = None;
         match (&call.outcome, call.receipt) {
-            (Err(status), _) => {
-                detail = format!("{detail}; {:?}: {}", status.code(), status.message());
-            }
+            (Err(error), _) => detail = format!("{detail}; {}", error.logged()),
             // Receipts ride on Evaluate, the call that releases anything.
             (Ok(_), None) if call.keys > 0 => detail.push_str("; no receipt"),
             (Ok(_), None) => {}
@@ -121,7 +186,7 @@ impl Asker {
             }
         }
         let entry = pb::AuditEntry {
-            call_status: call.outcome.as_ref().err().map_or(0, |s| s.code() as i32),
+            call_status: call.outcome.as_ref().err().map_or(0, |e| e.code() as i32),
             counterparty: audit.peer_id(&self.peer.org),
             exchange_id: call.context.exchange_id.clone(),
             purpose: call.context.purpose.clone(),
@@ -154,7 +219,7 @@ struct Call<'a> {
     epoch: u64,
     request_digest: [u8; 32],
     /// The answer's digest, or the refusal.
-    outcome: Result<[u8; 32], &'a tonic::Status>,
+    outcome: Result<[u8; 32], &'a AskError>,
     receipt: Option<pb::Receipt>,
 }
 
@@ -183,15 +248,7 @@ pub async fn ask_peer(
             flags: exchanged.flags,
             max_keys_per_request: exchanged.max_keys_per_request,
         },
-        Ok(Err(status)) => {
-            let state = match status.code() {
-                Code::PermissionDenied => State::Denied,
-                Code::Unavailable => State::Unreachable,
-                Code::DeadlineExceeded => State::TimedOut,
-                _ => State::Failed,
-            };
-            PeerAnswer::failed(&org, keys.len(), state, crate::status_detail(&status))
-        }
+        Ok(Err(error)) => PeerAnswer::failed(&org, keys.len(), error.state(), error.to_string()),
         Err(_) => PeerAnswer::failed(
             &org,
             keys.len(),
@@ -203,8 +260,6 @@ pub async fn ask_peer(
     answer
 }
 
-/// Keys per `Evaluate` when the partner allows more than the first batch.
-const MAX_BATCH: usize = 2048;
 /// Fewer keys than this are blinded and unblinded on the calling thread.
 const INLINE_BELOW: usize = 16;
 /// `Evaluate` calls in flight at once to one partner in bulk screening.
@@ -215,32 +270,32 @@ const IN_FLIGHT: usize = 4;
 async fn curve_work<T: Send + 'static>(
     keys: usize,
     work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, tonic::Status> {
+) -> Result<T, AskError> {
     if keys < INLINE_BELOW {
         return Ok(work());
     }
     tokio::task::spawn_blocking(work)
         .await
-        .map_err(|_| tonic::Status::internal("blinding or unblinding task failed"))
+        .map_err(|_| AskError::Local("a blinding or unblinding task ended"))
 }
 
-/// One `Evaluate` round trip: `keys` blinded, evaluated under `epoch` (0:
-/// the partner's current one), logged, unblinded.
+/// One `Evaluate` round trip for `batch`: blinded, evaluated, logged,
+/// unblinded; its outputs and the partner's answer.
 async fn evaluate(
     asker: Asker,
     mut client: PartnerClient<Channel>,
     context: pb::ExchangeContext,
-    epoch: u64,
-    keys: Vec<String>,
-) -> Result<(Vec<OprfOutput>, Answer), tonic::Status> {
-    let count = keys.len() as u64;
+    batch: Batch,
+) -> Result<(Vec<OprfOutput>, Answer), AskError> {
+    let count = batch.keys.len() as u64;
+    let epoch = batch.wire_epoch();
     let round = {
         let context = context.clone();
-        curve_work(keys.len(), move || {
-            Round::blind(&context, epoch, keys, &mut rand_core::OsRng)
+        curve_work(batch.keys.len(), move || {
+            Round::blind(&context, epoch, batch.keys, &mut rand_core::OsRng)
         })
         .await?
-        .map_err(|e| tonic::Status::internal(e.to_string()))?
+        .map_err(|_| AskError::Local("blinding the keys"))?
     };
     let call = |outcome, receipt, epoch| Call {
         context: &context,
@@ -255,8 +310,9 @@ async fn evaluate(
     let mut answer = match client.evaluate(round.request().clone()).await {
         Ok(response) => Answer::of(response.into_inner()),
         Err(status) => {
-            asker.record(call(Err(&status), None, epoch));
-            return Err(status);
+            let error = AskError::Partner(status);
+            asker.record(call(Err(&error), None, epoch));
+            return Err(error);
         }
     };
     asker.record(call(
@@ -268,7 +324,7 @@ async fn evaluate(
         round.finish(&mut answer).map(|outputs| (outputs, answer))
     })
     .await?
-    .map_err(|e| tonic::Status::internal(e.to_string()))?;
+    .map_err(|e| AskError::Answer(Broken::Evaluation(e)))?;
     Ok((outputs, answer))
 }
 
@@ -276,33 +332,14 @@ async fn evaluate(
 /// few flags: nonce, some dozen bytes, AEAD tag).
 const MAX_LABEL_BYTES: usize = 1024;
 
-/// The most table entries a `GetTable` answer may hold: what the partner
-/// announced for its whole table, half again and 1,024 more (its table
-/// may change between its `Evaluate` and its `GetTable`, when a live
-/// import is published in between); for buckets, `buckets` of the size
-/// such a table makes likely, with a wide margin (tags are uniform: a
-/// 16-bit bucket of a 1,000,000-entry table holds about 15). A partner
-/// that sends more is abandoned, so it cannot grow this node's memory
-/// beyond what it announced and what this node asked for.
-pub fn entries_allowed(table_size: u64, prefix_bits: u32, buckets: u64) -> u64 {
-    let table = table_size
-        .saturating_add(table_size / 2)
-        .saturating_add(1024);
-    if prefix_bits == 0 {
-        return table;
-    }
-    let expected = table.checked_shr(prefix_bits).unwrap_or(0);
-    buckets.saturating_mul(expected.saturating_mul(8).saturating_add(64))
-}
-
 /// One `GetTable` call, read to its end (or until the partner sends more
-/// than `allowed` entries, or a malformed one) and logged.
+/// entries than `call` allows, or a malformed one) and logged.
 async fn get_table(
     asker: &Asker,
     mut client: PartnerClient<Channel>,
-    request: pb::GetTableRequest,
-    allowed: u64,
-) -> Result<Vec<pb::TableChunk>, tonic::Status> {
+    call: TableCall,
+) -> Result<Vec<pb::TableChunk>, AskError> {
+    let TableCall { request, allowed } = call;
     let context = request.context.clone().unwrap_or_default();
     let request_digest = exchange::request_digest(&request);
     let (epoch, prefix_bits) = (request.epoch, request.prefix_bits);
@@ -328,20 +365,16 @@ async fn get_table(
             let chunk = chunk?;
             entries += chunk.entries.len() as u64;
             if entries > allowed {
-                return Err(tonic::Status::resource_exhausted(format!(
-                    "the partner sent more table entries than {allowed}, the most its announced table allows; its answer was abandoned"
-                )));
+                return Err(AskError::Answer(Broken::TooManyEntries(allowed)));
             }
             if chunk.entries.iter().any(|e| {
                 e.tag.len() != pluis_proto::table::TAG_LEN || e.label.len() > MAX_LABEL_BYTES
             }) {
-                return Err(tonic::Status::data_loss(
-                    "the partner sent a malformed table entry; its answer was abandoned",
-                ));
+                return Err(AskError::Answer(Broken::MalformedEntry));
             }
             chunks.push(chunk);
         }
-        Ok::<_, tonic::Status>(chunks)
+        Ok::<_, AskError>(chunks)
     };
     match read.await {
         Ok(chunks) => {
@@ -349,9 +382,9 @@ async fn get_table(
             asker.record(call(Ok(exchange::table_response_digest(&chunks)), entries));
             Ok(chunks)
         }
-        Err(status) => {
-            asker.record(call(Err(&status), 0));
-            Err(status)
+        Err(error) => {
+            asker.record(call(Err(&error), 0));
+            Err(error)
         }
     }
 }
@@ -369,6 +402,11 @@ struct Exchanged {
     max_keys_per_request: u64,
 }
 
+/// Drives one [`Sequence`] over the partner's channel: the first batch,
+/// the rest [`IN_FLIGHT`] at a time (with the whole table of a screening
+/// fetched meanwhile, unless this very table is cached), then the
+/// buckets of a case query, and the flags opened. What to send next is
+/// the sequence's to say; here the bytes are moved.
 async fn exchange(
     asker: Asker,
     purpose: &str,
@@ -376,7 +414,7 @@ async fn exchange(
     keys: &[String],
     id: [u8; 16],
     fetch: Fetch,
-) -> Result<Exchanged, tonic::Status> {
+) -> Result<Exchanged, AskError> {
     if keys.is_empty() {
         return Ok(Exchanged::default());
     }
@@ -385,111 +423,117 @@ async fn exchange(
         purpose: purpose.to_owned(),
         legal_basis: legal_basis.to_owned(),
     };
-    let peer = asker.peer.clone();
-    let client = PartnerClient::new(peer.channel.clone());
-    // The first call learns the epoch, the limits and the table digest;
-    // every later batch is asked under the same epoch.
-    let first_len = match fetch {
-        Fetch::Buckets => keys.len(),
-        Fetch::Whole => BULK_BATCH.min(keys.len()),
+    let mut sequence = Sequence::new(context.clone(), keys.to_vec(), fetch);
+    let client = PartnerClient::new(asker.peer.channel.clone());
+    let Some(first) = sequence.next_batch() else {
+        return Err(AskError::Local("an exchange without a first batch"));
     };
-    let (mut outputs, first) = evaluate(
-        asker.clone(),
-        client.clone(),
-        context.clone(),
-        0,
-        keys[..first_len].to_vec(),
-    )
-    .await?;
-    let first = first.response;
-    let epoch = first.epoch;
-    let table_size = first.table_size;
-    let max_keys_per_request = u64::from(first.max_keys_per_request);
-    let mut table_from_cache = false;
-    // In bulk, fetch the whole table (unless this very table is cached)
-    // while the remaining keys are evaluated.
+    let index = first.index;
+    let (outputs, answer) = evaluate(asker.clone(), client.clone(), context.clone(), first).await?;
+    sequence.answered(index, &answer.response, outputs)?;
     let table = match fetch {
         Fetch::Buckets => None,
-        Fetch::Whole => Some(match peer.cached_table(epoch, &first.table_digest) {
-            Some(table) => {
-                table_from_cache = true;
-                tokio::spawn(async move { Ok(table) })
-            }
-            None => {
-                let (asker, client) = (asker.clone(), client.clone());
-                let request = Opening::new(Vec::new()).bucket_request(&context, epoch, 0);
-                tokio::spawn(async move {
-                    let chunks = get_table(&asker, client, request, table_size).await?;
-                    Ok::<_, tonic::Status>(Arc::new(exchange::table_from_chunks(chunks)))
-                })
-            }
-        }),
+        Fetch::Whole => Some(whole_table(&asker, &client, &sequence, &answer.response)?),
     };
-    let batch = (first.max_keys_per_request as usize).clamp(1, MAX_BATCH);
-    let mut batches = keys[first_len..].chunks(batch);
     let mut in_flight = std::collections::VecDeque::new();
     loop {
         while in_flight.len() < IN_FLIGHT {
-            let Some(chunk) = batches.next() else { break };
-            in_flight.push_back(tokio::spawn(evaluate(
-                asker.clone(),
-                client.clone(),
-                context.clone(),
-                epoch,
-                chunk.to_vec(),
-            )));
+            let Some(batch) = sequence.next_batch() else {
+                break;
+            };
+            let index = batch.index;
+            let ask = evaluate(asker.clone(), client.clone(), context.clone(), batch);
+            in_flight.push_back((index, tokio::spawn(ask)));
         }
-        let Some(next) = in_flight.pop_front() else {
+        let Some((index, next)) = in_flight.pop_front() else {
             break;
         };
-        let (more, _) = next
+        let (outputs, answer) = next
             .await
-            .map_err(|_| tonic::Status::internal("evaluation task failed"))??;
-        outputs.extend(more);
+            .map_err(|_| AskError::Local("an evaluation task ended"))??;
+        sequence.answered(index, &answer.response, outputs)?;
     }
-    let opening = Opening::new(outputs);
-    let flags = match table {
-        Some(table) => {
+    let opening = sequence.opening()?;
+    let (flags, table_from_cache) = match table {
+        Some((table, from_cache)) => {
             let table = table
                 .await
-                .map_err(|_| tonic::Status::internal("table task failed"))??;
-            if table.digest()[..] == first.table_digest[..] {
-                peer.cache_table(epoch, table.clone());
+                .map_err(|_| AskError::Local("a table task ended"))??;
+            let pinned = sequence.pinned().map(|p| (p.epoch, p.table_digest.clone()));
+            if let Some((epoch, digest)) = pinned {
+                if table.digest()[..] == digest[..] {
+                    asker.peer.cache_table(epoch, table.clone());
+                }
             }
-            tokio::task::spawn_blocking(move || opening.open_table(&table))
+            let flags = tokio::task::spawn_blocking(move || opening.open_table(&table))
                 .await
-                .map_err(|_| tonic::Status::internal("opening task failed"))?
+                .map_err(|_| AskError::Local("an opening task ended"))?;
+            (flags, from_cache)
         }
         None => {
             // Case queries: the bucket of every key's tag prefix, in one call.
-            let request = opening.bucket_request(&context, epoch, first.min_prefix_bits);
-            let buckets = 1 + request.more_prefixes.len() as u64;
-            let allowed = entries_allowed(table_size, request.prefix_bits, buckets);
-            let chunks = get_table(&asker, client, request, allowed).await?;
-            opening.open_chunks(&chunks)
+            let call = sequence.bucket_call(&opening)?;
+            let chunks = get_table(&asker, client, call).await?;
+            (opening.open_chunks(&chunks), false)
         }
     };
+    let pinned = sequence.pinned().cloned().unwrap_or_default();
     Ok(Exchanged {
         flags,
-        table_size,
+        table_size: pinned.table_size,
         table_from_cache,
-        max_keys_per_request,
+        max_keys_per_request: pinned.max_keys_per_request,
     })
 }
 
+/// A whole partner table, being fetched: the cached one if its epoch and
+/// digest are this answer's, else a task streaming it in.
+type TableTask = tokio::task::JoinHandle<Result<Arc<LabelledTable>, AskError>>;
+
+fn whole_table(
+    asker: &Asker,
+    client: &PartnerClient<Channel>,
+    sequence: &Sequence,
+    first: &pb::EvaluateResponse,
+) -> Result<(TableTask, bool), AskError> {
+    if let Some(table) = asker.peer.cached_table(first.epoch, &first.table_digest) {
+        return Ok((tokio::spawn(async move { Ok(table) }), true));
+    }
+    let call = sequence.whole_table_call()?;
+    let (asker, client) = (asker.clone(), client.clone());
+    let task = tokio::spawn(async move {
+        let chunks = get_table(&asker, client, call).await?;
+        Ok(Arc::new(exchange::table_from_chunks(chunks)))
+    });
+    Ok((task, false))
+}
 #[cfg(test)]
 mod tests {
-    use super::entries_allowed;
+    use super::*;
 
     #[test]
-    fn a_table_answer_may_hold_no_more_than_announced() {
-        assert_eq!(entries_allowed(10, 0, 0), 10 + 5 + 1024, "the whole table");
-        // A 1,000,000-entry table (and half again): about 22 per 16-bit
-        // bucket, allowed 8× and 64 more.
-        assert_eq!(entries_allowed(1_000_000, 16, 3), 3 * (22 * 8 + 64));
-        // A table that grew from one entry to 100,000 since it was
-        // announced still fits in a bucket's allowance.
-        assert_eq!(entries_allowed(1, 16, 5), 5 * 64);
-        assert_eq!(entries_allowed(u64::MAX, 128, u64::MAX), u64::MAX);
+    fn a_local_failure_is_never_reported_as_the_partners() {
+        let local = AskError::Local("an evaluation task ended");
+        assert_eq!(local.state(), State::Failed);
+        assert!(
+            local.to_string().contains("this node failed")
+                && local.to_string().contains("not the partner"),
+            "{local}"
+        );
+        let partner =
+            AskError::Partner(tonic::Status::permission_denied("policy rule purposes: …"));
+        assert_eq!(partner.state(), State::Denied);
+        assert!(partner
+            .to_string()
+            .starts_with("PermissionDenied: policy rule purposes"));
+        let broken = AskError::Answer(Broken::TooManyEntries(64));
+        assert_eq!(broken.state(), State::Failed);
+        assert_eq!(broken.code(), Code::ResourceExhausted);
+        assert!(broken
+            .to_string()
+            .starts_with("the partner sent more table entries than 64,"));
+        assert!(broken
+            .logged()
+            .starts_with("ResourceExhausted: the partner sent"));
     }
 }

@@ -15,7 +15,16 @@
 //!    tags, sealed under its own outputs, open.
 //!
 //! [`request_digest`] and [`table_response_digest`] are the digests both
-//! sides log and the receipt signs.
+//! sides log and the receipt signs. The order of these steps — which batch
+//! under which epoch, which table call and how many entries it may bring —
+//! is [`sequence::Sequence`]'s, a state machine the node drives; the
+//! [`pair`] tests run it against an in-memory responder, no sockets.
+
+#[cfg(test)]
+mod pair;
+pub mod sequence;
+
+pub use sequence::{entries_allowed, Batch, Fetch, Sequence, SequenceError, TableCall};
 
 use std::collections::{BTreeSet, HashMap};
 
