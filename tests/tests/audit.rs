@@ -107,7 +107,7 @@ async fn every_exchange_is_logged_on_both_sides_and_the_logs_cross_check() {
     let query = police
         .entries
         .iter()
-        .find(|e| e.kind == Kind::CaseQuery as i32)
+        .find(|e| e.kind() == Kind::CaseQuery)
         .unwrap();
     assert_eq!(query.actor, "spiffe://audit/org/police/coordinator");
     assert_eq!((query.purpose.as_str(), query.keys_asked), (PURPOSE, 3));
@@ -116,9 +116,7 @@ async fn every_exchange_is_logged_on_both_sides_and_the_logs_cross_check() {
     let to_school: Vec<_> = police
         .entries
         .iter()
-        .filter(|e| {
-            e.kind == Kind::ExchangeRequested as i32 && e.counterparty.contains("/org/school/")
-        })
+        .filter(|e| e.kind() == Kind::ExchangeRequested && e.counterparty.contains("/org/school/"))
         .collect();
     assert_eq!(to_school.len(), 2, "an Evaluate and one table call");
     for e in &to_school {
@@ -130,7 +128,7 @@ async fn every_exchange_is_logged_on_both_sides_and_the_logs_cross_check() {
     let served: Vec<_> = school
         .entries
         .iter()
-        .filter(|e| e.kind == Kind::ExchangeServed as i32)
+        .filter(|e| e.kind() == Kind::ExchangeServed)
         .collect();
     assert_eq!(served.len(), to_school.len());
     assert!(served

@@ -55,7 +55,7 @@ fn with_metrics(file: &mut ConfigFile) {
 
 fn refused(log: &[pb::AuditEntry]) -> Vec<&pb::AuditEntry> {
     log.iter()
-        .filter(|e| e.kind == Kind::CallRefused as i32 || e.kind == Kind::ExchangeDenied as i32)
+        .filter(|e| e.kind() == Kind::CallRefused || e.kind() == Kind::ExchangeDenied)
         .collect()
 }
 
@@ -214,7 +214,7 @@ async fn a_legal_basis_other_than_the_agreed_one_is_refused() {
     let log = c.verified_log("police", &c.url("police")).await;
     let denied: Vec<_> = log
         .iter()
-        .filter(|e| e.kind == Kind::ExchangeDenied as i32)
+        .filter(|e| e.kind() == Kind::ExchangeDenied)
         .collect();
     assert_eq!(denied.len(), 2);
     for entry in denied {
@@ -695,8 +695,10 @@ async fn a_partner_streaming_more_than_it_announced_is_abandoned_and_named() {
     );
     fake.abort();
     let log = c.verified_log("police", &c.url("police")).await;
-    assert!(log.iter().any(|e| e.kind == Kind::ExchangeRequested as i32
-        && e.detail.contains("more table entries than 64,")));
+    assert!(log
+        .iter()
+        .any(|e| e.kind() == Kind::ExchangeRequested
+            && e.detail.contains("more table entries than 64,")));
     c.stop().await;
 }
 
@@ -745,6 +747,6 @@ async fn a_coordinators_overlong_key_is_the_coordinators_error_not_a_partners() 
     let log = c.verified_log("school", &c.url("school")).await;
     assert!(log
         .iter()
-        .all(|e| e.kind != Kind::ExchangeServed as i32 && e.kind != Kind::ExchangeDenied as i32));
+        .all(|e| e.kind() != Kind::ExchangeServed && e.kind() != Kind::ExchangeDenied));
     c.stop().await;
 }

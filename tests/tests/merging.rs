@@ -115,7 +115,7 @@ async fn queries_waiting_for_a_partner_share_its_next_exchange() {
     let school_log = c.verified_log("school", &school.url).await;
     let evaluations: Vec<(Kind, u64)> = school_log
         .iter()
-        .filter(|e| e.detail.starts_with("evaluate") || e.kind == Kind::ExchangeDenied as i32)
+        .filter(|e| e.detail.starts_with("evaluate") || e.kind() == Kind::ExchangeDenied)
         .map(|e| (Kind::try_from(e.kind).unwrap(), e.keys_asked))
         .collect();
     assert_eq!(
@@ -134,7 +134,7 @@ async fn queries_waiting_for_a_partner_share_its_next_exchange() {
     let police_log = c.verified_log("police", &police.url).await;
     let riding = police_log
         .iter()
-        .filter(|e| e.kind == Kind::CaseQuery as i32)
+        .filter(|e| e.kind() == Kind::CaseQuery)
         .filter(|e| e.detail.contains(&format!("school:{merged}")))
         .count();
     assert_eq!(riding, 2);

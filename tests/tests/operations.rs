@@ -138,10 +138,7 @@ async fn case_queries_keep_being_answered_while_a_live_import_lands() {
                         panic!("client {client}: a query failed during the import: {e:#}")
                     });
                 assert!(
-                    answer
-                        .peers
-                        .iter()
-                        .all(|p| p.state == State::Answered as i32),
+                    answer.peers.iter().all(|p| p.state() == State::Answered),
                     "client {client}: a partner did not answer during the import: {:?}",
                     answer.peers
                 );
@@ -191,10 +188,7 @@ async fn case_queries_keep_being_answered_while_a_live_import_lands() {
     let school = c
         .verified_log("school", &c.node("school").unwrap().url)
         .await;
-    let imports: Vec<&AuditEntry> = school
-        .iter()
-        .filter(|e| e.kind == Kind::Import as i32)
-        .collect();
+    let imports: Vec<&AuditEntry> = school.iter().filter(|e| e.kind() == Kind::Import).collect();
     assert_eq!(imports.len(), 2, "the offline import and the live one");
     assert!(
         imports[1].actor.contains("admin socket"),
@@ -332,7 +326,7 @@ fn a_bad_live_import_stores_nothing_and_a_killed_one_leaves_the_old_or_the_new_s
             "after the kill: {after} signals; before {before}, whole import {full_count}"
         );
         let entries = runtime.block_on(c.verified_log("police", &police.url));
-        assert!(entries.iter().any(|e| e.kind == Kind::Import as i32));
+        assert!(entries.iter().any(|e| e.kind() == Kind::Import));
         // Forget the big import again for the next round (replace with the small file).
         let (ok, _, stderr) = node_cmd(&[
             "import",
@@ -437,7 +431,7 @@ fn sighup_keeps_the_old_policy_for_a_broken_file_and_puts_a_good_one_in_force() 
     let entries = runtime.block_on(c.verified_log("school", &school.url));
     let policies: Vec<&AuditEntry> = entries
         .iter()
-        .filter(|e| e.kind == Kind::PolicyLoaded as i32)
+        .filter(|e| e.kind() == Kind::PolicyLoaded)
         .collect();
     assert_eq!(policies.len(), 2, "at start and at the good reload only");
     assert_eq!(

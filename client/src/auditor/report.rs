@@ -62,9 +62,9 @@ fn esc(text: &str) -> String {
 /// Served, denied or refused calls in `log`, by the calling partner.
 fn answered(log: &VerifiedLog) -> impl Iterator<Item = &pb::AuditEntry> {
     log.entries.iter().filter(|e| {
-        e.kind == Kind::ExchangeServed as i32
-            || e.kind == Kind::ExchangeDenied as i32
-            || e.kind == Kind::CallRefused as i32
+        e.kind() == Kind::ExchangeServed
+            || e.kind() == Kind::ExchangeDenied
+            || e.kind() == Kind::CallRefused
     })
 }
 
@@ -117,7 +117,7 @@ pub fn flags(logs: &[NodeLog]) -> Vec<Flag> {
         for e in answered(&node.log) {
             let partner = org_of(&e.actor);
             let counts = denials.entry(partner.clone()).or_default();
-            if e.kind != Kind::ExchangeServed as i32 {
+            if e.kind() != Kind::ExchangeServed {
                 counts.0 += refusals_in(e);
                 counts.1 += refusals_in(e);
                 continue;
@@ -178,7 +178,7 @@ pub fn flags(logs: &[NodeLog]) -> Vec<Flag> {
             .log
             .entries
             .iter()
-            .filter(|e| e.kind == Kind::ExchangeRequested as i32 && e.keys_asked > 0)
+            .filter(|e| e.kind() == Kind::ExchangeRequested && e.keys_asked > 0)
         {
             let partner = org_of(&e.counterparty);
             let problem = match &e.receipt {
@@ -357,7 +357,7 @@ pub fn render(logs: &[NodeLog]) -> String {
             let partner = org_of(&e.actor);
             let day = day_of(e.time_unix_ms);
             days.insert(day.clone());
-            if e.kind != Kind::ExchangeServed as i32 {
+            if e.kind() != Kind::ExchangeServed {
                 *denials.entry(partner).or_default() += refusals_in(e);
                 continue;
             }

@@ -194,7 +194,7 @@ pub fn render(response: &MatchResponse) -> String {
     let missing: Vec<String> = response
         .peers
         .iter()
-        .filter(|p| p.state != State::Answered as i32)
+        .filter(|p| p.state() != State::Answered)
         .map(|p| format!("{} ({}: {})", p.org, state_name(p.state), p.detail))
         .collect();
     let answered = response.peers.len() - missing.len();

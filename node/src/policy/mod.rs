@@ -151,18 +151,13 @@ impl Default for PeerPolicy {
 
 /// A refusal: which rule, and why, in words fit for the caller. Never
 /// personal data.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("policy rule {rule}: {reason}")]
 pub struct Denial {
     /// The rule.
     pub rule: Rule,
     /// The explanation.
     pub reason: String,
-}
-
-impl std::fmt::Display for Denial {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "policy rule {}: {}", self.rule, self.reason)
-    }
 }
 
 /// What a request asks of the policy.

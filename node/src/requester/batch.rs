@@ -197,7 +197,7 @@ fn learned(batches: &Batches, slot: &Slot, limit: u64) {
 async fn exchange(asker: &Asker, slot: &Slot, batch: Vec<Waiter>, deadline: Duration) -> u64 {
     let (keys, positions) = merge(batch.iter().map(|w| &w.keys[..]));
     let answer = ask_alone(asker, slot, &keys, deadline).await;
-    if batch.len() > 1 && answer.outcome.state == State::Denied as i32 {
+    if batch.len() > 1 && answer.outcome.state() == State::Denied {
         // Refused together: ask for each query on its own, as it would
         // have been asked without merging.
         let mut limit = answer.max_keys_per_request;

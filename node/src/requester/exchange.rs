@@ -13,12 +13,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use pluis_proto::exchange::Fetch;
-use pluis_proto::exchange::{self, Answer, Batch, Round, Sequence, TableCall};
+use pluis_proto::exchange::{self, Answer, Batch, Epoch, ExchangeId, Round, Sequence, TableCall};
 use pluis_proto::oprf::OprfOutput;
 use pluis_proto::pb::partner_client::PartnerClient;
 use pluis_proto::pb::{self, peer_outcome::State};
 use pluis_proto::table::{Flags, LabelledTable};
-use ring::rand::{SecureRandom, SystemRandom};
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 use tonic::Code;
@@ -135,12 +134,8 @@ impl PeerAnswer {
 }
 
 /// A fresh random exchange id.
-pub fn exchange_id() -> [u8; 16] {
-    let mut id = [0u8; 16];
-    // Without an OS RNG nothing else works either; a zero id is still
-    // unique enough to be logged, and the blinding below would fail anyway.
-    let _ = SystemRandom::new().fill(&mut id);
-    id
+pub fn exchange_id() -> ExchangeId {
+    ExchangeId::random()
 }
 
 /// Who asks whom: the partner, and this node's log, where every call to
@@ -412,7 +407,7 @@ async fn exchange(
     purpose: &str,
     legal_basis: &str,
     keys: &[String],
-    id: [u8; 16],
+    id: ExchangeId,
     fetch: Fetch,
 ) -> Result<Exchanged, AskError> {
     if keys.is_empty() {
@@ -477,12 +472,14 @@ async fn exchange(
             (opening.open_chunks(&chunks), false)
         }
     };
-    let pinned = sequence.pinned().cloned().unwrap_or_default();
+    let (table_size, max_keys_per_request) = sequence
+        .pinned()
+        .map_or((0, 0), |p| (p.table_size, p.max_keys_per_request));
     Ok(Exchanged {
         flags,
-        table_size: pinned.table_size,
+        table_size,
         table_from_cache,
-        max_keys_per_request: pinned.max_keys_per_request,
+        max_keys_per_request,
     })
 }
 
@@ -496,7 +493,9 @@ fn whole_table(
     sequence: &Sequence,
     first: &pb::EvaluateResponse,
 ) -> Result<(TableTask, bool), AskError> {
-    if let Some(table) = asker.peer.cached_table(first.epoch, &first.table_digest) {
+    let cached = Epoch::new(first.epoch)
+        .and_then(|epoch| asker.peer.cached_table(epoch, &first.table_digest));
+    if let Some(table) = cached {
         return Ok((tokio::spawn(async move { Ok(table) }), true));
     }
     let call = sequence.whole_table_call()?;

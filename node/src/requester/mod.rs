@@ -2,8 +2,11 @@
 //!
 //! A coordinator's question arrives through [`crate::service::coordinator`]
 //! and is answered here:
-//! - [`query`]: the case query (which life domains have signals for these
-//!   persons across the partnership) and bulk screening;
+//! - [`case`]: the case query (which life domains have signals for these
+//!   persons across the partnership);
+//! - [`screen`]: bulk screening of every key this node holds;
+//! - [`question`]: what both share (the coordinator's error, the purpose
+//!   check, the question as logged);
 //! - [`fanout`]: every partner at once, each under its own deadline, so a
 //!   dead partner gives a partial answer that names it;
 //! - [`batch`]: case queries to one partner merged while an exchange with it
@@ -16,7 +19,9 @@
 //! The answering side of the same exchange is [`crate::responder`].
 
 pub(crate) mod batch;
+pub(crate) mod case;
 pub(crate) mod exchange;
 pub(crate) mod fanout;
 pub(crate) mod peers;
-pub(crate) mod query;
+pub(crate) mod question;
+pub(crate) mod screen;

@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use pluis_proto::exchange::Epoch;
 use pluis_proto::table::LabelledTable;
 
 use pluis_proto::pb;
@@ -41,7 +42,7 @@ pub struct Peer {
 struct TableCache(Arc<Mutex<Option<EpochTable>>>);
 
 /// A table and the epoch it belongs to.
-type EpochTable = (u64, Arc<LabelledTable>);
+type EpochTable = (Epoch, Arc<LabelledTable>);
 
 impl std::fmt::Debug for TableCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -51,7 +52,7 @@ impl std::fmt::Debug for TableCache {
 
 impl Peer {
     /// The cached whole table of `epoch`, if its digest is `digest`.
-    pub fn cached_table(&self, epoch: u64, digest: &[u8]) -> Option<Arc<LabelledTable>> {
+    pub fn cached_table(&self, epoch: Epoch, digest: &[u8]) -> Option<Arc<LabelledTable>> {
         let cached = lock(&self.table.0);
         cached
             .as_ref()
@@ -61,7 +62,7 @@ impl Peer {
 
     /// Keeps `table` as this partner's whole table for `epoch`, in place
     /// of any earlier one.
-    pub fn cache_table(&self, epoch: u64, table: Arc<LabelledTable>) {
+    pub fn cache_table(&self, epoch: Epoch, table: Arc<LabelledTable>) {
         *lock(&self.table.0) = Some((epoch, table));
     }
 }

@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use pluis_proto::exchange::Epoch;
 use pluis_proto::oprf::EpochKey;
 
 use crate::store::{Store, StoreError};
@@ -21,9 +22,9 @@ pub enum EpochError {
     #[error("epoch {requested} is not served (current epoch is {current})")]
     NotServed {
         /// What was asked.
-        requested: u64,
+        requested: Epoch,
         /// The current epoch.
-        current: u64,
+        current: Epoch,
     },
     /// The store failed.
     #[error(transparent)]
@@ -39,7 +40,7 @@ pub struct Epochs {
     store: Arc<Store>,
     length_secs: u64,
     grace_secs: u64,
-    keys: Mutex<BTreeMap<u64, Arc<EpochKey>>>,
+    keys: Mutex<BTreeMap<Epoch, Arc<EpochKey>>>,
 }
 
 impl Epochs {
@@ -55,9 +56,11 @@ impl Epochs {
     }
 
     /// The epoch at `now` (seconds since the Unix epoch). Epoch numbers
-    /// start at 1, so that 0 can mean "current" on the wire.
-    pub fn current(&self, now: u64) -> u64 {
-        now / self.length_secs + 1
+    /// start at 1: the wire's 0 means "the current one".
+    pub fn current(&self, now: u64) -> Epoch {
+        let number = (now / self.length_secs).saturating_add(1);
+        // A number of at least 1 is an epoch.
+        Epoch::new(number).unwrap_or_else(|| unreachable!("epoch numbers start at 1"))
     }
 
     /// Seconds from `now` to the start of the next epoch.
@@ -74,43 +77,46 @@ impl Epochs {
     /// logged like any new key), so that its tables can be built before
     /// it starts. It is not served before then: [`Epochs::key`] serves
     /// only the current epoch and the previous one in its grace.
-    pub fn next_key(&self, now: u64) -> Result<(u64, Arc<EpochKey>), EpochError> {
-        let next = self.current(now) + 1;
+    pub fn next_key(&self, now: u64) -> Result<(Epoch, Arc<EpochKey>), EpochError> {
+        let next = self.current(now).next();
         if let Some(key) = crate::lock(&self.keys).get(&next) {
             return Ok((next, key.clone()));
         }
         let seed = self
             .store
-            .epoch_seed(next, true)?
+            .epoch_seed(next.number(), true)?
             .ok_or(EpochError::Derive)?;
         let key = Arc::new(EpochKey::from_seed(&seed).map_err(|_| EpochError::Derive)?);
         crate::lock(&self.keys).insert(next, key.clone());
-        tracing::info!(epoch = next, "the next epoch's OPRF key is ready");
+        tracing::info!(epoch = next.number(), "the next epoch's OPRF key is ready");
         Ok((next, key))
     }
 
-    /// The key for `requested` (0: the current epoch) at `now`.
-    pub fn key(&self, requested: u64, now: u64) -> Result<(u64, Arc<EpochKey>), EpochError> {
+    /// The key for `requested` (`None`: the current epoch) at `now`.
+    pub fn key(
+        &self,
+        requested: Option<Epoch>,
+        now: u64,
+    ) -> Result<(Epoch, Arc<EpochKey>), EpochError> {
         let current = self.current(now);
-        let epoch = if requested == 0 { current } else { requested };
-        let grace_ends = (current - 1) * self.length_secs + self.grace_secs;
+        let epoch = requested.unwrap_or(current);
+        let grace_ends = (current.number() - 1) * self.length_secs + self.grace_secs;
         let mut keys = crate::lock(&self.keys);
         // Forget and destroy what is past its grace.
-        let oldest_served = if now < grace_ends {
-            current - 1
-        } else {
-            current
+        let oldest_served = match current.previous() {
+            Some(previous) if now < grace_ends => previous,
+            _ => current,
         };
         keys.retain(|e, _| *e >= oldest_served);
-        let destroyed = self.store.destroy_epochs_before(oldest_served)?;
+        let destroyed = self.store.destroy_epochs_before(oldest_served.number())?;
         if destroyed > 0 {
             tracing::info!(
                 destroyed,
-                before_epoch = oldest_served,
+                before_epoch = oldest_served.number(),
                 "epoch keys destroyed after their grace period"
             );
         }
-        let in_grace = epoch + 1 == current && now < grace_ends;
+        let in_grace = epoch.next() == current && now < grace_ends;
         if epoch != current && !in_grace {
             return Err(EpochError::NotServed {
                 requested: epoch,
@@ -120,15 +126,18 @@ impl Epochs {
         if let Some(key) = keys.get(&epoch) {
             return Ok((epoch, key.clone()));
         }
-        let existed = self.store.epoch_seed(epoch, false)?;
+        let existed = self.store.epoch_seed(epoch.number(), false)?;
         let seed = match existed {
             Some(seed) => seed,
             None if epoch == current => {
                 let seed = self
                     .store
-                    .epoch_seed(epoch, true)?
+                    .epoch_seed(epoch.number(), true)?
                     .ok_or(EpochError::Derive)?;
-                tracing::info!(epoch, "epoch key rotated: a new OPRF key is in use");
+                tracing::info!(
+                    epoch = epoch.number(),
+                    "epoch key rotated: a new OPRF key is in use"
+                );
                 seed
             }
             None => {
@@ -153,24 +162,31 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(dir.path()).unwrap());
         let epochs = Epochs::new(store, 100, 10);
-        let (e1, k1) = epochs.key(0, 150).unwrap();
-        assert_eq!(e1, 2);
+        let (e1, k1) = epochs.key(None, 150).unwrap();
+        assert_eq!(e1.number(), 2);
         let probe = k1.evaluate_input(b"x").unwrap();
         // Rotation at 200: epoch 3 is current, epoch 2 still served until 210.
-        let (e2, k2) = epochs.key(0, 205).unwrap();
-        assert_eq!(e2, 3);
+        let (e2, k2) = epochs.key(None, 205).unwrap();
+        assert_eq!(e2.number(), 3);
         assert_ne!(k2.evaluate_input(b"x").unwrap(), probe);
-        let (_, again) = epochs.key(e1, 205).unwrap();
+        let (_, again) = epochs.key(Some(e1), 205).unwrap();
         assert_eq!(
             again.evaluate_input(b"x").unwrap(),
             probe,
             "same key in grace"
         );
-        let err = epochs.key(e1, 215).unwrap_err().to_string();
+        let err = epochs.key(Some(e1), 215).unwrap_err().to_string();
         assert!(err.contains("epoch 2 is not served"), "{err}");
         // And it is gone from disk, not only from memory.
-        assert!(epochs.store.epoch_seed(e1, false).unwrap().is_none());
-        assert!(epochs.key(7, 215).is_err(), "future epochs are not served");
+        assert!(epochs
+            .store
+            .epoch_seed(e1.number(), false)
+            .unwrap()
+            .is_none());
+        assert!(
+            epochs.key(Epoch::new(7), 215).is_err(),
+            "future epochs are not served"
+        );
     }
 
     #[test]
@@ -180,10 +196,13 @@ mod tests {
         let epochs = Epochs::new(store, 100, 10);
         assert_eq!(epochs.secs_to_next(150), 50);
         let (next, ahead) = epochs.next_key(150).unwrap();
-        assert_eq!(next, 3);
-        assert!(epochs.key(3, 150).is_err(), "not served before it starts");
-        let (current, key) = epochs.key(0, 200).unwrap();
-        assert_eq!(current, 3);
+        assert_eq!(next.number(), 3);
+        assert!(
+            epochs.key(Some(next), 150).is_err(),
+            "not served before it starts"
+        );
+        let (current, key) = epochs.key(None, 200).unwrap();
+        assert_eq!(current, next);
         assert_eq!(
             key.evaluate_input(b"x").unwrap(),
             ahead.evaluate_input(b"x").unwrap(),

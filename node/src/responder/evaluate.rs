@@ -12,7 +12,7 @@
 
 use std::sync::atomic::Ordering;
 
-use pluis_proto::exchange;
+use pluis_proto::exchange::{self, Epoch, ExchangeId};
 use pluis_proto::oprf::EpochKey;
 use pluis_proto::pb::{self, audit_entry::Kind};
 use pluis_proto::table::{Prefix, TableEntry};
@@ -112,18 +112,15 @@ impl RespondError {
 }
 
 /// An exchange's context, whose bounds [`pluis_proto::limits::context`]
-/// checked at the service edge; with its id, and in hex for spans.
+/// checked at the service edge; with its id.
 pub fn context(
     context: Option<pb::ExchangeContext>,
-) -> Result<(pb::ExchangeContext, [u8; 16], String), RespondError> {
+) -> Result<(pb::ExchangeContext, ExchangeId), RespondError> {
     let context = context.ok_or_else(|| RespondError::invalid("context", Malformed::Missing))?;
-    let id: [u8; 16] = context
-        .exchange_id
-        .as_slice()
-        .try_into()
-        .map_err(|_| RespondError::invalid("context.exchange_id", Malformed::Length(16)))?;
-    let hex = pluis_proto::hex(&id);
-    Ok((context, id, hex))
+    let id = ExchangeId::from_wire(&context.exchange_id).ok_or_else(|| {
+        RespondError::invalid("context.exchange_id", Malformed::Length(ExchangeId::LEN))
+    })?;
+    Ok((context, id))
 }
 
 /// One partner's call, as this node answers it: who, the policy in force
@@ -171,16 +168,16 @@ impl<'a> Call<'a> {
         }
     }
 
-    /// The key of the epoch asked for (0: the current one), and the
+    /// The key of the epoch asked for (`None`: the current one), and the
     /// exchange as [`crate::responder::served`] knows it; an epoch not served is a
     /// refusal, logged.
     async fn epoch<'p>(
         &'p self,
-        requested: u64,
+        requested: Option<Epoch>,
         keys: u64,
         peer: &'p str,
-        id: [u8; 16],
-    ) -> Result<(u64, std::sync::Arc<EpochKey>, ExchangeOf<'p>), RespondError> {
+        id: ExchangeId,
+    ) -> Result<(Epoch, std::sync::Arc<EpochKey>, ExchangeOf<'p>), RespondError> {
         match self
             .state
             .epochs
@@ -263,7 +260,7 @@ pub async fn evaluate(
     caller: &SpiffeId,
     request: pb::EvaluateRequest,
     ctx: &pb::ExchangeContext,
-    exchange_id: [u8; 16],
+    exchange_id: ExchangeId,
 ) -> Result<pb::EvaluateResponse, RespondError> {
     let started = Stopwatch::start();
     let peer = caller.org().to_owned();
@@ -286,7 +283,8 @@ pub async fn evaluate(
     if let Err(denial) = decide_evaluate(policy, ask) {
         return Err(call.refuse(keys, denial.rule, denial.to_string()).await);
     }
-    let (epoch, key, of) = call.epoch(request.epoch, keys, &peer, exchange_id).await?;
+    let asked = Epoch::asked(request.epoch);
+    let (epoch, key, of) = call.epoch(asked, keys, &peer, exchange_id).await?;
     if let Err(unserved) = state.served.may_evaluate(of) {
         let message = format!("policy rule exchange: {unserved}");
         return Err(call.refuse(keys, Rule::Exchange, message).await);
@@ -302,7 +300,7 @@ pub async fn evaluate(
     let template = pb::AuditEntry {
         keys_asked: keys,
         keys_evaluated: keys,
-        epoch,
+        epoch: epoch.number(),
         detail: "evaluate".into(),
         ..call.entry(Kind::ExchangeServed)
     };
@@ -347,7 +345,7 @@ pub async fn evaluate(
                 None => (0, Vec::new()),
             };
             let mut response = pb::EvaluateResponse {
-                epoch,
+                epoch: epoch.number(),
                 evaluated,
                 table_size,
                 min_prefix_bits,
@@ -393,7 +391,7 @@ pub async fn evaluate(
     call.count(Outcome::Served);
     state.metrics.evaluate.observe(started.elapsed());
     tracing::info!(
-        epoch,
+        epoch = epoch.number(),
         table_size = response.table_size,
         log_index = index,
         "exchange served"
@@ -431,7 +429,7 @@ pub async fn table(
     caller: &SpiffeId,
     request: pb::GetTableRequest,
     ctx: &pb::ExchangeContext,
-    exchange_id: [u8; 16],
+    exchange_id: ExchangeId,
 ) -> Result<Vec<pb::TableChunk>, RespondError> {
     let peer = caller.org().to_owned();
     let call = Call::new(state, "Partner/GetTable", caller, ctx, &request);
@@ -447,7 +445,8 @@ pub async fn table(
         Err(denial) => return Err(call.refuse(0, denial.rule, denial.to_string()).await),
     };
     let prefixes = prefixes(&request)?;
-    let (epoch, key, of) = call.epoch(request.epoch, 0, &peer, exchange_id).await?;
+    let asked = Epoch::asked(request.epoch);
+    let (epoch, key, of) = call.epoch(asked, 0, &peer, exchange_id).await?;
     let whole = request.prefix_bits == 0;
     let buckets = prefixes.len() as u64;
     if let Err(unserved) = state
@@ -464,7 +463,7 @@ pub async fn table(
     let view = View::of(&policy);
     let today = state.clock.today();
     let template = pb::AuditEntry {
-        epoch,
+        epoch: epoch.number(),
         detail: format!(
             "table prefix_bits={} buckets={}",
             request.prefix_bits,
@@ -488,7 +487,7 @@ pub async fn table(
         let chunks: Vec<pb::TableChunk> = bucket
             .chunks(TABLE_CHUNK)
             .map(|chunk| pb::TableChunk {
-                epoch,
+                epoch: epoch.number(),
                 entries: chunk
                     .iter()
                     .map(|e| pb::TableEntry {

@@ -10,6 +10,7 @@
 //! Memory is bounded: an exchange is kept for [`KEEP_SECS`] after its last
 //! `Evaluate`, and at most [`MAX_EXCHANGES`] at once (the oldest go first).
 
+use pluis_proto::exchange::{Epoch, ExchangeId};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 
@@ -18,12 +19,12 @@ pub const KEEP_SECS: u64 = 600;
 /// Most exchanges kept at once, over all peers.
 pub const MAX_EXCHANGES: usize = 65_536;
 
-type Key = (String, [u8; 16]);
+type Key = (String, ExchangeId);
 
 #[derive(Debug, Clone)]
 struct Served {
     purpose: String,
-    epoch: u64,
+    epoch: Epoch,
     keys: u64,
     buckets: u64,
     whole: bool,
@@ -81,11 +82,11 @@ pub struct ExchangeOf<'a> {
     /// The peer's org.
     pub peer: &'a str,
     /// The exchange id.
-    pub id: [u8; 16],
+    pub id: ExchangeId,
     /// The purpose it asks for.
     pub purpose: &'a str,
     /// The epoch whose key evaluates it.
-    pub epoch: u64,
+    pub epoch: Epoch,
 }
 
 impl ExchangeOf<'_> {
@@ -219,9 +220,9 @@ mod tests {
     ) -> ExchangeOf<'static> {
         ExchangeOf {
             peer,
-            id,
+            id: ExchangeId::from(id),
             purpose,
-            epoch,
+            epoch: Epoch::new(epoch).unwrap(),
         }
     }
 

@@ -13,6 +13,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use pluis_proto::exchange::Epoch;
 use pluis_proto::oprf::EpochKey;
 use pluis_proto::table::{seal_label, tag, Flags, LabelledTable, SignalFlag, TableEntry};
 use pluis_proto::taxonomy::LifeDomain;
@@ -255,7 +256,7 @@ impl Tables {
     pub fn get(
         &self,
         store: &Store,
-        epoch: u64,
+        epoch: Epoch,
         key: &EpochKey,
         view: &View,
         today: Date,
@@ -273,7 +274,7 @@ impl Tables {
     pub fn prepare_ahead(
         &self,
         store: &Store,
-        epoch: u64,
+        epoch: Epoch,
         key: &EpochKey,
         view: &View,
         day: Date,
@@ -287,13 +288,13 @@ impl Tables {
     fn obtain(
         &self,
         store: &Store,
-        epoch: u64,
+        epoch: Epoch,
         key: &EpochKey,
         view: &View,
         day: Date,
     ) -> Result<(Arc<LabelledTable>, u64, bool), StoreError> {
         let id = |revision| TableId {
-            epoch,
+            epoch: epoch.number(),
             view: view.clone(),
             day: day.to_julian_day(),
             revision,
@@ -322,7 +323,7 @@ impl Tables {
         &self,
         store: &Store,
         snapshot: &Snapshot,
-        epoch: u64,
+        epoch: Epoch,
         key: &EpochKey,
         views: &[View],
         today: Date,
@@ -330,7 +331,7 @@ impl Tables {
         let mut prepared = Vec::new();
         for view in views {
             let id = TableId {
-                epoch,
+                epoch: epoch.number(),
                 view: view.clone(),
                 day: today.to_julian_day(),
                 revision: snapshot.revision(),
@@ -353,8 +354,8 @@ impl Tables {
     /// `epoch` and `today` or later can use: older epochs but the one in
     /// grace, older days, older revisions. Newer revisions stay: they may
     /// belong to a change about to be published.
-    pub fn prune(&self, revision: u64, epoch: u64, today: Date) {
-        let day = today.to_julian_day();
+    pub fn prune(&self, revision: u64, epoch: Epoch, today: Date) {
+        let (epoch, day) = (epoch.number(), today.to_julian_day());
         let stale = move |e: u64, d: i32, r: u64| e + 1 < epoch || d < day || r < revision;
         lock(&self.cache).retain(|k, _| !stale(k.epoch, k.day, k.revision));
         self.prune_files(stale);
@@ -469,6 +470,10 @@ impl Tables {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn epoch(number: u64) -> Epoch {
+        Epoch::new(number).unwrap()
+    }
     use crate::store::NewSignal;
     use pluis_proto::identifier::SubjectKey;
     use pluis_proto::table::{open_label, Prefix};
@@ -569,7 +574,7 @@ mod tests {
         let today = date!(2026 - 11 - 28);
         let view = View::everything();
         let tables = Tables::new(Some(dir.path().join("tables")));
-        let old = tables.get(&store, 1, &key, &view, today).unwrap();
+        let old = tables.get(&store, epoch(1), &key, &view, today).unwrap();
         assert_eq!(old.len(), 1);
 
         let signal = NewSignal {
@@ -587,7 +592,7 @@ mod tests {
             .prepare(
                 &store,
                 staged.snapshot(),
-                1,
+                epoch(1),
                 &key,
                 std::slice::from_ref(&view),
                 today,
@@ -595,18 +600,18 @@ mod tests {
             .unwrap();
         assert_eq!(prepared.size(), (1, 2));
         // Until published, readers get the old table.
-        let during = tables.get(&store, 1, &key, &view, today).unwrap();
+        let during = tables.get(&store, epoch(1), &key, &view, today).unwrap();
         assert!(Arc::ptr_eq(&during, &old));
         let new_digest = prepared.0[0].1.digest();
         staged.publish(|| tables.install(prepared)).unwrap();
-        let after = tables.get(&store, 1, &key, &view, today).unwrap();
+        let after = tables.get(&store, epoch(1), &key, &view, today).unwrap();
         assert_eq!(
             after.digest(),
             new_digest,
             "the prepared table, not a rebuild"
         );
         assert_eq!(after.len(), 2);
-        tables.prune(store.revision(), 1, today);
+        tables.prune(store.revision(), epoch(1), today);
         assert_eq!(lock(&tables.cache).len(), 1, "the old revision is gone");
     }
 
@@ -630,19 +635,19 @@ mod tests {
         let view = View::everything();
 
         let first = Tables::new(Some(tables_dir.clone()))
-            .get(&store, 1, &key, &view, today)
+            .get(&store, epoch(1), &key, &view, today)
             .unwrap();
         assert_eq!(first.len(), 1);
         assert_eq!(stored_files(&tables_dir).len(), 1);
         // Labels carry random nonces: the same digest after a "restart"
         // means the table was loaded, not rebuilt.
         let again = Tables::new(Some(tables_dir.clone()))
-            .get(&store, 1, &key, &view, today)
+            .get(&store, epoch(1), &key, &view, today)
             .unwrap();
         assert_eq!(again.digest(), first.digest());
         // Memory-only tables are rebuilt.
         let fresh = Tables::new(None)
-            .get(&store, 1, &key, &view, today)
+            .get(&store, epoch(1), &key, &view, today)
             .unwrap();
         assert_ne!(fresh.digest(), first.digest());
 
@@ -653,7 +658,7 @@ mod tests {
         bytes[last] ^= 1;
         std::fs::write(&file, bytes).unwrap();
         let rebuilt = Tables::new(Some(tables_dir.clone()))
-            .get(&store, 1, &key, &view, today)
+            .get(&store, epoch(1), &key, &view, today)
             .unwrap();
         assert_ne!(rebuilt.digest(), first.digest());
         assert_eq!(rebuilt.len(), 1);
@@ -662,15 +667,15 @@ mod tests {
         let before = stored_files(&tables_dir);
         one_signal(&store, "bsn:123456782");
         let tables = Tables::new(Some(tables_dir.clone()));
-        let after_import = tables.get(&store, 1, &key, &view, today).unwrap();
+        let after_import = tables.get(&store, epoch(1), &key, &view, today).unwrap();
         assert_eq!(after_import.len(), 2);
         let after = stored_files(&tables_dir);
         assert_eq!(after.len(), 1);
         assert_ne!(after, before);
         // A new epoch keeps the previous one (grace), not the one before.
-        tables.get(&store, 2, &key, &view, today).unwrap();
+        tables.get(&store, epoch(2), &key, &view, today).unwrap();
         assert_eq!(stored_files(&tables_dir).len(), 2);
-        tables.get(&store, 3, &key, &view, today).unwrap();
+        tables.get(&store, epoch(3), &key, &view, today).unwrap();
         let names = stored_files(&tables_dir);
         assert_eq!(names.len(), 2);
         assert!(names.iter().all(|n| !n.starts_with("e1-")), "{names:?}");

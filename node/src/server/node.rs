@@ -413,7 +413,7 @@ fn tables_for(state: &NodeState, at: u64) -> Result<(), String> {
     let (epoch, key) = if state.epochs.current(at) > state.epochs.current(now) {
         state.epochs.next_key(now).map_err(|e| e.to_string())?
     } else {
-        state.epochs.key(0, now).map_err(|e| e.to_string())?
+        state.epochs.key(None, now).map_err(|e| e.to_string())?
     };
     let day = crate::server::clock::Clock::Fixed(at).today();
     let started = Stopwatch::start();
@@ -425,7 +425,7 @@ fn tables_for(state: &NodeState, at: u64) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
     }
     tracing::info!(
-        epoch,
+        epoch = epoch.number(),
         tables = views.len(),
         ms = started.elapsed().as_millis() as u64,
         "tables for the next epoch or day built ahead"
@@ -437,7 +437,7 @@ fn tables_for(state: &NodeState, at: u64) -> Result<(), String> {
 fn ready_tables(state: &NodeState, today: time::Date) -> Result<(), String> {
     let (epoch, key) = state
         .epochs
-        .key(0, state.clock.now_secs())
+        .key(None, state.clock.now_secs())
         .map_err(|e| e.to_string())?;
     // Only for peers that may ask for something at all.
     for view in state.live().views() {

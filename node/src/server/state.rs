@@ -111,7 +111,7 @@ impl NodeState {
         if views.is_empty() {
             return Ok(Prepared::default());
         }
-        let (epoch, key) = self.epochs.key(0, self.clock.now_secs())?;
+        let (epoch, key) = self.epochs.key(None, self.clock.now_secs())?;
         let started = Stopwatch::start();
         let prepared = self.tables.prepare(
             &self.store,

@@ -8,7 +8,8 @@ use pluis_proto::{limits, pb};
 use tonic::{Request, Response, Status};
 
 use crate::policy::Rule;
-use crate::requester::query::{self, QueryError};
+use crate::requester::question::QueryError;
+use crate::requester::{case, screen};
 use crate::server::state::NodeState;
 
 /// Serves this organisation's coordinators.
@@ -82,7 +83,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         if let Err(e) = limits::match_request(&request) {
             return Err(super::refuse_input(&self.state, &caller, CALL, &e).await);
         }
-        let answer = query::case_query(&self.state, caller.to_string(), request).await;
+        let answer = case::case_query(&self.state, caller.to_string(), request).await;
         Ok(Response::new(self.settle(&caller, CALL, answer).await?))
     }
 
@@ -100,7 +101,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         if let Err(e) = limits::screen_request(&request) {
             return Err(super::refuse_input(&self.state, &caller, CALL, &e).await);
         }
-        let answer = query::screen(&self.state, caller.to_string(), request).await;
+        let answer = screen::screen(&self.state, caller.to_string(), request).await;
         let answer = self.settle(&caller, CALL, answer).await?;
         let pages = pages(answer).into_iter().map(Ok);
         Ok(Response::new(Box::pin(tokio_stream::iter(pages))))

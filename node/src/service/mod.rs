@@ -23,7 +23,7 @@ use ring::rand::SecureRandom;
 use tonic::Status;
 
 use crate::policy::Rule;
-use crate::requester::query::QueryError;
+use crate::requester::question::QueryError;
 use crate::responder::RespondError;
 use crate::server::state::NodeState;
 use crate::service::refusals::Refusal;
@@ -59,9 +59,9 @@ impl From<RespondError> for Status {
 impl From<QueryError> for Status {
     fn from(e: QueryError) -> Status {
         match e {
-            QueryError::Invalid(message) => Status::invalid_argument(message),
-            QueryError::Denied(message) => Status::permission_denied(message),
-            QueryError::Internal(message) => internal(&message),
+            QueryError::Invalid { .. } => Status::invalid_argument(e.to_string()),
+            QueryError::Denied(denial) => Status::permission_denied(denial.to_string()),
+            QueryError::Store { .. } | QueryError::Task(_) => internal(&e),
             QueryError::Audit(e) => internal(&e),
         }
     }

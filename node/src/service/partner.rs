@@ -66,10 +66,10 @@ impl pb::partner_server::Partner for PartnerService {
         if let Err(e) = limits::evaluate(&request) {
             return Err(super::refuse_input(&self.state, &caller, CALL, &e).await);
         }
-        let (ctx, id, exchange) = responder::context(request.context.clone())?;
+        let (ctx, id) = responder::context(request.context.clone())?;
         let span = tracing::info_span!(
             "evaluate",
-            %exchange,
+            exchange = %id,
             peer = %caller.org(),
             purpose = %self.shown_purpose(&ctx.purpose),
             keys = request.blinded.len()
@@ -92,10 +92,10 @@ impl pb::partner_server::Partner for PartnerService {
         if let Err(e) = limits::get_table(&request) {
             return Err(super::refuse_input(&self.state, &caller, CALL, &e).await);
         }
-        let (ctx, id, exchange) = responder::context(request.context.clone())?;
+        let (ctx, id) = responder::context(request.context.clone())?;
         let span = tracing::info_span!(
             "get_table",
-            %exchange,
+            exchange = %id,
             peer = %caller.org(),
             purpose = %self.shown_purpose(&ctx.purpose),
             prefix_bits = request.prefix_bits

@@ -226,7 +226,7 @@ impl StagedRemoval<'_> {
         if removed == 0 {
             // Nothing to remove: an erasure request is still logged, an
             // hourly sweep that found nothing is not.
-            if self.entry.kind != pb::audit_entry::Kind::ExpiryPurge as i32 {
+            if self.entry.kind() != pb::audit_entry::Kind::ExpiryPurge {
                 store.append_audit(&self.entry)?;
                 store.sync_log()?;
             }

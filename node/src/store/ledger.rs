@@ -36,7 +36,7 @@ pub(super) fn replay_budget(budgets: &mut Budgets, bytes: &[u8]) {
     let Ok(entry) = pb::AuditEntry::decode(bytes) else {
         return;
     };
-    if entry.kind != pb::audit_entry::Kind::ExchangeServed as i32 || entry.budget_day == 0 {
+    if entry.kind() != pb::audit_entry::Kind::ExchangeServed || entry.budget_day == 0 {
         return;
     }
     if let Some(org) = org_of(&entry.actor) {

@@ -20,10 +20,12 @@
 //! is [`sequence::Sequence`]'s, a state machine the node drives; the
 //! [`pair`] tests run it against an in-memory responder, no sockets.
 
+mod nouns;
 #[cfg(test)]
 mod pair;
 pub mod sequence;
 
+pub use nouns::{Epoch, ExchangeId};
 pub use sequence::{entries_allowed, Batch, Fetch, Sequence, SequenceError, TableCall};
 
 use std::collections::{BTreeSet, HashMap};

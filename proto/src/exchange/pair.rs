@@ -315,7 +315,10 @@ fn a_large_partner_limit_is_capped_and_a_small_one_kept() {
     let outputs = vec![[0u8; 64]; BULK_BATCH];
     sequence.answered(0, &response, outputs).unwrap();
     let second = sequence.next_batch().unwrap();
-    assert_eq!((second.keys.len(), second.epoch), (MAX_BATCH, Some(9)));
+    assert_eq!(
+        (second.keys.len(), second.epoch),
+        (MAX_BATCH, Epoch::new(9))
+    );
     assert_eq!(
         sequence.whole_table_call().unwrap().allowed,
         entries_allowed(40, 0, 1),
@@ -334,7 +337,10 @@ fn answers_out_of_turn_are_refused() {
         sequence.whole_table_call().unwrap_err(),
         SequenceError::TooEarly("the table call")
     );
-    let response = pb::EvaluateResponse::default();
+    let response = pb::EvaluateResponse {
+        epoch: 4,
+        ..Default::default()
+    };
     assert_eq!(
         sequence.answered(0, &response, Vec::new()),
         Err(SequenceError::Unexpected(0)),
@@ -348,6 +354,15 @@ fn answers_out_of_turn_are_refused() {
             got: 1,
             asked: 2
         })
+    );
+    assert_eq!(
+        sequence.answered(
+            batch.index,
+            &pb::EvaluateResponse::default(),
+            vec![[0u8; 64]; 2]
+        ),
+        Err(SequenceError::NoEpoch),
+        "a first answer under no epoch pins nothing"
     );
     assert!(sequence.opening().is_err(), "not every key is in");
     sequence

@@ -20,7 +20,7 @@
 use crate::oprf::OprfOutput;
 use crate::pb;
 
-use super::Opening;
+use super::{Epoch, Opening};
 
 /// Keys per `Evaluate` in the first batch of bulk screening (the default
 /// policy limit), before the partner's own limit is known.
@@ -64,7 +64,7 @@ pub struct Batch {
     /// any order).
     pub index: usize,
     /// The epoch to ask under: `None` for the partner's current one.
-    pub epoch: Option<u64>,
+    pub epoch: Option<Epoch>,
     /// The keys (canonical encodings).
     pub keys: Vec<String>,
 }
@@ -72,7 +72,7 @@ pub struct Batch {
 impl Batch {
     /// The epoch as the wire carries it (0: the partner's current one).
     pub fn wire_epoch(&self) -> u64 {
-        self.epoch.unwrap_or(0)
+        Epoch::to_wire(self.epoch)
     }
 }
 
@@ -86,10 +86,10 @@ pub struct TableCall {
 }
 
 /// What the first answer pinned.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pinned {
     /// The epoch every later call is asked under.
-    pub epoch: u64,
+    pub epoch: Epoch,
     /// The partner's table for this requester: its announced size.
     pub table_size: u64,
     /// Its digest, to know a cached whole table.
@@ -119,6 +119,10 @@ pub enum SequenceError {
     /// A step asked for before the answer it needs.
     #[error("{0} before the first answer")]
     TooEarly(&'static str),
+    /// The first answer names no epoch (the wire's 0), so nothing after it
+    /// could be asked under the same key.
+    #[error("the first answer names no epoch")]
+    NoEpoch,
 }
 
 /// The requester's side of one exchange with one partner.
@@ -204,6 +208,17 @@ impl Sequence {
         if slot.is_some() {
             return Err(SequenceError::Unexpected(index));
         }
+        let pinned = match (index, Epoch::new(response.epoch)) {
+            (0, None) => return Err(SequenceError::NoEpoch),
+            (0, Some(epoch)) => Some(Pinned {
+                epoch,
+                table_size: response.table_size,
+                table_digest: response.table_digest.clone(),
+                min_prefix_bits: response.min_prefix_bits,
+                max_keys_per_request: u64::from(response.max_keys_per_request),
+            }),
+            _ => None,
+        };
         if outputs.len() != *asked {
             return Err(SequenceError::Count {
                 batch: index,
@@ -212,14 +227,8 @@ impl Sequence {
             });
         }
         *slot = Some(outputs);
-        if index == 0 {
-            self.pinned = Some(Pinned {
-                epoch: response.epoch,
-                table_size: response.table_size,
-                table_digest: response.table_digest.clone(),
-                min_prefix_bits: response.min_prefix_bits,
-                max_keys_per_request: u64::from(response.max_keys_per_request),
-            });
+        if pinned.is_some() {
+            self.pinned = pinned;
         }
         Ok(())
     }
@@ -237,7 +246,11 @@ impl Sequence {
             .as_ref()
             .ok_or(SequenceError::TooEarly("the table call"))?;
         Ok(TableCall {
-            request: Opening::new(Vec::new()).bucket_request(&self.context, pinned.epoch, 0),
+            request: Opening::new(Vec::new()).bucket_request(
+                &self.context,
+                pinned.epoch.number(),
+                0,
+            ),
             allowed: entries_allowed(pinned.table_size, 0, 1),
         })
     }
@@ -262,7 +275,8 @@ impl Sequence {
             .pinned
             .as_ref()
             .ok_or(SequenceError::TooEarly("the bucket call"))?;
-        let request = opening.bucket_request(&self.context, pinned.epoch, pinned.min_prefix_bits);
+        let request =
+            opening.bucket_request(&self.context, pinned.epoch.number(), pinned.min_prefix_bits);
         let buckets = 1 + request.more_prefixes.len() as u64;
         let allowed = entries_allowed(pinned.table_size, request.prefix_bits, buckets);
         Ok(TableCall { request, allowed })

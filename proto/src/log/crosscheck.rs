@@ -55,7 +55,7 @@ fn org_of(id: &str) -> Option<String> {
 }
 
 fn is_answer(entry: &pb::AuditEntry) -> bool {
-    entry.kind == Kind::ExchangeServed as i32 || entry.kind == Kind::ExchangeDenied as i32
+    entry.kind() == Kind::ExchangeServed || entry.kind() == Kind::ExchangeDenied
 }
 
 /// Matches every exchange between the organisations of log `a` and log
@@ -80,7 +80,7 @@ fn one_way(
 ) {
     let (req_org, resp_org) = (log_org(req_key), log_org(resp_key));
     let requested_from = |e: &&pb::AuditEntry, org: &str| {
-        e.kind == Kind::ExchangeRequested as i32 && org_of(&e.counterparty).as_deref() == Some(org)
+        e.kind() == Kind::ExchangeRequested && org_of(&e.counterparty).as_deref() == Some(org)
     };
     for e in req_log
         .entries
@@ -141,7 +141,7 @@ fn compare(
         }
         return Err(format!("{resp_org} has no entry for this request"));
     };
-    if other.kind != Kind::ExchangeServed as i32 {
+    if other.kind() != Kind::ExchangeServed {
         return Ok(true);
     }
     if other.response_digest != e.response_digest {

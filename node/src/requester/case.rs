@@ -1,0 +1,214 @@
+//! The case query: which life domains have signals for a case's persons,
+//! across the partnership. Every partner is asked at once (merged with
+//! other case queries to the same partner: [`super::batch`]), this node's
+//! own signals are added from one snapshot, the assessment rule is
+//! applied, and the question is logged.
+
+use std::sync::Arc;
+
+use pluis_proto::identifier::SubjectKey;
+use pluis_proto::pb::{self, peer_outcome::State};
+use pluis_proto::table::Flags;
+use time::Date;
+use tracing::Instrument;
+
+use super::exchange::{exchange_id, Fetch, PEER_DEADLINE};
+use super::fanout::{ask_all, gather};
+use super::question::{own_purpose, BadField, CaseDomains, QueryError, Question};
+use crate::policy::Assessment;
+use crate::responder::tables::{add_flags, View};
+use crate::server::state::NodeState;
+
+/// A question's persons: each key once, and per person where its keys are.
+#[derive(Debug)]
+struct Persons {
+    /// Every distinct key, in the order first named.
+    keys: Vec<SubjectKey>,
+    /// Per person (in the order asked), its keys' places in `keys`.
+    of: Vec<Vec<usize>>,
+}
+
+impl Persons {
+    /// Parses every key of `subjects`; an error names the place, never
+    /// the value.
+    fn parse(subjects: &[pb::Subject], today: Date) -> Result<Persons, QueryError> {
+        if subjects.is_empty() {
+            return Err(QueryError::invalid("subjects", BadField::NoneAtAll));
+        }
+        let mut persons = Persons {
+            keys: Vec::new(),
+            of: Vec::new(),
+        };
+        for (i, subject) in subjects.iter().enumerate() {
+            if subject.keys.is_empty() {
+                return Err(QueryError::invalid(
+                    format!("subjects[{i}].keys"),
+                    BadField::NoKeys,
+                ));
+            }
+            let mut places = Vec::new();
+            for (j, text) in subject.keys.iter().enumerate() {
+                let key = SubjectKey::parse(text, today)
+                    .map_err(|e| QueryError::invalid(format!("subjects[{i}].keys[{j}]"), e))?;
+                let place = match persons.keys.iter().position(|k| *k == key) {
+                    Some(place) => place,
+                    None => {
+                        persons.keys.push(key);
+                        persons.keys.len() - 1
+                    }
+                };
+                places.push(place);
+            }
+            persons.of.push(places);
+        }
+        Ok(persons)
+    }
+
+    /// The keys as the OPRF takes them: their canonical encodings.
+    fn canonical(&self) -> Vec<String> {
+        self.keys.iter().map(SubjectKey::canonical).collect()
+    }
+}
+
+/// Answers a case query from `coordinator` (their SPIFFE id).
+pub async fn case_query(
+    state: &Arc<NodeState>,
+    coordinator: String,
+    request: pb::MatchRequest,
+) -> Result<pb::MatchResponse, QueryError> {
+    let state = state.clone();
+    let live = state.live();
+    let purpose = own_purpose(&live, &request.purpose)?;
+    state.metrics.case_query();
+    let today = state.clock.today();
+    let persons = Persons::parse(&request.subjects, today)?;
+    let query_id = exchange_id();
+    let span = tracing::info_span!(
+        "case_query",
+        query = %query_id,
+        purpose = %purpose.name,
+        subjects = request.subjects.len(),
+        keys = persons.keys.len()
+    );
+    async move {
+        // Every partner at once, each under its own deadline; our own
+        // signals meanwhile.
+        let canonical = persons.canonical();
+        let asks = ask_all(
+            live.partners(),
+            &state.audit,
+            &purpose,
+            &canonical,
+            PEER_DEADLINE,
+            Fetch::Buckets,
+        );
+        let own = own_flags(&state, persons.keys.clone(), today).await?;
+        let mut answers = vec![(state.id.org().to_owned(), own)];
+        let mut outcomes = Vec::new();
+        for answer in gather(asks).await {
+            answers.push((answer.outcome.org.clone(), answer.flags));
+            outcomes.push(answer.outcome);
+        }
+        let (subjects, total) = combine(&request.subjects, &persons, &answers, live.assessment());
+        let question = Question {
+            coordinator,
+            purpose: &purpose,
+            exchange_id: query_id.to_vec(),
+            keys: persons.keys.len(),
+        };
+        question
+            .record(&state, detail(request.subjects.len(), &outcomes))
+            .await?;
+        Ok(pb::MatchResponse {
+            query_id: query_id.to_vec(),
+            subjects,
+            case_total: Some(total),
+            peers: outcomes,
+        })
+    }
+    .instrument(span)
+    .await
+}
+
+/// This node's own flags for `keys`, from one snapshot: an import
+/// published meanwhile is seen for all of them or for none.
+async fn own_flags(
+    state: &Arc<NodeState>,
+    keys: Vec<SubjectKey>,
+    today: Date,
+) -> Result<Vec<Option<Flags>>, QueryError> {
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || {
+        let snapshot = state.store.snapshot();
+        let mut flags = Vec::with_capacity(keys.len());
+        for key in &keys {
+            let mut found: Option<Flags> = None;
+            for record in state.store.records_for_key_in(&snapshot, key)? {
+                if !record.expired_on(today) {
+                    let into = found.get_or_insert_with(Flags::default);
+                    add_flags(into, &record, &View::everything());
+                }
+            }
+            flags.push(found);
+        }
+        Ok(flags)
+    })
+    .await
+    .map_err(|_| QueryError::Task("local lookup"))?
+    .map_err(QueryError::store("local lookup"))
+}
+
+/// Per person and for the whole case, the domains every org's flags
+/// (`answers`: per org, per key) show, with the assessment rule's advice.
+fn combine(
+    subjects: &[pb::Subject],
+    persons: &Persons,
+    answers: &[(String, Vec<Option<Flags>>)],
+    assessment: &Assessment,
+) -> (Vec<pb::SubjectResult>, pb::SubjectResult) {
+    let mut results = Vec::new();
+    let mut total = CaseDomains::new();
+    for (i, subject) in subjects.iter().enumerate() {
+        let mut domains = CaseDomains::new();
+        for (org, flags) in answers {
+            for &k in &persons.of[i] {
+                if let Some(Some(f)) = flags.get(k) {
+                    domains.add(org, f);
+                    total.add(org, f);
+                }
+            }
+        }
+        let label = if subject.label.is_empty() {
+            format!("subject {}", i + 1)
+        } else {
+            subject.label.clone()
+        };
+        results.push(domains.result(label, assessment));
+    }
+    let total = total.result("case (all subjects)".into(), assessment);
+    (results, total)
+}
+
+/// The question's log detail: how many persons, which partners answered,
+/// and the partner exchanges it rode on (shared with other queries when
+/// they were merged), to find them in the logs.
+fn detail(subjects: usize, outcomes: &[pb::PeerOutcome]) -> String {
+    let served = outcomes
+        .iter()
+        .filter(|o| o.state() == State::Answered)
+        .count();
+    tracing::info!(
+        partners = outcomes.len(),
+        answered = served,
+        "case query answered"
+    );
+    let exchanges: Vec<String> = outcomes
+        .iter()
+        .map(|o| format!("{}:{}", o.org, pluis_proto::hex(&o.exchange_id)))
+        .collect();
+    format!(
+        "case query: subjects={subjects} partners answered={served}/{} exchanges={}",
+        outcomes.len(),
+        exchanges.join(",")
+    )
+}

@@ -1,0 +1,138 @@
+//! Bulk screening: every active key this node holds against every
+//! partner's whole table (fetched once per epoch; a partner learns only
+//! how many keys were asked), and this organisation's own case references
+//! whose combined signals reach a number of life domains.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use pluis_proto::pb;
+use pluis_proto::table::Flags;
+use tracing::Instrument;
+
+use super::exchange::Fetch;
+use super::fanout::{ask_all, gather};
+use super::question::{own_purpose, CaseDomains, QueryError, Question};
+use crate::responder::tables::{add_flags, View};
+use crate::server::state::NodeState;
+use crate::store::StoreError;
+
+/// How long one partner may take for a whole bulk screening.
+const SCREEN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Every active key this node holds, with its own flags and case references.
+fn own_keys(
+    state: &NodeState,
+    today: time::Date,
+) -> Result<BTreeMap<String, (Flags, BTreeSet<String>)>, StoreError> {
+    let mut records = Vec::new();
+    state.store.for_each_signal(|id, record| {
+        if !record.expired_on(today) {
+            records.push((*id, record.clone()));
+        }
+    })?;
+    let mut keys: BTreeMap<String, (Flags, BTreeSet<String>)> = BTreeMap::new();
+    for (id, record) in &records {
+        let local_ref = state.store.open_local_ref(id, record)?;
+        for key in state.store.open_keys(id, record)? {
+            let entry = keys.entry(key).or_default();
+            add_flags(&mut entry.0, record, &View::everything());
+            entry.1.extend(local_ref.clone());
+        }
+    }
+    Ok(keys)
+}
+
+/// Runs a bulk screening for `coordinator` (their SPIFFE id).
+pub async fn screen(
+    state: &Arc<NodeState>,
+    coordinator: String,
+    request: pb::ScreenRequest,
+) -> Result<pb::ScreenResponse, QueryError> {
+    let live = state.live();
+    let purpose = own_purpose(&live, &request.purpose)?;
+    let min_domains = if request.min_domains == 0 {
+        3
+    } else {
+        request.min_domains
+    };
+    let state = state.clone();
+    let today = state.clock.today();
+    let own = {
+        let state = state.clone();
+        tokio::task::spawn_blocking(move || own_keys(&state, today))
+            .await
+            .map_err(|_| QueryError::Task("local scan"))?
+            .map_err(QueryError::store("local scan"))?
+    };
+    let keys: Vec<String> = own.keys().cloned().collect();
+    let span =
+        tracing::info_span!("screening", purpose = %purpose.name, keys = keys.len(), min_domains);
+    async move {
+        let answers = gather(ask_all(
+            live.partners(),
+            &state.audit,
+            &purpose,
+            &keys,
+            SCREEN_DEADLINE,
+            Fetch::Whole,
+        ))
+        .await;
+        let outcomes: Vec<pb::PeerOutcome> = answers.iter().map(|a| a.outcome.clone()).collect();
+        // Per case reference, the union over its keys of every partner's flags.
+        let own_org = state.id.org().to_owned();
+        let mut cases: BTreeMap<String, CaseDomains> = BTreeMap::new();
+        for (i, (_, (flags, refs))) in own.iter().enumerate() {
+            let mut domains = CaseDomains::new();
+            domains.add(&own_org, flags);
+            for answer in &answers {
+                if let Some(Some(f)) = answer.flags.get(i) {
+                    domains.add(&answer.outcome.org, f);
+                }
+            }
+            for local_ref in refs {
+                cases
+                    .entry(local_ref.clone())
+                    .or_insert_with(CaseDomains::new)
+                    .merge(&domains);
+            }
+        }
+        let hits: Vec<pb::ScreenHit> = cases
+            .into_iter()
+            .filter(|(_, d)| d.domain_count() >= min_domains)
+            .map(|(local_ref, d)| {
+                let result = d.result(String::new(), live.assessment());
+                pb::ScreenHit {
+                    local_ref,
+                    domains: result.domains,
+                    domain_count: result.domain_count,
+                }
+            })
+            .collect();
+        tracing::info!(
+            hits = hits.len(),
+            partners = outcomes.len(),
+            "screening done"
+        );
+        let question = Question {
+            coordinator,
+            purpose: &purpose,
+            exchange_id: Vec::new(),
+            keys: keys.len(),
+        };
+        let detail = format!(
+            "bulk screening: min_domains={min_domains} hits={} partners={}",
+            hits.len(),
+            outcomes.len()
+        );
+        question.record(&state, detail).await?;
+        Ok(pb::ScreenResponse {
+            hits,
+            peers: outcomes,
+            keys_screened: keys.len() as u64,
+            last: true,
+        })
+    }
+    .instrument(span)
+    .await
+}
