@@ -117,7 +117,7 @@ async fn bench() -> anyhow::Result<()> {
     // 3. Evaluate alone over mTLS, in batches of 2,048, one after another.
     let identity = consortium.tls_args("police", Role::Node).load(Role::Node)?;
     let tls = identity.client_config(pluis_transport::tls::ExpectedServer::NodeOf(
-        "school".into(),
+        pluis_proto::OrgId::new("school")?,
     ))?;
     let channel = pluis_transport::tls::connect(
         &consortium.node("school")?.url,

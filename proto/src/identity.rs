@@ -215,11 +215,83 @@ impl RevocationList {
     }
 }
 
+/// An organisation's id, as its SPIFFE ids carry it: checked like one
+/// ([`check_name`]), so that it is safe in a path, a file name and a log
+/// line. It reads as a `str`.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OrgId(String);
+
+impl fmt::Debug for OrgId {
+    /// As its text's: an org id in an error reads `"police"`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl OrgId {
+    /// The id `name`, if it is a valid organisation name.
+    pub fn new(name: &str) -> Result<OrgId, IdentityError> {
+        check_name("org", name)?;
+        Ok(OrgId(name.to_owned()))
+    }
+
+    /// Its text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for OrgId {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for OrgId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for OrgId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl PartialEq<str> for OrgId {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<String> for OrgId {
+    fn eq(&self, other: &String) -> bool {
+        &self.0 == other
+    }
+}
+
+impl PartialEq<&str> for OrgId {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl FromStr for OrgId {
+    type Err = IdentityError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        OrgId::new(s)
+    }
+}
+
 /// A validated `spiffe://<consortium>/org/<org>/<role>` identity.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SpiffeId {
     consortium: String,
-    org: String,
+    org: OrgId,
     role: Role,
 }
 
@@ -227,10 +299,9 @@ impl SpiffeId {
     /// Builds an identity from its parts, checking each name.
     pub fn new(consortium: &str, org: &str, role: Role) -> Result<Self, IdentityError> {
         check_name("consortium", consortium)?;
-        check_name("org", org)?;
         Ok(SpiffeId {
             consortium: consortium.to_owned(),
-            org: org.to_owned(),
+            org: OrgId::new(org)?,
             role,
         })
     }
@@ -267,7 +338,7 @@ impl SpiffeId {
     }
 
     /// The organisation id.
-    pub fn org(&self) -> &str {
+    pub fn org(&self) -> &OrgId {
         &self.org
     }
 

@@ -53,7 +53,7 @@ pub mod pb;
 pub mod table;
 pub mod taxonomy;
 
-pub use identity::{IdentityError, RevocationList, Role, Serial, SpiffeId};
+pub use identity::{IdentityError, OrgId, RevocationList, Role, Serial, SpiffeId};
 
 /// Lowercase hex of `bytes`: exchange ids, digests and key ids in logs,
 /// JSON and key strings.

@@ -9,9 +9,9 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use pluis_proto::identity::check_name;
 use pluis_proto::log::NoteVerifier;
 use pluis_proto::taxonomy::Taxonomy;
+use pluis_proto::OrgId;
 
 use crate::policy::{Assessment, PeerPolicy, Purpose};
 
@@ -53,7 +53,7 @@ pub enum ConfigError {
 #[derive(Debug, Clone)]
 pub struct Config {
     /// This node's organisation id; must match its certificate.
-    pub org: String,
+    pub org: OrgId,
     /// Where to listen for gRPC over mutual TLS.
     pub listen: SocketAddr,
     /// The node's own data directory (sled store, keys).
@@ -77,7 +77,7 @@ pub struct Config {
     /// How many refusals per caller are logged one by one per interval.
     pub refusals: crate::service::refusals::RefusalBudget,
     /// Other organisations whose auditors may read this node's log.
-    pub auditor_orgs: BTreeSet<String>,
+    pub auditor_orgs: BTreeSet<OrgId>,
     /// Timeouts and caps of connections.
     pub connections: crate::server::connections::ConnectionLimits,
     /// SHA-256 of the config file's text: the policy in force, as logged.
@@ -104,7 +104,7 @@ pub struct TlsPaths {
 #[derive(Debug, Clone)]
 pub struct PeerConfig {
     /// The partner's organisation id; its certificate must say the same.
-    pub org: String,
+    pub org: OrgId,
     /// `https://host:port` of its node.
     pub url: String,
     /// What it may ask of this node.
@@ -125,188 +125,64 @@ impl Config {
     }
 
     /// Validates config text; `path` names it in errors and anchors
-    /// relative paths.
+    /// relative paths. Checked in the order the file is usually read:
+    /// identity, peers, timing, budgets, purposes, metrics, assessment;
+    /// the first error is reported.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let raw: ConfigFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
             message: e.to_string().trim_end().to_owned(),
         })?;
-        let invalid = |field: &str, reason: String| ConfigError::Invalid {
-            path: path.to_owned(),
-            field: field.to_owned(),
-            reason,
-        };
-        check_name("org", &raw.org).map_err(|e| invalid("org", e.to_string()))?;
+        let at = At(path);
+        let org = OrgId::new(&raw.org).map_err(|e| at.invalid("org", e))?;
         let listen: SocketAddr = raw.listen.parse().map_err(|e| {
-            invalid(
+            at.invalid(
                 "listen",
                 format!("{:?} is not HOST:PORT with an IP host ({e})", raw.listen),
             )
         })?;
-        let mut seen = BTreeSet::new();
-        for (i, peer) in raw.peers.iter().enumerate() {
-            check_name("org", &peer.org)
-                .map_err(|e| invalid(&format!("peers[{i}].org"), e.to_string()))?;
-            if peer.org == raw.org {
-                return Err(invalid(
-                    &format!("peers[{i}].org"),
-                    format!("{:?} is this node's own org", peer.org),
-                ));
-            }
-            if !seen.insert(peer.org.as_str()) {
-                return Err(invalid(
-                    &format!("peers[{i}].org"),
-                    format!("{:?} is listed twice", peer.org),
-                ));
-            }
-            crate::tls::check_https_url(&peer.url)
-                .map_err(|reason| invalid(&format!("peers[{i}].url"), reason))?;
-            for purpose in &peer.purposes {
-                if !raw.purposes.iter().any(|p| &p.name == purpose) {
-                    return Err(invalid(
-                        &format!("peers[{i}].purposes"),
-                        format!("{purpose:?} is not defined in a [[purposes]] table"),
-                    ));
-                }
-            }
-            if let Some(key) = &peer.log_key {
-                key.parse::<NoteVerifier>()
-                    .map_err(|e| invalid(&format!("peers[{i}].log_key"), e.to_string()))?;
-            }
-            let most = pluis_proto::limits::MAX_BLINDED as u64;
-            if peer.max_keys_per_request.is_some_and(|n| n > most) {
-                return Err(invalid(
-                    &format!("peers[{i}].max_keys_per_request"),
-                    format!("must be at most {most} (the protocol's bound)"),
-                ));
-            }
-            if peer.min_prefix_bits.is_some_and(|b| b > 128) {
-                return Err(invalid(
-                    &format!("peers[{i}].min_prefix_bits"),
-                    "must be 0 to 128".into(),
-                ));
-            }
-        }
-        let duration = |field: &str, value: &Option<String>, default: u64| match value {
-            None => Ok(default),
-            Some(text) => parse_duration(text).ok_or_else(|| {
-                invalid(
-                    field,
-                    format!("{text:?} is not a duration like \"24h\", \"90m\" or \"30s\""),
-                )
-            }),
-        };
-        let epoch_length_secs = duration("epoch_length", &raw.epoch_length, 24 * 3600)?;
-        let epoch_grace_secs = duration("epoch_grace", &raw.epoch_grace, 2 * 3600)?;
-        let refusal_defaults = crate::service::refusals::RefusalBudget::default();
-        let refusals = crate::service::refusals::RefusalBudget {
-            per_interval: raw
-                .refusals_logged_per_interval
-                .unwrap_or(refusal_defaults.per_interval),
-            interval_secs: duration(
-                "refusal_interval",
-                &raw.refusal_interval,
-                refusal_defaults.interval_secs,
-            )?,
-        };
-        if refusals.interval_secs == 0 {
-            return Err(invalid("refusal_interval", "must be positive".into()));
-        }
-        let connection_defaults = crate::server::connections::ConnectionLimits::default();
-        let connections = crate::server::connections::ConnectionLimits {
-            first_request_secs: duration(
-                "first_request_timeout",
-                &raw.first_request_timeout,
-                connection_defaults.first_request_secs,
-            )?,
-            idle_secs: duration(
-                "idle_timeout",
-                &raw.idle_timeout,
-                connection_defaults.idle_secs,
-            )?,
-            max_total: raw.max_connections.unwrap_or(connection_defaults.max_total),
-            max_per_identity: raw
-                .max_connections_per_identity
-                .unwrap_or(connection_defaults.max_per_identity),
-        };
-        for (field, value) in [
-            (
-                "first_request_timeout",
-                connections.first_request_secs as usize,
-            ),
-            ("idle_timeout", connections.idle_secs as usize),
-            ("max_connections", connections.max_total),
-            ("max_connections_per_identity", connections.max_per_identity),
-        ] {
-            if value == 0 {
-                return Err(invalid(field, "must be positive".into()));
-            }
-        }
-        for (i, org) in raw.auditor_orgs.iter().enumerate() {
-            check_name("org", org)
-                .map_err(|e| invalid(&format!("auditor_orgs[{i}]"), e.to_string()))?;
-        }
+        let peer_orgs = at.peers(&raw)?;
+        let epoch_length_secs = at.duration("epoch_length", &raw.epoch_length, 24 * 3600)?;
+        let epoch_grace_secs = at.duration("epoch_grace", &raw.epoch_grace, 2 * 3600)?;
+        let refusals = at.refusal_budget(&raw)?;
+        let connections = at.connection_limits(&raw)?;
+        let auditor_orgs = raw
+            .auditor_orgs
+            .iter()
+            .enumerate()
+            .map(|(i, org)| {
+                OrgId::new(org).map_err(|e| at.invalid(&format!("auditor_orgs[{i}]"), e))
+            })
+            .collect::<Result<BTreeSet<_>, _>>()?;
         if epoch_length_secs == 0 || epoch_grace_secs >= epoch_length_secs {
-            return Err(invalid(
+            return Err(at.invalid(
                 "epoch_grace",
-                "epoch_length must be positive and longer than epoch_grace".into(),
+                "epoch_length must be positive and longer than epoch_grace",
             ));
         }
-        let mut names = BTreeSet::new();
-        for (i, purpose) in raw.purposes.iter().enumerate() {
-            if purpose.name.trim().is_empty() || purpose.legal_basis.trim().is_empty() {
-                return Err(invalid(
-                    &format!("purposes[{i}]"),
-                    "needs a name and a legal_basis".into(),
-                ));
-            }
-            // What partners send must fit the protocol's bounds.
-            use pluis_proto::limits;
-            limits::text("name", &purpose.name, limits::MAX_PURPOSE_LEN).map_err(|e| {
-                invalid(&format!("purposes[{i}].{}", e.field), e.problem.to_string())
-            })?;
-            limits::text(
-                "legal_basis",
-                &purpose.legal_basis,
-                limits::MAX_LEGAL_BASIS_LEN,
-            )
-            .map_err(|e| invalid(&format!("purposes[{i}].{}", e.field), e.problem.to_string()))?;
-            if !names.insert(purpose.name.as_str()) {
-                return Err(invalid(
-                    &format!("purposes[{i}].name"),
-                    format!("{:?} is defined twice", purpose.name),
-                ));
-            }
-        }
+        at.purposes(&raw.purposes)?;
         let metrics_listen = match &raw.metrics_listen {
             None => None,
             Some(text) => Some(crate::ops::metrics::parse_listen(text).ok_or_else(|| {
-                invalid(
+                at.invalid(
                     "metrics_listen",
                     format!("{text:?} is not HOST:PORT with an IP host, or a port (loopback)"),
                 )
             })?),
         };
-        let digest = pluis_proto::log::digest(text.as_bytes());
         let assessment = Assessment::new(raw.assessment)
-            .map_err(|(i, reason)| invalid(&format!("assessment[{i}]"), reason))?;
+            .map_err(|(i, reason)| at.invalid(&format!("assessment[{i}]"), reason))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        let own_purposes = raw.purposes.clone();
-        let legal_basis = |name: &str| {
-            own_purposes
-                .iter()
-                .find(|p| p.name == name)
-                .map_or_else(String::new, |p| p.legal_basis.clone())
-        };
+        let peers = peer_configs(raw.peers, peer_orgs, &raw.purposes);
         Ok(Config {
-            digest,
+            digest: pluis_proto::log::digest(text.as_bytes()),
             source: path.to_owned(),
             metrics_listen,
             refusals,
-            auditor_orgs: raw.auditor_orgs.into_iter().collect(),
+            auditor_orgs,
             connections,
             assessment,
-            org: raw.org,
+            org,
             listen,
             data_dir: base.join(raw.data_dir),
             taxonomy: raw.taxonomy.map(|t| base.join(t)),
@@ -319,40 +195,209 @@ impl Config {
                 key: base.join(raw.tls.key),
                 crls: raw.tls.crls.into_iter().map(|c| base.join(c)).collect(),
             },
-            peers: raw
-                .peers
-                .into_iter()
-                .map(|p| {
-                    let defaults = PeerPolicy::default();
-                    PeerConfig {
-                        // Checked above.
-                        log_key: p.log_key.and_then(|k| k.parse().ok()),
-                        org: p.org,
-                        url: p.url,
-                        policy: PeerPolicy {
-                            purposes: p
-                                .purposes
-                                .into_iter()
-                                .map(|name| {
-                                    let basis = legal_basis(&name);
-                                    (name, basis)
-                                })
-                                .collect(),
-                            domains: p.domains.into_iter().collect(),
-                            granularity: p.granularity,
-                            max_keys_per_request: p
-                                .max_keys_per_request
-                                .unwrap_or(defaults.max_keys_per_request),
-                            max_keys_per_day: p
-                                .max_keys_per_day
-                                .unwrap_or(defaults.max_keys_per_day),
-                            min_prefix_bits: p.min_prefix_bits.unwrap_or(defaults.min_prefix_bits),
-                        },
-                    }
-                })
-                .collect(),
+            peers,
         })
     }
+}
+
+/// The config file being checked: every error names it, with the field.
+struct At<'a>(&'a Path);
+
+impl At<'_> {
+    fn invalid(&self, field: &str, reason: impl ToString) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.0.to_owned(),
+            field: field.to_owned(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// A duration key (`"24h"`, `"90m"`, `"30s"`), or `default`.
+    fn duration(
+        &self,
+        field: &str,
+        value: &Option<String>,
+        default: u64,
+    ) -> Result<u64, ConfigError> {
+        match value {
+            None => Ok(default),
+            Some(text) => parse_duration(text).ok_or_else(|| {
+                self.invalid(
+                    field,
+                    format!("{text:?} is not a duration like \"24h\", \"90m\" or \"30s\""),
+                )
+            }),
+        }
+    }
+
+    /// Checks every `[[peers]]` table; their org ids, in order.
+    fn peers(&self, raw: &ConfigFile) -> Result<Vec<OrgId>, ConfigError> {
+        let mut seen = BTreeSet::new();
+        let mut orgs = Vec::with_capacity(raw.peers.len());
+        for (i, peer) in raw.peers.iter().enumerate() {
+            let field = |key: &str| format!("peers[{i}].{key}");
+            orgs.push(OrgId::new(&peer.org).map_err(|e| self.invalid(&field("org"), e))?);
+            if peer.org == raw.org {
+                return Err(self.invalid(
+                    &field("org"),
+                    format!("{:?} is this node's own org", peer.org),
+                ));
+            }
+            if !seen.insert(peer.org.as_str()) {
+                return Err(self.invalid(&field("org"), format!("{:?} is listed twice", peer.org)));
+            }
+            crate::tls::check_https_url(&peer.url)
+                .map_err(|reason| self.invalid(&field("url"), reason))?;
+            if let Some(purpose) = peer
+                .purposes
+                .iter()
+                .find(|name| !raw.purposes.iter().any(|p| &&p.name == name))
+            {
+                return Err(self.invalid(
+                    &field("purposes"),
+                    format!("{purpose:?} is not defined in a [[purposes]] table"),
+                ));
+            }
+            if let Some(key) = &peer.log_key {
+                key.parse::<NoteVerifier>()
+                    .map_err(|e| self.invalid(&field("log_key"), e))?;
+            }
+            let most = pluis_proto::limits::MAX_BLINDED as u64;
+            if peer.max_keys_per_request.is_some_and(|n| n > most) {
+                return Err(self.invalid(
+                    &field("max_keys_per_request"),
+                    format!("must be at most {most} (the protocol's bound)"),
+                ));
+            }
+            if peer.min_prefix_bits.is_some_and(|b| b > 128) {
+                return Err(self.invalid(&field("min_prefix_bits"), "must be 0 to 128"));
+            }
+        }
+        Ok(orgs)
+    }
+
+    /// `refusals_logged_per_interval` and `refusal_interval`.
+    fn refusal_budget(
+        &self,
+        raw: &ConfigFile,
+    ) -> Result<crate::service::refusals::RefusalBudget, ConfigError> {
+        let defaults = crate::service::refusals::RefusalBudget::default();
+        let budget = crate::service::refusals::RefusalBudget {
+            per_interval: raw
+                .refusals_logged_per_interval
+                .unwrap_or(defaults.per_interval),
+            interval_secs: self.duration(
+                "refusal_interval",
+                &raw.refusal_interval,
+                defaults.interval_secs,
+            )?,
+        };
+        if budget.interval_secs == 0 {
+            return Err(self.invalid("refusal_interval", "must be positive"));
+        }
+        Ok(budget)
+    }
+
+    /// The connection timeouts and caps; each must be positive.
+    fn connection_limits(
+        &self,
+        raw: &ConfigFile,
+    ) -> Result<crate::server::connections::ConnectionLimits, ConfigError> {
+        let defaults = crate::server::connections::ConnectionLimits::default();
+        let limits = crate::server::connections::ConnectionLimits {
+            first_request_secs: self.duration(
+                "first_request_timeout",
+                &raw.first_request_timeout,
+                defaults.first_request_secs,
+            )?,
+            idle_secs: self.duration("idle_timeout", &raw.idle_timeout, defaults.idle_secs)?,
+            max_total: raw.max_connections.unwrap_or(defaults.max_total),
+            max_per_identity: raw
+                .max_connections_per_identity
+                .unwrap_or(defaults.max_per_identity),
+        };
+        for (field, value) in [
+            ("first_request_timeout", limits.first_request_secs as usize),
+            ("idle_timeout", limits.idle_secs as usize),
+            ("max_connections", limits.max_total),
+            ("max_connections_per_identity", limits.max_per_identity),
+        ] {
+            if value == 0 {
+                return Err(self.invalid(field, "must be positive"));
+            }
+        }
+        Ok(limits)
+    }
+
+    /// Every `[[purposes]]` table: named once, with a legal basis, both
+    /// within what the protocol lets partners send.
+    fn purposes(&self, purposes: &[Purpose]) -> Result<(), ConfigError> {
+        use pluis_proto::limits;
+        let mut names = BTreeSet::new();
+        for (i, purpose) in purposes.iter().enumerate() {
+            if purpose.name.trim().is_empty() || purpose.legal_basis.trim().is_empty() {
+                return Err(
+                    self.invalid(&format!("purposes[{i}]"), "needs a name and a legal_basis")
+                );
+            }
+            let bounded = |e: limits::FieldError| {
+                self.invalid(&format!("purposes[{i}].{}", e.field), e.problem)
+            };
+            limits::text("name", &purpose.name, limits::MAX_PURPOSE_LEN).map_err(bounded)?;
+            limits::text(
+                "legal_basis",
+                &purpose.legal_basis,
+                limits::MAX_LEGAL_BASIS_LEN,
+            )
+            .map_err(bounded)?;
+            if !names.insert(purpose.name.as_str()) {
+                return Err(self.invalid(
+                    &format!("purposes[{i}].name"),
+                    format!("{:?} is defined twice", purpose.name),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The checked `[[peers]]` tables as the node uses them: each purpose
+/// bound to the legal basis of its `[[purposes]]` table, defaults filled.
+fn peer_configs(peers: Vec<PeerFile>, orgs: Vec<OrgId>, purposes: &[Purpose]) -> Vec<PeerConfig> {
+    let legal_basis = |name: &str| {
+        purposes
+            .iter()
+            .find(|p| p.name == name)
+            .map_or_else(String::new, |p| p.legal_basis.clone())
+    };
+    let defaults = PeerPolicy::default();
+    peers
+        .into_iter()
+        .zip(orgs)
+        .map(|(p, org)| PeerConfig {
+            // Checked by At::peers.
+            log_key: p.log_key.and_then(|k| k.parse().ok()),
+            org,
+            url: p.url,
+            policy: PeerPolicy {
+                purposes: p
+                    .purposes
+                    .into_iter()
+                    .map(|name| {
+                        let basis = legal_basis(&name);
+                        (name, basis)
+                    })
+                    .collect(),
+                domains: p.domains.into_iter().collect(),
+                granularity: p.granularity,
+                max_keys_per_request: p
+                    .max_keys_per_request
+                    .unwrap_or(defaults.max_keys_per_request),
+                max_keys_per_day: p.max_keys_per_day.unwrap_or(defaults.max_keys_per_day),
+                min_prefix_bits: p.min_prefix_bits.unwrap_or(defaults.min_prefix_bits),
+            },
+        })
+        .collect()
 }
 
 impl Config {

@@ -103,7 +103,7 @@ pub async fn case_query(
             Fetch::Buckets,
         );
         let own = own_flags(&state, persons.keys.clone(), today).await?;
-        let mut answers = vec![(state.id.org().to_owned(), own)];
+        let mut answers = vec![(state.id.org().to_string(), own)];
         let mut outcomes = Vec::new();
         for answer in gather(asks).await {
             answers.push((answer.outcome.org.clone(), answer.flags));

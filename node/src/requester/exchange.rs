@@ -234,7 +234,7 @@ pub async fn ask_peer(
     let mut answer = match tokio::time::timeout(deadline, work).await {
         Ok(Ok(exchanged)) => PeerAnswer {
             outcome: pb::PeerOutcome {
-                org,
+                org: org.to_string(),
                 state: State::Answered as i32,
                 table_size: exchanged.table_size,
                 table_from_cache: exchanged.table_from_cache,

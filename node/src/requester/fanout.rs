@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use pluis_proto::OrgId;
 use tokio::task::JoinSet;
 
 use crate::audit::AuditLog;
@@ -23,7 +24,7 @@ pub struct Partners<'a> {
     /// The partner nodes.
     pub peers: &'a Peers,
     /// Per partner org, its queue of case queries.
-    pub batches: &'a BTreeMap<String, Batches>,
+    pub batches: &'a BTreeMap<OrgId, Batches>,
 }
 
 /// Asks every partner at once about `keys` for `purpose`; collect the

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use pluis_proto::exchange::Epoch;
 use pluis_proto::table::LabelledTable;
+use pluis_proto::OrgId;
 
 use pluis_proto::pb;
 use tokio::task::JoinSet;
@@ -26,7 +27,7 @@ pub const CHECK_DEADLINE: Duration = Duration::from_secs(3);
 #[derive(Debug, Clone)]
 pub struct Peer {
     /// Its organisation id.
-    pub org: String,
+    pub org: OrgId,
     /// Its URL.
     pub url: String,
     /// A channel that only accepts that org's node certificate.
@@ -117,7 +118,7 @@ impl Peers {
             .zip(&self.peers)
             .map(|(status, peer)| {
                 status.unwrap_or_else(|| pb::PeerStatus {
-                    org: peer.org.clone(),
+                    org: peer.org.to_string(),
                     url: peer.url.clone(),
                     reachable: false,
                     detail: "reachability check failed".into(),
@@ -148,7 +149,7 @@ async fn check(peer: Peer) -> pb::PeerStatus {
         },
     };
     pb::PeerStatus {
-        org: peer.org,
+        org: peer.org.to_string(),
         url: peer.url,
         reachable,
         detail,

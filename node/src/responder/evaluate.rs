@@ -16,7 +16,7 @@ use pluis_proto::exchange::{self, Epoch, ExchangeId};
 use pluis_proto::oprf::EpochKey;
 use pluis_proto::pb::{self, audit_entry::Kind};
 use pluis_proto::table::{Prefix, TableEntry};
-use pluis_proto::SpiffeId;
+use pluis_proto::{OrgId, SpiffeId};
 use rayon::prelude::*;
 
 use crate::audit::AuditError;
@@ -203,7 +203,7 @@ impl<'a> Call<'a> {
     /// from this node's own config.
     fn count(&self, outcome: Outcome) {
         let live = &self.live;
-        let peer = Metrics::known(self.caller.org(), live.policies.keys().map(String::as_str));
+        let peer = Metrics::known(self.caller.org(), live.policies.keys().map(OrgId::as_str));
         let purpose = Metrics::known(
             &self.ctx.purpose,
             live.purposes().iter().map(|p| p.name.as_str()),

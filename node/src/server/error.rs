@@ -25,7 +25,7 @@ pub enum NodeError {
         /// What the certificate says.
         id: SpiffeId,
         /// What the config says.
-        org: String,
+        org: pluis_proto::OrgId,
     },
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {error}")]

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use pluis_proto::pb;
 use pluis_proto::taxonomy::Taxonomy;
-use pluis_proto::Role;
+use pluis_proto::{OrgId, Role};
 use tokio_rustls::TlsAcceptor;
 
 use crate::audit::AuditLog;
@@ -40,9 +40,9 @@ pub struct Live {
     /// The partner nodes, with channels made with this identity.
     pub peers: Peers,
     /// Per partner org, the case queries waiting for its next exchange.
-    pub batches: BTreeMap<String, Batches>,
+    pub batches: BTreeMap<OrgId, Batches>,
     /// What each peer may ask of this node.
-    pub policies: BTreeMap<String, PeerPolicy>,
+    pub policies: BTreeMap<OrgId, PeerPolicy>,
     /// The signal taxonomy in force.
     pub taxonomy: Arc<Taxonomy>,
     /// Accepts new connections with this identity and these CRLs.
@@ -65,7 +65,7 @@ impl Live {
         let tls = &config.tls;
         let identity =
             TlsIdentity::load(&tls.ca, &tls.cert, &tls.key, Role::Node)?.with_crls(&tls.crls)?;
-        if identity.id().org() != config.org {
+        if *identity.id().org() != config.org {
             return Err(NodeError::WrongOrg {
                 path: tls.cert.clone(),
                 id: identity.id().clone(),

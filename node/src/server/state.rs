@@ -173,7 +173,7 @@ impl NodeState {
                 .iter()
                 .map(|(peer, policy)| {
                     let used = self.store.budget_used(peer, day).unwrap_or(0);
-                    (peer.clone(), used, policy.max_keys_per_day)
+                    (peer.to_string(), used, policy.max_keys_per_day)
                 })
                 .collect(),
             audit_entries: self.store.audit_size().unwrap_or(0),

@@ -69,7 +69,7 @@ pub type OnRefused = Arc<dyn Fn(crate::service::refusals::Refusal) + Send + Sync
 #[derive(Clone)]
 pub struct Authorizer {
     consortium: String,
-    org: String,
+    org: pluis_proto::OrgId,
     revoked: Option<RevocationCheck>,
     on_refused: Option<OnRefused>,
     other_auditors: Option<AuditorCheck>,
@@ -178,7 +178,7 @@ impl Authorizer {
             }
         }
         let required = audience.role();
-        let own_org = caller.org() == self.org;
+        let own_org = *caller.org() == self.org;
         let org_allowed = match audience {
             Audience::Partner => true,
             Audience::Coordinator => own_org,

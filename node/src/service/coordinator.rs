@@ -114,7 +114,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         let state = &self.state;
         let peers = state.live().peers.check_all().await;
         Ok(Response::new(pb::StatusResponse {
-            org: state.id.org().to_owned(),
+            org: state.id.org().to_string(),
             consortium: state.id.consortium().to_owned(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             uptime_seconds: state.started.elapsed().as_secs(),

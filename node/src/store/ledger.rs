@@ -49,7 +49,7 @@ fn org_of(actor: &str) -> Option<String> {
     actor
         .parse::<pluis_proto::SpiffeId>()
         .ok()
-        .map(|id| id.org().to_owned())
+        .map(|id| id.org().to_string())
 }
 
 fn encode(entry: &pb::AuditEntry, index: u64) -> Vec<u8> {

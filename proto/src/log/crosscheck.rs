@@ -51,7 +51,7 @@ fn log_org(verifier: &NoteVerifier) -> &str {
 
 /// The organisation of a SPIFFE id in an entry.
 fn org_of(id: &str) -> Option<String> {
-    SpiffeId::from_str(id).ok().map(|id| id.org().to_owned())
+    SpiffeId::from_str(id).ok().map(|id| id.org().to_string())
 }
 
 fn is_answer(entry: &pb::AuditEntry) -> bool {

@@ -343,7 +343,7 @@ pub enum ExpectedServer {
     /// Any node of this consortium (a coordinator or auditor dialling a URL).
     AnyNode,
     /// The node of this organisation (a node dialling a configured peer).
-    NodeOf(String),
+    NodeOf(pluis_proto::OrgId),
 }
 
 #[cfg(test)]

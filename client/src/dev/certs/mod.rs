@@ -353,7 +353,7 @@ fn leaf(
     let key = KeyPair::generate().map_err(|e| generate_error(&what, e))?;
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
-    dn.push(DnType::OrganizationName, id.org());
+    dn.push(DnType::OrganizationName, id.org().as_str());
     dn.push(DnType::CommonName, format!("{} {}", id.org(), id.role()));
     params.distinguished_name = dn;
     let uri = id
