@@ -213,47 +213,7 @@ impl Metrics {
     /// The whole page.
     pub fn render(&self, gauges: &Gauges) -> String {
         let mut out = String::new();
-        header(
-            &mut out,
-            "pluis_exchanges_total",
-            "Exchanges partners asked of this node, by peer, purpose and outcome.",
-            "counter",
-        );
-        for ((peer, purpose, outcome), n) in lock(&self.exchanges).iter() {
-            let _ = writeln!(
-                out,
-                "pluis_exchanges_total{{peer=\"{}\",purpose=\"{}\",outcome=\"{}\"}} {n}",
-                label(peer),
-                label(purpose),
-                outcome.label()
-            );
-        }
-        header(
-            &mut out,
-            "pluis_budget_used_keys",
-            "Keys evaluated for a peer today (UTC).",
-            "gauge",
-        );
-        for (peer, used, _) in &gauges.budgets {
-            let _ = writeln!(
-                out,
-                "pluis_budget_used_keys{{peer=\"{}\"}} {used}",
-                label(peer)
-            );
-        }
-        header(
-            &mut out,
-            "pluis_budget_limit_keys",
-            "Keys a peer may have evaluated per day.",
-            "gauge",
-        );
-        for (peer, _, limit) in &gauges.budgets {
-            let _ = writeln!(
-                out,
-                "pluis_budget_limit_keys{{peer=\"{}\"}} {limit}",
-                label(peer)
-            );
-        }
+        self.render_exchanges(&mut out, gauges);
         self.evaluate.render(
             &mut out,
             "pluis_evaluate_duration_seconds",
@@ -264,48 +224,36 @@ impl Metrics {
             "pluis_table_build_duration_seconds",
             "Time to build one labelled table.",
         );
-        let plain = |out: &mut String, name: &str, help: &str, kind: &str, value: u64| {
-            header(out, name, help, kind);
-            let _ = writeln!(out, "{name} {value}");
-        };
+        let counted = |o: &AtomicU64| o.load(Ordering::Relaxed);
         plain(
             &mut out,
-            "pluis_audit_log_entries",
-            "Entries in the audit log.",
-            "gauge",
-            gauges.audit_entries,
+            &[
+                (
+                    "pluis_audit_log_entries",
+                    "Entries in the audit log.",
+                    "gauge",
+                    gauges.audit_entries,
+                ),
+                (
+                    "pluis_audit_log_bytes",
+                    "Bytes of audit log entries on disk.",
+                    "gauge",
+                    gauges.audit_bytes,
+                ),
+                (
+                    "pluis_signals_stored",
+                    "Signals stored, active and expired.",
+                    "gauge",
+                    gauges.signals,
+                ),
+                (
+                    "pluis_signal_set_revision",
+                    "Revision of the signal set; changes with every import and erasure.",
+                    "gauge",
+                    gauges.revision,
+                ),
+            ],
         );
-        plain(
-            &mut out,
-            "pluis_audit_log_bytes",
-            "Bytes of audit log entries on disk.",
-            "gauge",
-            gauges.audit_bytes,
-        );
-        plain(
-            &mut out,
-            "pluis_signals_stored",
-            "Signals stored, active and expired.",
-            "gauge",
-            gauges.signals,
-        );
-        plain(
-            &mut out,
-            "pluis_signal_set_revision",
-            "Revision of the signal set; changes with every import and erasure.",
-            "gauge",
-            gauges.revision,
-        );
-        let by_word = |out: &mut String,
-                       name: &str,
-                       help: &str,
-                       label_name: &str,
-                       map: &Mutex<BTreeMap<&'static str, u64>>| {
-            header(out, name, help, "counter");
-            for (word, n) in lock(map).iter() {
-                let _ = writeln!(out, "{name}{{{label_name}=\"{word}\"}} {n}");
-            }
-        };
         by_word(
             &mut out,
             "pluis_imports_total",
@@ -315,31 +263,32 @@ impl Metrics {
         );
         plain(
             &mut out,
-            "pluis_import_rows_total",
-            "Rows read by imports.",
-            "counter",
-            self.import_rows.load(Ordering::Relaxed),
-        );
-        plain(
-            &mut out,
-            "pluis_import_signals_added_total",
-            "New signals stored by imports.",
-            "counter",
-            self.import_added.load(Ordering::Relaxed),
-        );
-        plain(
-            &mut out,
-            "pluis_imports_running",
-            "Imports running now.",
-            "gauge",
-            self.imports_running.load(Ordering::Relaxed),
-        );
-        plain(
-            &mut out,
-            "pluis_import_rows_received",
-            "Rows received so far by the import running now.",
-            "gauge",
-            self.import_rows_received.load(Ordering::Relaxed),
+            &[
+                (
+                    "pluis_import_rows_total",
+                    "Rows read by imports.",
+                    "counter",
+                    counted(&self.import_rows),
+                ),
+                (
+                    "pluis_import_signals_added_total",
+                    "New signals stored by imports.",
+                    "counter",
+                    counted(&self.import_added),
+                ),
+                (
+                    "pluis_imports_running",
+                    "Imports running now.",
+                    "gauge",
+                    counted(&self.imports_running),
+                ),
+                (
+                    "pluis_import_rows_received",
+                    "Rows received so far by the import running now.",
+                    "gauge",
+                    counted(&self.import_rows_received),
+                ),
+            ],
         );
         by_word(
             &mut out,
@@ -357,33 +306,101 @@ impl Metrics {
         );
         plain(
             &mut out,
-            "pluis_revoked_certificates",
-            "Certificates listed by the CRLs in force.",
-            "gauge",
-            gauges.revoked_certificates,
-        );
-        plain(
-            &mut out,
-            "pluis_connections_total",
-            "Mutual-TLS connections accepted.",
-            "counter",
-            self.connections.load(Ordering::Relaxed),
-        );
-        plain(
-            &mut out,
-            "pluis_case_queries_total",
-            "Case queries from this node's coordinators.",
-            "counter",
-            self.case_queries.load(Ordering::Relaxed),
-        );
-        plain(
-            &mut out,
-            "pluis_uptime_seconds",
-            "Seconds since the node started.",
-            "gauge",
-            gauges.uptime_seconds,
+            &[
+                (
+                    "pluis_revoked_certificates",
+                    "Certificates listed by the CRLs in force.",
+                    "gauge",
+                    gauges.revoked_certificates,
+                ),
+                (
+                    "pluis_connections_total",
+                    "Mutual-TLS connections accepted.",
+                    "counter",
+                    counted(&self.connections),
+                ),
+                (
+                    "pluis_case_queries_total",
+                    "Case queries from this node's coordinators.",
+                    "counter",
+                    counted(&self.case_queries),
+                ),
+                (
+                    "pluis_uptime_seconds",
+                    "Seconds since the node started.",
+                    "gauge",
+                    gauges.uptime_seconds,
+                ),
+            ],
         );
         out
+    }
+
+    /// Exchanges by peer, purpose and outcome, and each peer's budget.
+    fn render_exchanges(&self, out: &mut String, gauges: &Gauges) {
+        header(
+            out,
+            "pluis_exchanges_total",
+            "Exchanges partners asked of this node, by peer, purpose and outcome.",
+            "counter",
+        );
+        for ((peer, purpose, outcome), n) in lock(&self.exchanges).iter() {
+            let _ = writeln!(
+                out,
+                "pluis_exchanges_total{{peer=\"{}\",purpose=\"{}\",outcome=\"{}\"}} {n}",
+                label(peer),
+                label(purpose),
+                outcome.label()
+            );
+        }
+        header(
+            out,
+            "pluis_budget_used_keys",
+            "Keys evaluated for a peer today (UTC).",
+            "gauge",
+        );
+        for (peer, used, _) in &gauges.budgets {
+            let _ = writeln!(
+                out,
+                "pluis_budget_used_keys{{peer=\"{}\"}} {used}",
+                label(peer)
+            );
+        }
+        header(
+            out,
+            "pluis_budget_limit_keys",
+            "Keys a peer may have evaluated per day.",
+            "gauge",
+        );
+        for (peer, _, limit) in &gauges.budgets {
+            let _ = writeln!(
+                out,
+                "pluis_budget_limit_keys{{peer=\"{}\"}} {limit}",
+                label(peer)
+            );
+        }
+    }
+}
+
+/// Samples without labels: (name, help, kind, value) each.
+fn plain(out: &mut String, samples: &[(&str, &str, &str, u64)]) {
+    for (name, help, kind, value) in samples {
+        header(out, name, help, kind);
+        let _ = writeln!(out, "{name} {value}");
+    }
+}
+
+/// A counter with one label, a sample per word counted.
+fn by_word(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    label_name: &str,
+    map: &Mutex<BTreeMap<&'static str, u64>>,
+) {
+    header(out, name, help, "counter");
+    for (word, n) in lock(map).iter() {
+        let _ = writeln!(out, "{name}{{{label_name}=\"{word}\"}} {n}");
     }
 }
 

@@ -121,6 +121,98 @@ fn import_now(
     Ok(report.reply(state.store.len() as u64))
 }
 
+/// What the first message of an import says to do; a rejects file must
+/// be named absolutely (the node's working directory is not the
+/// operator's).
+fn import_options(start: &pb::ImportStart, today: time::Date) -> Result<ImportOptions, Status> {
+    if start.skip_invalid && !std::path::Path::new(&start.rejects).is_absolute() {
+        return Err(Status::invalid_argument(
+            "rejects: an absolute path is needed with skip_invalid",
+        ));
+    }
+    Ok(ImportOptions {
+        path: PathBuf::from(&start.source),
+        replace: start.replace,
+        skip_invalid: start.skip_invalid,
+        rejects: start.skip_invalid.then(|| PathBuf::from(&start.rejects)),
+        today,
+    })
+}
+
+/// Hands the import stream's data to the reader, `first` first, until
+/// the message marked last; a stream that ends or breaks before then is
+/// an error the import reports.
+async fn forward_chunks(
+    first: pb::ImportChunk,
+    mut stream: Streaming<pb::ImportChunk>,
+    chunks: mpsc::Sender<std::io::Result<Vec<u8>>>,
+) {
+    let mut next = Some(first);
+    loop {
+        let chunk = match next.take() {
+            Some(chunk) => chunk,
+            None => match stream.message().await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => {
+                    let ended = "the import stream ended before the end of the file";
+                    let _ = chunks.send(Err(std::io::Error::other(ended))).await;
+                    return;
+                }
+                Err(status) => {
+                    let broke = format!(
+                        "the import stream broke off ({:?}: {})",
+                        status.code(),
+                        status.message()
+                    );
+                    let _ = chunks.send(Err(std::io::Error::other(broke))).await;
+                    return;
+                }
+            },
+        };
+        if !chunk.data.is_empty() && chunks.send(Ok(chunk.data)).await.is_err() {
+            return;
+        }
+        if chunk.last {
+            // Dropping the sender ends the reader's input.
+            return;
+        }
+    }
+}
+
+/// The reply to an import, counted and logged: what it stored, or why it
+/// stored nothing (the error names files, lines, fields and rules, never
+/// a value).
+fn imported(state: &NodeState, done: Result<pb::ImportReply, ImportError>) -> pb::ImportReply {
+    match done {
+        Ok(reply) => {
+            state.metrics.import("committed", reply.rows, reply.added);
+            tracing::info!(
+                rows = reply.rows,
+                added = reply.added,
+                unchanged = reply.unchanged,
+                removed = reply.removed,
+                rejected = reply.rejected,
+                total = reply.total,
+                "live import committed"
+            );
+            reply
+        }
+        Err(e) => {
+            let outcome = match &e {
+                ImportError::Invalid { .. } | ImportError::Header { .. } => "refused",
+                _ => "failed",
+            };
+            let rows = state.metrics.import_rows_received.load(Ordering::Relaxed);
+            state.metrics.import(outcome, rows, 0);
+            tracing::warn!(outcome, "live import stored nothing");
+            pb::ImportReply {
+                error: e.to_string(),
+                ..Default::default()
+            }
+        }
+    }
+}
+
 fn internal(e: impl std::fmt::Display) -> Status {
     Status::internal(e.to_string())
 }
@@ -140,57 +232,11 @@ impl pb::admin_server::Admin for AdminService {
         let start = first.start.take().ok_or_else(|| {
             Status::invalid_argument("start: the first message must say what to import")
         })?;
-        if start.skip_invalid && !std::path::Path::new(&start.rejects).is_absolute() {
-            return Err(Status::invalid_argument(
-                "rejects: an absolute path is needed with skip_invalid",
-            ));
-        }
-        let options = ImportOptions {
-            path: PathBuf::from(&start.source),
-            replace: start.replace,
-            skip_invalid: start.skip_invalid,
-            rejects: start.skip_invalid.then(|| PathBuf::from(&start.rejects)),
-            today: self.state.clock.today(),
-        };
+        let options = import_options(&start, self.state.clock.today())?;
         let state = self.state.clone();
         let _one_at_a_time = state.operations.lock().await;
         let (chunks, received) = mpsc::channel(16);
-        let forward = tokio::spawn(async move {
-            let mut next = Some(first);
-            loop {
-                let chunk = match next.take() {
-                    Some(chunk) => chunk,
-                    None => match stream.message().await {
-                        Ok(Some(chunk)) => chunk,
-                        Ok(None) => {
-                            let _ = chunks
-                                .send(Err(std::io::Error::other(
-                                    "the import stream ended before the end of the file",
-                                )))
-                                .await;
-                            return;
-                        }
-                        Err(status) => {
-                            let _ = chunks
-                                .send(Err(std::io::Error::other(format!(
-                                    "the import stream broke off ({:?}: {})",
-                                    status.code(),
-                                    status.message()
-                                ))))
-                                .await;
-                            return;
-                        }
-                    },
-                };
-                if !chunk.data.is_empty() && chunks.send(Ok(chunk.data)).await.is_err() {
-                    return;
-                }
-                if chunk.last {
-                    // Dropping the sender ends the reader's input.
-                    return;
-                }
-            }
-        });
+        let forward = tokio::spawn(forward_chunks(first, stream, chunks));
         state.metrics.imports_running.store(1, Ordering::Relaxed);
         state
             .metrics
@@ -204,7 +250,6 @@ impl pb::admin_server::Admin for AdminService {
         };
         let done = {
             let state = state.clone();
-            let options = options.clone();
             tokio::task::spawn_blocking(move || {
                 crate::ops::background::run(|| import_now(&state, &options, input, &actor))
             })
@@ -213,35 +258,7 @@ impl pb::admin_server::Admin for AdminService {
         forward.abort();
         state.metrics.imports_running.store(0, Ordering::Relaxed);
         let done = done.map_err(|_| Status::internal("import task failed"))?;
-        match done {
-            Ok(reply) => {
-                state.metrics.import("committed", reply.rows, reply.added);
-                tracing::info!(
-                    rows = reply.rows,
-                    added = reply.added,
-                    unchanged = reply.unchanged,
-                    removed = reply.removed,
-                    rejected = reply.rejected,
-                    total = reply.total,
-                    "live import committed"
-                );
-                Ok(Response::new(reply))
-            }
-            Err(e) => {
-                let outcome = match &e {
-                    ImportError::Invalid { .. } | ImportError::Header { .. } => "refused",
-                    _ => "failed",
-                };
-                let rows = state.metrics.import_rows_received.load(Ordering::Relaxed);
-                state.metrics.import(outcome, rows, 0);
-                // The error names files, lines, fields and rules, never a value.
-                tracing::warn!(outcome, "live import stored nothing");
-                Ok(Response::new(pb::ImportReply {
-                    error: e.to_string(),
-                    ..Default::default()
-                }))
-            }
-        }
+        Ok(Response::new(imported(&state, done)))
     }
 
     async fn reload(
