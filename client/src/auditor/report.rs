@@ -94,7 +94,6 @@ fn receipt_problem(
 
 /// The flags for `logs`.
 pub fn flags(logs: &[NodeLog]) -> Vec<Flag> {
-    let mut flags = Vec::new();
     // The partners' log keys, where their logs are in the report, to
     // check the receipts each requester kept.
     let keys: BTreeMap<String, NoteVerifier> = logs
@@ -104,6 +103,7 @@ pub fn flags(logs: &[NodeLog]) -> Vec<Flag> {
             Some((l.origin.rsplit('/').next()?.to_owned(), key))
         })
         .collect();
+    let mut flags = Vec::new();
     for node in logs {
         let name = org_of(&node.origin);
         let name = if name == node.origin {
@@ -111,98 +111,135 @@ pub fn flags(logs: &[NodeLog]) -> Vec<Flag> {
         } else {
             name
         };
-        // Keys asked per partner per day, served Evaluates.
-        let mut per_day: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
-        let mut denials: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-        for e in answered(&node.log) {
+        let mut flag = |pattern, detail| {
+            flags.push(Flag {
+                node: name.clone(),
+                pattern,
+                detail,
+            })
+        };
+        let answers = Answers::of(&node.log, &mut flag);
+        volume_jumps(&answers.per_day, &mut flag);
+        many_denials(&answers.denials, &mut flag);
+        missing_receipts(&node.log, &keys, &mut flag);
+    }
+    flags
+}
+
+/// What a node's answers to its partners add up to, per partner.
+#[derive(Default)]
+struct Answers {
+    /// Keys asked per day in served Evaluates.
+    per_day: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Requests denied, and in all.
+    denials: BTreeMap<String, (u64, u64)>,
+}
+
+impl Answers {
+    /// Counts `log`'s answers, flagging each near the daily key budget.
+    fn of(log: &VerifiedLog, flag: &mut impl FnMut(&'static str, String)) -> Answers {
+        let mut answers = Answers::default();
+        for e in answered(log) {
             let partner = org_of(&e.actor);
-            let counts = denials.entry(partner.clone()).or_default();
+            let counts = answers.denials.entry(partner.clone()).or_default();
             if e.kind() != Kind::ExchangeServed {
                 counts.0 += refusals_in(e);
                 counts.1 += refusals_in(e);
                 continue;
             }
             counts.1 += 1;
-            *per_day
+            *answers
+                .per_day
                 .entry(partner.clone())
                 .or_default()
                 .entry(day_of(e.time_unix_ms))
                 .or_default() += e.keys_asked;
             if e.budget_limit > 0 && e.budget_used * 10 >= e.budget_limit * 9 {
-                flags.push(Flag {
-                    node: name.clone(),
-                    pattern: "near the daily key budget",
-                    detail: format!(
-                        "{partner} on {}: {} of {} keys used (entry {})",
-                        day_of(e.time_unix_ms),
-                        e.budget_used,
-                        e.budget_limit,
-                        e.sequence
-                    ),
-                });
+                let detail = format!(
+                    "{partner} on {}: {} of {} keys used (entry {})",
+                    day_of(e.time_unix_ms),
+                    e.budget_used,
+                    e.budget_limit,
+                    e.sequence
+                );
+                flag("near the daily key budget", detail);
             }
         }
-        for (partner, days) in &per_day {
-            for (day, keys) in days {
-                let mut others: Vec<u64> = days
-                    .iter()
-                    .filter(|(d, _)| *d != day)
-                    .map(|(_, k)| *k)
-                    .collect();
-                if others.is_empty() {
-                    continue;
-                }
-                others.sort_unstable();
-                let median = others[others.len() / 2].max(1);
-                if *keys > 100 && *keys > 3 * median {
-                    flags.push(Flag {
-                        node: name.clone(),
-                        pattern: "volume jump",
-                        detail: format!(
-                            "{partner} asked {keys} keys on {day}, usually about {median} a day"
-                        ),
-                    });
-                }
+        answers
+    }
+}
+
+/// A partner that asked far more keys on a day than on its other days
+/// (over 3× their median, and over 100).
+fn volume_jumps(
+    per_day: &BTreeMap<String, BTreeMap<String, u64>>,
+    flag: &mut impl FnMut(&'static str, String),
+) {
+    for (partner, days) in per_day {
+        for (day, keys) in days {
+            let mut others: Vec<u64> = days
+                .iter()
+                .filter(|(d, _)| *d != day)
+                .map(|(_, k)| *k)
+                .collect();
+            if others.is_empty() {
+                continue;
             }
-        }
-        for (partner, (denied, total)) in &denials {
-            if *denied >= 5 || (*denied > 0 && denied * 5 > *total) {
-                flags.push(Flag {
-                    node: name.clone(),
-                    pattern: "many denials",
-                    detail: format!("{partner}: {denied} of {total} requests denied"),
-                });
-            }
-        }
-        for e in node
-            .log
-            .entries
-            .iter()
-            .filter(|e| e.kind() == Kind::ExchangeRequested && e.keys_asked > 0)
-        {
-            let partner = org_of(&e.counterparty);
-            let problem = match &e.receipt {
-                // A call that failed released nothing, and has no receipt.
-                None if e.call_status == 0 => Some("no receipt".to_owned()),
-                None => None,
-                Some(receipt) => keys
-                    .get(partner.as_str())
-                    .and_then(|key| receipt_problem(key, receipt, e)),
-            };
-            if let Some(problem) = problem {
-                flags.push(Flag {
-                    node: name.clone(),
-                    pattern: "missing receipt",
-                    detail: format!(
-                        "entry {} to {partner} on {}: {problem}",
-                        e.sequence,
-                        day_of(e.time_unix_ms),
-                    ),
-                });
+            others.sort_unstable();
+            let median = others[others.len() / 2].max(1);
+            if *keys > 100 && *keys > 3 * median {
+                let detail =
+                    format!("{partner} asked {keys} keys on {day}, usually about {median} a day");
+                flag("volume jump", detail);
             }
         }
     }
-    flags
+}
+
+/// A partner denied 5 times or more, or in over 20 % of its requests.
+fn many_denials(
+    denials: &BTreeMap<String, (u64, u64)>,
+    flag: &mut impl FnMut(&'static str, String),
+) {
+    for (partner, (denied, total)) in denials {
+        if *denied >= 5 || (*denied > 0 && denied * 5 > *total) {
+            let detail = format!("{partner}: {denied} of {total} requests denied");
+            flag("many denials", detail);
+        }
+    }
+}
+
+/// A request that released keys' evaluations without a receipt, or with
+/// one that does not verify against the partner's key (where its log is
+/// in the report).
+fn missing_receipts(
+    log: &VerifiedLog,
+    keys: &BTreeMap<String, NoteVerifier>,
+    flag: &mut impl FnMut(&'static str, String),
+) {
+    for e in log
+        .entries
+        .iter()
+        .filter(|e| e.kind() == Kind::ExchangeRequested && e.keys_asked > 0)
+    {
+        let partner = org_of(&e.counterparty);
+        let problem = match &e.receipt {
+            // A call that failed released nothing, and has no receipt.
+            None if e.call_status == 0 => Some("no receipt".to_owned()),
+            None => None,
+            Some(receipt) => keys
+                .get(partner.as_str())
+                .and_then(|key| receipt_problem(key, receipt, e)),
+        };
+        if let Some(problem) = problem {
+            let detail = format!(
+                "entry {} to {partner} on {}: {problem}",
+                e.sequence,
+                day_of(e.time_unix_ms),
+            );
+            flag("missing receipt", detail);
+        }
+    }
 }
 
 const COLOURS: [&str; 8] = [
@@ -314,6 +351,17 @@ pub fn render(logs: &[NodeLog]) -> String {
         utc(crate::auditor::now_ms()),
         logs.len()
     );
+    logs_table(&mut html, logs);
+    flags_table(&mut html, &flags);
+    for node in logs {
+        node_section(&mut html, node);
+    }
+    html.push_str("</body></html>\n");
+    html
+}
+
+/// The verified logs, one row each.
+fn logs_table(html: &mut String, logs: &[NodeLog]) {
     html.push_str("<h2>Logs</h2><table><tr><th>log</th><th>entries</th><th>signed checkpoints</th><th>root</th><th>verifier key</th><th>status</th></tr>");
     for node in logs {
         let root = pluis_proto::hex(&node.log.root);
@@ -328,13 +376,16 @@ pub fn render(logs: &[NodeLog]) -> String {
         );
     }
     html.push_str("</table>");
+}
 
+/// The flags, or that there are none.
+fn flags_table(html: &mut String, flags: &[Flag]) {
     let _ = write!(html, "<h2>Flags ({})</h2>", flags.len());
     if flags.is_empty() {
         html.push_str("<p class=\"ok\">Nothing that warrants a look.</p>");
     } else {
         html.push_str("<table><tr><th>log</th><th>pattern</th><th>detail</th></tr>");
-        for f in &flags {
+        for f in flags {
             let _ = write!(
                 html,
                 "<tr class=\"flag\"><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -345,56 +396,56 @@ pub fn render(logs: &[NodeLog]) -> String {
         }
         html.push_str("</table>");
     }
+}
 
-    for node in logs {
-        let _ = write!(html, "<h2>{}</h2>", esc(&node.origin));
-        // Exchanges served per day, by partner and purpose.
-        let mut series: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
-        let mut days: BTreeSet<String> = BTreeSet::new();
-        let mut keys: BTreeMap<String, u64> = BTreeMap::new();
-        let mut denials: BTreeMap<String, u64> = BTreeMap::new();
-        for e in answered(&node.log) {
-            let partner = org_of(&e.actor);
-            let day = day_of(e.time_unix_ms);
-            days.insert(day.clone());
-            if e.kind() != Kind::ExchangeServed {
-                *denials.entry(partner).or_default() += refusals_in(e);
-                continue;
-            }
-            *series
-                .entry(format!("{partner} / {}", e.purpose))
-                .or_default()
-                .entry(day)
-                .or_default() += 1;
-            *keys.entry(partner).or_default() += e.keys_asked;
+/// One node's exchanges per day, keys and denials per partner, and its
+/// event counts.
+fn node_section(html: &mut String, node: &NodeLog) {
+    let _ = write!(html, "<h2>{}</h2>", esc(&node.origin));
+    // Exchanges served per day, by partner and purpose.
+    let mut series: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    let mut days: BTreeSet<String> = BTreeSet::new();
+    let mut keys: BTreeMap<String, u64> = BTreeMap::new();
+    let mut denials: BTreeMap<String, u64> = BTreeMap::new();
+    for e in answered(&node.log) {
+        let partner = org_of(&e.actor);
+        let day = day_of(e.time_unix_ms);
+        days.insert(day.clone());
+        if e.kind() != Kind::ExchangeServed {
+            *denials.entry(partner).or_default() += refusals_in(e);
+            continue;
         }
-        let days: Vec<String> = days.into_iter().collect();
-        html.push_str(&stacked_chart(
-            "Exchanges served per day, by partner and purpose",
-            &days,
-            &series,
-        ));
-        html.push_str(&bar_chart(
-            "Keys asked per partner (served)",
-            &keys.into_iter().collect::<Vec<_>>(),
-        ));
-        html.push_str(&bar_chart(
-            "Denials per partner",
-            &denials.into_iter().collect::<Vec<_>>(),
-        ));
-        // Event counts.
-        let mut kinds: BTreeMap<&str, u64> = BTreeMap::new();
-        for e in &node.log.entries {
-            *kinds.entry(kind_name(e.kind)).or_default() += 1;
-        }
-        html.push_str("<table><tr><th>event</th><th>count</th></tr>");
-        for (kind, count) in kinds {
-            let _ = write!(html, "<tr><td>{kind}</td><td>{count}</td></tr>");
-        }
-        html.push_str("</table>");
+        *series
+            .entry(format!("{partner} / {}", e.purpose))
+            .or_default()
+            .entry(day)
+            .or_default() += 1;
+        *keys.entry(partner).or_default() += e.keys_asked;
     }
-    html.push_str("</body></html>\n");
-    html
+    let days: Vec<String> = days.into_iter().collect();
+    html.push_str(&stacked_chart(
+        "Exchanges served per day, by partner and purpose",
+        &days,
+        &series,
+    ));
+    html.push_str(&bar_chart(
+        "Keys asked per partner (served)",
+        &keys.into_iter().collect::<Vec<_>>(),
+    ));
+    html.push_str(&bar_chart(
+        "Denials per partner",
+        &denials.into_iter().collect::<Vec<_>>(),
+    ));
+    // Event counts.
+    let mut kinds: BTreeMap<&str, u64> = BTreeMap::new();
+    for e in &node.log.entries {
+        *kinds.entry(kind_name(e.kind)).or_default() += 1;
+    }
+    html.push_str("<table><tr><th>event</th><th>count</th></tr>");
+    for (kind, count) in kinds {
+        let _ = write!(html, "<tr><td>{kind}</td><td>{count}</td></tr>");
+    }
+    html.push_str("</table>");
 }
 
 #[cfg(test)]
