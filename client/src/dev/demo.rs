@@ -9,10 +9,11 @@
 //! certificate. Every node's log is exported, verified and cross-checked,
 //! then all nodes stop cleanly. Any failure fails the demo.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use pluis_proto::Role;
+use pluis_transport::tls::TlsIdentity;
 
 use crate::dev::consortium::{LocalConsortium, PURPOSE};
 
@@ -82,7 +83,7 @@ fn import_synthetic(org: &str, config_path: &std::path::Path) -> anyhow::Result<
 async fn live_operations(
     consortium: &LocalConsortium,
     police: &str,
-    coordinator: &pluis_transport::tls::TlsIdentity,
+    coordinator: &TlsIdentity,
     subjects: Vec<pluis_proto::pb::Subject>,
 ) -> anyhow::Result<()> {
     println!("\n== Live: the municipality loads new signals into its running node");
@@ -120,7 +121,17 @@ async fn live_operations(
         case.len(),
         case.join(", ")
     );
+    stolen_laptop(consortium, police, coordinator).await
+}
 
+/// A police coordinator's laptop is stolen: its certificate is revoked,
+/// the police node reloads its CRL, the laptop is refused and the
+/// coordinator's own certificate still works.
+async fn stolen_laptop(
+    consortium: &LocalConsortium,
+    police: &str,
+    coordinator: &TlsIdentity,
+) -> anyhow::Result<()> {
     println!("\n== Live: a police coordinator's laptop is stolen; its certificate is revoked");
     let laptop = crate::dev::certs::issue(&crate::dev::certs::IssueOptions {
         dir: consortium.dir.clone(),
@@ -199,7 +210,31 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
     for node in &consortium.nodes {
         println!("   node {:13} listening on {}", node.org, node.url);
     }
+    let unreachable = statuses(&consortium).await?;
+    let coordinator = consortium
+        .tls_args("police", Role::Coordinator)
+        .load(Role::Coordinator)?;
+    let police = consortium.node("police")?.url.clone();
+    family_query(&police, &coordinator).await?;
+    live_operations(&consortium, &police, &coordinator, family()).await?;
+    audit_all(&consortium, &dir.join("audit")).await?;
 
+    println!("\n== Stopping the nodes");
+    consortium.stop().await?;
+    if unreachable > 0 {
+        bail!("{unreachable} peer links were unreachable");
+    }
+    println!(
+        "   all {} nodes stopped cleanly; every peer link was reachable",
+        ORGS.len()
+    );
+    println!("\nDemo complete.");
+    Ok(())
+}
+
+/// Each coordinator asks its own node for its status, which makes every
+/// node check every peer; how many peer links were unreachable.
+async fn statuses(consortium: &LocalConsortium) -> anyhow::Result<usize> {
     println!("\n== Each coordinator asks its own node for its status (mTLS)");
     let mut unreachable = 0;
     for node in &consortium.nodes {
@@ -210,22 +245,24 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
         print!("{}", crate::coordinator::status::render(&status));
         unreachable += status.peers.iter().filter(|p| !p.reachable).count();
     }
+    Ok(unreachable)
+}
 
+/// The family the police coordinator asks about: three persons.
+fn family() -> Vec<pluis_proto::pb::Subject> {
+    crate::coordinator::matching::subjects_from_args(&[
+        "bsn:111222333".to_owned(),
+        "bsn:123456782".to_owned(),
+        "bsn:240000006".to_owned(),
+    ])
+}
+
+/// The police coordinator's question about the family, which must show
+/// the four domains the synthetic data gives it.
+async fn family_query(police: &str, coordinator: &TlsIdentity) -> anyhow::Result<()> {
     println!("\n== The police coordinator asks about a family (three persons) across all partners");
-    let coordinator = consortium
-        .tls_args("police", Role::Coordinator)
-        .load(Role::Coordinator)?;
-    let subjects_again = || {
-        crate::coordinator::matching::subjects_from_args(&[
-            "bsn:111222333".to_owned(),
-            "bsn:123456782".to_owned(),
-            "bsn:240000006".to_owned(),
-        ])
-    };
-    let subjects = subjects_again();
-    let police = consortium.node("police")?.url.clone();
     let answer =
-        crate::coordinator::matching::query(&police, &coordinator, PURPOSE, subjects).await?;
+        crate::coordinator::matching::query(police, coordinator, PURPOSE, family()).await?;
     print!("{}", crate::coordinator::matching::render(&answer));
     let case = answer.case_total.as_ref().map(|c| {
         c.domains
@@ -241,12 +278,15 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
         "   as expected: the case shows signals in {} life domains",
         expected.len()
     );
+    Ok(())
+}
 
-    live_operations(&consortium, &police, &coordinator, subjects_again()).await?;
-
+/// Each organisation's auditor exports its node's log and verifies it
+/// against the pinned key; the police and school logs are cross-checked
+/// and a report is written for the privacy officer.
+async fn audit_all(consortium: &LocalConsortium, audit_dir: &Path) -> anyhow::Result<()> {
     println!("\n== Each organisation's auditor exports and verifies its node's signed log");
-    let audit_dir = dir.join("audit");
-    std::fs::create_dir_all(&audit_dir)
+    std::fs::create_dir_all(audit_dir)
         .with_context(|| format!("creating {}", audit_dir.display()))?;
     let mut logs = std::collections::BTreeMap::new();
     for node in &consortium.nodes {
@@ -293,16 +333,5 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
     std::fs::write(&report, crate::auditor::report::render(&logs))
         .with_context(|| format!("writing {}", report.display()))?;
     println!("   report for the privacy officer: {}", report.display());
-
-    println!("\n== Stopping the nodes");
-    consortium.stop().await?;
-    if unreachable > 0 {
-        bail!("{unreachable} peer links were unreachable");
-    }
-    println!(
-        "   all {} nodes stopped cleanly; every peer link was reachable",
-        ORGS.len()
-    );
-    println!("\nDemo complete.");
     Ok(())
 }
