@@ -111,6 +111,64 @@ impl Stored {
     }
 }
 
+/// Keeps the bytes `range` of the entries file (appends that never
+/// finished and were never acknowledged, after `entries` whole entries)
+/// in a file of their own beside it, then zeroes them in place.
+fn set_aside(
+    dir: &Path,
+    entries: &File,
+    range: std::ops::Range<u64>,
+    size: u64,
+) -> Result<(), LogFileError> {
+    // A file name only, made before any clock is handed to the store:
+    // the system's time.
+    let now = crate::server::clock::Clock::System.now_ms();
+    let aside = dir.join(format!("unfinished-{}-{now}", range.start));
+    let mut kept = vec![0u8; (range.end - range.start) as usize];
+    entries
+        .read_exact_at(&mut kept, range.start)
+        .and_then(|()| {
+            let mut file = crate::private_files::create_file(&aside)?;
+            file.write_all(&kept)?;
+            file.sync_all()
+        })
+        .map_err(at(&aside))?;
+    tracing::warn!(
+        kept_in = %aside.display(),
+        bytes = range.end - range.start,
+        entries = size,
+        "set aside an unfinished append at the end of the audit log"
+    );
+    kept.fill(0);
+    entries
+        .write_all_at(&kept, range.start)
+        .and_then(|()| entries.sync_all())
+        .map_err(at(&dir.join("entries")))
+}
+
+/// Writes entry `index`'s leaf hash and the hash of every subtree it
+/// completes, keeping `frontier` (the tree's right edge) up to date.
+fn write_hashes(
+    out: &mut impl Write,
+    frontier: &mut Vec<Hash>,
+    index: u64,
+    leaf: Hash,
+) -> Result<(), String> {
+    let mut hash = leaf;
+    out.write_all(&hash).map_err(|e| e.to_string())?;
+    let mut rest = index;
+    while rest & 1 == 1 {
+        let left = frontier
+            .pop()
+            .ok_or_else(|| format!("entry {index}: tree frontier empty"))?;
+        hash = node_hash(&left, &hash);
+        out.write_all(&hash).map_err(|e| e.to_string())?;
+        rest >>= 1;
+    }
+    frontier.push(hash);
+    Ok(())
+}
+
 impl LogFile {
     /// Opens the log in `dir`, creating it if need be; `each` sees every
     /// entry (index, bytes) as it is read back.
@@ -154,7 +212,7 @@ impl LogFile {
             } else {
                 None
             };
-            let Some(mut hash) = leaf else {
+            let Some(hash) = leaf else {
                 let frame_end = end + FRAME_HEADER + u64::from(len);
                 if whole
                     && data_end(&entries, frame_end, length).map_err(at(&entries_path))? > frame_end
@@ -171,30 +229,7 @@ impl LogFile {
                 // kept aside, not thrown away, and zeroed here.
                 let used = data_end(&entries, end, length).map_err(at(&entries_path))?;
                 if used > end {
-                    // A file name only, made before any clock is handed
-                    // to the store: the system's time.
-                    let now = crate::server::clock::Clock::System.now_ms();
-                    let aside = dir.join(format!("unfinished-{end}-{now}"));
-                    let mut kept = vec![0u8; (used - end) as usize];
-                    entries
-                        .read_exact_at(&mut kept, end)
-                        .and_then(|()| {
-                            let mut file = crate::private_files::create_file(&aside)?;
-                            file.write_all(&kept)?;
-                            file.sync_all()
-                        })
-                        .map_err(at(&aside))?;
-                    tracing::warn!(
-                        kept_in = %aside.display(),
-                        bytes = used - end,
-                        entries = size,
-                        "set aside an unfinished append at the end of the audit log"
-                    );
-                    kept.fill(0);
-                    entries
-                        .write_all_at(&kept, end)
-                        .and_then(|()| entries.sync_all())
-                        .map_err(at(&entries_path))?;
+                    set_aside(dir, &entries, end..used, size)?;
                 }
                 break;
             };
@@ -202,22 +237,12 @@ impl LogFile {
             offsets_out
                 .write_all(&end.to_be_bytes())
                 .map_err(at(&dir.join("offsets")))?;
-            hashes_out
-                .write_all(&hash)
-                .map_err(at(&dir.join("hashes")))?;
-            let mut rest = size;
-            while rest & 1 == 1 {
-                let left = frontier.pop().ok_or_else(|| LogFileError {
-                    path: entries_path.clone(),
-                    what: format!("entry {size}: tree frontier empty"),
-                })?;
-                hash = node_hash(&left, &hash);
-                hashes_out
-                    .write_all(&hash)
-                    .map_err(at(&dir.join("hashes")))?;
-                rest >>= 1;
-            }
-            frontier.push(hash);
+            write_hashes(&mut hashes_out, &mut frontier, size, hash).map_err(|what| {
+                LogFileError {
+                    path: dir.join("hashes"),
+                    what,
+                }
+            })?;
             size += 1;
             end += FRAME_HEADER + u64::from(len);
         }
