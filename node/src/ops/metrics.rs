@@ -210,7 +210,9 @@ impl Metrics {
         self.case_queries.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The whole page.
+    /// The whole page, in the order an operator reads it. Long only as a
+    /// table is: one line group per metric, kept in one place so that the
+    /// page's order and every metric's help text are read together.
     pub fn render(&self, gauges: &Gauges) -> String {
         let mut out = String::new();
         self.render_exchanges(&mut out, gauges);

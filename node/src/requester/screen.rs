@@ -10,9 +10,10 @@ use pluis_proto::pb;
 use pluis_proto::table::Flags;
 use tracing::Instrument;
 
-use super::exchange::Fetch;
+use super::exchange::{Fetch, PeerAnswer};
 use super::fanout::{ask_all, gather};
 use super::question::{own_purpose, CaseDomains, QueryError, Question};
+use crate::policy::Assessment;
 use crate::responder::tables::{add_flags, View};
 use crate::server::state::NodeState;
 use crate::store::StoreError;
@@ -79,36 +80,13 @@ pub async fn screen(
         ))
         .await;
         let outcomes: Vec<pb::PeerOutcome> = answers.iter().map(|a| a.outcome.clone()).collect();
-        // Per case reference, the union over its keys of every partner's flags.
-        let own_org = state.id.org().to_owned();
-        let mut cases: BTreeMap<String, CaseDomains> = BTreeMap::new();
-        for (i, (_, (flags, refs))) in own.iter().enumerate() {
-            let mut domains = CaseDomains::new();
-            domains.add(&own_org, flags);
-            for answer in &answers {
-                if let Some(Some(f)) = answer.flags.get(i) {
-                    domains.add(&answer.outcome.org, f);
-                }
-            }
-            for local_ref in refs {
-                cases
-                    .entry(local_ref.clone())
-                    .or_insert_with(CaseDomains::new)
-                    .merge(&domains);
-            }
-        }
-        let hits: Vec<pb::ScreenHit> = cases
-            .into_iter()
-            .filter(|(_, d)| d.domain_count() >= min_domains)
-            .map(|(local_ref, d)| {
-                let result = d.result(String::new(), live.assessment());
-                pb::ScreenHit {
-                    local_ref,
-                    domains: result.domains,
-                    domain_count: result.domain_count,
-                }
-            })
-            .collect();
+        let hits = hits(
+            &state.id.org().to_string(),
+            &own,
+            &answers,
+            min_domains,
+            live.assessment(),
+        );
         tracing::info!(
             hits = hits.len(),
             partners = outcomes.len(),
@@ -135,4 +113,44 @@ pub async fn screen(
     }
     .instrument(span)
     .await
+}
+
+/// This organisation's case references whose keys' flags, ours and
+/// every partner's together, reach `min_domains` life domains.
+fn hits(
+    own_org: &str,
+    own: &BTreeMap<String, (Flags, BTreeSet<String>)>,
+    answers: &[PeerAnswer],
+    min_domains: u32,
+    assessment: &Assessment,
+) -> Vec<pb::ScreenHit> {
+    // Per case reference, the union over its keys of every partner's flags.
+    let mut cases: BTreeMap<String, CaseDomains> = BTreeMap::new();
+    for (i, (_, (flags, refs))) in own.iter().enumerate() {
+        let mut domains = CaseDomains::new();
+        domains.add(own_org, flags);
+        for answer in answers {
+            if let Some(Some(f)) = answer.flags.get(i) {
+                domains.add(&answer.outcome.org, f);
+            }
+        }
+        for local_ref in refs {
+            cases
+                .entry(local_ref.clone())
+                .or_insert_with(CaseDomains::new)
+                .merge(&domains);
+        }
+    }
+    cases
+        .into_iter()
+        .filter(|(_, d)| d.domain_count() >= min_domains)
+        .map(|(local_ref, d)| {
+            let result = d.result(String::new(), assessment);
+            pb::ScreenHit {
+                local_ref,
+                domains: result.domains,
+                domain_count: result.domain_count,
+            }
+        })
+        .collect()
 }
