@@ -55,14 +55,59 @@ type Edit = Box<dyn FnOnce(&mut ConfigFile) + Send>;
 pub struct Setup {
     name: String,
     orgs: Vec<String>,
-    signals: Vec<(String, String)>,
+    signals: Vec<(String, Vec<Signal>)>,
     edits: Vec<(String, Edit)>,
 }
 
+/// One signal a test imports at an org: for the person with a BSN, a
+/// signal code, its registration date and (often) the org's own case
+/// reference — the columns of an import file, typed.
+#[derive(Debug, Clone)]
+pub struct Signal {
+    bsn: String,
+    code: String,
+    registered_on: String,
+    local_ref: Option<String>,
+}
+
+impl Signal {
+    /// Signal `code` for the person with `bsn`, registered on
+    /// `registered_on` (`YYYY-MM-DD`, as [`days_ago`] gives).
+    pub fn new(bsn: &str, code: &str, registered_on: &str) -> Signal {
+        Signal {
+            bsn: bsn.to_owned(),
+            code: code.to_owned(),
+            registered_on: registered_on.to_owned(),
+            local_ref: None,
+        }
+    }
+
+    /// The same signal, under the org's own case reference `local_ref`.
+    pub fn local_ref(mut self, local_ref: &str) -> Signal {
+        self.local_ref = Some(local_ref.to_owned());
+        self
+    }
+
+    /// Its line of an import file with the header [`Signal::HEADER`].
+    pub fn csv(&self) -> String {
+        format!(
+            "{},{},{},{}\n",
+            self.bsn,
+            self.code,
+            self.registered_on,
+            self.local_ref.as_deref().unwrap_or("")
+        )
+    }
+
+    /// The header of the import files [`Signal::csv`] lines go in.
+    pub const HEADER: &'static str = "bsn,signal,registered_on,local_ref\n";
+}
+
 impl Setup {
-    /// Signals for `org`: CSV rows `bsn,signal,registered_on,local_ref`.
-    pub fn signals(mut self, org: &str, rows: &str) -> Self {
-        self.signals.push((org.to_owned(), rows.to_owned()));
+    /// Signals for `org`, imported before its node starts.
+    pub fn signals(mut self, org: &str, rows: impl IntoIterator<Item = Signal>) -> Self {
+        self.signals
+            .push((org.to_owned(), rows.into_iter().collect()));
         self
     }
 
@@ -336,15 +381,33 @@ pub fn wait_with_deadline(mut child: Child, deadline: Duration) -> std::process:
 
 /// Imports CSV rows (header `bsn,signal,registered_on,local_ref` is
 /// added) into `org`'s store, before its node runs.
-pub fn import_rows(c: &LocalConsortium, org: &str, rows: &str) {
+pub fn import_rows(c: &LocalConsortium, org: &str, rows: &[Signal]) {
     use pluis_node::{import, ImportOptions, Quiet};
     let config = pluis_node::Config::load(&c.node(org).expect("org").config).expect("config");
     let file = config.data_dir.with_file_name("signals.csv");
-    std::fs::write(&file, format!("bsn,signal,registered_on,local_ref\n{rows}")).expect("csv");
+    let text: String = std::iter::once(Signal::HEADER.to_owned())
+        .chain(rows.iter().map(Signal::csv))
+        .collect();
+    std::fs::write(&file, text).expect("csv");
     let store = pluis_node::Store::open(&config.data_dir).expect("store");
     let taxonomy = pluis_node::config::load_taxonomy(None).expect("taxonomy");
     let options = ImportOptions::new(file, pluis_node::cli::today());
     import(&store, &taxonomy, &options, &Quiet).expect("import");
+}
+
+/// Writes `rows` synthetic import rows for `org` (its life domains) from
+/// population `seed` (of `population` persons; default 2 × rows) to
+/// `out`, as an operator does: `pluis-node gen-data` of the binary `node`.
+pub fn gen_data(node: &Path, out: &Path, org: &str, rows: u64, seed: u64, population: Option<u64>) {
+    let (rows, seed) = (rows.to_string(), seed.to_string());
+    let population = population.map(|p| p.to_string());
+    let mut args = vec!["gen-data", "--rows", &rows, "--seed", &seed, "--org", org];
+    if let Some(population) = &population {
+        args.extend(["--population", population]);
+    }
+    args.extend(["--out", out.to_str().expect("a UTF-8 path")]);
+    let (ok, _, stderr) = run_to_end(node, &args, Duration::from_secs(120));
+    assert!(ok, "gen-data: {stderr}");
 }
 
 /// Signals the node of `config` holds, active and expired, as `pluis-node

@@ -16,7 +16,9 @@ use pluis_proto::pb::audit_entry::Kind;
 use pluis_proto::pb::partner_client::PartnerClient;
 use pluis_proto::pb::{EvaluateRequest, ExchangeContext};
 use pluis_proto::Role;
-use pluis_tests::{any_port, channel_as, days_ago, run_to_end, NodeProcess, TestConsortium};
+use pluis_tests::{
+    any_port, channel_as, days_ago, run_to_end, NodeProcess, Signal, TestConsortium,
+};
 
 const NODE: &str = env!("CARGO_BIN_EXE_pluis-node-e2e");
 const CLIENT: &str = env!("CARGO_BIN_EXE_pluis-e2e");
@@ -28,15 +30,15 @@ async fn consortium() -> TestConsortium {
     TestConsortium::setup("audit", &ORGS)
         .signals(
             "police",
-            &format!("111222333,weapon_possession,{date},PV-2026-001\n"),
+            [Signal::new("111222333", "weapon_possession", &date).local_ref("PV-2026-001")],
         )
         .signals(
             "school",
-            &format!("111222333,frequent_absence,{date},LL-0042\n"),
+            [Signal::new("111222333", "frequent_absence", &date).local_ref("LL-0042")],
         )
         .signals(
             "healthcare",
-            &format!("123456782,unexplained_injuries,{date},ZD-77\n"),
+            [Signal::new("123456782", "unexplained_injuries", &date).local_ref("ZD-77")],
         )
         .start()
         .await
@@ -439,7 +441,7 @@ async fn a_node_killed_during_a_burst_restarts_with_a_log_that_verifies() {
     let c = TestConsortium::setup("crash", &["police", "school"])
         .signals(
             "school",
-            &format!("111222333,frequent_absence,{},LL-1\n", days_ago(3)),
+            [Signal::new("111222333", "frequent_absence", &days_ago(3)).local_ref("LL-1")],
         )
         .config("school", any_port)
         .peer_policies("school", |peer| peer.max_keys_per_day = Some(1_000_000))

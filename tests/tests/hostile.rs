@@ -20,7 +20,7 @@ use pluis_proto::oprf::blind;
 use pluis_proto::pb::audit_entry::Kind;
 use pluis_proto::pb::{self, EvaluateRequest, ExchangeContext, GetTableRequest};
 use pluis_proto::Role;
-use pluis_tests::{any_port, channel_as, http_get, metric, NodeProcess, TestConsortium};
+use pluis_tests::{any_port, channel_as, http_get, metric, NodeProcess, Signal, TestConsortium};
 use tonic::Code;
 
 const NODE: &str = env!("CARGO_BIN_EXE_pluis-node-e2e");
@@ -233,7 +233,7 @@ async fn table_buckets_are_served_only_inside_an_exchange_and_never_more_than_it
     let mut c = TestConsortium::setup("buckets", &["police", "school"])
         .signals(
             "police",
-            "111222333,petty_theft_young_child,2026-11-01,p-1\n",
+            [Signal::new("111222333", "petty_theft_young_child", "2026-11-01").local_ref("p-1")],
         )
         .start()
         .await;

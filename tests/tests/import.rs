@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use pluis_tests::run_to_end;
+use pluis_tests::{gen_data, run_to_end};
 
 const NODE: &str = env!("CARGO_BIN_EXE_pluis-node-e2e");
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -168,18 +168,7 @@ fn no_raw_identifier_or_name_is_anywhere_in_the_data_dir() {
     let dir = tempfile::tempdir().unwrap();
     let config = node_dir(dir.path());
     let file = dir.path().join("gen.csv");
-    let (ok, _, stderr) = node(&[
-        "gen-data",
-        "--rows",
-        "3000",
-        "--seed",
-        "11",
-        "--org",
-        "police",
-        "--out",
-        file.to_str().unwrap(),
-    ]);
-    assert!(ok, "{stderr}");
+    gen_data(Path::new(NODE), &file, "police", 3000, 11, None);
     let (ok, _, stderr) = import(&config, &file, &[]);
     assert!(ok, "{stderr}");
 
@@ -243,17 +232,8 @@ fn a_killed_import_leaves_the_previous_state_or_the_whole_import() {
     let c = config.to_str().unwrap();
     let small = dir.path().join("small.csv");
     let big = dir.path().join("big.csv");
-    for (file, rows, seed) in [(&small, "500", "1"), (&big, "60000", "2")] {
-        let (ok, _, stderr) = node(&[
-            "gen-data",
-            "--rows",
-            rows,
-            "--seed",
-            seed,
-            "--out",
-            file.to_str().unwrap(),
-        ]);
-        assert!(ok, "{stderr}");
+    for (file, rows, seed) in [(&small, 500, 1), (&big, 60_000, 2)] {
+        gen_data(Path::new(NODE), file, "police", rows, seed, None);
     }
 
     // How long a whole import takes here, and what it leaves, in a twin.

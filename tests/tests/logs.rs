@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use pluis_client::dev::consortium::PURPOSE;
 use pluis_proto::Role;
-use pluis_tests::{any_port, run_to_end, NodeProcess, TestConsortium};
+use pluis_tests::{any_port, gen_data, run_to_end, NodeProcess, TestConsortium};
 
 const NODE: &str = env!("CARGO_BIN_EXE_pluis-node-e2e");
 
@@ -19,22 +19,7 @@ async fn a_nodes_log_holds_no_personal_data() {
     // Synthetic police data; the school's (below) overlaps with it.
     let police = c.node("police").unwrap();
     let csv = police.config.with_file_name("signals.csv");
-    let (ok, _, stderr) = run_to_end(
-        Path::new(NODE),
-        &[
-            "gen-data",
-            "--rows",
-            "400",
-            "--seed",
-            "5",
-            "--org",
-            "police",
-            "--out",
-            csv.to_str().unwrap(),
-        ],
-        Duration::from_secs(60),
-    );
-    assert!(ok, "{stderr}");
+    gen_data(Path::new(NODE), &csv, "police", 400, 5, None);
 
     // A second police node, as a process with debug logs, on its own data.
     let config = c.config_copy("police", "process.toml", |file| {
@@ -55,24 +40,7 @@ async fn a_nodes_log_holds_no_personal_data() {
     // The school's node knows some of the same children.
     let school = c.node("school").unwrap().config.clone();
     let school_csv = school.with_file_name("signals.csv");
-    let (ok, _, stderr) = run_to_end(
-        Path::new(NODE),
-        &[
-            "gen-data",
-            "--rows",
-            "400",
-            "--seed",
-            "5",
-            "--org",
-            "school",
-            "--population",
-            "800",
-            "--out",
-            school_csv.to_str().unwrap(),
-        ],
-        Duration::from_secs(60),
-    );
-    assert!(ok, "{stderr}");
+    gen_data(Path::new(NODE), &school_csv, "school", 400, 5, Some(800));
     let (ok, _, stderr) = run_to_end(
         Path::new(NODE),
         &[

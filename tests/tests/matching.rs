@@ -15,7 +15,7 @@ use pluis_proto::pb::partner_client::PartnerClient;
 use pluis_proto::pb::{EvaluateRequest, ExchangeContext};
 use pluis_proto::taxonomy::LifeDomain;
 use pluis_proto::Role;
-use pluis_tests::{any_port, channel_as, days_ago, NodeProcess, TestConsortium};
+use pluis_tests::{any_port, channel_as, days_ago, NodeProcess, Signal, TestConsortium};
 use tonic::Code;
 
 const NODE: &str = env!("CARGO_BIN_EXE_pluis-node-e2e");
@@ -192,16 +192,22 @@ async fn family_consortium(
 ) -> TestConsortium {
     let date = days_ago(30);
     TestConsortium::setup(name, &FAMILY_ORGS)
-        .signals("police", &format!("111222333,weapon_possession,{date}\n"))
-        .signals("school", &format!("111222333,frequent_absence,{date}\n"))
+        .signals(
+            "police",
+            [Signal::new("111222333", "weapon_possession", &date)],
+        )
+        .signals(
+            "school",
+            [Signal::new("111222333", "frequent_absence", &date)],
+        )
         .signals(
             "healthcare",
-            &format!("123456782,unexplained_injuries,{date}\n"),
+            [Signal::new("123456782", "unexplained_injuries", &date)],
         )
         // Someone else, at the municipality only, so no table is empty.
         .signals(
             "municipality",
-            &format!("240000006,household_debts,{date}\n"),
+            [Signal::new("240000006", "household_debts", &date)],
         )
         .config("healthcare", healthcare)
         .start()
@@ -420,7 +426,7 @@ async fn a_key_rotation_still_answers_the_previous_epoch_within_its_grace() {
     let mut c = TestConsortium::setup("rotation", &["police", "school"])
         .signals(
             "police",
-            &format!("111222333,weapon_possession,{},PV-1\n", days_ago(3)),
+            [Signal::new("111222333", "weapon_possession", &days_ago(3)).local_ref("PV-1")],
         )
         .config("police", |file| {
             file.epoch_length = Some("3s".into());
@@ -491,11 +497,23 @@ async fn bulk_screening_lists_own_cases_that_reach_the_threshold() {
     let mut setup = TestConsortium::setup("screen", &FAMILY_ORGS)
         .signals(
             "police",
-            &format!("111222333,weapon_possession,{date},PV-1\n123456782,petty_theft_young_child,{date},PV-2\n"),
+            [
+                Signal::new("111222333", "weapon_possession", &date).local_ref("PV-1"),
+                Signal::new("123456782", "petty_theft_young_child", &date).local_ref("PV-2"),
+            ],
         )
-        .signals("school", &format!("111222333,frequent_absence,{date},LL-1\n"))
-        .signals("healthcare", &format!("111222333,unexplained_injuries,{date},ZD-1\n"))
-        .signals("municipality", &format!("240000006,household_debts,{date},GEM-1\n"));
+        .signals(
+            "school",
+            [Signal::new("111222333", "frequent_absence", &date).local_ref("LL-1")],
+        )
+        .signals(
+            "healthcare",
+            [Signal::new("111222333", "unexplained_injuries", &date).local_ref("ZD-1")],
+        )
+        .signals(
+            "municipality",
+            [Signal::new("240000006", "household_debts", &date).local_ref("GEM-1")],
+        );
     // Bulk screening fetches whole tables: the partners allow that.
     for org in FAMILY_ORGS {
         setup = setup.peer_policies(org, |peer| peer.min_prefix_bits = Some(0));
@@ -578,15 +596,15 @@ async fn a_screening_with_more_hits_than_one_message_holds_comes_in_pages() {
         })
         .take(90_000)
         .collect();
-    let rows = |signal: &str, prefix: &str| {
+    let rows = |signal: &str, prefix: &str| -> Vec<Signal> {
         bsns.iter()
             .enumerate()
-            .map(|(i, bsn)| format!("{bsn},{signal},{date},{prefix}-{i}\n"))
-            .collect::<String>()
+            .map(|(i, bsn)| Signal::new(bsn, signal, &date).local_ref(&format!("{prefix}-{i}")))
+            .collect()
     };
     let mut c = TestConsortium::setup("pages", &["police", "school"])
-        .signals("police", &rows("weapon_possession", "PV"))
-        .signals("school", &rows("frequent_absence", "LL"))
+        .signals("police", rows("weapon_possession", "PV"))
+        .signals("school", rows("frequent_absence", "LL"))
         .peer_policies("school", |peer| {
             peer.min_prefix_bits = Some(0);
             peer.max_keys_per_day = Some(1_000_000);
@@ -611,7 +629,7 @@ async fn the_next_epochs_tables_are_built_before_it_starts() {
     let mut c = TestConsortium::setup("ahead", &["police", "school"])
         .signals(
             "police",
-            &format!("111222333,weapon_possession,{},PV-1\n", days_ago(3)),
+            [Signal::new("111222333", "weapon_possession", &days_ago(3)).local_ref("PV-1")],
         )
         .config("police", |file| {
             file.epoch_length = Some(format!("{LENGTH}s"));

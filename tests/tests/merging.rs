@@ -16,7 +16,7 @@ use pluis_proto::pb::audit_entry::Kind;
 use pluis_proto::pb::peer_outcome::State;
 use pluis_proto::pb::MatchResponse;
 use pluis_proto::Role;
-use pluis_tests::{days_ago, NodeProcess, TestConsortium};
+use pluis_tests::{days_ago, NodeProcess, Signal, TestConsortium};
 use tokio::task::JoinHandle;
 
 const NODE: &str = env!("CARGO_BIN_EXE_pluis-node-e2e");
@@ -42,11 +42,11 @@ async fn queries_waiting_for_a_partner_share_its_next_exchange() {
     let mut c = TestConsortium::setup("merge", &["police", "school"])
         .signals(
             "school",
-            &format!(
-                "111222333,frequent_absence,{date},LL-1\n\
-                 123456782,frequent_absence,{date},LL-3\n\
-                 222333455,frequent_absence,{date},LL-4\n"
-            ),
+            [
+                Signal::new("111222333", "frequent_absence", &date).local_ref("LL-1"),
+                Signal::new("123456782", "frequent_absence", &date).local_ref("LL-3"),
+                Signal::new("222333455", "frequent_absence", &date).local_ref("LL-4"),
+            ],
         )
         .peer_policies("school", |peer| peer.max_keys_per_day = Some(8))
         .create()

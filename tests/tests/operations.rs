@@ -22,8 +22,8 @@ use pluis_proto::pb::{AuditEntry, MatchResponse};
 use pluis_proto::taxonomy::LifeDomain;
 use pluis_proto::Role;
 use pluis_tests::{
-    days_ago, http_get, metric, run_to_end, try_metric, wait_for_metrics, NodeProcess, Setup,
-    TestConsortium,
+    days_ago, gen_data, http_get, metric, run_to_end, try_metric, wait_for_metrics, NodeProcess,
+    Setup, Signal, TestConsortium,
 };
 
 const NODE: &str = env!("CARGO_BIN_EXE_pluis-node-e2e");
@@ -45,18 +45,7 @@ fn stored(c: &TestConsortium, org: &str) -> u64 {
 /// `rows` synthetic import rows for `org` (seed 31), plus `extra` lines.
 fn generated(dir: &Path, org: &str, rows: u64, extra: &str) -> PathBuf {
     let file = dir.join(format!("{org}-{rows}.csv"));
-    let (ok, _, stderr) = node_cmd(&[
-        "gen-data",
-        "--rows",
-        &rows.to_string(),
-        "--seed",
-        "31",
-        "--org",
-        org,
-        "--out",
-        file.to_str().unwrap(),
-    ]);
-    assert!(ok, "{stderr}");
+    gen_data(Path::new(NODE), &file, org, rows, 31, None);
     let mut text = std::fs::read_to_string(&file).unwrap();
     text.push_str(extra);
     std::fs::write(&file, text).unwrap();
@@ -87,7 +76,7 @@ fn with_metrics(file: &mut ConfigFile) {
 /// processes; and a runtime for the test's own async calls.
 fn police_and_school(
     name: &str,
-    school_rows: &str,
+    school_rows: Vec<Signal>,
     edit: impl FnOnce(Setup) -> Setup,
 ) -> (tokio::runtime::Runtime, TestConsortium) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -104,7 +93,7 @@ async fn case_queries_keep_being_answered_while_a_live_import_lands() {
     let mut c = TestConsortium::setup("live", &["police", "school"])
         .signals(
             "school",
-            &format!("111222333,frequent_absence,{},S-1\n", days_ago(5)),
+            [Signal::new("111222333", "frequent_absence", &days_ago(5)).local_ref("S-1")],
         )
         .start()
         .await;
@@ -200,7 +189,9 @@ async fn case_queries_keep_being_answered_while_a_live_import_lands() {
 
 #[test]
 fn a_bad_live_import_stores_nothing_and_a_killed_one_leaves_the_old_or_the_new_state() {
-    let (runtime, c) = police_and_school("kill", "", |setup| setup.config("police", with_metrics));
+    let (runtime, c) = police_and_school("kill", Vec::new(), |setup| {
+        setup.config("police", with_metrics)
+    });
     let config = c.node("police").unwrap().config.clone();
     let mut police = NodeProcess::spawn(Path::new(NODE), &config);
     let mut metrics_url = police.metrics_url.clone().unwrap();
@@ -352,7 +343,10 @@ fn sighup_keeps_the_old_policy_for_a_broken_file_and_puts_a_good_one_in_force() 
     let d = days_ago(4);
     let (runtime, c) = police_and_school(
         "hup",
-        &format!("111222333,frequent_absence,{d},S-1\n111222333,exhaustion,{d},S-1\n"),
+        vec![
+            Signal::new("111222333", "frequent_absence", &d).local_ref("S-1"),
+            Signal::new("111222333", "exhaustion", &d).local_ref("S-1"),
+        ],
         |setup| setup.config("school", with_metrics),
     );
     let school_config = c.node("school").unwrap().config.clone();
@@ -451,62 +445,82 @@ fn sighup_keeps_the_old_policy_for_a_broken_file_and_puts_a_good_one_in_force() 
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn revoked_certificates_are_refused_after_a_reload_and_fresh_ones_work() {
-    let mut c = TestConsortium::setup("crl", &["police", "school"])
+/// The police and the school, each with a signal about one child and a
+/// metrics page, serving: the stage of the revocation stories.
+async fn revocation_consortium(name: &str) -> TestConsortium {
+    TestConsortium::setup(name, &["police", "school"])
         .signals(
             "school",
-            &format!("111222333,frequent_absence,{},S-1\n", days_ago(5)),
+            [Signal::new("111222333", "frequent_absence", &days_ago(5)).local_ref("S-1")],
         )
         .signals(
             "police",
-            &format!("111222333,weapon_possession,{},P-1\n", days_ago(5)),
+            [Signal::new("111222333", "weapon_possession", &days_ago(5)).local_ref("P-1")],
         )
         .config("police", with_metrics)
         .config("school", with_metrics)
         .start()
-        .await;
-    let pki = c.dir.clone();
-    let police = c.node("police").unwrap().url.clone();
-    let school = c.node("school").unwrap().url.clone();
-    let reload = |org: &str| {
-        let (ok, stdout, stderr) = node_cmd(&["reload", "--config", &config_arg(&c, org)]);
-        assert!(ok, "reload of {org}: {stderr}");
-        stdout
-    };
-    let subject = || one_subject("bsn:111222333");
-    let state_of = |answer: &MatchResponse, org: &str| {
-        answer
-            .peers
-            .iter()
-            .find(|p| p.org == org)
-            .map(|p| p.state)
-            .unwrap()
-    };
+        .await
+}
 
-    // A second coordinator certificate (the laptop that will be stolen).
+/// `pluis-node reload` of `org`'s node; what it printed.
+fn reload(c: &TestConsortium, org: &str) -> String {
+    let (ok, stdout, stderr) = node_cmd(&["reload", "--config", &config_arg(c, org)]);
+    assert!(ok, "reload of {org}: {stderr}");
+    stdout
+}
+
+/// Revokes the certificate in `cert` in the dev PKI's CRL.
+fn revoke(c: &TestConsortium, cert: &Path, reason: Reason) -> usize {
+    certs::revoke(&RevokeOptions {
+        dir: c.dir.clone(),
+        serials: Vec::new(),
+        certs: vec![cert.to_owned()],
+        reason,
+        crl: None,
+    })
+    .unwrap()
+    .total
+}
+
+/// How `org` answered in `answer`.
+fn state_of(answer: &MatchResponse, org: &str) -> State {
+    answer
+        .peers
+        .iter()
+        .find(|p| p.org == org)
+        .map(|p| p.state())
+        .unwrap()
+}
+
+/// A sample of `org`'s metrics page, if the page has it.
+fn sample(c: &TestConsortium, org: &str, name: &str) -> Option<f64> {
+    let url = format!("http://{}/metrics", c.node(org).unwrap().metrics.unwrap());
+    try_metric(&http_get(&url).1, name)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stolen_laptops_certificate_is_refused_after_a_reload_even_on_a_held_connection() {
+    let mut c = revocation_consortium("laptop").await;
+    let police = c.node("police").unwrap().url.clone();
+    let subject = || one_subject("bsn:111222333");
+    // A second coordinator certificate: the laptop that will be stolen.
     let laptop_files = certs::issue(&IssueOptions {
-        dir: pki.clone(),
+        dir: c.dir.clone(),
         org: "police".into(),
         role: Role::Coordinator,
-        out: Some(pki.join("police/laptop")),
+        out: Some(c.dir.join("police/laptop")),
     })
     .unwrap();
     let laptop = pluis_transport::tls::TlsIdentity::load(
-        &pki.join("ca.pem"),
+        &c.dir.join("ca.pem"),
         &laptop_files.cert,
         &laptop_files.key,
         Role::Coordinator,
     )
     .unwrap();
-    let desk = c.identity("police", Role::Coordinator);
-    assert_eq!(
-        state_of(
-            &query(&police, &laptop, PURPOSE, subject()).await.unwrap(),
-            "school"
-        ),
-        State::Answered as i32
-    );
+    let answer = query(&police, &laptop, PURPOSE, subject()).await.unwrap();
+    assert_eq!(state_of(&answer, "school"), State::Answered);
     // A connection the laptop holds open across the revocation.
     let mut open = pluis_proto::pb::coordinator_client::CoordinatorClient::new(
         pluis_client::connect::channel(&police, &laptop).unwrap(),
@@ -515,26 +529,9 @@ async fn revoked_certificates_are_refused_after_a_reload_and_fresh_ones_work() {
         .await
         .unwrap();
 
-    let revoked = certs::revoke(&RevokeOptions {
-        dir: pki.clone(),
-        serials: Vec::new(),
-        certs: vec![laptop_files.cert.clone()],
-        reason: Reason::KeyCompromise,
-        crl: None,
-    })
-    .unwrap();
-    assert_eq!(revoked.total, 1);
-    assert!(reload("police").contains("revoked=1"));
-    let police_metrics = format!(
-        "http://{}/metrics",
-        c.node("police").unwrap().metrics.unwrap()
-    );
-    let revoked_refusals = || {
-        try_metric(
-            &http_get(&police_metrics).1,
-            "pluis_refused_total{reason=\"revoked\"}",
-        )
-    };
+    assert_eq!(revoke(&c, &laptop_files.cert, Reason::KeyCompromise), 1);
+    assert!(reload(&c, "police").contains("revoked=1"));
+    let revoked_refusals = || sample(&c, "police", "pluis_refused_total{reason=\"revoked\"}");
     assert_eq!(revoked_refusals(), None, "nothing refused as revoked yet");
     // Refused at the handshake: the client hears the alert, or (when the
     // node closed first) a reset; the node counts it as a revocation.
@@ -553,34 +550,40 @@ async fn revoked_certificates_are_refused_after_a_reload_and_fresh_ones_work() {
     assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
     assert!(status.message().contains("revoked"), "{status:?}");
     assert_eq!(
-        state_of(
-            &query(&police, &desk, PURPOSE, subject()).await.unwrap(),
-            "school"
-        ),
-        State::Answered as i32,
-        "the desk's certificate still works"
-    );
-    assert_eq!(
         revoked_refusals(),
         Some(2.0),
         "the held connection's call too"
     );
+    let desk = c.identity("police", Role::Coordinator);
+    let answer = query(&police, &desk, PURPOSE, subject()).await.unwrap();
+    assert_eq!(
+        state_of(&answer, "school"),
+        State::Answered,
+        "the desk's certificate still works"
+    );
+    c.stop().await;
+}
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_partner_whose_node_certificate_is_revoked_is_neither_trusted_nor_answered() {
+    let mut c = revocation_consortium("leaves").await;
+    let (police, school) = (
+        c.node("police").unwrap().url.clone(),
+        c.node("school").unwrap().url.clone(),
+    );
+    let subject = || one_subject("bsn:111222333");
     // The school leaves the consortium: its node certificate is revoked.
-    let school_cert = pki.join("school/node.pem");
-    certs::revoke(&RevokeOptions {
-        dir: pki.clone(),
-        serials: Vec::new(),
-        certs: vec![school_cert.clone()],
-        reason: Reason::AffiliationChanged,
-        crl: None,
-    })
-    .unwrap();
-    assert!(reload("police").contains("revoked=2"));
+    revoke(
+        &c,
+        &c.dir.join("school/node.pem"),
+        Reason::AffiliationChanged,
+    );
+    assert!(reload(&c, "police").contains("revoked=1"));
+    let desk = c.identity("police", Role::Coordinator);
     let answer = query(&police, &desk, PURPOSE, subject()).await.unwrap();
     assert_ne!(
         state_of(&answer, "school"),
-        State::Answered as i32,
+        State::Answered,
         "the police no longer trust the school: {:?}",
         answer.peers
     );
@@ -590,14 +593,26 @@ async fn revoked_certificates_are_refused_after_a_reload_and_fresh_ones_work() {
         .unwrap();
     assert_ne!(
         state_of(&answer, "police"),
-        State::Answered as i32,
+        State::Answered,
         "the police refuse the school's node: {:?}",
         answer.peers
     );
+    c.stop().await;
+}
 
-    // The school's node gets a new certificate (rotation) and reloads:
-    // a connection held open across it still works, and the police talk
-    // to the school again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rotated_node_certificate_keeps_connections_in_flight_and_restores_trust() {
+    let mut c = revocation_consortium("rotation").await;
+    let (police, school) = (
+        c.node("police").unwrap().url.clone(),
+        c.node("school").unwrap().url.clone(),
+    );
+    let subject = || one_subject("bsn:111222333");
+    revoke(&c, &c.dir.join("school/node.pem"), Reason::KeyCompromise);
+    assert!(reload(&c, "police").contains("revoked=1"));
+    // The school's node gets a new certificate and reloads: a connection
+    // held open across it still works, and the police talk to the school
+    // again.
     let school_auditor = c.identity("school", Role::Auditor);
     let mut held = pluis_proto::pb::audit_client::AuditClient::new(
         pluis_client::connect::channel(&school, &school_auditor).unwrap(),
@@ -605,40 +620,40 @@ async fn revoked_certificates_are_refused_after_a_reload_and_fresh_ones_work() {
     held.get_checkpoint(pluis_proto::pb::GetCheckpointRequest {})
         .await
         .unwrap();
-    let school_metrics = format!(
-        "http://{}/metrics",
-        c.node("school").unwrap().metrics.unwrap()
-    );
-    let connections = metric(&http_get(&school_metrics).1, "pluis_connections_total");
+    let connections = || sample(&c, "school", "pluis_connections_total");
+    let before = connections();
+    assert!(before.is_some(), "the school counts its connections");
     certs::issue(&IssueOptions {
-        dir: pki.clone(),
+        dir: c.dir.clone(),
         org: "school".into(),
         role: Role::Node,
         out: None,
     })
     .unwrap();
-    assert!(reload("school").contains("revoked=2"));
+    assert!(reload(&c, "school").contains("revoked=1"));
     held.get_checkpoint(pluis_proto::pb::GetCheckpointRequest {})
         .await
         .expect("a connection in flight survives the rotation");
     assert_eq!(
-        metric(&http_get(&school_metrics).1, "pluis_connections_total"),
-        connections,
+        connections(),
+        before,
         "it was the same connection, not a new one"
     );
+    let desk = c.identity("police", Role::Coordinator);
     let answer = query(&police, &desk, PURPOSE, subject()).await.unwrap();
     assert_eq!(
         state_of(&answer, "school"),
-        State::Answered as i32,
+        State::Answered,
         "{:?}",
         answer.peers
     );
+    let school_desk = c.identity("school", Role::Coordinator);
     let answer = query(&school, &school_desk, PURPOSE, subject())
         .await
         .unwrap();
     assert_eq!(
         state_of(&answer, "police"),
-        State::Answered as i32,
+        State::Answered,
         "{:?}",
         answer.peers
     );
@@ -649,7 +664,7 @@ async fn revoked_certificates_are_refused_after_a_reload_and_fresh_ones_work() {
 fn the_metrics_endpoint_is_plain_http_and_its_counters_move() {
     let (runtime, c) = police_and_school(
         "metrics",
-        &format!("111222333,frequent_absence,{},S-1\n", days_ago(5)),
+        vec![Signal::new("111222333", "frequent_absence", &days_ago(5)).local_ref("S-1")],
         |setup| setup.config("school", with_metrics),
     );
     let school_config = c.node("school").unwrap().config.clone();
