@@ -57,6 +57,7 @@ pub struct Setup {
     orgs: Vec<String>,
     signals: Vec<(String, Vec<Signal>)>,
     edits: Vec<(String, Edit)>,
+    clocks: Vec<(String, pluis_node::Clock)>,
 }
 
 /// One signal a test imports at an org: for the person with a BSN, a
@@ -111,6 +112,13 @@ impl Setup {
         self
     }
 
+    /// The clock `org`'s node reads (in-process nodes only): a test's
+    /// [`pluis_node::Clock::manual`], to move time instead of waiting.
+    pub fn clock(mut self, org: &str, clock: pluis_node::Clock) -> Self {
+        self.clocks.push((org.to_owned(), clock));
+        self
+    }
+
     /// A change to `org`'s config file.
     pub fn config(
         mut self,
@@ -132,7 +140,7 @@ impl Setup {
         install_crypto_provider();
         let dir = tempfile::tempdir().expect("temporary directory");
         let orgs: Vec<&str> = self.orgs.iter().map(String::as_str).collect();
-        let inner = LocalConsortium::create(&dir.path().join(&self.name), &self.name, &orgs)
+        let mut inner = LocalConsortium::create(&dir.path().join(&self.name), &self.name, &orgs)
             .await
             .expect("consortium is made");
         for (org, rows) in &self.signals {
@@ -140,6 +148,11 @@ impl Setup {
         }
         for (org, edit) in self.edits {
             inner.edit_config(&org, edit).expect("node config edited");
+        }
+        for (org, clock) in self.clocks {
+            if let Some(node) = inner.nodes.iter_mut().find(|n| n.org == org) {
+                node.clock = clock;
+            }
         }
         TestConsortium { inner, dir }
     }
@@ -168,6 +181,7 @@ impl TestConsortium {
             orgs: orgs.iter().map(|o| o.to_string()).collect(),
             signals: Vec::new(),
             edits: Vec::new(),
+            clocks: Vec::new(),
         }
     }
 

@@ -423,15 +423,19 @@ async fn the_coordinators_json_follows_the_documented_schema() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_key_rotation_still_answers_the_previous_epoch_within_its_grace() {
     use pluis_proto::table::{open_label, tag, Prefix};
+    // The police node's clock is the test's: 30 s epochs, 20 s of grace,
+    // and time moved by hand, not waited for.
+    let clock = pluis_node::Clock::manual(1_800_000_000);
     let mut c = TestConsortium::setup("rotation", &["police", "school"])
         .signals(
             "police",
             [Signal::new("111222333", "weapon_possession", &days_ago(3)).local_ref("PV-1")],
         )
         .config("police", |file| {
-            file.epoch_length = Some("3s".into());
-            file.epoch_grace = Some("2s".into());
+            file.epoch_length = Some("30s".into());
+            file.epoch_grace = Some("20s".into());
         })
+        .clock("police", clock.clone())
         .start()
         .await;
 
@@ -455,16 +459,14 @@ async fn a_key_rotation_still_answers_the_previous_epoch_within_its_grace() {
         prefix: prefix.bytes().to_vec(),
         more_prefixes: Vec::new(),
     };
-    // Epoch E covers [(E-1)·3 s, E·3 s); the next one starts at E·3 s.
-    let sleep_until = |unix: f64| {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs_f64();
-        std::time::Duration::from_secs_f64((unix - now).max(0.0))
-    };
-    let next_epoch_starts = (response.epoch * 3) as f64;
-    tokio::time::sleep(sleep_until(next_epoch_starts + 0.3)).await;
+    // Epoch E covers [(E-1)·30 s, E·30 s); the next one starts at E·30 s.
+    let next_epoch_starts = response.epoch * 30;
+    assert_eq!(
+        next_epoch_starts,
+        1_800_000_000 + 30,
+        "the node reads the test's clock"
+    );
+    clock.set(next_epoch_starts + 1);
     let mut stream = client
         .get_table(table_request(response.epoch))
         .await
@@ -481,7 +483,7 @@ async fn a_key_rotation_still_answers_the_previous_epoch_within_its_grace() {
         "the previous epoch's table still answers during the grace period"
     );
 
-    tokio::time::sleep(sleep_until(next_epoch_starts + 2.4)).await;
+    clock.set(next_epoch_starts + 20);
     let err = client
         .get_table(table_request(response.epoch))
         .await
@@ -626,6 +628,12 @@ async fn a_screening_with_more_hits_than_one_message_holds_comes_in_pages() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_next_epochs_tables_are_built_before_it_starts() {
     const LENGTH: u64 = 24;
+    // The police node's clock is the test's, at the start of an epoch
+    // (and far from midnight): the next epoch begins 24 s on, and the
+    // node starts its tables 6 s (a quarter epoch) before that.
+    const START: u64 = 1_800_000_000;
+    assert_eq!(START % LENGTH, 0);
+    let clock = pluis_node::Clock::manual(START);
     let mut c = TestConsortium::setup("ahead", &["police", "school"])
         .signals(
             "police",
@@ -635,37 +643,36 @@ async fn the_next_epochs_tables_are_built_before_it_starts() {
             file.epoch_length = Some(format!("{LENGTH}s"));
             file.epoch_grace = Some("2s".into());
         })
+        .clock("police", clock.clone())
         .start()
         .await;
     let config = pluis_node::Config::load(&c.node("police").unwrap().config).unwrap();
     let tables = config.data_dir.join("tables");
-    let now = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs_f64()
-    };
-    // A change at least 8 s away; the node starts building 6 s (a
-    // quarter epoch) before it, on its background threads.
-    let mut change = (now() / LENGTH as f64).ceil() * LENGTH as f64;
-    if change - now() < 8.0 {
-        change += LENGTH as f64;
-    }
-    let next_epoch = change as u64 / LENGTH + 1;
-    tokio::time::sleep(std::time::Duration::from_secs_f64(change - now() - 1.0)).await;
-    let ahead: Vec<String> = std::fs::read_dir(&tables)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|name| name.starts_with(&format!("e{next_epoch}-")))
-        .collect();
-    assert_eq!(
-        ahead.len(),
-        1,
-        "the school's view of epoch {next_epoch} is ready a second before it starts: {:?}",
+    let next_epoch = (START + LENGTH) / LENGTH + 1;
+    let ahead = || -> Vec<String> {
         std::fs::read_dir(&tables)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect::<Vec<_>>()
+            .map(|dir| {
+                dir.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .filter(|name| name.starts_with(&format!("e{next_epoch}-")))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // Before the lead time nothing is built for the next epoch.
+    clock.set(START + LENGTH - 7);
+    assert!(ahead().is_empty(), "{:?}", ahead());
+    // Within it, the node builds on its background threads: wait for the
+    // file it writes, not for time to pass. (A node that waited on the
+    // wall clock would build 18 s from now: past this deadline.)
+    clock.set(START + LENGTH - 5);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while ahead().is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        ahead().len(),
+        1,
+        "the school's view of epoch {next_epoch} is ready before it starts"
     );
     c.stop().await;
 }

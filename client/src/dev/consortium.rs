@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use pluis_node::config::{ConfigFile, PeerFile, TlsFile};
-use pluis_node::{Config, Node, NodeError};
+use pluis_node::{Clock, Config, Node, NodeError};
 use pluis_node::{Granularity, Purpose};
 use pluis_proto::taxonomy::LifeDomain;
 use pluis_proto::Role;
@@ -34,6 +34,8 @@ pub struct LocalNode {
     pub config: PathBuf,
     /// Where it serves metrics, if its config asks for them.
     pub metrics: Option<SocketAddr>,
+    /// The clock it reads: the system's, or a test's.
+    pub clock: Clock,
     listener: Option<TcpListener>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), NodeError>>>,
@@ -43,7 +45,7 @@ impl LocalNode {
     /// Loads the config and serves on `listener` in a task of its own.
     fn start(&mut self, listener: TcpListener) -> anyhow::Result<()> {
         let config = Config::load(&self.config)?;
-        let mut server = Node::new(config)?;
+        let mut server = Node::with_clock(config, self.clock.clone())?;
         self.metrics = server.bind_metrics()?;
         let (stop, stopped) = oneshot::channel::<()>();
         self.stop = Some(stop);
@@ -131,6 +133,7 @@ impl LocalConsortium {
                 url: format!("https://{addr}"),
                 config,
                 metrics: None,
+                clock: Clock::System,
                 listener: None,
                 stop: None,
                 task: None,

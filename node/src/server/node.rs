@@ -75,7 +75,7 @@ impl Node {
         let metrics = Arc::new(Metrics::default());
         let live = Live::load(config, refusal_reporter(metrics.clone()))?;
         let config = &live.config;
-        let store = Arc::new(Store::open(&config.data_dir)?.with_clock(clock));
+        let store = Arc::new(Store::open(&config.data_dir)?.with_clock(clock.clone()));
         let id = live.identity.id().clone();
         let signer = crate::audit::signer(&store.log_seed(), id.consortium(), id.org())
             .map_err(|e| NodeError::Audit(AuditError::Note(e)))?;
@@ -385,7 +385,7 @@ async fn tables_ahead(state: Arc<NodeState>) {
         let to_change = to_epoch.min(to_midnight);
         let lead = (state.epochs.length_secs() / 4).clamp(1, 900);
         if to_change > lead {
-            tokio::time::sleep(Duration::from_secs(to_change - lead)).await;
+            state.clock.sleep_until(now + to_change - lead).await;
             continue;
         }
         let state_ = state.clone();
@@ -402,8 +402,7 @@ async fn tables_ahead(state: Arc<NodeState>) {
         }
         // Past the change, then look ahead to the next one.
         let change = now + to_change;
-        let wait = change.saturating_sub(state.clock.now_secs()).max(1);
-        tokio::time::sleep(Duration::from_secs(wait)).await;
+        state.clock.sleep_until(change.max(now + 1)).await;
     }
 }
 

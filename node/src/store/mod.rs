@@ -415,7 +415,7 @@ impl Store {
 
     /// The clock its audit entries and the node's read.
     pub fn clock(&self) -> Clock {
-        self.clock
+        self.clock.clone()
     }
 
     /// Now, in Unix milliseconds, for audit entries.
