@@ -11,10 +11,13 @@
 //!   [`tls::MtlsStream`] that carries the caller's identity into every
 //!   request, and [`tls::connect`] for `https://HOST:PORT` channels only;
 //! * [`private_files`]: directories and files only their owner may read;
+//! * [`process`]: how every Pluis program starts (umask, the ring
+//!   provider, logs) and ends (one line for an error, an exit code);
 //! * [`error_chain`] and [`status_detail`]: errors on one line a person
 //!   can act on.
 
 pub mod private_files;
+pub mod process;
 pub mod tls;
 
 /// An error and all its causes on one line, `a: b: c`, leaving out a cause

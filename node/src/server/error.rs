@@ -41,9 +41,15 @@ pub enum NodeError {
     /// The store cannot be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The gRPC server failed.
-    #[error("gRPC server: {0}")]
-    Serve(String),
+    /// The gRPC server failed (its whole chain of causes).
+    #[error("gRPC server: {}", crate::error_chain(.0))]
+    Serve(#[source] tonic::transport::Error),
+    /// The reflection service could not be built from the descriptors.
+    #[error("gRPC reflection: {0}")]
+    Reflection(#[source] tonic_reflection::server::Error),
+    /// A task of the node's own ended without an answer.
+    #[error("{0} task failed")]
+    Task(&'static str),
     /// The audit log cannot be used.
     #[error(transparent)]
     Audit(#[from] AuditError),

@@ -229,7 +229,7 @@ impl Node {
             .register_encoded_file_descriptor_set(pb::NETWORK_FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1()
-            .map_err(|e| NodeError::Serve(format!("reflection: {e}")))?;
+            .map_err(NodeError::Reflection)?;
 
         tracing::info!(
             node = %state.id,
@@ -270,7 +270,7 @@ impl Node {
             .flush(&state.audit, state.clock.now_secs(), true);
         let stop = state.audit.entry(pb::audit_entry::Kind::NodeStop);
         let logged = state.audit.record(&stop).await;
-        served.map_err(|e| NodeError::Serve(crate::error_chain(&e)))?;
+        served.map_err(NodeError::Serve)?;
         logged?;
         tracing::info!(node = %state.id, "stopped");
         Ok(())

@@ -62,7 +62,7 @@ async fn reload_now(state: &Arc<NodeState>) -> Result<Reloaded, NodeError> {
             crate::ops::background::run(|| state.prepare_tables(&state.store.snapshot(), &views))
         })
         .await
-        .map_err(|_| NodeError::Serve("table task failed".into()))??
+        .map_err(|_| NodeError::Task("table"))??
     };
     state.tables.install(prepared);
     let live = Arc::new(live);

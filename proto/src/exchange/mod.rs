@@ -34,7 +34,7 @@ use prost::Message;
 use rand_core::{CryptoRng, RngCore};
 
 use crate::log::{digest, Hash};
-use crate::oprf::{blind, Blinded, OprfOutput};
+use crate::oprf::{blind, Blinded, OprfError, OprfOutput};
 use crate::pb;
 use crate::table::{open_label, tag, Flags, LabelledTable, Prefix, TableEntry, Tag};
 
@@ -43,7 +43,7 @@ use crate::table::{open_label, tag, Flags, LabelledTable, Prefix, TableEntry, Ta
 pub enum ExchangeError {
     /// A key could not be blinded (no randomness, or not an OPRF input).
     #[error("blinding: {0}")]
-    Blind(String),
+    Blind(OprfError),
     /// The partner answered for another number of keys.
     #[error("{got} evaluations for {asked} keys")]
     Count {
@@ -54,7 +54,7 @@ pub enum ExchangeError {
     },
     /// An evaluation does not unblind (not a valid element).
     #[error("partner's evaluation: {0}")]
-    Finalize(String),
+    Finalize(OprfError),
 }
 
 /// SHA-256 of a message's encoding: a request's digest as both sides log it.
@@ -108,7 +108,7 @@ impl Round {
             .iter()
             .map(|k| blind(k.as_bytes(), rng))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ExchangeError::Blind(e.to_string()))?;
+            .map_err(ExchangeError::Blind)?;
         let request = pb::EvaluateRequest {
             context: Some(context.clone()),
             epoch,
@@ -159,7 +159,7 @@ impl Round {
             .zip(&evaluated)
             .map(|((b, k), e)| b.finalize(k.as_bytes(), e))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ExchangeError::Finalize(e.to_string()))
+            .map_err(ExchangeError::Finalize)
     }
 }
 
