@@ -113,31 +113,22 @@ pub(super) fn read_rows(
     }
 }
 
-fn read_csv(
-    path: &str,
-    input: impl Read,
-    chunk: &mut impl FnMut(Vec<RawRow>) -> Result<(), ImportError>,
-) -> Result<(), ImportError> {
+/// Where each known column is in a CSV header: (position, column) pairs.
+/// The header must name only known columns, each once, with `signal`,
+/// `registered_on`, and a person key (`bsn`, or `surname`, `initial` and
+/// `birth_date`). An unknown name is not repeated: a file without a
+/// header has a person's data where the names should be.
+fn columns_of(path: &str, header: &csv::StringRecord) -> Result<Vec<(usize, usize)>, ImportError> {
     let header_error = |reason: String| ImportError::Header {
         path: path.to_owned(),
         reason,
     };
-    let mut reader = csv::ReaderBuilder::new()
-        .flexible(true)
-        .trim(csv::Trim::Fields)
-        .from_reader(input);
-    let header = reader
-        .headers()
-        .map_err(|e| header_error(format!("not a CSV header: {e}")))?
-        .clone();
     let mut positions = Vec::new();
     for (i, name) in header.iter().enumerate() {
         let name = name
             .trim()
             .trim_start_matches('\u{feff}')
             .to_ascii_lowercase();
-        // An unknown name is not repeated: a file without a header has
-        // a person's data where the names should be.
         let column = COLUMNS.iter().position(|c| *c == name).ok_or_else(|| {
             header_error(format!(
                 "column {}: not a column name (the first line must name the columns: {})",
@@ -164,6 +155,26 @@ fn read_csv(
             "needs a bsn column, or surname, initial and birth_date columns".into(),
         ));
     }
+    Ok(positions)
+}
+
+fn read_csv(
+    path: &str,
+    input: impl Read,
+    chunk: &mut impl FnMut(Vec<RawRow>) -> Result<(), ImportError>,
+) -> Result<(), ImportError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .trim(csv::Trim::Fields)
+        .from_reader(input);
+    let header = reader
+        .headers()
+        .map_err(|e| ImportError::Header {
+            path: path.to_owned(),
+            reason: format!("not a CSV header: {e}"),
+        })?
+        .clone();
+    let positions = columns_of(path, &header)?;
 
     let mut rows = Vec::with_capacity(CHUNK);
     let mut record = csv::StringRecord::new();
