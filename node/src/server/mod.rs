@@ -1,7 +1,10 @@
 //! The serving node: what assembles the parts into one process.
 //!
-//! - [`node`]: [`Node`] — load and check everything, bind, then serve; the
-//!   router of the three network services and the accept loop.
+//! - [`node`]: [`Node`] — load and check everything, bind, then serve;
+//! - [`router`]: the three network services behind the authoriser, with
+//!   health and reflection; [`accept`]: TLS handshakes and connection
+//!   slots; [`housekeeping`]: purges, refusal summaries, tables ahead,
+//!   SIGHUP;
 //! - [`state`]: [`NodeState`], what every service shares (store, log,
 //!   tables, epochs, clock, metrics, the live policy). It is the one type
 //!   every other folder may see: the node is assembled here.
@@ -11,12 +14,15 @@
 //! - [`clock`]: the one clock every timestamp reads; a test sets it.
 //! - [`error`]: why a node could not start, serve or reload.
 
+mod accept;
 pub(crate) mod clock;
 pub(crate) mod connections;
 pub(crate) mod error;
+mod housekeeping;
 pub(crate) mod live;
 mod node;
 pub(crate) mod reload;
+mod router;
 pub(crate) mod state;
 
 pub use clock::Clock;
