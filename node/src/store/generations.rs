@@ -171,19 +171,7 @@ impl<'a> Import<'a> {
         let store = self.store;
         let writer = crate::lock(&store.writer);
         let old = store.snapshot();
-        let number = old.generation.number + 1;
-        let names = tree_names(number);
-        let sled = |e| store.sled(e);
-        for name in &names {
-            // A leftover of the same number (an import that failed in this
-            // process) must not leak into this one.
-            store.db.drop_tree(name).map_err(sled)?;
-        }
-        let generation = Generation {
-            number,
-            signals: store.db.open_tree(&names[0]).map_err(sled)?,
-            subjects: store.db.open_tree(&names[1]).map_err(sled)?,
-        };
+        let generation = fresh_generation(store, old.generation.number + 1)?;
         let mut staged = Staged {
             store,
             _writer: writer,
@@ -198,20 +186,64 @@ impl<'a> Import<'a> {
             actor: std::mem::take(&mut self.actor),
             published: false,
         };
-        let mut new = std::mem::take(&mut self.pending);
-        // Stable sort, then keep the last of equal ids: a later row for the
-        // same signal wins.
-        new.sort_by_key(|p| p.id);
-        let before = new.len();
-        new.reverse();
-        new.dedup_by(|a, b| a.id == b.id);
-        new.reverse();
-        staged.counts.unchanged = before - new.len();
+        let (new, repeated) = last_of_each(std::mem::take(&mut self.pending));
+        staged.counts.unchanged = repeated;
+        let index = staged.merge(&old, new, self.replace)?;
+        let sled = |e| store.sled(e);
+        write_buckets(
+            &staged.new.generation.subjects,
+            buckets_of(&index, |e| &e.0[..]),
+        )
+        .map_err(sled)?;
+        staged.new.revision = store.reserve_revision()?;
+        store.db.flush().map_err(sled)?;
+        Ok(staged)
+    }
+}
 
-        // Bucket by bucket: the old generation is read one bucket at a
-        // time and merged with the new rows of that bucket, so only the new
-        // rows and the keyed index are ever held whole in memory.
-        let target = staged.new.generation.clone();
+/// Generation `number`'s trees, empty: a leftover of the same number (an
+/// import that failed in this process) must not leak into this one.
+fn fresh_generation(store: &Store, number: u64) -> Result<Generation, StoreError> {
+    let names = tree_names(number);
+    let sled = |e| store.sled(e);
+    for name in &names {
+        store.db.drop_tree(name).map_err(sled)?;
+    }
+    Ok(Generation {
+        number,
+        signals: store.db.open_tree(&names[0]).map_err(sled)?,
+        subjects: store.db.open_tree(&names[1]).map_err(sled)?,
+    })
+}
+
+/// `pending` sorted by id with a later row for the same signal winning
+/// (a stable sort, then the last of equal ids kept); and how many rows
+/// that left out.
+fn last_of_each(mut pending: Vec<PreparedSignal>) -> (Vec<PreparedSignal>, usize) {
+    pending.sort_by_key(|p| p.id);
+    let before = pending.len();
+    pending.reverse();
+    pending.dedup_by(|a, b| a.id == b.id);
+    pending.reverse();
+    let repeated = before - pending.len();
+    (pending, repeated)
+}
+
+impl Staged<'_> {
+    /// Writes the new generation's signals, bucket by bucket: the `old`
+    /// generation is read one bucket at a time and merged with the `new`
+    /// rows of that bucket (or replaced by them), so only the new rows
+    /// and the keyed index are ever held whole in memory. Returns the
+    /// keyed index, sorted.
+    fn merge(
+        &mut self,
+        old: &Snapshot,
+        new: Vec<PreparedSignal>,
+        replace: bool,
+    ) -> Result<Vec<SubjectEntry>, StoreError> {
+        let store = self.store;
+        let sled = |e| store.sled(e);
+        let target = self.new.generation.clone();
         let mut index: Vec<SubjectEntry> = Vec::new();
         let mut batch = sled::Batch::default();
         let mut batch_bytes = 0;
@@ -222,27 +254,11 @@ impl<'a> Import<'a> {
             while let Some(p) = new.next_if(|p| bucket_of(&p.id) == key) {
                 fresh.push(p);
             }
-            let old: Vec<PreparedSignal> = match old.generation.signals.get(key).map_err(sled)? {
-                Some(bytes) => decode_bucket::<(SignalId, SignalRecord)>("signals", &key, &bytes)?
-                    .into_iter()
-                    .map(|(id, record)| PreparedSignal { id, record })
-                    .collect(),
-                None => Vec::new(),
-            };
-            let again = count_common(&old, &fresh);
-            let merged = if self.replace {
-                staged.counts.added += fresh.len();
-                staged.counts.removed += old.len() - again;
-                fresh
-            } else {
-                staged.counts.added += fresh.len() - again;
-                staged.counts.unchanged += again;
-                merge(old, fresh)
-            };
+            let merged = self.merge_bucket(old, &key, fresh, replace)?;
             if merged.is_empty() {
                 continue;
             }
-            staged.total += merged.len() as u64;
+            self.total += merged.len() as u64;
             let entries: Vec<(SignalId, SignalRecord)> =
                 merged.into_iter().map(|p| (p.id, p.record)).collect();
             index.extend(
@@ -263,10 +279,40 @@ impl<'a> Import<'a> {
         }
         target.signals.apply_batch(batch).map_err(sled)?;
         index.sort_unstable();
-        write_buckets(&target.subjects, buckets_of(&index, |e| &e.0[..])).map_err(sled)?;
-        staged.new.revision = store.reserve_revision()?;
-        store.db.flush().map_err(sled)?;
-        Ok(staged)
+        Ok(index)
+    }
+
+    /// One bucket of the new generation: the old bucket `key` merged with
+    /// its `fresh` rows (or replaced by them), counted.
+    fn merge_bucket(
+        &mut self,
+        old: &Snapshot,
+        key: &[u8; 2],
+        fresh: Vec<PreparedSignal>,
+        replace: bool,
+    ) -> Result<Vec<PreparedSignal>, StoreError> {
+        let stored = old
+            .generation
+            .signals
+            .get(key)
+            .map_err(|e| self.store.sled(e))?;
+        let old: Vec<PreparedSignal> = match stored {
+            Some(bytes) => decode_bucket::<(SignalId, SignalRecord)>("signals", key, &bytes)?
+                .into_iter()
+                .map(|(id, record)| PreparedSignal { id, record })
+                .collect(),
+            None => Vec::new(),
+        };
+        let again = count_common(&old, &fresh);
+        Ok(if replace {
+            self.counts.added += fresh.len();
+            self.counts.removed += old.len() - again;
+            fresh
+        } else {
+            self.counts.added += fresh.len() - again;
+            self.counts.unchanged += again;
+            merge(old, fresh)
+        })
     }
 }
 
