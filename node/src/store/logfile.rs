@@ -169,6 +169,85 @@ fn write_hashes(
     Ok(())
 }
 
+/// Reads every entry of the log in `dir` back, rewriting the derived
+/// files (`offsets`, `hashes`) as it goes; `each` sees every entry. An
+/// entry that does not match its check refuses the file, unless it is an
+/// append that never finished (it is set aside). Returns the entries
+/// read, where they end, and the file's length.
+fn read_back(
+    dir: &Path,
+    entries: &File,
+    offsets: &File,
+    hashes: &File,
+    each: &mut impl FnMut(u64, &[u8]),
+) -> Result<(u64, u64, u64), LogFileError> {
+    // Read every entry back, rewriting the derived files as we go.
+    let entries_path = dir.join("entries");
+    let length = entries.metadata().map_err(at(&entries_path))?.len();
+    let mut reader = BufReader::with_capacity(1 << 20, entries);
+    offsets.set_len(0).map_err(at(&dir.join("offsets")))?;
+    hashes.set_len(0).map_err(at(&dir.join("hashes")))?;
+    let mut offsets_out = BufWriter::with_capacity(1 << 16, offsets);
+    let mut hashes_out = BufWriter::with_capacity(1 << 16, hashes);
+    let mut frontier: Vec<Hash> = Vec::new();
+    let (mut size, mut end) = (0u64, 0u64);
+    let mut body = Vec::new();
+    while end < length {
+        let mut header = [0u8; FRAME_HEADER as usize];
+        let fits = end + FRAME_HEADER <= length;
+        if fits {
+            reader.read_exact(&mut header).map_err(at(&entries_path))?;
+        }
+        let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
+        let whole = fits && len <= MAX_ENTRY && end + FRAME_HEADER + u64::from(len) <= length;
+        // The entry's leaf hash, if the frame is whole and matches it.
+        let leaf = if whole {
+            body.resize(len as usize, 0);
+            reader.read_exact(&mut body).map_err(at(&entries_path))?;
+            Some(leaf_hash(&body)).filter(|hash| hash[..4] == header[4..])
+        } else {
+            None
+        };
+        let Some(hash) = leaf else {
+            let frame_end = end + FRAME_HEADER + u64::from(len);
+            if whole && data_end(entries, frame_end, length).map_err(at(&entries_path))? > frame_end
+            {
+                return Err(LogFileError {
+                    path: entries_path,
+                    what: format!(
+                        "entry {size} (byte {end}) does not match its check: the file was altered; refusing to start on it"
+                    ),
+                });
+            }
+            // What follows is free space, or appends that never
+            // finished and were never acknowledged: those bytes are
+            // kept aside, not thrown away, and zeroed here.
+            let used = data_end(entries, end, length).map_err(at(&entries_path))?;
+            if used > end {
+                set_aside(dir, entries, end..used, size)?;
+            }
+            break;
+        };
+        each(size, &body);
+        offsets_out
+            .write_all(&end.to_be_bytes())
+            .map_err(at(&dir.join("offsets")))?;
+        write_hashes(&mut hashes_out, &mut frontier, size, hash).map_err(|what| LogFileError {
+            path: dir.join("hashes"),
+            what,
+        })?;
+        size += 1;
+        end += FRAME_HEADER + u64::from(len);
+    }
+    offsets_out.flush().map_err(at(&dir.join("offsets")))?;
+    hashes_out.flush().map_err(at(&dir.join("hashes")))?;
+    drop((offsets_out, hashes_out, reader));
+    // A killed process's last appends may be in the page cache only:
+    // nothing read back is counted durable before it is on disk.
+    entries.sync_data().map_err(at(&entries_path))?;
+    Ok((size, end, length))
+}
+
 impl LogFile {
     /// Opens the log in `dir`, creating it if need be; `each` sees every
     /// entry (index, bytes) as it is read back.
@@ -185,74 +264,7 @@ impl LogFile {
             open("checkpoints")?,
         );
 
-        // Read every entry back, rewriting the derived files as we go.
-        let entries_path = dir.join("entries");
-        let length = entries.metadata().map_err(at(&entries_path))?.len();
-        let mut reader = BufReader::with_capacity(1 << 20, &entries);
-        offsets.set_len(0).map_err(at(&dir.join("offsets")))?;
-        hashes.set_len(0).map_err(at(&dir.join("hashes")))?;
-        let mut offsets_out = BufWriter::with_capacity(1 << 16, &offsets);
-        let mut hashes_out = BufWriter::with_capacity(1 << 16, &hashes);
-        let mut frontier: Vec<Hash> = Vec::new();
-        let (mut size, mut end) = (0u64, 0u64);
-        let mut body = Vec::new();
-        while end < length {
-            let mut header = [0u8; FRAME_HEADER as usize];
-            let fits = end + FRAME_HEADER <= length;
-            if fits {
-                reader.read_exact(&mut header).map_err(at(&entries_path))?;
-            }
-            let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
-            let whole = fits && len <= MAX_ENTRY && end + FRAME_HEADER + u64::from(len) <= length;
-            // The entry's leaf hash, if the frame is whole and matches it.
-            let leaf = if whole {
-                body.resize(len as usize, 0);
-                reader.read_exact(&mut body).map_err(at(&entries_path))?;
-                Some(leaf_hash(&body)).filter(|hash| hash[..4] == header[4..])
-            } else {
-                None
-            };
-            let Some(hash) = leaf else {
-                let frame_end = end + FRAME_HEADER + u64::from(len);
-                if whole
-                    && data_end(&entries, frame_end, length).map_err(at(&entries_path))? > frame_end
-                {
-                    return Err(LogFileError {
-                        path: entries_path,
-                        what: format!(
-                            "entry {size} (byte {end}) does not match its check: the file was altered; refusing to start on it"
-                        ),
-                    });
-                }
-                // What follows is free space, or appends that never
-                // finished and were never acknowledged: those bytes are
-                // kept aside, not thrown away, and zeroed here.
-                let used = data_end(&entries, end, length).map_err(at(&entries_path))?;
-                if used > end {
-                    set_aside(dir, &entries, end..used, size)?;
-                }
-                break;
-            };
-            each(size, &body);
-            offsets_out
-                .write_all(&end.to_be_bytes())
-                .map_err(at(&dir.join("offsets")))?;
-            write_hashes(&mut hashes_out, &mut frontier, size, hash).map_err(|what| {
-                LogFileError {
-                    path: dir.join("hashes"),
-                    what,
-                }
-            })?;
-            size += 1;
-            end += FRAME_HEADER + u64::from(len);
-        }
-        offsets_out.flush().map_err(at(&dir.join("offsets")))?;
-        hashes_out.flush().map_err(at(&dir.join("hashes")))?;
-        drop((offsets_out, hashes_out, reader));
-        // A killed process's last appends may be in the page cache only:
-        // nothing read back is counted durable before it is on disk.
-        entries.sync_data().map_err(at(&entries_path))?;
-
+        let (size, end, length) = read_back(dir, &entries, &offsets, &hashes, &mut each)?;
         let (stored, checkpoints_end) = read_checkpoints(&checkpoints, &dir.join("checkpoints"))?;
         Ok(LogFile {
             dir: dir.to_owned(),
