@@ -44,9 +44,10 @@ pub use cli::gendata;
 pub use config::Config;
 pub use ops::admin;
 pub use ops::import::{import, ImportOptions, Quiet};
+pub use policy::View;
 pub use policy::{AssessmentStep, Granularity, Purpose};
 pub use requester::exchange::{exchange_id, PEER_DEADLINE};
-pub use responder::tables::{build, flags_per_key, seal_entries, View};
+pub use responder::tables::{build, flags_per_key, seal_entries};
 pub use server::{Clock, Node, NodeError, NodeState};
 pub use store::Store;
 

@@ -16,7 +16,8 @@ use super::exchange::{exchange_id, Fetch, PEER_DEADLINE};
 use super::fanout::{ask_all, gather};
 use super::question::{own_purpose, BadField, CaseDomains, QueryError, Question};
 use crate::policy::Assessment;
-use crate::responder::tables::{add_flags, View};
+use crate::policy::View;
+use crate::responder::tables::add_flags;
 use crate::server::state::NodeState;
 
 /// A question's persons: each key once, and per person where its keys are.

@@ -14,7 +14,8 @@ use super::exchange::{Fetch, PeerAnswer};
 use super::fanout::{ask_all, gather};
 use super::question::{own_purpose, CaseDomains, QueryError, Question};
 use crate::policy::Assessment;
-use crate::responder::tables::{add_flags, View};
+use crate::policy::View;
+use crate::responder::tables::add_flags;
 use crate::server::state::NodeState;
 use crate::store::StoreError;
 

@@ -17,8 +17,8 @@ use rayon::prelude::*;
 
 use super::call::{Call, RespondError};
 use crate::ops::metrics::Outcome;
+use crate::policy::View;
 use crate::policy::{decide_evaluate, Ask, PeerPolicy, Rule};
-use crate::responder::tables::View;
 use crate::server::clock::Stopwatch;
 use crate::server::state::NodeState;
 

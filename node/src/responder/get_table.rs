@@ -8,9 +8,9 @@ use pluis_proto::table::{LabelledTable, Prefix, TableEntry};
 use pluis_proto::SpiffeId;
 
 use super::call::{Call, RespondError};
+use crate::policy::View;
 use crate::policy::{decide_table, Ask, Rule};
 use crate::responder::served::Unserved;
-use crate::responder::tables::View;
 use crate::server::state::NodeState;
 
 /// Table entries per streamed chunk: about 0.5 MiB, well under gRPC's

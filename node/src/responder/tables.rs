@@ -8,7 +8,7 @@
 //! disk per (epoch, view, day, store revision): a restart loads them, and
 //! an import, erasure, purge, new day or new epoch makes a new one.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -16,42 +16,14 @@ use std::sync::{Arc, Mutex};
 use pluis_proto::exchange::Epoch;
 use pluis_proto::oprf::EpochKey;
 use pluis_proto::table::{seal_label, tag, Flags, LabelledTable, SignalFlag, TableEntry};
-use pluis_proto::taxonomy::LifeDomain;
 use rayon::prelude::*;
 use ring::rand::SystemRandom;
 use time::Date;
 
 use crate::lock;
-use crate::policy::{Granularity, PeerPolicy};
+use crate::policy::View;
 use crate::server::clock::Stopwatch;
 use crate::store::{SignalId, SignalRecord, Snapshot, Store, StoreError};
-
-/// What a requester may see: which domains, and whether signals.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct View {
-    /// Visible domains.
-    pub domains: BTreeSet<LifeDomain>,
-    /// Whether signal codes and months are included.
-    pub signals: bool,
-}
-
-impl View {
-    /// The view a peer's policy grants.
-    pub fn of(policy: &PeerPolicy) -> View {
-        View {
-            domains: policy.domains.clone(),
-            signals: policy.granularity == Granularity::Signal,
-        }
-    }
-
-    /// Everything (this node's own coordinators looking at its own data).
-    pub fn everything() -> View {
-        View {
-            domains: LifeDomain::ALL.into_iter().collect(),
-            signals: true,
-        }
-    }
-}
 
 /// The registration month of a record, as `year * 12 + month - 1`.
 pub fn month_of(record: &SignalRecord) -> u16 {
@@ -470,6 +442,7 @@ impl Tables {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pluis_proto::taxonomy::LifeDomain;
 
     fn epoch(number: u64) -> Epoch {
         Epoch::new(number).unwrap()

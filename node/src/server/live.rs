@@ -23,11 +23,11 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::audit::AuditLog;
 use crate::config::{load_taxonomy, Config};
+use crate::policy::View;
 use crate::policy::{Assessment, PeerPolicy, Purpose};
 use crate::requester::batch::Batches;
 use crate::requester::fanout::Partners;
 use crate::requester::peers::Peers;
-use crate::responder::tables::View;
 use crate::server::error::NodeError;
 use crate::tls::{OnRefusal, TlsIdentity};
 
