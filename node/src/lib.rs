@@ -30,6 +30,7 @@
 
 mod audit;
 pub mod cli;
+mod clock;
 pub mod config;
 mod ops;
 mod policy;
@@ -41,6 +42,7 @@ mod store;
 
 pub use audit::{log_verifier, signer, AuditError, AuditLog};
 pub use cli::gendata;
+pub use clock::Clock;
 pub use config::Config;
 pub use ops::admin;
 pub use ops::import::{import, ImportOptions, Quiet};
@@ -48,7 +50,7 @@ pub use policy::View;
 pub use policy::{AssessmentStep, Granularity, Purpose};
 pub use requester::exchange::{exchange_id, PEER_DEADLINE};
 pub use responder::tables::{build, flags_per_key, seal_entries};
-pub use server::{Clock, Node, NodeError, NodeState};
+pub use server::{Node, NodeError, NodeState};
 pub use store::Store;
 
 pub(crate) use pluis_transport::{error_chain, private_files, status_detail, tls};

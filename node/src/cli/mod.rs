@@ -131,9 +131,9 @@ pub enum Command {
     },
 }
 
-/// Today's date, UTC (by the system clock: see [`crate::server::clock`]).
+/// Today's date, UTC (by the system clock: see [`crate::clock`]).
 pub fn today() -> Date {
-    crate::server::clock::today()
+    crate::clock::today()
 }
 
 /// Runs one subcommand to completion. `import`, `signals` and `forget`

@@ -16,7 +16,9 @@ use pluis_proto::OrgId;
 use crate::policy::{Assessment, PeerPolicy, Purpose};
 
 mod file;
+mod limits;
 pub use file::{ConfigFile, PeerFile, TlsFile};
+pub use limits::{parse_listen, ConnectionLimits, RefusalBudget};
 
 /// Why a configuration was refused. Each message names the file.
 #[derive(Debug, thiserror::Error)]
@@ -75,11 +77,11 @@ pub struct Config {
     /// Where to serve Prometheus metrics over plain HTTP, if anywhere.
     pub metrics_listen: Option<SocketAddr>,
     /// How many refusals per caller are logged one by one per interval.
-    pub refusals: crate::service::refusals::RefusalBudget,
+    pub refusals: crate::config::RefusalBudget,
     /// Other organisations whose auditors may read this node's log.
     pub auditor_orgs: BTreeSet<OrgId>,
     /// Timeouts and caps of connections.
-    pub connections: crate::server::connections::ConnectionLimits,
+    pub connections: crate::config::ConnectionLimits,
     /// SHA-256 of the config file's text: the policy in force, as logged.
     pub digest: [u8; 32],
     /// The file it was read from (reloads read it again).
@@ -163,7 +165,7 @@ impl Config {
         at.purposes(&raw.purposes)?;
         let metrics_listen = match &raw.metrics_listen {
             None => None,
-            Some(text) => Some(crate::ops::metrics::parse_listen(text).ok_or_else(|| {
+            Some(text) => Some(crate::config::parse_listen(text).ok_or_else(|| {
                 at.invalid(
                     "metrics_listen",
                     format!("{text:?} is not HOST:PORT with an IP host, or a port (loopback)"),
@@ -280,9 +282,9 @@ impl At<'_> {
     fn refusal_budget(
         &self,
         raw: &ConfigFile,
-    ) -> Result<crate::service::refusals::RefusalBudget, ConfigError> {
-        let defaults = crate::service::refusals::RefusalBudget::default();
-        let budget = crate::service::refusals::RefusalBudget {
+    ) -> Result<crate::config::RefusalBudget, ConfigError> {
+        let defaults = crate::config::RefusalBudget::default();
+        let budget = crate::config::RefusalBudget {
             per_interval: raw
                 .refusals_logged_per_interval
                 .unwrap_or(defaults.per_interval),
@@ -302,9 +304,9 @@ impl At<'_> {
     fn connection_limits(
         &self,
         raw: &ConfigFile,
-    ) -> Result<crate::server::connections::ConnectionLimits, ConfigError> {
-        let defaults = crate::server::connections::ConnectionLimits::default();
-        let limits = crate::server::connections::ConnectionLimits {
+    ) -> Result<crate::config::ConnectionLimits, ConfigError> {
+        let defaults = crate::config::ConnectionLimits::default();
+        let limits = crate::config::ConnectionLimits {
             first_request_secs: self.duration(
                 "first_request_timeout",
                 &raw.first_request_timeout,

@@ -14,21 +14,18 @@
 //! store themselves when no node answers on it.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use pluis_proto::pb;
 use pluis_proto::pb::admin_client::AdminClient;
-use pluis_proto::pb::admin_server::AdminServer;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::oneshot;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::UdsConnectInfo;
 use tonic::transport::{Channel, Endpoint, Server};
 use tonic::{Request, Status};
 
 use crate::ops::import::{ImportError, ImportOptions};
-use crate::server::state::NodeState;
-use crate::service::admin::AdminService;
 
 /// The socket's name in the data directory.
 pub const SOCKET: &str = "admin.sock";
@@ -92,8 +89,21 @@ pub fn bind(data_dir: &Path) -> Option<BoundSocket> {
     }
 }
 
-/// Serves the Admin service on a bound socket until stopped.
-pub fn serve(state: Arc<NodeState>, socket: BoundSocket) -> AdminSocket {
+/// Serves `admin` (the Admin service: [`crate::service::admin`]) on a
+/// bound socket until stopped, to callers of the socket owner's user only.
+pub fn serve<S>(admin: S, socket: BoundSocket) -> AdminSocket
+where
+    S: tonic::server::NamedService
+        + tower::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
     let BoundSocket {
         path,
         listener,
@@ -101,9 +111,7 @@ pub fn serve(state: Arc<NodeState>, socket: BoundSocket) -> AdminSocket {
     } = socket;
     let (stop, stopped) = oneshot::channel::<()>();
     let incoming = async_stream_of(listener);
-    let service = AdminServer::with_interceptor(AdminService::new(state), move |request| {
-        same_user(owner, request)
-    });
+    let service = InterceptedService::new(admin, move |request| same_user(owner, request));
     let task = tokio::spawn(async move {
         let served = Server::builder()
             .add_service(service)

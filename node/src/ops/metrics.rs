@@ -12,7 +12,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -406,15 +405,6 @@ fn by_word(
     }
 }
 
-/// Parses `metrics_listen`: `HOST:PORT`, or a bare port for loopback.
-pub fn parse_listen(text: &str) -> Option<SocketAddr> {
-    let text = text.trim();
-    if let Ok(port) = text.parse::<u16>() {
-        return Some(SocketAddr::from(([127, 0, 0, 1], port)));
-    }
-    text.parse().ok()
-}
-
 /// Serves `GET /metrics` on `listener` until the task is aborted; every
 /// scrape calls `page`.
 pub async fn serve(
@@ -508,18 +498,5 @@ mod tests {
             "other",
             "values a caller made up are not labels"
         );
-    }
-
-    #[test]
-    fn listen_addresses_default_to_loopback() {
-        assert_eq!(
-            parse_listen("9464"),
-            Some("127.0.0.1:9464".parse().unwrap())
-        );
-        assert_eq!(
-            parse_listen("0.0.0.0:9464"),
-            Some("0.0.0.0:9464".parse().unwrap())
-        );
-        assert_eq!(parse_listen("localhost:1"), None);
     }
 }

@@ -15,9 +15,9 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
+use crate::clock::Stopwatch;
 use crate::config::PeerConfig;
 use crate::lock;
-use crate::server::clock::Stopwatch;
 use crate::tls::{ExpectedServer, TlsError, TlsIdentity};
 
 /// How long a reachability check may take before the peer counts as down.

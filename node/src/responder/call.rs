@@ -9,6 +9,7 @@ use pluis_proto::oprf::EpochKey;
 use pluis_proto::pb::{self, audit_entry::Kind};
 use pluis_proto::{OrgId, SpiffeId};
 
+use crate::audit::refusals::Refusal;
 use crate::audit::AuditError;
 use crate::ops::metrics::{Metrics, Outcome};
 use crate::policy::Rule;
@@ -16,7 +17,6 @@ use crate::responder::epochs::EpochError;
 use crate::responder::served::ExchangeOf;
 use crate::server::live::Live;
 use crate::server::state::NodeState;
-use crate::service::refusals::Refusal;
 use crate::store::StoreError;
 
 /// Why a partner's call was not answered. Messages name the field or the

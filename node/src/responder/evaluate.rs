@@ -16,10 +16,10 @@ use pluis_proto::{OrgId, SpiffeId};
 use rayon::prelude::*;
 
 use super::call::{Call, RespondError};
+use crate::clock::Stopwatch;
 use crate::ops::metrics::Outcome;
 use crate::policy::View;
 use crate::policy::{decide_evaluate, Ask, PeerPolicy, Rule};
-use crate::server::clock::Stopwatch;
 use crate::server::state::NodeState;
 
 /// Batches at least this large are evaluated on all cores; smaller ones

@@ -20,9 +20,9 @@ use rayon::prelude::*;
 use ring::rand::SystemRandom;
 use time::Date;
 
+use crate::clock::Stopwatch;
 use crate::lock;
 use crate::policy::View;
-use crate::server::clock::Stopwatch;
 use crate::store::{SignalId, SignalRecord, Snapshot, Store, StoreError};
 
 /// The registration month of a record, as `year * 12 + month - 1`.

@@ -21,7 +21,7 @@ pub(super) type Accepted = Result<MtlsStream, std::io::Error>;
 /// refusal logged, the connection closed).
 async fn admit(state: &Arc<NodeState>, stream: MtlsStream) -> Option<MtlsStream> {
     let limits = state.live().config.connections;
-    let identity = crate::service::refusals::actor_of(Some(stream.peer()));
+    let identity = crate::audit::refusals::actor_of(Some(stream.peer()));
     match state.connections.admit(&identity, limits) {
         Ok(slot) => Some(stream.with_limits(
             Duration::from_secs(limits.first_request_secs),
@@ -29,7 +29,7 @@ async fn admit(state: &Arc<NodeState>, stream: MtlsStream) -> Option<MtlsStream>
             Box::new(slot),
         )),
         Err(full) => {
-            let refusal = crate::service::refusals::Refusal {
+            let refusal = crate::audit::refusals::Refusal {
                 actor: identity,
                 call: "connection",
                 rule: Rule::Connections,

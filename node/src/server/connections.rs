@@ -12,29 +12,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-/// The connection limits of the config (reloadable).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConnectionLimits {
-    /// Seconds from handshake to the first bytes (default 10).
-    pub first_request_secs: u64,
-    /// Seconds a connection may stay silent later (default 300).
-    pub idle_secs: u64,
-    /// Open connections in all (default 1024).
-    pub max_total: usize,
-    /// Open connections per SPIFFE id (default 64).
-    pub max_per_identity: usize,
-}
-
-impl Default for ConnectionLimits {
-    fn default() -> Self {
-        ConnectionLimits {
-            first_request_secs: 10,
-            idle_secs: 300,
-            max_total: 1024,
-            max_per_identity: 64,
-        }
-    }
-}
+use crate::config::ConnectionLimits;
 
 /// Which limit a connection ran into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

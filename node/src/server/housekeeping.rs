@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::server::clock::Stopwatch;
+use crate::clock::Stopwatch;
 use crate::server::state::NodeState;
 
 /// How often expired signals are purged from disk.
@@ -21,7 +21,7 @@ pub(super) async fn reload_on_hangup(
     while hangups.recv().await.is_some() {
         tracing::info!("SIGHUP: reloading the config");
         // The outcome is logged (and counted) by reload itself.
-        let _ = crate::server::reload::reload(&state).await;
+        let _ = state.reload().await;
     }
 }
 
@@ -107,7 +107,7 @@ fn tables_for(state: &NodeState, at: u64) -> Result<(), String> {
     } else {
         state.epochs.key(None, now).map_err(|e| e.to_string())?
     };
-    let day = crate::server::clock::Clock::Fixed(at).today();
+    let day = crate::clock::Clock::Fixed(at).today();
     let started = Stopwatch::start();
     let views = state.live().views();
     for view in &views {

@@ -11,11 +11,9 @@
 //! - [`live`] and [`reload`]: the part that changes while serving (policy,
 //!   peers, TLS material, CRLs) and how a reload swaps it in one step.
 //! - [`connections`]: connection slots per identity and in all.
-//! - [`clock`]: the one clock every timestamp reads; a test sets it.
 //! - [`error`]: why a node could not start, serve or reload.
 
 mod accept;
-pub(crate) mod clock;
 pub(crate) mod connections;
 pub(crate) mod error;
 mod housekeeping;
@@ -25,6 +23,5 @@ pub(crate) mod reload;
 mod router;
 pub(crate) mod state;
 
-pub use clock::Clock;
 pub use node::Node;
 pub use state::{NodeError, NodeState};

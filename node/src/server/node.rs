@@ -22,15 +22,18 @@ use super::accept::accept_loop;
 #[cfg(unix)]
 use super::housekeeping::reload_on_hangup;
 use super::housekeeping::{housekeeping, summarise_refusals, tables_ahead};
+use pluis_proto::pb::admin_server::AdminServer;
+
 use crate::audit::{AuditError, AuditLog};
+use crate::clock::{Clock, Stopwatch};
 use crate::config::Config;
 use crate::ops::metrics::Metrics;
 use crate::responder::epochs::Epochs;
 use crate::responder::tables::Tables;
-use crate::server::clock::{Clock, Stopwatch};
 use crate::server::live::Live;
 use crate::server::state::refusal_reporter;
 pub use crate::server::state::{NodeError, NodeState};
+use crate::service::admin::AdminService;
 use crate::store::Store;
 
 /// A node, loaded and checked, not yet serving.
@@ -74,7 +77,7 @@ impl Node {
             store,
             exchanges: AtomicU64::new(0),
             denials: AtomicU64::new(0),
-            refusals: crate::service::refusals::Refusals::new(config.refusals),
+            refusals: crate::audit::refusals::Refusals::new(config.refusals),
             served: crate::responder::served::ServedExchanges::default(),
             connections: Arc::default(),
             audit,
@@ -182,10 +185,10 @@ impl Node {
         tasks.spawn(summarise_refusals(state.clone()));
         tasks.spawn(tables_ahead(state.clone()));
         self.bind_admin();
-        let admin = self
-            .admin_socket
-            .take()
-            .map(|socket| crate::ops::admin::serve(state.clone(), socket));
+        let admin = self.admin_socket.take().map(|socket| {
+            let admin = AdminServer::new(AdminService::new(state.clone()));
+            crate::ops::admin::serve(admin, socket)
+        });
         if let Some(listener) = self.metrics_listener.take() {
             let page_state = state.clone();
             let page = Arc::new(move || page_state.metrics.render(&page_state.gauges()));

@@ -22,7 +22,7 @@ pub struct Reloaded {
 /// fixed changed, puts it in force: tables for new views are made first
 /// (at background priority), then the whole [`Live`] is swapped and a
 /// `policy loaded` entry logged. On any error the old one stays in force.
-pub async fn reload(state: &Arc<NodeState>) -> Result<Reloaded, NodeError> {
+pub(super) async fn reload(state: &Arc<NodeState>) -> Result<Reloaded, NodeError> {
     let _one_at_a_time = state.operations.lock().await;
     let outcome = reload_now(state).await;
     match &outcome {

@@ -8,12 +8,12 @@ use std::sync::{Arc, RwLock};
 use pluis_proto::SpiffeId;
 
 use crate::audit::AuditLog;
+use crate::clock::Stopwatch;
 use crate::ops::metrics::Metrics;
 use crate::policy::Rule;
 use crate::policy::View;
 use crate::responder::epochs::Epochs;
 use crate::responder::tables::{Prepared, Tables};
-use crate::server::clock::Stopwatch;
 pub use crate::server::error::NodeError;
 use crate::server::live::Live;
 use crate::store::Store;
@@ -38,7 +38,7 @@ pub struct NodeState {
     /// Calls refused since start (authorisation, input, policy).
     pub denials: AtomicU64,
     /// Refusals after the handshake, per caller and interval.
-    pub refusals: crate::service::refusals::Refusals,
+    pub refusals: crate::audit::refusals::Refusals,
     /// Open connections, in all and per identity.
     pub connections: Arc<crate::server::connections::Connections>,
     /// The exchanges this node evaluated, which table calls must belong to.
@@ -48,7 +48,7 @@ pub struct NodeState {
     /// Counters for the metrics endpoint.
     pub metrics: Arc<Metrics>,
     /// Where the time and today's date come from.
-    pub clock: crate::server::clock::Clock,
+    pub clock: crate::clock::Clock,
     /// One operator's change at a time (import, erasure, reload), so that
     /// each prepares its tables for the policy and signals the others
     /// leave in force.
@@ -58,6 +58,12 @@ pub struct NodeState {
 }
 
 impl NodeState {
+    /// Reads the config file again and puts it in force if all of it is
+    /// good ([`crate::server::reload`]); on any error the old one stays.
+    pub async fn reload(self: &Arc<Self>) -> Result<crate::server::reload::Reloaded, NodeError> {
+        crate::server::reload::reload(self).await
+    }
+
     /// The policy, peers and TLS material in force now. Take it once per
     /// request and keep it.
     pub fn live(&self) -> Arc<Live> {
@@ -79,7 +85,7 @@ impl NodeState {
     /// Logs a refused call (one bounded entry, or a count towards the
     /// caller's summary) and counts it; returns whether an entry was
     /// appended (not yet durable).
-    pub fn record_refusal(&self, refusal: &crate::service::refusals::Refusal) -> bool {
+    pub fn record_refusal(&self, refusal: &crate::audit::refusals::Refusal) -> bool {
         self.denials
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.refusals
@@ -87,7 +93,7 @@ impl NodeState {
     }
 
     /// [`NodeState::record_refusal`], then waits until the entry is durable.
-    pub async fn refuse(&self, refusal: crate::service::refusals::Refusal) {
+    pub async fn refuse(&self, refusal: crate::audit::refusals::Refusal) {
         if self.record_refusal(&refusal) {
             if let Err(e) = self.audit.durable().await {
                 tracing::error!(error = %e, "could not make a refusal's entry durable");

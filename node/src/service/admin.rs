@@ -265,7 +265,9 @@ impl pb::admin_server::Admin for AdminService {
         &self,
         _request: Request<pb::ReloadRequest>,
     ) -> Result<Response<pb::ReloadReply>, Status> {
-        let reloaded = crate::server::reload::reload(&self.state)
+        let reloaded = self
+            .state
+            .reload()
             .await
             .map_err(|e| Status::failed_precondition(crate::error_chain(&e)))?;
         Ok(Response::new(pb::ReloadReply {

@@ -63,7 +63,7 @@ pub type RevocationCheck = Arc<dyn Fn(&Serial) -> bool + Send + Sync>;
 
 /// Hears of every call refused here: the caller as its certificate shows
 /// it, the service, and the rule (for the audit log and the metrics).
-pub type OnRefused = Arc<dyn Fn(crate::service::refusals::Refusal) + Send + Sync>;
+pub type OnRefused = Arc<dyn Fn(crate::audit::refusals::Refusal) + Send + Sync>;
 
 /// Checks callers against this node's consortium and org.
 #[derive(Clone)]
@@ -128,7 +128,7 @@ impl Authorizer {
         self.check(audience, request)
             .map_err(|(actor, rule, status)| {
                 if let Some(on_refused) = &self.on_refused {
-                    on_refused(crate::service::refusals::Refusal {
+                    on_refused(crate::audit::refusals::Refusal {
                         actor,
                         call: audience.service(),
                         rule,
@@ -149,7 +149,7 @@ impl Authorizer {
         let peer = request.extensions().get::<PeerIdentity>();
         let Some(peer) = peer else {
             return Err((
-                crate::service::refusals::actor_of(peer),
+                crate::audit::refusals::actor_of(peer),
                 Rule::Authorisation,
                 Status::unauthenticated("not a mutual-TLS connection"),
             ));
@@ -158,7 +158,7 @@ impl Authorizer {
         // any text its holder had signed.
         let caller = peer.id.clone().map_err(|_| {
             (
-                crate::service::refusals::actor_of(Some(peer)),
+                crate::audit::refusals::actor_of(Some(peer)),
                 Rule::Authorisation,
                 Status::unauthenticated(
                     "client certificate: no usable SPIFFE id (exactly one URI SAN spiffe://CONSORTIUM/org/ORG/ROLE is needed)",

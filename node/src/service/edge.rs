@@ -2,7 +2,7 @@
 //! UTF-8, a broken field, past the message size), or that names a method
 //! no service has. tonic answers those before any handler runs; this
 //! layer, around every network service, logs each as a refusal like any
-//! other ([`crate::service::refusals`]): the caller from its certificate, the rule,
+//! other ([`crate::audit::refusals`]): the caller from its certificate, the rule,
 //! and never the bytes or the path it sent.
 
 use std::future::Future;
@@ -12,9 +12,9 @@ use std::task::{Context, Poll};
 
 use tonic::Code;
 
+use crate::audit::refusals::Refusal;
 use crate::policy::Rule;
 use crate::server::state::NodeState;
-use crate::service::refusals::Refusal;
 use crate::tls::PeerIdentity;
 
 /// Wraps the node's router so that tonic's own refusals are logged.
@@ -128,7 +128,7 @@ where
             let response = response.await?;
             let refused = refusal_of(response.headers());
             if let (Some((rule, detail)), Some(state)) = (refused, state.upgrade()) {
-                let actor = crate::service::refusals::actor_of(peer.as_ref());
+                let actor = crate::audit::refusals::actor_of(peer.as_ref());
                 let refusal = Refusal {
                     actor,
                     call: call.unwrap_or("unknown method"),

@@ -15,18 +15,17 @@ pub(crate) mod auth;
 pub(crate) mod coordinator;
 pub(crate) mod edge;
 pub(crate) mod partner;
-pub(crate) mod refusals;
 
 use pluis_proto::limits::FieldError;
 use pluis_proto::SpiffeId;
 use ring::rand::SecureRandom;
 use tonic::Status;
 
+use crate::audit::refusals::Refusal;
 use crate::policy::Rule;
 use crate::requester::question::QueryError;
 use crate::responder::RespondError;
 use crate::server::state::NodeState;
-use crate::service::refusals::Refusal;
 
 /// An internal failure, as the caller sees it: no paths, no store or
 /// log messages, only a reference to the line in this node's log that

@@ -122,7 +122,7 @@ fn set_aside(
 ) -> Result<(), LogFileError> {
     // A file name only, made before any clock is handed to the store:
     // the system's time.
-    let now = crate::server::clock::Clock::System.now_ms();
+    let now = crate::clock::Clock::System.now_ms();
     let aside = dir.join(format!("unfinished-{}-{now}", range.start));
     let mut kept = vec![0u8; (range.end - range.start) as usize];
     entries

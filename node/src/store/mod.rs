@@ -43,7 +43,7 @@ use std::sync::RwLock;
 use serde::{Deserialize, Serialize};
 use sled::transaction::TransactionError;
 
-use crate::server::clock::Clock;
+use crate::clock::Clock;
 use crate::store::vault::{Vault, VaultError};
 use pluis_proto::hex;
 

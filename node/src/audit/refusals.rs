@@ -22,7 +22,8 @@ use std::sync::Mutex;
 use pluis_proto::limits::FieldError;
 use pluis_proto::pb::{self, audit_entry::Kind};
 
-use crate::audit::AuditLog;
+use super::AuditLog;
+use crate::config::RefusalBudget;
 use crate::ops::metrics::Metrics;
 use crate::policy::Rule;
 
@@ -31,24 +32,6 @@ pub const MAX_CALLERS: usize = 1024;
 
 /// The key under which callers past [`MAX_CALLERS`] are counted.
 const OVERFLOW: &str = "(other callers)";
-
-/// How many refusals per caller are logged one by one, per interval.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RefusalBudget {
-    /// Entries per caller per interval (config `refusals_logged_per_interval`, default 20).
-    pub per_interval: u32,
-    /// The interval in seconds (config `refusal_interval`, default 60 s).
-    pub interval_secs: u64,
-}
-
-impl Default for RefusalBudget {
-    fn default() -> Self {
-        RefusalBudget {
-            per_interval: 20,
-            interval_secs: 60,
-        }
-    }
-}
 
 /// One refused call, as it is logged.
 #[derive(Debug, Clone, Default)]

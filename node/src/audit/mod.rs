@@ -13,6 +13,8 @@
 //!   by entry when the store opened) does not match its last signed
 //!   checkpoint.
 
+pub(crate) mod refusals;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
