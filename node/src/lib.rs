@@ -9,17 +9,23 @@
 //!
 //! | folder | what it holds | may use |
 //! | --- | --- | --- |
-//! | [`server`] | [`Node`]: load, bind, serve; [`NodeState`], the one type that assembles the parts; live policy and reload; connection slots; the clock | everything below |
-//! | `service/` | the gRPC edge: the caller's identity (`auth`), every `Status` made from a domain error, refusals logged and summarised; one file per service (partner, coordinator, audit, admin) and the edge layer for what tonic refuses itself | `responder`, `requester`, `policy`, `audit`, the state |
-//! | `responder/` | the side that answers a partner: `Evaluate` and `GetTable` within policy, the epochs' OPRF keys, the labelled tables, the exchanges served | `policy`, `store`, `audit`, the state |
-//! | `requester/` | the side that asks: a coordinator's case query and screening, asking every partner at once, batching, one exchange with one partner, the partners' channels | `policy`, `audit`, the state |
-//! | `policy/` | purposes, peer policy, views; decisions return a typed denial naming its rule | nothing of the node |
-//! | `audit` | the signed exchange log: appends made durable in groups, checkpoints, receipts | `store` |
-//! | [`config`] | the TOML file in, a checked [`Config`] out | `policy` |
-//! | `store/` | the one sled database, the audit log's files, budgets, epoch seeds, the storage secrets | nothing of the node |
-//! | `ops/` | the admin socket (server and client), imports, the background pool, metrics | `store`, the state |
+//! | [`server`] | [`Node`]: load, bind, serve; the router, the accept loop, housekeeping; [`NodeState`], the one type that assembles the parts, and the `Live` policy a reload swaps; connection slots | everything below |
+//! | `service/` | the gRPC edge: the caller's identity (`auth`), every `Status` made from a domain error; one file per service (partner, coordinator, audit, admin) and the edge layer for what tonic refuses itself | `responder`, `requester`, `policy`, `audit`, `ops`, the state |
+//! | `responder/` | the side that answers a partner: `Evaluate` and `GetTable` within policy, the epochs' OPRF keys, the labelled tables, the exchanges served | `policy`, `store`, `audit`, `ops` (metrics), the state |
+//! | `requester/` | the side that asks: a coordinator's case query and screening, asking every partner at once, batching, one exchange with one partner, the partners' channels | `policy`, `audit`, `store`, `responder` (a record's flags through a view), the state |
+//! | `policy/` | purposes, peer policy and the view it grants, the assessment rule; decisions return a `Denial` naming its `Rule` | nothing of the node |
+//! | `audit/` | the signed exchange log (appends made durable in groups, checkpoints, receipts), and refusals as bounded entries and summaries | `store`, `config`, `policy`, `ops` (metrics) |
+//! | [`config`] | the TOML file in, a checked [`Config`] out, with its limits | `policy` |
+//! | `store/` | the one sled database, the audit log's files, budgets, epoch seeds, the storage secrets | the clock |
+//! | `ops/` | the admin socket (server and client), imports, the background pool, metrics | `store`, `policy` |
 //! | [`cli`] | `pluis-node`'s subcommands, one file per group, and `gen-data` | anything |
+//! | `clock` | the one clock every timestamp and timer reads (a test's, in tests), and the stopwatch | nothing |
 //!
+//! No folder imports from another that imports from it, except through
+//! the state that assembles the node (`server::state`, and the `Live`
+//! part of it a reload swaps): the services, the responder and the
+//! requester are given a [`NodeState`], and it holds them.
+
 //! The two halves of one exchange meet only in `pluis_proto::exchange`
 //! (the sans-IO steps both sides run) and on the wire. `main.rs` only
 //! parses arguments and calls [`cli::run`].
@@ -27,6 +33,9 @@
 //! Modules are private; what other crates use (the client's local
 //! consortium and demo, the end-to-end tests, the benches) is the list
 //! below.
+//! The map links into the private modules: read it with `cargo doc
+//! -p pluis-node --document-private-items`.
+#![allow(rustdoc::private_intra_doc_links)]
 
 mod audit;
 pub mod cli;

@@ -12,7 +12,8 @@
 //!   over a Unix socket only);
 //! * [`identity`]: the SPIFFE identities in certificates
 //!   (`spiffe://<consortium>/org/<org>/<role>`) on which every call is
-//!   authorised, certificate serials and the CRLs that revoke them;
+//!   authorised, the [`OrgId`] they carry, certificate serials and the
+//!   CRLs that revoke them;
 //! * [`identifier`]: person keys (BSN with elfproef, surname + initial +
 //!   date of birth), normalised to canonical bytes;
 //! * [`limits`]: the bound of every field a caller sends, checked first;
@@ -20,9 +21,13 @@
 //! * [`oprf`]: RFC 9497 OPRF (ristretto255-SHA512) for epochs, blinding
 //!   and evaluation;
 //! * [`table`]: tags, sealed labels, flags and bucket prefixes;
-//! * [`exchange`]: the requester's side of an exchange as a state type —
-//!   blind, unblind, ask for buckets, open labels, the digests both sides
-//!   log — which the node only moves bytes for;
+//! * [`exchange`]: the requester's side of an exchange without I/O — its
+//!   nouns ([`exchange::ExchangeId`], [`exchange::Epoch`]), the steps
+//!   (blind, unblind, ask for buckets, open labels, the digests both sides
+//!   log) and their order ([`exchange::Sequence`]: which batch under which
+//!   epoch, which table call and how many entries it may bring), which
+//!   the node only moves bytes for; a `Pair` test drives it against an
+//!   in-memory responder;
 //! * [`log`]: the audit log's format: RFC 9162 Merkle proofs, C2SP signed
 //!   checkpoints (Ed25519), receipts, and offline verification.
 //!

@@ -1,7 +1,7 @@
 //! The auditor's commands, `pluis audit …`: a node's signed checkpoint
-//! ([`checkpoint`]), its whole log to a bundle and a bundle verified
+//! ([`mod@checkpoint`]), its whole log to a bundle and a bundle verified
 //! offline ([`bundle`]), a log shown as a table and a cross-check rendered
-//! ([`show`]), and a privacy officer's HTML page ([`report`]).
+//! ([`mod@show`]), and a privacy officer's HTML page ([`report`]).
 //! Verification never trusts the node; cross-checking two logs is
 //! [`pluis_proto::log::crosscheck`].
 

@@ -1,7 +1,7 @@
 //! The side that answers: what a partner's `Evaluate` and `GetTable` get
 //! from this node, within its policy.
 //!
-//! - [`evaluate`]: the policy check, the OPRF evaluation under the
+//! - [`mod@evaluate`]: the policy check, the OPRF evaluation under the
 //!   epoch's key, the durable log entry and the signed receipt — in that
 //!   order;
 //! - [`get_table`]: the buckets of the peer's view, inside an exchange;

@@ -1,6 +1,7 @@
 //! `pluis.v1.Coordinator`: a case coordinator's questions to their own
 //! node. Thin: the caller's identity from the request, and the work in
-//! [`crate::requester::query`]; its errors become a `Status` in [`super`].
+//! [`crate::requester::case`] and [`crate::requester::screen`]; its
+//! errors become a `Status` in [`super`].
 
 use std::sync::Arc;
 

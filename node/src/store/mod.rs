@@ -146,7 +146,7 @@ pub struct Store {
     db: sled::Db,
     meta: sled::Tree,
     /// Held by every writer of the audit log (and so of budgets and
-    /// epoch keys): see [`audit`].
+    /// epoch keys): see `ledger.rs`.
     ledger: std::sync::Mutex<()>,
     /// Held by every change to the signal set (import, erasure, purge)
     /// from the snapshot it starts from until it is published, so that

@@ -18,7 +18,7 @@
 //! sides log and the receipt signs. The order of these steps — which batch
 //! under which epoch, which table call and how many entries it may bring —
 //! is [`sequence::Sequence`]'s, a state machine the node drives; the
-//! [`pair`] tests run it against an in-memory responder, no sockets.
+//! `pair` tests run it against an in-memory responder, no sockets.
 
 mod nouns;
 #[cfg(test)]

@@ -13,7 +13,7 @@
 //!    with the most entries its answer may hold ([`entries_allowed`]).
 //! 4. The flags are opened from what came back.
 //!
-//! The blinding and unblinding of each batch is [`Round`]'s, which the
+//! The blinding and unblinding of each batch is [`super::Round`]'s, which the
 //! node runs where the curve work belongs (a blocking thread for many
 //! keys); this module only orders the steps.
 
