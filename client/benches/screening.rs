@@ -26,7 +26,9 @@ use pluis_client::dev::consortium::{LocalConsortium, PURPOSE};
 use pluis_proto::oprf::{blind, EpochKey};
 use pluis_proto::pb;
 use pluis_proto::Role;
-use support::{allow_bulk, bsns, import_bsns, run_node_if_asked, NodeProcess};
+use support::{
+    allow_bulk, bsns, import_bsns, run_node_if_asked, start_node, stop_node, NodeProcess,
+};
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -70,7 +72,7 @@ async fn bench() -> anyhow::Result<()> {
     let start_nodes = || -> anyhow::Result<Vec<NodeProcess>> {
         ["school", "police"]
             .iter()
-            .map(|org| NodeProcess::start(org, &consortium.node(org)?.config))
+            .map(|org| start_node(&consortium.node(org)?.config))
             .collect()
     };
     let screen = || async {
@@ -90,7 +92,8 @@ async fn bench() -> anyhow::Result<()> {
     let memory = |nodes: &[NodeProcess]| {
         nodes
             .iter()
-            .map(|n| format!("{} {:.0} MiB", n.org, n.peak_mib()))
+            .zip(["school", "police"])
+            .map(|(n, org)| format!("{org} {:.0} MiB", n.peak_mib()))
             .collect::<Vec<_>>()
             .join(", ")
     };
@@ -168,7 +171,7 @@ async fn bench() -> anyhow::Result<()> {
     );
     let peaks = memory(&nodes);
     for node in nodes {
-        node.stop()?;
+        stop_node(node)?;
     }
 
     // 4. Both nodes restarted: the partner loads its stored table, the
@@ -186,7 +189,7 @@ async fn bench() -> anyhow::Result<()> {
         memory(&nodes)
     );
     for node in nodes {
-        node.stop()?;
+        stop_node(node)?;
     }
     println!(
         "target: first screening under 60 s: {}",

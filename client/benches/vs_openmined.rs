@@ -29,7 +29,7 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use pluis_client::dev::consortium::{LocalConsortium, PURPOSE};
 use pluis_proto::Role;
-use support::{allow_bulk, bsns, import_bsns, run_node_if_asked, NodeProcess};
+use support::{allow_bulk, bsns, import_bsns, run_node_if_asked, start_node, stop_node};
 
 fn main() -> anyhow::Result<()> {
     run_node_if_asked();
@@ -106,12 +106,12 @@ async fn bench() -> anyhow::Result<()> {
     let started = Instant::now();
     let nodes = ["school", "police"]
         .iter()
-        .map(|org| NodeProcess::start(org, &consortium.node(org)?.config))
+        .map(|org| start_node(&consortium.node(org)?.config))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let response = pluis_client::coordinator::screen::run(&url, &coordinator, PURPOSE, 2).await?;
     let pluis = started.elapsed().as_secs_f64();
     for node in nodes {
-        node.stop()?;
+        stop_node(node)?;
     }
     if response.hits.len() != shared {
         bail!(

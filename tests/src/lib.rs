@@ -343,17 +343,6 @@ pub fn run_to_end(binary: &Path, args: &[&str], deadline: Duration) -> (bool, St
     )
 }
 
-/// Reads a child's pipe to its end on a thread of its own.
-fn drain(pipe: Option<impl std::io::Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        if let Some(mut pipe) = pipe {
-            let _ = pipe.read_to_end(&mut bytes);
-        }
-        bytes
-    })
-}
-
 /// Waits for a child, killing it (and failing the test) past the deadline.
 /// Its output is drained as it comes, so a chatty child cannot block.
 pub fn wait_with_deadline(mut child: Child, deadline: Duration) -> std::process::Output {
@@ -454,141 +443,9 @@ pub fn any_port(file: &mut ConfigFile) {
     file.listen = "127.0.0.1:0".into();
 }
 
-/// A `pluis-node serve` process, for tests that need a real process:
-/// exit codes, signals, kills.
-pub struct NodeProcess {
-    child: Option<Child>,
-    /// `https://ADDR` the node reported on stdout.
-    pub url: String,
-    /// `http://ADDR/metrics`, if the node's config asks for metrics.
-    pub metrics_url: Option<String>,
-    stderr: Option<std::thread::JoinHandle<Vec<u8>>>,
-}
-
-impl NodeProcess {
-    /// Starts `binary serve --config CONFIG` and waits (up to 30 s) for its
-    /// `listening on URL` line, which carries the port it bound.
-    pub fn spawn(binary: &Path, config: &Path) -> Self {
-        Self::spawn_with_env(binary, config, &[])
-    }
-
-    /// [`NodeProcess::spawn`] with extra environment variables.
-    pub fn spawn_with_env(binary: &Path, config: &Path, env: &[(&str, &str)]) -> Self {
-        use std::io::BufRead;
-        let mut child = Command::new(binary)
-            .args(["serve", "--config"])
-            .arg(config)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("pluis-node starts");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let stderr = drain(child.stderr.take());
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                let _ = tx.send(line);
-            }
-        });
-        let mut process = NodeProcess {
-            child: Some(child),
-            url: String::new(),
-            metrics_url: None,
-            stderr: Some(stderr),
-        };
-        match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(line) => match line.strip_prefix("listening on ") {
-                Some(url) => process.url = url.to_owned(),
-                None => panic!("unexpected first line from pluis-node: {line:?}"),
-            },
-            Err(_) => {
-                let output = process.terminate();
-                panic!(
-                    "pluis-node did not report its port; stderr:\n{}",
-                    String::from_utf8_lossy(&output.stderr)
-                );
-            }
-        }
-        let wants_metrics = std::fs::read_to_string(config)
-            .map(|text| text.lines().any(|l| l.starts_with("metrics_listen")))
-            .unwrap_or(false);
-        if wants_metrics {
-            match rx.recv_timeout(Duration::from_secs(10)) {
-                Ok(line) => match line.strip_prefix("metrics on ") {
-                    Some(url) => process.metrics_url = Some(url.to_owned()),
-                    None => panic!("unexpected second line from pluis-node: {line:?}"),
-                },
-                Err(_) => panic!("pluis-node did not report its metrics address"),
-            }
-        }
-        process
-    }
-
-    /// The process id, for signals sent from elsewhere.
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("process is running").id()
-    }
-
-    /// Sends `signal` (`STOP`, `CONT`, …) to the running process.
-    pub fn signal(&self, signal: &str) {
-        let child = self.child.as_ref().expect("process is running");
-        let status = Command::new("kill")
-            .args([format!("-{signal}"), child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill -{signal} failed");
-    }
-
-    /// Kills the process outright (SIGKILL), as a crash would.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Sends SIGTERM and waits (up to 30 s) for the process to end.
-    pub fn terminate(&mut self) -> std::process::Output {
-        let mut child = self.child.take().expect("process is running");
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let start = std::time::Instant::now();
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("child status") {
-                break status;
-            }
-            if start.elapsed() > Duration::from_secs(30) {
-                let _ = child.kill();
-                panic!("pluis-node did not stop within 30 s of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        std::process::Output {
-            status,
-            stdout: Vec::new(),
-            stderr: self
-                .stderr
-                .take()
-                .and_then(|h| h.join().ok())
-                .unwrap_or_default(),
-        }
-    }
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
+/// A node as a process of its own (exit codes, signals, kills): the
+/// client's dev type, which the benchmarks use too.
+pub use pluis_client::dev::process::NodeProcess;
 
 /// GETs `url` (`http://HOST:PORT/PATH`) with a plain HTTP/1.1 client over
 /// a TCP socket; returns the status code and the body.

@@ -448,7 +448,7 @@ async fn a_node_killed_during_a_burst_restarts_with_a_log_that_verifies() {
         .create()
         .await;
     let school = c.node("school").unwrap();
-    let mut node = NodeProcess::spawn(Path::new(NODE), &school.config);
+    let mut node = NodeProcess::spawn(Path::new(NODE), &school.config).expect("the node starts");
     let auditor = c.identity("school", Role::Auditor);
     let police = c.identity("police", Role::Node);
 
@@ -521,7 +521,7 @@ async fn a_node_killed_during_a_burst_restarts_with_a_log_that_verifies() {
     node.kill();
     let _ = tokio::time::timeout(Duration::from_secs(30), running).await;
 
-    let node = NodeProcess::spawn(Path::new(NODE), &school.config);
+    let node = NodeProcess::spawn(Path::new(NODE), &school.config).expect("the node starts");
     let after = audit::checkpoint(&node.url, &auditor, None, Some(&saved))
         .await
         .unwrap();

@@ -349,7 +349,7 @@ fn a_forged_log_line_in_a_purpose_never_reaches_the_nodes_log() {
         .config("police", any_port)
         .for_processes(&runtime);
     let police = c.node("police").unwrap();
-    let mut node = NodeProcess::spawn(Path::new(NODE), &police.config);
+    let mut node = NodeProcess::spawn(Path::new(NODE), &police.config).expect("the node starts");
     let school = c.identity("school", Role::Node);
     runtime.block_on(async {
         let mut client =
@@ -375,7 +375,7 @@ fn a_forged_log_line_in_a_purpose_never_reaches_the_nodes_log() {
             );
         }
     });
-    let output = node.terminate();
+    let output = node.terminate().expect("the node stops");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!stderr.contains("FORGED"), "{stderr}");
     assert!(!stderr.contains('\u{1b}') && !stderr.contains('\0'));

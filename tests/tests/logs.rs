@@ -57,7 +57,8 @@ async fn a_nodes_log_holds_no_personal_data() {
         Path::new(NODE),
         &config,
         &[("RUST_LOG", "info,pluis_node=debug")],
-    );
+    )
+    .expect("the node starts");
     // The police coordinator asks the process node, which asks the school's
     // node (evaluations, table buckets) and adds its own signals.
     let input = std::fs::read_to_string(&csv).unwrap();
@@ -85,7 +86,7 @@ async fn a_nodes_log_holds_no_personal_data() {
         answer.subjects.iter().any(|s| s.domain_count > 0),
         "the query found something"
     );
-    let output = node.terminate();
+    let output = node.terminate().expect("the node stops");
     let log = format!(
         "{import_out}{import_log}{}",
         String::from_utf8_lossy(&output.stderr)

@@ -135,7 +135,7 @@ async fn the_daily_key_budget_is_enforced_and_survives_a_restart() {
     let police = c.node("police").unwrap();
     let school = c.identity("school", Role::Node);
 
-    let mut node = NodeProcess::spawn(Path::new(NODE), &police.config);
+    let mut node = NodeProcess::spawn(Path::new(NODE), &police.config).expect("the node starts");
     let mut client = PartnerClient::new(channel_as(&node.url, &school));
     let three = blinded(&["bsn:111222333", "bsn:123456782", "bsn:010000008"]);
     assert!(client.evaluate(request(PURPOSE, &three)).await.is_ok());
@@ -150,9 +150,9 @@ async fn the_daily_key_budget_is_enforced_and_survives_a_restart() {
         client.evaluate(request(PURPOSE, &three[..2])).await.is_ok(),
         "5 of 5"
     );
-    assert!(node.terminate().status.success());
+    assert!(node.terminate().expect("the node stops").status.success());
 
-    let mut node = NodeProcess::spawn(Path::new(NODE), &police.config);
+    let mut node = NodeProcess::spawn(Path::new(NODE), &police.config).expect("the node starts");
     let mut client = PartnerClient::new(channel_as(&node.url, &school));
     let err = client
         .evaluate(request(PURPOSE, &three[..1]))
@@ -163,7 +163,7 @@ async fn the_daily_key_budget_is_enforced_and_survives_a_restart() {
         "{}",
         err.message()
     );
-    assert!(node.terminate().status.success());
+    assert!(node.terminate().expect("the node stops").status.success());
 }
 
 fn subject(label: &str, key: &str) -> pluis_proto::pb::Subject {

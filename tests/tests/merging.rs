@@ -54,8 +54,9 @@ async fn queries_waiting_for_a_partner_share_its_next_exchange() {
     let school_config = c.node("school").unwrap().config.clone();
     // Both nodes as processes of their own, on the ports in their configs.
     c.release_listeners();
-    let police = NodeProcess::spawn(Path::new(NODE), &c.node("police").unwrap().config);
-    let school = NodeProcess::spawn(Path::new(NODE), &school_config);
+    let police = NodeProcess::spawn(Path::new(NODE), &c.node("police").unwrap().config)
+        .expect("the node starts");
+    let school = NodeProcess::spawn(Path::new(NODE), &school_config).expect("the node starts");
     let coordinator = Arc::new(c.identity("police", Role::Coordinator));
     let ask = |keys: &[&str]| -> JoinHandle<MatchResponse> {
         let (url, coordinator) = (police.url.clone(), coordinator.clone());
@@ -71,14 +72,14 @@ async fn queries_waiting_for_a_partner_share_its_next_exchange() {
 
     // An exchange in flight to a school that stands still; two queries
     // arrive meanwhile, one after the other, and wait.
-    school.signal("STOP");
+    school.signal("STOP").expect("kill");
     let running = ask(&[K4]);
     pause().await;
     let b = ask(&[K1, K2]);
     pause().await;
     let c2 = ask(&[K2, K3]);
     pause().await;
-    school.signal("CONT");
+    school.signal("CONT").expect("kill");
     let (running, b, c2) = (running.await.unwrap(), b.await.unwrap(), c2.await.unwrap());
     for answer in [&running, &b, &c2] {
         assert_eq!(answer.peers[0].state, State::Answered as i32, "{answer:?}");
@@ -95,14 +96,14 @@ async fn queries_waiting_for_a_partner_share_its_next_exchange() {
     // Again, but merged the queries would pass the budget: 6 used, and
     // 1 + 2 more asked together. Asked again one by one, in the order
     // they came, the first fits.
-    school.signal("STOP");
+    school.signal("STOP").expect("kill");
     let running = ask(&[K4]);
     pause().await;
     let b = ask(&[K1]);
     pause().await;
     let c2 = ask(&[K2, K3]);
     pause().await;
-    school.signal("CONT");
+    school.signal("CONT").expect("kill");
     let (running, b, c2) = (running.await.unwrap(), b.await.unwrap(), c2.await.unwrap());
     assert_eq!(running.peers[0].state, State::Answered as i32);
     assert_eq!(b.peers[0].state, State::Answered as i32, "{b:?}");

@@ -193,7 +193,7 @@ fn a_bad_live_import_stores_nothing_and_a_killed_one_leaves_the_old_or_the_new_s
         setup.config("police", with_metrics)
     });
     let config = c.node("police").unwrap().config.clone();
-    let mut police = NodeProcess::spawn(Path::new(NODE), &config);
+    let mut police = NodeProcess::spawn(Path::new(NODE), &config).expect("the node starts");
     let mut metrics_url = police.metrics_url.clone().unwrap();
     let c_arg = config.display().to_string();
 
@@ -306,7 +306,7 @@ fn a_bad_live_import_stores_nothing_and_a_killed_one_leaves_the_old_or_the_new_s
         assert!(!stderr.contains("panicked"), "{stderr}");
         // Offline now: the old state, or the whole new one.
         let after = stored(&c, "police");
-        police = NodeProcess::spawn(Path::new(NODE), &config);
+        police = NodeProcess::spawn(Path::new(NODE), &config).expect("the node starts");
         metrics_url = police.metrics_url.clone().unwrap();
         // The whole import, again: it stores what the killed one did not.
         let (ok, _, stderr) = node_cmd(&["import", "--config", &c_arg, big.to_str().unwrap()]);
@@ -328,7 +328,7 @@ fn a_bad_live_import_stores_nothing_and_a_killed_one_leaves_the_old_or_the_new_s
         ]);
         assert!(ok, "{stderr}");
     }
-    let output = police.terminate();
+    let output = police.terminate().expect("the node stops");
     let stderr = String::from_utf8_lossy(&output.stderr);
     for value in ["123456789", "240000006", "111222333", "Jansen"] {
         assert!(
@@ -350,8 +350,9 @@ fn sighup_keeps_the_old_policy_for_a_broken_file_and_puts_a_good_one_in_force() 
         |setup| setup.config("school", with_metrics),
     );
     let school_config = c.node("school").unwrap().config.clone();
-    let _police = NodeProcess::spawn(Path::new(NODE), &c.node("police").unwrap().config);
-    let mut school = NodeProcess::spawn(Path::new(NODE), &school_config);
+    let _police = NodeProcess::spawn(Path::new(NODE), &c.node("police").unwrap().config)
+        .expect("the node starts");
+    let mut school = NodeProcess::spawn(Path::new(NODE), &school_config).expect("the node starts");
     let metrics_url = school.metrics_url.clone().unwrap();
     let coordinator = c.identity("police", Role::Coordinator);
     let police_url = format!("https://{}", c.node("police").unwrap().addr);
@@ -380,7 +381,7 @@ fn sighup_keeps_the_old_policy_for_a_broken_file_and_puts_a_good_one_in_force() 
         1,
     );
     std::fs::write(&school_config, &broken).unwrap();
-    school.signal("HUP");
+    school.signal("HUP").expect("kill");
     wait_for_metrics(&metrics_url, "the broken reload to be refused", |page| {
         try_metric(page, "pluis_policy_reloads_total{outcome=\"refused\"}") == Some(1.0)
     });
@@ -412,7 +413,7 @@ fn sighup_keeps_the_old_policy_for_a_broken_file_and_puts_a_good_one_in_force() 
     }
     let fixed = narrower.to_toml();
     std::fs::write(&school_config, &fixed).unwrap();
-    school.signal("HUP");
+    school.signal("HUP").expect("kill");
     wait_for_metrics(&metrics_url, "the good reload to be in force", |page| {
         try_metric(page, "pluis_policy_reloads_total{outcome=\"loaded\"}") == Some(1.0)
     });
@@ -437,7 +438,7 @@ fn sighup_keeps_the_old_policy_for_a_broken_file_and_puts_a_good_one_in_force() 
         "{}",
         policies[1].detail
     );
-    let output = school.terminate();
+    let output = school.terminate().expect("the node stops");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains("max_keys_per_dya") && stderr.contains("line"),
@@ -668,8 +669,9 @@ fn the_metrics_endpoint_is_plain_http_and_its_counters_move() {
         |setup| setup.config("school", with_metrics),
     );
     let school_config = c.node("school").unwrap().config.clone();
-    let _police = NodeProcess::spawn(Path::new(NODE), &c.node("police").unwrap().config);
-    let school = NodeProcess::spawn(Path::new(NODE), &school_config);
+    let _police = NodeProcess::spawn(Path::new(NODE), &c.node("police").unwrap().config)
+        .expect("the node starts");
+    let school = NodeProcess::spawn(Path::new(NODE), &school_config).expect("the node starts");
     let url = school.metrics_url.clone().unwrap();
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
     let (status, before) = http_get(&url);

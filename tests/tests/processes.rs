@@ -114,7 +114,7 @@ async fn a_node_process_serves_on_the_port_it_reports_and_stops_cleanly_on_sigte
     );
     file.data_dir = "process-data".into();
     std::fs::write(&config, file.to_toml()).unwrap();
-    let mut node = NodeProcess::spawn(Path::new(NODE), &config);
+    let mut node = NodeProcess::spawn(Path::new(NODE), &config).expect("the node starts");
     assert!(!node.url.ends_with(":0"), "{}", node.url);
 
     let identity = c.identity("police", Role::Coordinator);
@@ -124,7 +124,7 @@ async fn a_node_process_serves_on_the_port_it_reports_and_stops_cleanly_on_sigte
     assert_eq!(status.org, "police");
     assert!(status.peers[0].reachable, "{:?}", status.peers[0]);
 
-    let output = node.terminate();
+    let output = node.terminate().expect("the node stops");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),
@@ -157,7 +157,7 @@ async fn a_peer_url_that_leads_to_another_orgs_node_is_not_trusted() {
     );
     file.data_dir = "misrouted-data".into();
     std::fs::write(&config, file.to_toml()).unwrap();
-    let mut node = NodeProcess::spawn(Path::new(NODE), &config);
+    let mut node = NodeProcess::spawn(Path::new(NODE), &config).expect("the node starts");
 
     let identity = c.identity("police", Role::Coordinator);
     let status = pluis_client::coordinator::status::fetch(&node.url, &identity)
@@ -175,7 +175,7 @@ async fn a_peer_url_that_leads_to_another_orgs_node_is_not_trusted() {
         school.detail
     );
     assert!(health.reachable, "{}", health.detail);
-    assert!(node.terminate().status.success());
+    assert!(node.terminate().expect("the node stops").status.success());
     c.stop().await;
 }
 

@@ -7,19 +7,18 @@
 
 #![allow(dead_code)] // each bench uses part of it
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::Parser;
 use pluis_client::dev::consortium::LocalConsortium;
 use pluis_node::{import, ImportOptions, Quiet};
 
 const NODE_FLAG: &str = "--node-process";
 
-/// In a child started by [`NodeProcess::start`]: serves the node of the
+/// In a child started by [`start_node`]: serves the node of the
 /// config given and exits when it stops. Otherwise returns.
 pub fn run_node_if_asked() {
     let args: Vec<String> = std::env::args().collect();
@@ -47,69 +46,27 @@ pub fn run_node_if_asked() {
     std::process::exit(code);
 }
 
-/// A node running as a child process of this bench.
-pub struct NodeProcess {
-    /// Its org.
-    pub org: String,
-    child: Child,
+pub use pluis_client::dev::process::NodeProcess;
+
+/// Starts the node of `config` as a child process of this bench (the
+/// bench binary run again with `--node-process CONFIG`).
+pub fn start_node(config: &Path) -> anyhow::Result<NodeProcess> {
+    let mut command = Command::new(std::env::current_exe()?);
+    command.arg(NODE_FLAG).arg(config);
+    NodeProcess::start(command, false)
 }
 
-impl NodeProcess {
-    /// Starts the node of `config` and waits for it to listen.
-    pub fn start(org: &str, config: &Path) -> anyhow::Result<NodeProcess> {
-        let mut child = Command::new(std::env::current_exe()?)
-            .arg(NODE_FLAG)
-            .arg(config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .context("starting a node process")?;
-        let stdout = child.stdout.take().context("node stdout")?;
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
-        if !line.starts_with("listening on ") {
-            let _ = child.kill();
-            bail!("node {org} did not start: {line:?}");
-        }
-        Ok(NodeProcess {
-            org: org.to_owned(),
-            child,
-        })
+/// SIGTERM, then waits for a clean exit.
+pub fn stop_node(mut node: NodeProcess) -> anyhow::Result<()> {
+    let output = node.terminate()?;
+    if !output.status.success() {
+        bail!(
+            "a node exited with {}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
-
-    /// Peak resident memory so far, in MiB (Linux `VmHWM`).
-    pub fn peak_mib(&self) -> f64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .ok()
-            .and_then(|status| {
-                status
-                    .lines()
-                    .find_map(|l| l.strip_prefix("VmHWM:"))
-                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-            })
-            .map_or(f64::NAN, |kb| kb / 1024.0)
-    }
-
-    /// SIGTERM, then waits for a clean exit.
-    pub fn stop(mut self) -> anyhow::Result<()> {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()?;
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                if !status.success() {
-                    bail!("node {} exited with {status}", self.org);
-                }
-                return Ok(());
-            }
-            if started.elapsed() > Duration::from_secs(60) {
-                let _ = self.child.kill();
-                bail!("node {} did not stop within 60 s", self.org);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
+    Ok(())
 }
 
 /// `count` distinct valid BSNs (elfproef), from the 8-digit stem `from` on.

@@ -7,6 +7,7 @@ pub mod certs;
 pub mod consortium;
 #[cfg(feature = "local")]
 pub mod demo;
+pub mod process;
 
 use crate::cli::{CertsCommand, CertsInitArgs, CertsIssueArgs, CertsRevokeArgs, DemoArgs};
 
