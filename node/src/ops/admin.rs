@@ -20,10 +20,8 @@ use pluis_proto::pb;
 use pluis_proto::pb::admin_client::AdminClient;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::oneshot;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::server::UdsConnectInfo;
+use tonic::service::Routes;
 use tonic::transport::{Channel, Endpoint, Server};
-use tonic::{Request, Status};
 
 use crate::ops::import::{ImportError, ImportOptions};
 
@@ -89,21 +87,10 @@ pub fn bind(data_dir: &Path) -> Option<BoundSocket> {
     }
 }
 
-/// Serves `admin` (the Admin service: [`crate::service::admin`]) on a
-/// bound socket until stopped, to callers of the socket owner's user only.
-pub fn serve<S>(admin: S, socket: BoundSocket) -> AdminSocket
-where
-    S: tonic::server::NamedService
-        + tower::Service<
-            http::Request<tonic::body::Body>,
-            Response = http::Response<tonic::body::Body>,
-            Error = std::convert::Infallible,
-        > + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-{
+/// Serves the Admin service that `admin` makes for the socket's owner
+/// (its Unix user id: [`crate::service::admin`] lets only that user, or
+/// root, through) on a bound socket until stopped.
+pub fn serve(socket: BoundSocket, admin: impl FnOnce(u32) -> Routes) -> AdminSocket {
     let BoundSocket {
         path,
         listener,
@@ -111,10 +98,10 @@ where
     } = socket;
     let (stop, stopped) = oneshot::channel::<()>();
     let incoming = async_stream_of(listener);
-    let service = InterceptedService::new(admin, move |request| same_user(owner, request));
+    let service = admin(owner);
     let task = tokio::spawn(async move {
         let served = Server::builder()
-            .add_service(service)
+            .add_routes(service)
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = stopped.await;
             })
@@ -151,27 +138,6 @@ fn async_stream_of(
     listener: UnixListener,
 ) -> impl tokio_stream::Stream<Item = std::io::Result<UnixStream>> {
     tokio_stream::wrappers::UnixListenerStream::new(listener)
-}
-
-/// Lets through only callers running as the node's own Unix user (or root).
-fn same_user(owner: u32, request: Request<()>) -> Result<Request<()>, Status> {
-    let uid = request
-        .extensions()
-        .get::<UdsConnectInfo>()
-        .and_then(|info| info.peer_cred)
-        .map(|cred| cred.uid());
-    match uid {
-        Some(uid) if uid == owner || uid == 0 => Ok(request),
-        Some(uid) => {
-            tracing::warn!(uid, "admin call refused: another Unix user");
-            Err(Status::permission_denied(format!(
-                "the admin socket serves Unix user {owner} (the node's own) only, not {uid}"
-            )))
-        }
-        None => Err(Status::permission_denied(
-            "the admin socket could not tell who is calling",
-        )),
-    }
 }
 
 /// A client of the running node's admin socket, if a node answers on it.

@@ -33,8 +33,10 @@ use crate::responder::tables::Tables;
 use crate::server::live::Live;
 use crate::server::state::refusal_reporter;
 pub use crate::server::state::{NodeError, NodeState};
-use crate::service::admin::AdminService;
+use crate::service::admin::{same_user, AdminService};
 use crate::store::Store;
+use tonic::service::interceptor::InterceptedService;
+use tonic::service::Routes;
 
 /// A node, loaded and checked, not yet serving.
 #[derive(Debug)]
@@ -187,7 +189,11 @@ impl Node {
         self.bind_admin();
         let admin = self.admin_socket.take().map(|socket| {
             let admin = AdminServer::new(AdminService::new(state.clone()));
-            crate::ops::admin::serve(admin, socket)
+            crate::ops::admin::serve(socket, move |owner| {
+                Routes::new(InterceptedService::new(admin, move |request| {
+                    same_user(owner, request)
+                }))
+            })
         });
         if let Some(listener) = self.metrics_listener.take() {
             let page_state = state.clone();

@@ -372,3 +372,24 @@ impl pb::admin_server::Admin for AdminService {
         }))
     }
 }
+
+/// Lets through only callers running as the node's own Unix user (or root).
+pub(crate) fn same_user(owner: u32, request: Request<()>) -> Result<Request<()>, Status> {
+    let uid = request
+        .extensions()
+        .get::<UdsConnectInfo>()
+        .and_then(|info| info.peer_cred)
+        .map(|cred| cred.uid());
+    match uid {
+        Some(uid) if uid == owner || uid == 0 => Ok(request),
+        Some(uid) => {
+            tracing::warn!(uid, "admin call refused: another Unix user");
+            Err(Status::permission_denied(format!(
+                "the admin socket serves Unix user {owner} (the node's own) only, not {uid}"
+            )))
+        }
+        None => Err(Status::permission_denied(
+            "the admin socket could not tell who is calling",
+        )),
+    }
+}

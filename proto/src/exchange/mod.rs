@@ -314,7 +314,8 @@ mod tests {
         }
     }
 
-    fn table_of(key: &EpochKey, entries: &[(&str, LifeDomain)]) -> LabelledTable {
+    /// The table a responder holding `entries` publishes under `key`.
+    pub(super) fn table_of(key: &EpochKey, entries: &[(&str, LifeDomain)]) -> LabelledTable {
         let rng = ring::rand::SystemRandom::new();
         LabelledTable::new(
             entries

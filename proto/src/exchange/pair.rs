@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use super::sequence::{BULK_BATCH, MAX_BATCH};
 use super::*;
 use crate::oprf::EpochKey;
-use crate::table::seal_label;
 use crate::taxonomy::LifeDomain;
 
 /// The answering side: one key per epoch, a table per epoch, limits.
@@ -57,24 +56,9 @@ impl Responder {
     }
 
     fn table(&self, epoch: u64) -> LabelledTable {
-        let key = &self.keys[&epoch];
-        let rng = ring::rand::SystemRandom::new();
-        LabelledTable::new(
-            self.held
-                .iter()
-                .map(|(k, domain)| {
-                    let output = key.evaluate_input(k.as_bytes()).unwrap();
-                    let flags = Flags {
-                        domains: [*domain].into(),
-                        signals: Vec::new(),
-                    };
-                    TableEntry {
-                        tag: tag(&output),
-                        label: seal_label(&output, &flags.encode(), &rng).unwrap(),
-                    }
-                })
-                .collect(),
-        )
+        let held: Vec<(&str, LifeDomain)> =
+            self.held.iter().map(|(k, d)| (k.as_str(), *d)).collect();
+        super::tests::table_of(&self.keys[&epoch], &held)
     }
 
     fn evaluate(&mut self, request: &pb::EvaluateRequest) -> pb::EvaluateResponse {
