@@ -335,7 +335,11 @@ mod tests {
         )
     }
 
-    fn chunks_of(table: &LabelledTable, request: &pb::GetTableRequest) -> Vec<pb::TableChunk> {
+    /// What a responder streams for `request`: its buckets of `table`.
+    pub(super) fn chunks_of(
+        table: &LabelledTable,
+        request: &pb::GetTableRequest,
+    ) -> Vec<pb::TableChunk> {
         let prefixes = std::iter::once(&request.prefix).chain(&request.more_prefixes);
         let entries = prefixes
             .flat_map(|p| {
@@ -348,7 +352,7 @@ mod tests {
             })
             .collect();
         vec![pb::TableChunk {
-            epoch: 3,
+            epoch: request.epoch,
             entries,
             receipt: None,
         }]

@@ -90,22 +90,7 @@ impl Responder {
         self.tables
             .push((request.epoch, request.prefix_bits, buckets));
         let table = self.table(self.epoch(request.epoch));
-        let entries = std::iter::once(&request.prefix)
-            .chain(&request.more_prefixes)
-            .flat_map(|p| {
-                let prefix = Prefix::parse(request.prefix_bits, p).unwrap();
-                table.bucket(&prefix).to_vec()
-            })
-            .map(|e| pb::TableEntry {
-                tag: e.tag.to_vec(),
-                label: e.label,
-            })
-            .collect();
-        vec![pb::TableChunk {
-            epoch: request.epoch,
-            entries,
-            receipt: None,
-        }]
+        super::tests::chunks_of(&table, request)
     }
 }
 
