@@ -8,7 +8,6 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use pluis_client::coordinator::matching::{query, subjects_from_args};
 use pluis_client::dev::consortium::PURPOSE;
@@ -16,7 +15,7 @@ use pluis_proto::pb::audit_entry::Kind;
 use pluis_proto::pb::peer_outcome::State;
 use pluis_proto::pb::MatchResponse;
 use pluis_proto::Role;
-use pluis_tests::{days_ago, NodeProcess, Signal, TestConsortium};
+use pluis_tests::{days_ago, try_metric, wait_for_metrics, NodeProcess, Signal, TestConsortium};
 use tokio::task::JoinHandle;
 
 const NODE: &str = env!("CARGO_BIN_EXE_pluis-node-e2e");
@@ -49,6 +48,9 @@ async fn queries_waiting_for_a_partner_share_its_next_exchange() {
             ],
         )
         .peer_policies("school", |peer| peer.max_keys_per_day = Some(8))
+        .config("police", |file| {
+            file.metrics_listen = Some("127.0.0.1:0".into())
+        })
         .create()
         .await;
     let school_config = c.node("school").unwrap().config.clone();
@@ -63,7 +65,23 @@ async fn queries_waiting_for_a_partner_share_its_next_exchange() {
         let subjects = subjects_from_args(&keys.iter().map(|k| k.to_string()).collect::<Vec<_>>());
         tokio::spawn(async move { query(&url, &coordinator, PURPOSE, subjects).await.unwrap() })
     };
-    let pause = || tokio::time::sleep(Duration::from_millis(400));
+    // What the police node has in hand for the school: exchanges
+    // running, case queries waiting for the next one. The test waits for
+    // these, not for time to pass.
+    let metrics = police
+        .metrics_url
+        .clone()
+        .expect("the police node serves metrics");
+    let load = |running: u64, waiting: u64| {
+        let metrics = metrics.clone();
+        tokio::task::spawn_blocking(move || {
+            wait_for_metrics(&metrics, "the police node's queue", |page| {
+                let at = |name: &str| try_metric(page, &format!("{name}{{peer=\"school\"}}"));
+                at("pluis_case_query_exchanges_running") == Some(running as f64)
+                    && at("pluis_case_queries_waiting") == Some(waiting as f64)
+            })
+        })
+    };
 
     // A first query alone: the police node learns the school's limits.
     let first = ask(&[K4]).await.unwrap();
@@ -74,11 +92,11 @@ async fn queries_waiting_for_a_partner_share_its_next_exchange() {
     // arrive meanwhile, one after the other, and wait.
     school.signal("STOP").expect("kill");
     let running = ask(&[K4]);
-    pause().await;
+    load(1, 0).await.unwrap();
     let b = ask(&[K1, K2]);
-    pause().await;
+    load(1, 1).await.unwrap();
     let c2 = ask(&[K2, K3]);
-    pause().await;
+    load(1, 2).await.unwrap();
     school.signal("CONT").expect("kill");
     let (running, b, c2) = (running.await.unwrap(), b.await.unwrap(), c2.await.unwrap());
     for answer in [&running, &b, &c2] {
@@ -98,11 +116,11 @@ async fn queries_waiting_for_a_partner_share_its_next_exchange() {
     // they came, the first fits.
     school.signal("STOP").expect("kill");
     let running = ask(&[K4]);
-    pause().await;
+    load(1, 0).await.unwrap();
     let b = ask(&[K1]);
-    pause().await;
+    load(1, 1).await.unwrap();
     let c2 = ask(&[K2, K3]);
-    pause().await;
+    load(1, 2).await.unwrap();
     school.signal("CONT").expect("kill");
     let (running, b, c2) = (running.await.unwrap(), b.await.unwrap(), c2.await.unwrap());
     assert_eq!(running.peers[0].state, State::Answered as i32);

@@ -147,6 +147,9 @@ pub struct Gauges {
     pub uptime_seconds: u64,
     /// Certificates the CRLs in force list.
     pub revoked_certificates: u64,
+    /// Per partner: case-query exchanges running, and case queries
+    /// waiting to ride on the next one.
+    pub batches: Vec<(String, u64, u64)>,
 }
 
 fn header(out: &mut String, name: &str, help: &str, kind: &str) {
@@ -337,7 +340,8 @@ impl Metrics {
         out
     }
 
-    /// Exchanges by peer, purpose and outcome, and each peer's budget.
+    /// Exchanges by peer, purpose and outcome, each peer's budget, and
+    /// the case queries this node has running and waiting per partner.
     fn render_exchanges(&self, out: &mut String, gauges: &Gauges) {
         header(
             out,
@@ -377,6 +381,32 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "pluis_budget_limit_keys{{peer=\"{}\"}} {limit}",
+                label(peer)
+            );
+        }
+        header(
+            out,
+            "pluis_case_query_exchanges_running",
+            "Case-query exchanges with a partner running now.",
+            "gauge",
+        );
+        for (peer, running, _) in &gauges.batches {
+            let _ = writeln!(
+                out,
+                "pluis_case_query_exchanges_running{{peer=\"{}\"}} {running}",
+                label(peer)
+            );
+        }
+        header(
+            out,
+            "pluis_case_queries_waiting",
+            "Case queries waiting to ride on the next exchange with a partner.",
+            "gauge",
+        );
+        for (peer, _, waiting) in &gauges.batches {
+            let _ = writeln!(
+                out,
+                "pluis_case_queries_waiting{{peer=\"{}\"}} {waiting}",
                 label(peer)
             );
         }

@@ -34,6 +34,17 @@ use crate::requester::exchange::{ask_peer, Asker, Fetch, PeerAnswer};
 #[derive(Clone, Default)]
 pub struct Batches(Arc<Mutex<HashMap<Slot, Queue>>>);
 
+impl Batches {
+    /// How many case-query exchanges with this partner run now, and how
+    /// many case queries wait for the next one (over all purposes).
+    pub fn load(&self) -> (u64, u64) {
+        let queues = lock(&self.0);
+        let running = queues.values().filter(|q| q.running).count() as u64;
+        let waiting = queues.values().map(|q| q.waiting.len() as u64).sum();
+        (running, waiting)
+    }
+}
+
 impl std::fmt::Debug for Batches {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Batches")

@@ -189,6 +189,14 @@ impl NodeState {
             revision: self.store.revision(),
             uptime_seconds: self.started.elapsed().as_secs(),
             revoked_certificates: live.identity.revocations().len() as u64,
+            batches: live
+                .batches
+                .iter()
+                .map(|(peer, batches)| {
+                    let (running, waiting) = batches.load();
+                    (peer.to_string(), running, waiting)
+                })
+                .collect(),
         }
     }
 }
