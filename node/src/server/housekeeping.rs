@@ -55,7 +55,8 @@ pub(super) async fn housekeeping(state: Arc<NodeState>) {
 pub(super) async fn summarise_refusals(state: Arc<NodeState>) {
     loop {
         let interval = state.live().config.refusals.interval_secs.clamp(1, 3600);
-        tokio::time::sleep(Duration::from_secs(interval)).await;
+        let now = state.clock.now_secs();
+        state.clock.sleep_until(now + interval).await;
         state
             .refusals
             .flush(&state.audit, state.clock.now_secs(), false);
