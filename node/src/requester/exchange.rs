@@ -274,20 +274,21 @@ async fn curve_work<T: Send + 'static>(
         .map_err(|_| AskError::Local("a blinding or unblinding task ended"))
 }
 
-/// One `Evaluate` round trip for `batch`: blinded, evaluated, logged,
-/// unblinded; its outputs and the partner's answer.
+/// One `Evaluate` round trip for `keys` under `epoch` (as the wire
+/// carries it): blinded, evaluated, logged, unblinded; its outputs and
+/// the partner's answer.
 async fn evaluate(
     asker: Asker,
     mut client: PartnerClient<Channel>,
     context: pb::ExchangeContext,
-    batch: Batch,
+    epoch: u64,
+    keys: Vec<String>,
 ) -> Result<(Vec<OprfOutput>, Answer), AskError> {
-    let count = batch.keys.len() as u64;
-    let epoch = batch.wire_epoch();
+    let count = keys.len() as u64;
     let round = {
         let context = context.clone();
-        curve_work(batch.keys.len(), move || {
-            Round::blind(&context, epoch, batch.keys, &mut rand_core::OsRng)
+        curve_work(keys.len(), move || {
+            Round::blind(&context, epoch, keys, &mut rand_core::OsRng)
         })
         .await?
         .map_err(|_| AskError::Local("blinding the keys"))?
@@ -418,14 +419,22 @@ async fn exchange(
         purpose: purpose.to_owned(),
         legal_basis: legal_basis.to_owned(),
     };
-    let mut sequence = Sequence::new(context.clone(), keys.to_vec(), fetch);
+    let mut sequence = Sequence::new(context.clone(), keys.len(), fetch);
     let client = PartnerClient::new(asker.peer.channel.clone());
     let Some(first) = sequence.next_batch() else {
         return Err(AskError::Local("an exchange without a first batch"));
     };
-    let index = first.index;
-    let (outputs, answer) = evaluate(asker.clone(), client.clone(), context.clone(), first).await?;
-    sequence.answered(index, &answer.response, outputs)?;
+    let batch = |batch: &Batch| (batch.wire_epoch(), keys[batch.keys.clone()].to_vec());
+    let (epoch, first_keys) = batch(&first);
+    let (outputs, answer) = evaluate(
+        asker.clone(),
+        client.clone(),
+        context.clone(),
+        epoch,
+        first_keys,
+    )
+    .await?;
+    sequence.answered(first.index, &answer.response, outputs)?;
     let table = match fetch {
         Fetch::Buckets => None,
         Fetch::Whole => Some(whole_table(&asker, &client, &sequence, &answer.response)?),
@@ -433,12 +442,18 @@ async fn exchange(
     let mut in_flight = std::collections::VecDeque::new();
     loop {
         while in_flight.len() < IN_FLIGHT {
-            let Some(batch) = sequence.next_batch() else {
+            let Some(next) = sequence.next_batch() else {
                 break;
             };
-            let index = batch.index;
-            let ask = evaluate(asker.clone(), client.clone(), context.clone(), batch);
-            in_flight.push_back((index, tokio::spawn(ask)));
+            let (epoch, batch_keys) = batch(&next);
+            let ask = evaluate(
+                asker.clone(),
+                client.clone(),
+                context.clone(),
+                epoch,
+                batch_keys,
+            );
+            in_flight.push_back((next.index, tokio::spawn(ask)));
         }
         let Some((index, next)) = in_flight.pop_front() else {
             break;

@@ -17,6 +17,8 @@
 //! node runs where the curve work belongs (a blocking thread for many
 //! keys); this module only orders the steps.
 
+use std::ops::Range;
+
 use crate::oprf::OprfOutput;
 use crate::pb;
 
@@ -57,7 +59,8 @@ pub fn entries_allowed(table_size: u64, prefix_bits: u32, buckets: u64) -> u64 {
     buckets.saturating_mul(expected.saturating_mul(8).saturating_add(64))
 }
 
-/// One batch of keys to blind and send in an `Evaluate`.
+/// One batch of keys to blind and send in an `Evaluate`: which of the
+/// exchange's keys (the caller holds them; the sequence only counts).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Batch {
     /// Its place among the exchange's batches (answers may come back in
@@ -65,8 +68,8 @@ pub struct Batch {
     pub index: usize,
     /// The epoch to ask under: `None` for the partner's current one.
     pub epoch: Option<Epoch>,
-    /// The keys (canonical encodings).
-    pub keys: Vec<String>,
+    /// The places of its keys among the exchange's keys.
+    pub keys: Range<usize>,
 }
 
 impl Batch {
@@ -129,7 +132,7 @@ pub enum SequenceError {
 #[derive(Debug)]
 pub struct Sequence {
     context: pb::ExchangeContext,
-    keys: Vec<String>,
+    keys: usize,
     fetch: Fetch,
     /// Keys handed out in batches so far.
     handed: usize,
@@ -139,9 +142,9 @@ pub struct Sequence {
 }
 
 impl Sequence {
-    /// An exchange about `keys` for `context`, reading the table as
+    /// An exchange about `keys` keys for `context`, reading the table as
     /// `fetch` says.
-    pub fn new(context: pb::ExchangeContext, keys: Vec<String>, fetch: Fetch) -> Sequence {
+    pub fn new(context: pb::ExchangeContext, keys: usize, fetch: Fetch) -> Sequence {
         Sequence {
             context,
             keys,
@@ -171,12 +174,12 @@ impl Sequence {
     /// the rest only after the first answer (they are asked under its
     /// epoch, as large as its limit allows); none when every key is out.
     pub fn next_batch(&mut self) -> Option<Batch> {
-        if self.handed >= self.keys.len() {
+        if self.handed >= self.keys {
             return None;
         }
         let (size, epoch) = match (&self.pinned, self.batches.is_empty()) {
             (_, true) => match self.fetch {
-                Fetch::Buckets => (self.keys.len(), None),
+                Fetch::Buckets => (self.keys, None),
                 Fetch::Whole => (BULK_BATCH, None),
             },
             (None, false) => return None,
@@ -185,8 +188,8 @@ impl Sequence {
                 (limit.clamp(1, MAX_BATCH), Some(pinned.epoch))
             }
         };
-        let end = self.handed.saturating_add(size).min(self.keys.len());
-        let keys = self.keys[self.handed..end].to_vec();
+        let end = self.handed.saturating_add(size).min(self.keys);
+        let keys = self.handed..end;
         self.handed = end;
         let index = self.batches.len();
         self.batches.push((keys.len(), None));
@@ -235,7 +238,7 @@ impl Sequence {
 
     /// Whether every key has been evaluated.
     pub fn all_answered(&self) -> bool {
-        self.handed == self.keys.len() && self.batches.iter().all(|(_, o)| o.is_some())
+        self.handed == self.keys && self.batches.iter().all(|(_, o)| o.is_some())
     }
 
     /// The whole-table call of a screening: possible as soon as the first
@@ -255,15 +258,18 @@ impl Sequence {
         })
     }
 
-    /// Every key's output, in the order asked, once all are in.
-    pub fn opening(&self) -> Result<Opening, SequenceError> {
+    /// Every key's output, in the order asked, once all are in. The
+    /// outputs are moved out, not copied (a screening holds a million);
+    /// so this is asked once, and [`Sequence::all_answered`] is false
+    /// after it.
+    pub fn opening(&mut self) -> Result<Opening, SequenceError> {
         if !self.all_answered() {
             return Err(SequenceError::TooEarly("opening"));
         }
         let outputs = self
             .batches
-            .iter()
-            .flat_map(|(_, o)| o.iter().flatten().cloned())
+            .iter_mut()
+            .flat_map(|(_, o)| o.take().unwrap_or_default())
             .collect();
         Ok(Opening::new(outputs))
     }
