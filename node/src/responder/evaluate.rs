@@ -19,7 +19,7 @@ use super::call::{Call, RespondError};
 use crate::clock::Stopwatch;
 use crate::ops::metrics::Outcome;
 use crate::policy::View;
-use crate::policy::{decide_evaluate, Ask, PeerPolicy, Rule};
+use crate::policy::{decide_evaluate, Ask, Rule};
 use crate::server::state::NodeState;
 
 /// Batches at least this large are evaluated on all cores; smaller ones
@@ -39,7 +39,7 @@ pub async fn evaluate(
     let call = Call::new(state, "Partner/Evaluate", caller, ctx, &request);
     let keys = request.blinded.len() as u64;
     let today = state.clock.today();
-    let policy = call.live.policies.get(&peer).cloned();
+    let policy = call.live.policies.get(&peer);
     let used_today = state
         .store
         .budget_used(&peer, today.to_julian_day())
@@ -51,7 +51,7 @@ pub async fn evaluate(
         keys,
         used_today,
     };
-    if let Err(denial) = decide_evaluate(policy.as_ref(), ask) {
+    if let Err(denial) = decide_evaluate(policy, ask) {
         return Err(call.refuse(keys, denial.rule, denial.to_string()).await);
     }
     let asked = Epoch::asked(request.epoch);
@@ -66,7 +66,12 @@ pub async fn evaluate(
         key,
         epoch,
         today,
-        policy,
+        view: policy.map(View::of),
+        min_prefix_bits: policy.map_or(0, |p| p.min_prefix_bits),
+        max_keys_per_request: policy.map_or(0, |p| {
+            u32::try_from(p.max_keys_per_request).unwrap_or(u32::MAX)
+        }),
+        limit: policy.map_or(0, |p| p.max_keys_per_day),
         blinded: request.blinded,
         exchange_id: ctx.exchange_id.clone(),
         request_digest: call.request_digest,
@@ -78,7 +83,7 @@ pub async fn evaluate(
             ..call.entry(Kind::ExchangeServed)
         },
     };
-    let limit = serving.policy.as_ref().map_or(0, |p| p.max_keys_per_day);
+    let limit = serving.limit;
     let (response, charged) = tokio::task::spawn_blocking(move || serving.serve())
         .await
         .map_err(|_| RespondError::Task("evaluation"))??;
@@ -117,7 +122,12 @@ struct Serving {
     key: Arc<EpochKey>,
     epoch: Epoch,
     today: time::Date,
-    policy: Option<PeerPolicy>,
+    /// What the peer's policy grants: its view of the table (none: no
+    /// table), the shortest prefix, its per-request and daily key limits.
+    view: Option<View>,
+    min_prefix_bits: u32,
+    max_keys_per_request: u32,
+    limit: u64,
     blinded: Vec<Vec<u8>>,
     exchange_id: Vec<u8>,
     request_digest: [u8; 32],
@@ -132,12 +142,11 @@ impl Serving {
     fn serve(self) -> Result<Served, RespondError> {
         let state = &self.state;
         let evaluated = evaluate_all(&self.key, &self.blinded)?;
-        let policy = self.policy.as_ref();
-        let (table_size, table_digest) = match policy.map(View::of) {
+        let (table_size, table_digest) = match &self.view {
             Some(view) => {
                 let table = state
                     .tables
-                    .get(&state.store, self.epoch, &self.key, &view, self.today)
+                    .get(&state.store, self.epoch, &self.key, view, self.today)
                     .map_err(RespondError::store("table"))?;
                 (table.len() as u64, table.digest().to_vec())
             }
@@ -147,12 +156,10 @@ impl Serving {
             epoch: self.epoch.number(),
             evaluated,
             table_size,
-            min_prefix_bits: policy.map_or(0, |p| p.min_prefix_bits),
+            min_prefix_bits: self.min_prefix_bits,
             receipt: None,
             table_digest,
-            max_keys_per_request: policy.map_or(0, |p| {
-                u32::try_from(p.max_keys_per_request).unwrap_or(u32::MAX)
-            }),
+            max_keys_per_request: self.max_keys_per_request,
         };
         let response_digest = exchange::request_digest(&response);
         let served = pb::AuditEntry {
@@ -160,11 +167,10 @@ impl Serving {
             ..self.template
         };
         let keys = self.blinded.len() as u64;
-        let limit = policy.map_or(0, |p| p.max_keys_per_day);
         let day = self.today.to_julian_day();
         let charged = state
             .store
-            .charge_budget(&self.peer, day, keys, limit, &served)
+            .charge_budget(&self.peer, day, keys, self.limit, &served)
             .map_err(RespondError::store("budget"))?;
         // Served: durable (with whoever else is being served now), then
         // the receipt, still on this thread.
