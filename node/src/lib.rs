@@ -20,6 +20,7 @@
 //! | `ops/` | the admin socket (server and client), imports, the background pool, metrics | `store`, `policy` |
 //! | [`cli`] | `pluis-node`'s subcommands, one file per group, and `gen-data` | anything |
 //! | `clock` | the one clock every timestamp and timer reads (a test's, in tests), and the stopwatch | nothing |
+//! | `failure` | this node's own failures while answering a call (store, task, audit log), which the responder's and the requester's errors share and no caller sees as text | `store`, `audit` |
 //!
 //! No folder imports from another that imports from it, except through
 //! the state that assembles the node (`server::state`, and the `Live`
@@ -41,6 +42,7 @@ mod audit;
 pub mod cli;
 mod clock;
 pub mod config;
+mod failure;
 mod ops;
 mod policy;
 mod requester;

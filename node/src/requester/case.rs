@@ -15,6 +15,7 @@ use tracing::Instrument;
 use super::exchange::{exchange_id, Fetch, PEER_DEADLINE};
 use super::fanout::{ask_all, gather};
 use super::question::{own_purpose, BadField, CaseDomains, QueryError, Question};
+use crate::failure::Failure;
 use crate::policy::Assessment;
 use crate::policy::View;
 use crate::responder::tables::add_flags;
@@ -139,7 +140,7 @@ async fn own_flags(
     today: Date,
 ) -> Result<Vec<Option<Flags>>, QueryError> {
     let state = state.clone();
-    tokio::task::spawn_blocking(move || {
+    let flags = tokio::task::spawn_blocking(move || {
         let snapshot = state.store.snapshot();
         let mut flags = Vec::with_capacity(keys.len());
         for key in &keys {
@@ -155,8 +156,9 @@ async fn own_flags(
         Ok(flags)
     })
     .await
-    .map_err(|_| QueryError::Task("local lookup"))?
-    .map_err(QueryError::store("local lookup"))
+    .map_err(|_| Failure::Task("local lookup"))?
+    .map_err(Failure::store("local lookup"))?;
+    Ok(flags)
 }
 
 /// Per person and for the whole case, the domains every org's flags

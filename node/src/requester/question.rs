@@ -9,11 +9,10 @@ use pluis_proto::pb::{self, audit_entry::Kind};
 use pluis_proto::table::Flags;
 use pluis_proto::taxonomy::LifeDomain;
 
-use crate::audit::AuditError;
+use crate::failure::Failure;
 use crate::policy::{Assessment, Denial, Purpose, Rule};
 use crate::server::live::Live;
 use crate::server::state::NodeState;
-use crate::store::StoreError;
 
 /// Why a coordinator's question was not answered. Messages name the field
 /// or the rule, never a value. The first two are the coordinator's doing;
@@ -32,20 +31,9 @@ pub enum QueryError {
     /// This node's policy does not allow it.
     #[error(transparent)]
     Denied(Denial),
-    /// This node's store failed.
-    #[error("{what}: {source}")]
-    Store {
-        /// What was being read.
-        what: &'static str,
-        /// The store's error.
-        source: StoreError,
-    },
-    /// A blocking task of this question ended without an answer.
-    #[error("{0} task failed")]
-    Task(&'static str),
-    /// This node's audit log failed.
+    /// This node failed: its store, a task or its audit log.
     #[error(transparent)]
-    Audit(#[from] AuditError),
+    Failed(#[from] Failure),
 }
 
 /// How a field of a coordinator's question is wrong.
@@ -68,10 +56,6 @@ impl QueryError {
             field: field.into(),
             problem: problem.into(),
         }
-    }
-
-    pub(super) fn store(what: &'static str) -> impl FnOnce(StoreError) -> Self {
-        move |source| QueryError::Store { what, source }
     }
 }
 
@@ -118,7 +102,7 @@ impl Question<'_> {
             .record(&entry)
             .await
             .map(|_| ())
-            .map_err(QueryError::Audit)
+            .map_err(|e| QueryError::Failed(Failure::Audit(e)))
     }
 }
 

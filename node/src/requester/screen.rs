@@ -13,6 +13,7 @@ use tracing::Instrument;
 use super::exchange::{Fetch, PeerAnswer};
 use super::fanout::{ask_all, gather};
 use super::question::{own_purpose, CaseDomains, QueryError, Question};
+use crate::failure::Failure;
 use crate::policy::Assessment;
 use crate::policy::View;
 use crate::responder::tables::add_flags;
@@ -64,8 +65,8 @@ pub async fn screen(
         let state = state.clone();
         tokio::task::spawn_blocking(move || own_keys(&state, today))
             .await
-            .map_err(|_| QueryError::Task("local scan"))?
-            .map_err(QueryError::store("local scan"))?
+            .map_err(|_| Failure::Task("local scan"))?
+            .map_err(Failure::store("local scan"))?
     };
     let keys: Vec<String> = own.keys().cloned().collect();
     let span =

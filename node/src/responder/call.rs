@@ -11,13 +11,13 @@ use pluis_proto::{OrgId, SpiffeId};
 
 use crate::audit::refusals::Refusal;
 use crate::audit::AuditError;
+use crate::failure::Failure;
 use crate::ops::metrics::{Metrics, Outcome};
 use crate::policy::Rule;
 use crate::responder::epochs::EpochError;
 use crate::responder::served::ExchangeOf;
 use crate::server::live::Live;
 use crate::server::state::NodeState;
-use crate::store::StoreError;
 
 /// Why a partner's call was not answered. Messages name the field or the
 /// policy rule, never a value. The first three are the caller's doing;
@@ -45,20 +45,15 @@ pub enum RespondError {
     /// The epoch asked for is not served.
     #[error(transparent)]
     Epoch(#[from] EpochError),
-    /// This node's store or tables failed.
-    #[error("{what}: {source}")]
-    Store {
-        /// What was being read or written.
-        what: &'static str,
-        /// The store's error.
-        source: StoreError,
-    },
-    /// A blocking task of this call ended without an answer.
-    #[error("{0} task failed")]
-    Task(&'static str),
-    /// This node's audit log failed.
+    /// This node failed: its store, a task or its audit log.
     #[error(transparent)]
-    Audit(#[from] AuditError),
+    Failed(#[from] Failure),
+}
+
+impl From<AuditError> for RespondError {
+    fn from(e: AuditError) -> Self {
+        RespondError::Failed(Failure::Audit(e))
+    }
 }
 
 /// How a field of a partner's request is malformed.
@@ -84,10 +79,6 @@ impl RespondError {
             field: field.into(),
             problem: problem.into(),
         }
-    }
-
-    pub(super) fn store(what: &'static str) -> impl FnOnce(StoreError) -> Self {
-        move |source| RespondError::Store { what, source }
     }
 }
 

@@ -17,6 +17,7 @@ use rayon::prelude::*;
 
 use super::call::{Call, RespondError};
 use crate::clock::Stopwatch;
+use crate::failure::Failure;
 use crate::ops::metrics::Outcome;
 use crate::policy::View;
 use crate::policy::{decide_evaluate, Ask, Rule};
@@ -43,7 +44,7 @@ pub async fn evaluate(
     let used_today = state
         .store
         .budget_used(&peer, today.to_julian_day())
-        .map_err(RespondError::store("budget"))?;
+        .map_err(Failure::store("budget"))?;
     let ask = Ask {
         peer: &peer,
         purpose: &ctx.purpose,
@@ -86,7 +87,7 @@ pub async fn evaluate(
     let limit = serving.limit;
     let (response, charged) = tokio::task::spawn_blocking(move || serving.serve())
         .await
-        .map_err(|_| RespondError::Task("evaluation"))??;
+        .map_err(|_| Failure::Task("evaluation"))??;
     let index = match charged {
         Ok((_, index)) => index,
         Err(used) => {
@@ -147,7 +148,7 @@ impl Serving {
                 let table = state
                     .tables
                     .get(&state.store, self.epoch, &self.key, view, self.today)
-                    .map_err(RespondError::store("table"))?;
+                    .map_err(Failure::store("table"))?;
                 (table.len() as u64, table.digest().to_vec())
             }
             None => (0, Vec::new()),
@@ -171,7 +172,7 @@ impl Serving {
         let charged = state
             .store
             .charge_budget(&self.peer, day, keys, self.limit, &served)
-            .map_err(RespondError::store("budget"))?;
+            .map_err(Failure::store("budget"))?;
         // Served: durable (with whoever else is being served now), then
         // the receipt, still on this thread.
         if let Ok((_, index)) = charged {

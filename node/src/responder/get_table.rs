@@ -8,6 +8,7 @@ use pluis_proto::table::{LabelledTable, Prefix, TableEntry};
 use pluis_proto::SpiffeId;
 
 use super::call::{Call, RespondError};
+use crate::failure::Failure;
 use crate::policy::View;
 use crate::policy::{decide_table, Ask, Rule};
 use crate::responder::served::Unserved;
@@ -97,7 +98,7 @@ pub async fn table(
         let table = state
             .tables
             .get(&state.store, epoch, &key, &view, today)
-            .map_err(RespondError::store("table"))?;
+            .map_err(Failure::store("table"))?;
         let (chunks, served) = chunks_of(&table, &prefixes, epoch);
         let entry = pb::AuditEntry {
             entries_served: served as u64,
@@ -107,11 +108,11 @@ pub async fn table(
         let index = state
             .store
             .append_audit(&entry)
-            .map_err(RespondError::store("audit log"))?;
+            .map_err(Failure::store("audit log"))?;
         Ok::<_, RespondError>((chunks, served, index))
     })
     .await
-    .map_err(|_| RespondError::Task("table"))??;
+    .map_err(|_| Failure::Task("table"))??;
     tracing::info!(entries = served, log_index = index, "table entries served");
     Ok(chunks)
 }

@@ -48,8 +48,7 @@ impl From<RespondError> for Status {
             RespondError::Invalid { .. } => Status::invalid_argument(e.to_string()),
             RespondError::Denied { message, .. } => Status::permission_denied(message),
             RespondError::Epoch(e) => Status::failed_precondition(e.to_string()),
-            RespondError::Store { .. } | RespondError::Task(_) => internal(&e),
-            RespondError::Audit(e) => internal(&e),
+            RespondError::Failed(failure) => internal(&failure),
         }
     }
 }
@@ -60,8 +59,7 @@ impl From<QueryError> for Status {
         match e {
             QueryError::Invalid { .. } => Status::invalid_argument(e.to_string()),
             QueryError::Denied(denial) => Status::permission_denied(denial.to_string()),
-            QueryError::Store { .. } | QueryError::Task(_) => internal(&e),
-            QueryError::Audit(e) => internal(&e),
+            QueryError::Failed(failure) => internal(&failure),
         }
     }
 }
@@ -135,7 +133,9 @@ mod tests {
             "{}",
             status.message()
         );
-        let from_respond = Status::from(RespondError::Task("table /data/x"));
+        let from_respond = Status::from(RespondError::Failed(crate::failure::Failure::Task(
+            "table /data/x",
+        )));
         assert!(!from_respond.message().contains("/data/x"));
     }
 }
