@@ -358,58 +358,45 @@ impl Metrics {
                 outcome.label()
             );
         }
-        header(
+        let budgets = &gauges.budgets;
+        let batches = &gauges.batches;
+        per_peer(
             out,
             "pluis_budget_used_keys",
             "Keys evaluated for a peer today (UTC).",
-            "gauge",
+            budgets.iter().map(|(peer, used, _)| (peer, *used)),
         );
-        for (peer, used, _) in &gauges.budgets {
-            let _ = writeln!(
-                out,
-                "pluis_budget_used_keys{{peer=\"{}\"}} {used}",
-                label(peer)
-            );
-        }
-        header(
+        per_peer(
             out,
             "pluis_budget_limit_keys",
             "Keys a peer may have evaluated per day.",
-            "gauge",
+            budgets.iter().map(|(peer, _, limit)| (peer, *limit)),
         );
-        for (peer, _, limit) in &gauges.budgets {
-            let _ = writeln!(
-                out,
-                "pluis_budget_limit_keys{{peer=\"{}\"}} {limit}",
-                label(peer)
-            );
-        }
-        header(
+        per_peer(
             out,
             "pluis_case_query_exchanges_running",
             "Case-query exchanges with a partner running now.",
-            "gauge",
+            batches.iter().map(|(peer, running, _)| (peer, *running)),
         );
-        for (peer, running, _) in &gauges.batches {
-            let _ = writeln!(
-                out,
-                "pluis_case_query_exchanges_running{{peer=\"{}\"}} {running}",
-                label(peer)
-            );
-        }
-        header(
+        per_peer(
             out,
             "pluis_case_queries_waiting",
             "Case queries waiting to ride on the next exchange with a partner.",
-            "gauge",
+            batches.iter().map(|(peer, _, waiting)| (peer, *waiting)),
         );
-        for (peer, _, waiting) in &gauges.batches {
-            let _ = writeln!(
-                out,
-                "pluis_case_queries_waiting{{peer=\"{}\"}} {waiting}",
-                label(peer)
-            );
-        }
+    }
+}
+
+/// A gauge with a sample per peer.
+fn per_peer<'a>(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    samples: impl Iterator<Item = (&'a String, u64)>,
+) {
+    header(out, name, help, "gauge");
+    for (peer, value) in samples {
+        let _ = writeln!(out, "{name}{{peer=\"{}\"}} {value}", label(peer));
     }
 }
 
