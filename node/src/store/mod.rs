@@ -413,11 +413,6 @@ impl Store {
         self
     }
 
-    /// The clock its audit entries and the node's read.
-    pub fn clock(&self) -> Clock {
-        self.clock.clone()
-    }
-
     /// Now, in Unix milliseconds, for audit entries.
     pub(crate) fn now_ms(&self) -> i64 {
         self.clock.now_ms()
