@@ -74,7 +74,7 @@ pub async fn export(url: &str, identity: &TlsIdentity, out: &Path) -> anyhow::Re
         origin,
         verifier_key: signed.verifier_key.clone(),
         node: url.into(),
-        exported_at: utc(crate::auditor::now_ms()),
+        exported_at: utc(crate::clock::now_ms()),
     };
     let written = |e: std::io::Error| anyhow::anyhow!("writing {}: {e}", out.display());
     let line = |w: &mut std::io::BufWriter<std::fs::File>, line: &Line| {

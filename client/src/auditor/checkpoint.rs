@@ -137,8 +137,6 @@ fn to_hashes(hashes: &[Vec<u8>]) -> anyhow::Result<Vec<merkle::Hash>> {
         .collect()
 }
 
-pub use crate::clock::now_ms;
-
 /// `2026-11-29 01:02:03Z` for Unix milliseconds.
 pub fn utc(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)).map_or_else(

@@ -14,7 +14,7 @@ use pluis_proto::Role;
 
 pub use bundle::{export, read_bundle, verify, verify_file, Bundle, VerifiedFile, BUNDLE_FORMAT};
 pub use checkpoint::{
-    checkpoint, now_ms, render_checkpoint, save_checkpoint, utc, CheckedCheckpoint, SavedCheckpoint,
+    checkpoint, render_checkpoint, save_checkpoint, utc, CheckedCheckpoint, SavedCheckpoint,
 };
 pub use pluis_proto::log::{cross_check, kind_name, CrossCheck, Discrepancy};
 pub use show::{entries_json, render_cross_check, render_entries, show, Filter};

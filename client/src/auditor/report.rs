@@ -348,7 +348,7 @@ pub fn render(logs: &[NodeLog]) -> String {
     let _ = write!(
         html,
         "<h1>Pluis exchange report</h1><p>Generated {} from {} verified log(s). Every entry below was checked against its node's signed checkpoints (RFC 9162 Merkle tree, Ed25519). The logs hold no personal data: only who asked, for which purpose and legal basis, how much, when, and digests.</p>",
-        utc(crate::auditor::now_ms()),
+        utc(crate::clock::now_ms()),
         logs.len()
     );
     logs_table(&mut html, logs);
