@@ -15,7 +15,9 @@
 //!   authorised, the [`OrgId`] they carry, certificate serials and the
 //!   CRLs that revoke them;
 //! * [`identifier`]: person keys (BSN with elfproef, surname + initial +
-//!   date of birth), normalised to canonical bytes;
+//!   date of birth, given name), normalised to canonical bytes;
+//! * [`families`]: the typo-tolerant key families a person yields
+//!   (spelling, sound, date part, …), their tiers and reasons;
 //! * [`limits`]: the bound of every field a caller sends, checked first;
 //! * [`taxonomy`]: life domains and signal codes;
 //! * [`oprf`]: RFC 9497 OPRF (ristretto255-SHA512) for epochs, blinding
@@ -49,6 +51,7 @@
 #[cfg(feature = "grpc")]
 pub mod codec;
 pub mod exchange;
+pub mod families;
 pub mod identifier;
 pub mod identity;
 pub mod limits;
