@@ -460,7 +460,7 @@ impl NameDobKey {
                 .map(str::to_owned),
             None => None,
         };
-        let initial = match initial.map(|i| fold(i)) {
+        let initial = match initial.map(fold) {
             Some(folded) if !folded.trim().is_empty() => {
                 let mut letters = folded.trim().trim_end_matches('.').chars();
                 match (letters.next(), letters.next()) {
