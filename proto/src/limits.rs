@@ -12,6 +12,7 @@
 //! | `context.purpose`, `MatchRequest.purpose`, `ScreenRequest.purpose` | 1 to [`MAX_PURPOSE_LEN`] bytes of printable text |
 //! | `context.legal_basis` | 1 to [`MAX_LEGAL_BASIS_LEN`] bytes of printable text |
 //! | `EvaluateRequest.blinded` | 1 to [`MAX_BLINDED`] elements of [`ELEMENT_LEN`] bytes |
+//! | `EvaluateRequest.families` | none, or one known family number per element |
 //! | `GetTableRequest.prefix`, `more_prefixes` | at most [`MAX_PREFIXES`] prefixes in all |
 //! | `MatchRequest.subjects` | 1 to [`MAX_SUBJECTS`] subjects |
 //! | `Subject.label` | at most [`MAX_LABEL_LEN`] bytes of printable text |
@@ -86,6 +87,14 @@ pub enum Problem {
         count: usize,
         /// The limit.
         max: usize,
+    },
+    /// Neither none nor one per item of the list it goes with.
+    #[error("{count} items for {items}; must be none or one each")]
+    NotOnePerItem {
+        /// How many.
+        count: usize,
+        /// How many it goes with.
+        items: usize,
     },
     /// A control character (newline, NUL, escape, …).
     #[error("control characters are not allowed")]
@@ -191,6 +200,29 @@ pub fn evaluate(request: &crate::pb::EvaluateRequest) -> Result<(), FieldError> 
     count("blinded", request.blinded.len(), MAX_BLINDED, true)?;
     for (i, element) in request.blinded.iter().enumerate() {
         exact(&format!("blinded[{i}]"), element, ELEMENT_LEN)?;
+    }
+    let families = &request.families;
+    if !families.is_empty() && families.len() != request.blinded.len() {
+        let problem = Problem::NotOnePerItem {
+            count: families.len(),
+            items: request.blinded.len(),
+        };
+        return Err(FieldError::new("families", &[], problem));
+    }
+    let last = crate::families::Family::ALL.len() as u64 - 1;
+    for (i, family) in families.iter().enumerate() {
+        if crate::families::Family::from_wire(*family).is_none() {
+            let problem = Problem::Range {
+                value: u64::from(*family),
+                min: 0,
+                max: last,
+            };
+            return Err(FieldError::new(
+                format!("families[{i}]"),
+                &family.to_be_bytes(),
+                problem,
+            ));
+        }
     }
     Ok(())
 }
@@ -306,8 +338,22 @@ mod tests {
             context: Some(context("p", "b")),
             epoch: 0,
             blinded: vec![vec![0; 32]; 3],
+            families: Vec::new(),
         };
         assert!(evaluate(&request).is_ok());
+        request.families = vec![0, 1, 7];
+        assert!(evaluate(&request).is_ok());
+        request.families = vec![0, 1];
+        assert_eq!(
+            evaluate(&request).unwrap_err().to_string(),
+            "families: 2 items for 3; must be none or one each"
+        );
+        request.families = vec![0, 8, 1];
+        assert_eq!(
+            evaluate(&request).unwrap_err().to_string(),
+            "families[1]: 8 is out of range; 0 to 7 allowed"
+        );
+        request.families.clear();
         request.blinded[2] = vec![0; 33];
         assert_eq!(
             evaluate(&request).unwrap_err().to_string(),

@@ -1,7 +1,10 @@
 //! The oblivious PRF: RFC 9497, suite ristretto255-SHA512, OPRF mode,
 //! through the `voprf` crate (curve arithmetic from curve25519-dalek).
 //!
-//! A responder holds one [`EpochKey`] per epoch. It evaluates its own keys
+//! A responder holds one [`EpochKey`] per epoch: one OPRF key per key
+//! family ([`crate::families`]), each derived (RFC 9497 DeriveKeyPair)
+//! from the epoch's seed with the family's name as `info`, so that an
+//! input of one family never opens an entry of another. It evaluates its own keys
 //! directly ([`EpochKey::evaluate_input`], for its labelled table) and a
 //! requester's blinded elements ([`EpochKey::evaluate_blinded`]), which
 //! tell it nothing about the requester's keys. The requester blinds with
@@ -12,13 +15,16 @@
 use rand_core::{CryptoRng, RngCore};
 use voprf::{BlindedElement, EvaluationElement, OprfClient, OprfServer, Ristretto255};
 
+use crate::families::Family;
+
 /// Length of a serialised group element (blinded or evaluated).
 pub const ELEMENT_LEN: usize = 32;
 /// Length of an OPRF output (SHA-512).
 pub const OUTPUT_LEN: usize = 64;
 /// Length of the seed an epoch key is derived from.
 pub const SEED_LEN: usize = 32;
-/// The RFC 9497 `info` under which Pluis derives epoch keys.
+/// The RFC 9497 `info` under which Pluis derives the exact family's epoch
+/// key; the other families append `/` and their name.
 const KEY_INFO: &[u8] = b"pluis/epoch-key/v1";
 
 /// An OPRF output: what both sides compute for the same key.
@@ -40,9 +46,10 @@ fn output(bytes: &[u8]) -> Result<OprfOutput, OprfError> {
     bytes.try_into().map_err(|_| OprfError::Failed)
 }
 
-/// A responder's OPRF key for one epoch.
+/// A responder's OPRF keys for one epoch, one per key family.
 pub struct EpochKey {
-    server: OprfServer<Ristretto255>,
+    /// In [`Family::ALL`] order.
+    servers: Vec<OprfServer<Ristretto255>>,
 }
 
 impl std::fmt::Debug for EpochKey {
@@ -55,22 +62,49 @@ impl EpochKey {
     /// The key derived (RFC 9497 DeriveKeyPair) from a 32-byte secret seed.
     /// Nodes store the seed, sealed, and re-derive the key at start.
     pub fn from_seed(seed: &[u8; SEED_LEN]) -> Result<EpochKey, OprfError> {
-        OprfServer::new_from_seed(seed, KEY_INFO)
-            .map(|server| EpochKey { server })
-            .map_err(|_| OprfError::Failed)
+        let servers = Family::ALL
+            .into_iter()
+            .map(|family| {
+                let info = match family {
+                    Family::Exact => KEY_INFO.to_vec(),
+                    other => [KEY_INFO, b"/", other.code().as_bytes()].concat(),
+                };
+                OprfServer::new_from_seed(seed, &info).map_err(|_| OprfError::Failed)
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(EpochKey { servers })
     }
 
-    /// Evaluates a requester's blinded element.
-    pub fn evaluate_blinded(&self, blinded: &[u8]) -> Result<[u8; ELEMENT_LEN], OprfError> {
+    fn server(&self, family: Family) -> Result<&OprfServer<Ristretto255>, OprfError> {
+        self.servers
+            .get(family.wire() as usize)
+            .ok_or(OprfError::Failed)
+    }
+
+    /// Evaluates a requester's blinded element under `family`'s key.
+    pub fn evaluate_blinded(
+        &self,
+        family: Family,
+        blinded: &[u8],
+    ) -> Result<[u8; ELEMENT_LEN], OprfError> {
         let element = BlindedElement::<Ristretto255>::deserialize(blinded)
             .map_err(|_| OprfError::BadElement)?;
-        let evaluated = self.server.blind_evaluate(&element).serialize();
+        let evaluated = self.server(family)?.blind_evaluate(&element).serialize();
         evaluated[..].try_into().map_err(|_| OprfError::Failed)
     }
 
-    /// The OPRF output for one of the responder's own inputs.
+    /// The OPRF output for one of the responder's own inputs, under the
+    /// key of the family its prefix names (the exact family's for
+    /// anything else).
     pub fn evaluate_input(&self, input: &[u8]) -> Result<OprfOutput, OprfError> {
-        let out = self.server.evaluate(input).map_err(|_| OprfError::Failed)?;
+        let family = std::str::from_utf8(input)
+            .ok()
+            .and_then(Family::of_input)
+            .unwrap_or(Family::Exact);
+        let out = self
+            .server(family)?
+            .evaluate(input)
+            .map_err(|_| OprfError::Failed)?;
         output(&out[..])
     }
 }
@@ -171,8 +205,10 @@ mod tests {
                 assert_eq!(hex(&s.evaluate(&input).unwrap()), out);
             }
             // And through Pluis's own wrapper, from the blinded bytes on.
-            let key = EpochKey { server: sk.clone() };
-            let evaluated_bytes = key.evaluate_blinded(&unhex(blinded)).unwrap();
+            let key = EpochKey {
+                servers: vec![sk.clone()],
+            };
+            let evaluated_bytes = key.evaluate_blinded(Family::Exact, &unhex(blinded)).unwrap();
             assert_eq!(hex(&evaluated_bytes), evaluated);
             assert_eq!(hex(&key.evaluate_input(&input).unwrap()), out);
         }
@@ -184,9 +220,28 @@ mod tests {
         let key = EpochKey::from_seed(&[7; SEED_LEN]).unwrap();
         let input = b"bsn:111222333";
         let blinded = blind(input, &mut rng).unwrap();
-        let evaluated = key.evaluate_blinded(&blinded.element).unwrap();
+        let evaluated = key.evaluate_blinded(Family::Exact, &blinded.element).unwrap();
         let output = blinded.finalize(input, &evaluated).unwrap();
         assert_eq!(output, key.evaluate_input(input).unwrap());
+        // The exact family's key is the one derived before families
+        // existed: tables and epochs of older nodes agree.
+        let legacy = OprfServer::<Ristretto255>::new_from_seed(&[7; SEED_LEN], KEY_INFO).unwrap();
+        assert_eq!(&legacy.evaluate(input).unwrap()[..], &output[..]);
+        // Every family has its own key: the same input, another output.
+        let spelling = b"sp:jansen,j,2010-04-01";
+        let b = blind(spelling, &mut rng).unwrap();
+        let under_exact = key.evaluate_blinded(Family::Exact, &b.element).unwrap();
+        let under_spelling = key.evaluate_blinded(Family::Spelling, &b.element).unwrap();
+        assert_ne!(under_exact, under_spelling);
+        assert_eq!(
+            b.finalize(spelling, &under_spelling).unwrap(),
+            key.evaluate_input(spelling).unwrap(),
+            "a table entry opens only under its own family's key"
+        );
+        assert_ne!(
+            b.finalize(spelling, &under_exact).unwrap(),
+            key.evaluate_input(spelling).unwrap()
+        );
         let other = EpochKey::from_seed(&[8; SEED_LEN]).unwrap();
         assert_ne!(output, other.evaluate_input(input).unwrap());
         // A fresh blind gives a different element for the same input.
@@ -199,7 +254,10 @@ mod tests {
         let identity = [0u8; ELEMENT_LEN];
         let non_canonical = [0xffu8; ELEMENT_LEN];
         for bad in [&identity[..], &non_canonical[..], &[1u8; 31][..], &[][..]] {
-            assert_eq!(key.evaluate_blinded(bad), Err(OprfError::BadElement));
+            assert_eq!(
+                key.evaluate_blinded(Family::Exact, bad),
+                Err(OprfError::BadElement)
+            );
         }
         let blinded = blind(b"x", &mut rand_core::OsRng).unwrap();
         assert_eq!(

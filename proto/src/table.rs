@@ -144,6 +144,14 @@ pub struct Flags {
 }
 
 impl Flags {
+    /// Adds everything `other` holds.
+    pub fn merge(&mut self, other: &Flags) {
+        self.domains.extend(other.domains.iter().copied());
+        self.signals.extend(other.signals.iter().cloned());
+        self.signals.sort();
+        self.signals.dedup();
+    }
+
     /// Compact encoding: version, domain bitmask, then per signal
     /// (domain, code length, code, month).
     pub fn encode(&self) -> Vec<u8> {

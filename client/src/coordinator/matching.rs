@@ -4,14 +4,22 @@
 //! Subjects are given as `--subject KEY[;KEY…]` (several keys of one person
 //! separated by `;`, merged into one row) or as a case file (CSV with
 //! columns `label,key`; rows with the same label are one person). Keys are
-//! `bsn:DIGITS` or `nd:SURNAME,INITIAL,YYYY-MM-DD`.
+//! `bsn:DIGITS` or `nd:SURNAME,INITIAL,YYYY-MM-DD[,GIVEN_NAME]` (a given
+//! name lets more spelling variants be found).
+//!
+//! Every partner's match says its tier: *exact* (BSN, or surname, initial
+//! and birth date), *probable* (a spelling variant: flags shown, marked
+//! `?`, with the reason; check the identity before acting) or *possible*
+//! (no flags, never counted: could be a sibling or twin).
 //!
 //! `--json` prints the stable schema documented in the README:
 //! `{"query_id", "purpose", "subjects": [SubjectResult], "case": SubjectResult,
 //! "partners": [{"org", "state", "detail", "exchange_id", "table_size"}]}` where a
-//! SubjectResult is `{"label", "domains": [{"domain", "orgs", "signals"}],
-//! "domain_count", "assessment"}` and `state` is one of `answered`,
-//! `denied`, `unreachable`, `timed_out`, `failed`.
+//! SubjectResult is `{"label", "domains": [{"domain", "orgs", "signals",
+//! "probable_orgs"}], "domain_count", "exact_domains", "probable_domains",
+//! "assessment", "matches": [{"org", "tier", "reasons", "explanation"}]}`
+//! and `state` is one of `answered`, `denied`, `unreachable`, `timed_out`,
+//! `failed`.
 
 use std::fmt::Write;
 use std::path::Path;
@@ -113,9 +121,16 @@ fn subject_json(s: &SubjectResult) -> serde_json::Value {
         "label": s.label,
         "domains": s.domains.iter().map(|d| serde_json::json!({
             "domain": d.domain, "orgs": d.orgs, "signals": d.signals,
+            "probable_orgs": d.probable_orgs,
         })).collect::<Vec<_>>(),
         "domain_count": s.domain_count,
+        "exact_domains": s.exact_domains,
+        "probable_domains": s.probable_domains,
         "assessment": s.assessment,
+        "matches": s.matches.iter().map(|m| serde_json::json!({
+            "org": m.org, "tier": m.tier, "reasons": m.reasons,
+            "explanation": m.explanation,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -136,6 +151,51 @@ pub fn to_json(purpose: &str, response: &MatchResponse) -> serde_json::Value {
     })
 }
 
+/// The count of flagged domains, and how many only through probable
+/// matches.
+fn domain_count(s: &SubjectResult) -> String {
+    match s.probable_domains {
+        0 => s.domain_count.to_string(),
+        p => format!("{} ({} probable)", s.domain_count, p),
+    }
+}
+
+/// Below the table: every probable match with its reason, and every
+/// possible match, which shows no flags and counts for nothing.
+fn render_tiers(out: &mut String, subjects: &[SubjectResult]) {
+    let of_tier = |tier: &str| -> Vec<String> {
+        subjects
+            .iter()
+            .flat_map(|s| {
+                s.matches
+                    .iter()
+                    .filter(move |m| m.tier == tier)
+                    .map(move |m| format!("  {} at {}: {}", s.label, m.org, m.explanation))
+            })
+            .collect()
+    };
+    let probable = of_tier("probable");
+    if !probable.is_empty() {
+        let _ = writeln!(
+            out,
+            "probable matches (marked ?; check the identity before acting):"
+        );
+        for line in probable {
+            let _ = writeln!(out, "{line}");
+        }
+    }
+    let possible = of_tier("possible");
+    if !possible.is_empty() {
+        let _ = writeln!(
+            out,
+            "possible matches (no flags shown, not counted; could be a sibling or twin — ask again with more identifiers to confirm):"
+        );
+        for line in possible {
+            let _ = writeln!(out, "{line}");
+        }
+    }
+}
+
 /// A table for a terminal: a row per subject, a column per life domain.
 pub fn render(response: &MatchResponse) -> String {
     let cell = |s: &SubjectResult, domain: LifeDomain| -> String {
@@ -145,7 +205,16 @@ pub fn render(response: &MatchResponse) -> String {
             .map_or_else(
                 || "·".to_owned(),
                 |d| {
-                    let mut text = d.orgs.join("+");
+                    // A probable match is marked: check the identity.
+                    let orgs: Vec<String> = d
+                        .orgs
+                        .iter()
+                        .map(|o| match d.probable_orgs.contains(o) {
+                            true => format!("{o}?"),
+                            false => o.clone(),
+                        })
+                        .collect();
+                    let mut text = orgs.join("+");
                     if !d.signals.is_empty() {
                         let _ = write!(text, " ({})", d.signals.join(", "));
                     }
@@ -165,7 +234,7 @@ pub fn render(response: &MatchResponse) -> String {
         table.push(
             std::iter::once(s.label.clone())
                 .chain(LifeDomain::ALL.iter().map(|d| cell(s, *d)))
-                .chain([s.domain_count.to_string(), s.assessment.clone()])
+                .chain([domain_count(s), s.assessment.clone()])
                 .collect(),
         );
     }
@@ -191,6 +260,7 @@ pub fn render(response: &MatchResponse) -> String {
         out.truncate(out.trim_end().len());
         out.push('\n');
     }
+    render_tiers(&mut out, &response.subjects);
     let missing: Vec<String> = response
         .peers
         .iter()

@@ -6,6 +6,9 @@
 
 use std::sync::Arc;
 
+use std::collections::{BTreeMap, HashMap};
+
+use pluis_proto::families::{self, Reason};
 use pluis_proto::identifier::SubjectKey;
 use pluis_proto::pb::{self, peer_outcome::State};
 use pluis_proto::table::Flags;
@@ -14,20 +17,27 @@ use tracing::Instrument;
 
 use super::exchange::{exchange_id, Fetch, PEER_DEADLINE};
 use super::fanout::{ask_all, gather};
-use super::question::{own_purpose, BadField, CaseDomains, QueryError, Question};
+use super::question::{own_purpose, BadField, CaseDomains, Found, QueryError, Question};
 use crate::failure::Failure;
 use crate::policy::Assessment;
 use crate::policy::View;
 use crate::responder::tables::add_flags;
 use crate::server::state::NodeState;
 
-/// A question's persons: each key once, and per person where its keys are.
+/// A question's persons: each key once, and per person where its keys
+/// are; and every OPRF input the partners are asked (each key's exact
+/// input and its variants in every key family), each once.
 #[derive(Debug)]
 struct Persons {
     /// Every distinct key, in the order first named.
     keys: Vec<SubjectKey>,
     /// Per person (in the order asked), its keys' places in `keys`.
     of: Vec<Vec<usize>>,
+    /// Every distinct OPRF input.
+    inputs: Vec<String>,
+    /// Per person, its inputs' places in `inputs`, each with why it is
+    /// asked (its strongest reason, where two variants coincide).
+    asked: Vec<Vec<(usize, Reason)>>,
 }
 
 impl Persons {
@@ -40,7 +50,10 @@ impl Persons {
         let mut persons = Persons {
             keys: Vec::new(),
             of: Vec::new(),
+            inputs: Vec::new(),
+            asked: Vec::new(),
         };
+        let mut input_places: HashMap<String, usize> = HashMap::new();
         for (i, subject) in subjects.iter().enumerate() {
             if subject.keys.is_empty() {
                 return Err(QueryError::invalid(
@@ -61,14 +74,22 @@ impl Persons {
                 };
                 places.push(place);
             }
+            let mut asked: BTreeMap<usize, Reason> = BTreeMap::new();
+            for &place in &places {
+                for variant in families::query_inputs(&persons.keys[place]) {
+                    let next = persons.inputs.len();
+                    let input = *input_places.entry(variant.input).or_insert_with_key(|k| {
+                        persons.inputs.push(k.clone());
+                        next
+                    });
+                    let reason = asked.entry(input).or_insert(variant.reason);
+                    *reason = (*reason).min(variant.reason);
+                }
+            }
             persons.of.push(places);
+            persons.asked.push(asked.into_iter().collect());
         }
         Ok(persons)
-    }
-
-    /// The keys as the OPRF takes them: their canonical encodings.
-    fn canonical(&self) -> Vec<String> {
-        self.keys.iter().map(SubjectKey::canonical).collect()
     }
 }
 
@@ -90,33 +111,35 @@ pub async fn case_query(
         query = %query_id,
         purpose = %purpose.name,
         subjects = request.subjects.len(),
-        keys = persons.keys.len()
+        keys = persons.keys.len(),
+        inputs = persons.inputs.len()
     );
     async move {
         // Every partner at once, each under its own deadline; our own
         // signals meanwhile.
-        let canonical = persons.canonical();
         let asks = ask_all(
             live.partners(),
             &state.audit,
             &purpose,
-            &canonical,
+            &persons.inputs,
             PEER_DEADLINE,
             Fetch::Buckets,
         );
         let own = own_flags(&state, persons.keys.clone(), today).await?;
-        let mut answers = vec![(state.id.org().to_string(), own)];
+        let mut answers = Vec::new();
         let mut outcomes = Vec::new();
         for answer in gather(asks).await {
             answers.push((answer.outcome.org.clone(), answer.flags));
             outcomes.push(answer.outcome);
         }
-        let (subjects, total) = combine(&request.subjects, &persons, &answers, live.assessment());
+        let own = (state.id.org().to_string(), own);
+        let (subjects, total) =
+            combine(&request.subjects, &persons, &own, &answers, live.assessment());
         let question = Question {
             coordinator,
             purpose: &purpose,
             exchange_id: query_id.to_vec(),
-            keys: persons.keys.len(),
+            keys: persons.inputs.len(),
         };
         question
             .record(&state, detail(request.subjects.len(), &outcomes))
@@ -161,11 +184,14 @@ async fn own_flags(
     Ok(flags)
 }
 
-/// Per person and for the whole case, the domains every org's flags
-/// (`answers`: per org, per key) show, with the assessment rule's advice.
+/// Per person and for the whole case, the domains every org's flags show
+/// (this node's own, per key, all exact; `answers`: per partner, per
+/// input), each partner through its best tier for the person, with the
+/// assessment rule's advice.
 fn combine(
     subjects: &[pb::Subject],
     persons: &Persons,
+    own: &(String, Vec<Option<Flags>>),
     answers: &[(String, Vec<Option<Flags>>)],
     assessment: &Assessment,
 ) -> (Vec<pb::SubjectResult>, pb::SubjectResult) {
@@ -173,13 +199,20 @@ fn combine(
     let mut total = CaseDomains::new();
     for (i, subject) in subjects.iter().enumerate() {
         let mut domains = CaseDomains::new();
+        let mut found = Vec::new();
+        let own_hits = persons.of[i]
+            .iter()
+            .filter_map(|&k| own.1.get(k)?.as_ref().map(|f| (Reason::Exact, f)));
+        found.extend(Found::best(own_hits).map(|f| (&own.0, f)));
         for (org, flags) in answers {
-            for &k in &persons.of[i] {
-                if let Some(Some(f)) = flags.get(k) {
-                    domains.add(org, f);
-                    total.add(org, f);
-                }
-            }
+            let hits = persons.asked[i]
+                .iter()
+                .filter_map(|&(p, reason)| flags.get(p)?.as_ref().map(|f| (reason, f)));
+            found.extend(Found::best(hits).map(|f| (org, f)));
+        }
+        for (org, f) in &found {
+            domains.add(org, f);
+            total.add(org, f);
         }
         let label = if subject.label.is_empty() {
             format!("subject {}", i + 1)

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use pluis_proto::families::{Reason, Tier};
 use pluis_proto::identifier::IdentifierError;
 use pluis_proto::pb::{self, audit_entry::Kind};
 use pluis_proto::table::Flags;
@@ -106,56 +107,178 @@ impl Question<'_> {
     }
 }
 
-/// Domains flagged for a subject or a case: which orgs, which signals.
-pub(super) struct CaseDomains(BTreeMap<LifeDomain, (BTreeSet<String>, BTreeSet<String>)>);
+/// One domain of a subject or a case: which orgs flag it, through which
+/// tier, with which signals.
+#[derive(Default)]
+struct DomainEntry {
+    exact: BTreeSet<String>,
+    probable: BTreeSet<String>,
+    signals: BTreeSet<String>,
+}
+
+/// Domains flagged for a subject or a case: which orgs, which signals, and
+/// which organisations know or may know the person, how surely.
+pub(super) struct CaseDomains {
+    domains: BTreeMap<LifeDomain, DomainEntry>,
+    matches: BTreeMap<String, (Tier, BTreeSet<Reason>)>,
+}
 
 impl CaseDomains {
     pub fn new() -> Self {
-        CaseDomains(BTreeMap::new())
+        CaseDomains {
+            domains: BTreeMap::new(),
+            matches: BTreeMap::new(),
+        }
     }
 
-    pub fn add(&mut self, org: &str, flags: &Flags) {
-        for domain in &flags.domains {
-            self.0.entry(*domain).or_default().0.insert(org.to_owned());
+    /// Adds what `org` holds about a person, found through `tier` for
+    /// `reasons`. Possible matches add no flags.
+    pub fn add(&mut self, org: &str, found: &Found) {
+        self.note(org, found);
+        if found.tier == Tier::Possible {
+            return;
         }
-        for signal in &flags.signals {
-            self.0
+        for domain in &found.flags.domains {
+            let entry = self.domains.entry(*domain).or_default();
+            match found.tier {
+                Tier::Exact => entry.exact.insert(org.to_owned()),
+                _ => entry.probable.insert(org.to_owned()),
+            };
+        }
+        for signal in &found.flags.signals {
+            self.domains
                 .entry(signal.domain)
                 .or_default()
-                .1
+                .signals
                 .insert(signal.code.clone());
         }
     }
 
-    /// How many life domains are flagged.
+    /// How many life domains are flagged (exact and probable).
     pub fn domain_count(&self) -> u32 {
-        u32::try_from(self.0.len()).unwrap_or(u32::MAX)
+        u32::try_from(self.domains.len()).unwrap_or(u32::MAX)
     }
 
     /// Adds everything `other` holds.
     pub fn merge(&mut self, other: &CaseDomains) {
-        for (domain, (orgs, signals)) in &other.0 {
-            let entry = self.0.entry(*domain).or_default();
-            entry.0.extend(orgs.iter().cloned());
-            entry.1.extend(signals.iter().cloned());
+        for (domain, entry) in &other.domains {
+            let into = self.domains.entry(*domain).or_default();
+            into.exact.extend(entry.exact.iter().cloned());
+            into.probable.extend(entry.probable.iter().cloned());
+            into.signals.extend(entry.signals.iter().cloned());
+        }
+        for (org, (tier, reasons)) in &other.matches {
+            let found = Found {
+                tier: *tier,
+                reasons: reasons.clone(),
+                flags: Flags::default(),
+            };
+            self.note(org, &found);
+        }
+    }
+
+    /// Notes that `org` knows or may know the person, keeping the best
+    /// tier and its reasons.
+    fn note(&mut self, org: &str, found: &Found) {
+        let seen = self
+            .matches
+            .entry(org.to_owned())
+            .or_insert((found.tier, BTreeSet::new()));
+        if found.tier < seen.0 {
+            *seen = (found.tier, BTreeSet::new());
+        }
+        if found.tier == seen.0 {
+            seen.1.extend(found.reasons.iter().copied());
         }
     }
 
     pub fn result(self, label: String, assessment: &Assessment) -> pb::SubjectResult {
-        let count = self.0.len() as u32;
+        let count = self.domains.len() as u32;
+        let exact = self.domains.values().filter(|d| !d.exact.is_empty()).count() as u32;
         pb::SubjectResult {
             label,
             domains: self
-                .0
+                .domains
                 .into_iter()
-                .map(|(domain, (orgs, signals))| pb::DomainHit {
-                    domain: domain.code().to_owned(),
-                    orgs: orgs.into_iter().collect(),
-                    signals: signals.into_iter().collect(),
+                .map(|(domain, entry)| {
+                    let probable_orgs: Vec<String> = entry
+                        .probable
+                        .difference(&entry.exact)
+                        .cloned()
+                        .collect();
+                    let mut orgs = entry.exact;
+                    orgs.extend(probable_orgs.iter().cloned());
+                    pb::DomainHit {
+                        domain: domain.code().to_owned(),
+                        orgs: orgs.into_iter().collect(),
+                        signals: entry.signals.into_iter().collect(),
+                        probable_orgs,
+                    }
                 })
                 .collect(),
             domain_count: count,
             assessment: assessment.advice(count).to_owned(),
+            exact_domains: exact,
+            probable_domains: count - exact,
+            matches: self
+                .matches
+                .into_iter()
+                .map(|(org, (tier, reasons))| pb::OrgMatch {
+                    org,
+                    tier: tier.code().to_owned(),
+                    explanation: reasons
+                        .iter()
+                        .map(|r| r.explain())
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                    reasons: reasons.iter().map(|r| r.code().to_owned()).collect(),
+                })
+                .collect(),
         }
+    }
+}
+
+/// What one organisation holds about one person: its best tier's flags,
+/// and why they matched.
+#[derive(Debug, Clone)]
+pub(super) struct Found {
+    pub tier: Tier,
+    pub reasons: BTreeSet<Reason>,
+    pub flags: Flags,
+}
+
+impl Found {
+    /// An exact match holding `flags`.
+    pub fn exact(flags: &Flags) -> Found {
+        Found {
+            tier: Tier::Exact,
+            reasons: BTreeSet::from([Reason::Exact]),
+            flags: flags.clone(),
+        }
+    }
+
+    /// The best tier among `hits` (a person's matched inputs, each with
+    /// why and what it opened), with the flags of that tier only: one
+    /// record found twice — exactly and through a variant — counts once.
+    pub fn best<'a>(hits: impl IntoIterator<Item = (Reason, &'a Flags)>) -> Option<Found> {
+        let mut best: Option<Found> = None;
+        for (reason, flags) in hits {
+            let tier = reason.tier();
+            match &mut best {
+                Some(found) if found.tier < tier => {}
+                Some(found) if found.tier == tier => {
+                    found.reasons.insert(reason);
+                    found.flags.merge(flags);
+                }
+                _ => {
+                    best = Some(Found {
+                        tier,
+                        reasons: BTreeSet::from([reason]),
+                        flags: flags.clone(),
+                    })
+                }
+            }
+        }
+        best
     }
 }

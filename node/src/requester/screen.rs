@@ -6,13 +6,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use pluis_proto::identifier::SubjectKey;
 use pluis_proto::pb;
 use pluis_proto::table::Flags;
 use tracing::Instrument;
 
 use super::exchange::{Fetch, PeerAnswer};
 use super::fanout::{ask_all, gather};
-use super::question::{own_purpose, CaseDomains, QueryError, Question};
+use super::question::{own_purpose, CaseDomains, Found, QueryError, Question};
 use crate::failure::Failure;
 use crate::policy::Assessment;
 use crate::policy::View;
@@ -37,7 +38,16 @@ fn own_keys(
     let mut keys: BTreeMap<String, (Flags, BTreeSet<String>)> = BTreeMap::new();
     for (id, record) in &records {
         let local_ref = state.store.open_local_ref(id, record)?;
-        for key in state.store.open_keys(id, record)? {
+        for stored in state.store.open_keys(id, record)? {
+            // Screening asks with exact keys only: the variant families
+            // would multiply a whole register's keys by some fifteen.
+            let key = match SubjectKey::parse(&stored, today) {
+                Ok(key) => match key.exact_input() {
+                    Some(input) => input,
+                    None => continue,
+                },
+                Err(_) => stored,
+            };
             let entry = keys.entry(key).or_default();
             add_flags(&mut entry.0, record, &View::everything());
             entry.1.extend(local_ref.clone());
@@ -130,10 +140,10 @@ fn hits(
     let mut cases: BTreeMap<String, CaseDomains> = BTreeMap::new();
     for (i, (_, (flags, refs))) in own.iter().enumerate() {
         let mut domains = CaseDomains::new();
-        domains.add(own_org, flags);
+        domains.add(own_org, &Found::exact(flags));
         for answer in answers {
             if let Some(Some(f)) = answer.flags.get(i) {
-                domains.add(&answer.outcome.org, f);
+                domains.add(&answer.outcome.org, &Found::exact(f));
             }
         }
         for local_ref in refs {

@@ -73,7 +73,7 @@ pub async fn evaluate(
             u32::try_from(p.max_keys_per_request).unwrap_or(u32::MAX)
         }),
         limit: policy.map_or(0, |p| p.max_keys_per_day),
-        blinded: request.blinded,
+        request,
         exchange_id: ctx.exchange_id.clone(),
         request_digest: call.request_digest,
         template: pb::AuditEntry {
@@ -129,7 +129,8 @@ struct Serving {
     min_prefix_bits: u32,
     max_keys_per_request: u32,
     limit: u64,
-    blinded: Vec<Vec<u8>>,
+    /// The request: its blinded elements and their families.
+    request: pb::EvaluateRequest,
     exchange_id: Vec<u8>,
     request_digest: [u8; 32],
     template: pb::AuditEntry,
@@ -142,7 +143,7 @@ type Served = (pb::EvaluateResponse, Result<(u64, u64), u64>);
 impl Serving {
     fn serve(self) -> Result<Served, RespondError> {
         let state = &self.state;
-        let evaluated = evaluate_all(&self.key, &self.blinded)?;
+        let evaluated = evaluate_all(&self.key, &self.request)?;
         let (table_size, table_digest) = match &self.view {
             Some(view) => {
                 let table = state
@@ -167,7 +168,7 @@ impl Serving {
             response_digest: response_digest.to_vec(),
             ..self.template
         };
-        let keys = self.blinded.len() as u64;
+        let keys = self.request.blinded.len() as u64;
         let day = self.today.to_julian_day();
         let charged = state
             .store
@@ -188,11 +189,15 @@ impl Serving {
     }
 }
 
-/// Every blinded element evaluated under `key`, in order; one that is not
-/// a group element is the caller's error, named by its place.
-fn evaluate_all(key: &EpochKey, blinded: &[Vec<u8>]) -> Result<Vec<Vec<u8>>, RespondError> {
+/// Every blinded element evaluated under its family's key, in order; one
+/// that is not a group element is the caller's error, named by its place.
+fn evaluate_all(
+    key: &EpochKey,
+    request: &pb::EvaluateRequest,
+) -> Result<Vec<Vec<u8>>, RespondError> {
+    let blinded = &request.blinded;
     let evaluate = |(i, b): (usize, &Vec<u8>)| {
-        key.evaluate_blinded(b)
+        key.evaluate_blinded(exchange::family_of(request, i), b)
             .map(|e| e.to_vec())
             .map_err(|err| RespondError::invalid(format!("blinded[{i}]"), err))
     };

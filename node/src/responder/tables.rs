@@ -14,6 +14,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use pluis_proto::exchange::Epoch;
+use pluis_proto::families::{self, Family, Tier};
+use pluis_proto::identifier::SubjectKey;
 use pluis_proto::oprf::EpochKey;
 use pluis_proto::table::{seal_label, tag, Flags, LabelledTable, SignalFlag, TableEntry};
 use rayon::prelude::*;
@@ -60,8 +62,28 @@ pub fn build(
     Ok(LabelledTable::new(seal_entries(key, &items)))
 }
 
-/// Every key with an active signal in `view` on `today`, with the flags
-/// `view` lets its holder see; grouped in parallel.
+/// The table inputs of a record's stored keys: each key re-read (so a
+/// store written before a normalisation change is keyed as today's
+/// questions are) and expanded into every key family it supports. A
+/// stored key that no longer reads is kept as it was stored.
+fn table_inputs(stored: Vec<String>, today: Date) -> Vec<String> {
+    let mut inputs = Vec::with_capacity(stored.len() * 16);
+    for key in stored {
+        match SubjectKey::parse(&key, today) {
+            Ok(parsed) => inputs.extend(families::table_inputs(&parsed).into_iter().map(|v| v.input)),
+            Err(_) => inputs.push(key),
+        }
+    }
+    inputs.sort_unstable();
+    inputs.dedup();
+    inputs
+}
+
+/// Every table input (every family's, de-duplicated per family and
+/// value) of a key with an active signal in `view` on `today`, with the
+/// flags `view` lets its holder see — none for the weak families of the
+/// possible tier, whose entries only say that a person may be known;
+/// grouped in parallel.
 pub fn flags_per_key(
     store: &Store,
     snapshot: &Snapshot,
@@ -76,8 +98,8 @@ pub fn flags_per_key(
     })?;
     let opened: Vec<Vec<String>> = records
         .par_iter()
-        .map(|(id, record)| store.open_keys(id, record))
-        .collect::<Result<_, _>>()?;
+        .map(|(id, record)| Ok(table_inputs(store.open_keys(id, record)?, today)))
+        .collect::<Result<_, StoreError>>()?;
     let mut pairs: Vec<(&str, usize)> = opened
         .par_iter()
         .enumerate()
@@ -88,7 +110,8 @@ pub fn flags_per_key(
         .par_chunk_by(|a, b| a.0 == b.0)
         .map(|group| {
             let mut flags = Flags::default();
-            for (_, i) in group {
+            let possible = Family::of_input(group[0].0).map(Family::tier) == Some(Tier::Possible);
+            for (_, i) in group.iter().filter(|_| !possible) {
                 add_flags(&mut flags, &records[*i].1, view);
             }
             flags.signals.sort();

@@ -85,9 +85,10 @@ pub struct SignalCounts {
 }
 
 impl Store {
-    /// The keyed digest under which `key` is indexed.
+    /// The keyed digest under which `key` is indexed: its lookup form
+    /// (a given name, which a question may not know, left out).
     pub(super) fn key_digest(&self, key: &SubjectKey) -> IndexDigest {
-        self.vault.index("key", key.canonical().as_bytes())
+        self.vault.index("key", key.lookup().as_bytes())
     }
 
     /// Seals and digests a signal. Pure CPU work: safe to run in parallel.
@@ -116,10 +117,13 @@ impl Store {
             domain: signal.domain,
             registered_on: registered,
             expires_on: signal.expires_on.to_julian_day(),
-            key_digests: canonical
-                .iter()
-                .map(|k| self.vault.index("key", k.as_bytes()))
-                .collect(),
+            key_digests: {
+                let mut digests: Vec<IndexDigest> =
+                    signal.keys.iter().map(|k| self.key_digest(k)).collect();
+                digests.sort_unstable();
+                digests.dedup();
+                digests
+            },
             sealed_keys: self.vault.seal(&id, keys.as_bytes())?,
             ref_digest,
             sealed_ref,

@@ -33,6 +33,7 @@ use std::collections::{BTreeSet, HashMap};
 use prost::Message;
 use rand_core::{CryptoRng, RngCore};
 
+use crate::families::Family;
 use crate::log::{digest, Hash};
 use crate::oprf::{blind, Blinded, OprfError, OprfOutput};
 use crate::pb;
@@ -109,10 +110,22 @@ impl Round {
             .map(|k| blind(k.as_bytes(), rng))
             .collect::<Result<Vec<_>, _>>()
             .map_err(ExchangeError::Blind)?;
+        // Each key under its family's key; a question of exact keys only
+        // names none, as requesters did before families.
+        let families: Vec<u32> = keys
+            .iter()
+            .map(|k| Family::of_input(k).unwrap_or(Family::Exact).wire())
+            .collect();
+        let families = if families.iter().all(|f| *f == Family::Exact.wire()) {
+            Vec::new()
+        } else {
+            families
+        };
         let request = pb::EvaluateRequest {
             context: Some(context.clone()),
             epoch,
             blinded: blinded.iter().map(|b| b.element.to_vec()).collect(),
+            families,
         };
         let digest = request_digest(&request);
         Ok(Round {
@@ -286,6 +299,17 @@ fn open_into(into: &mut Option<Flags>, output: &OprfOutput, label: &[u8]) {
     }
 }
 
+/// The key family of a request's `i`th blinded element: what its
+/// `families` names, or exact where it names none (checked first by
+/// [`crate::limits::evaluate`]).
+pub fn family_of(request: &pb::EvaluateRequest, i: usize) -> Family {
+    request
+        .families
+        .get(i)
+        .and_then(|f| Family::from_wire(*f))
+        .unwrap_or(Family::Exact)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,7 +332,12 @@ mod tests {
             evaluated: request
                 .blinded
                 .iter()
-                .map(|b| key.evaluate_blinded(b).unwrap().to_vec())
+                .enumerate()
+                .map(|(i, b)| {
+                    key.evaluate_blinded(family_of(request, i), b)
+                        .unwrap()
+                        .to_vec()
+                })
                 .collect(),
             ..Default::default()
         }

@@ -75,7 +75,12 @@ impl Responder {
             evaluated: request
                 .blinded
                 .iter()
-                .map(|b| key.evaluate_blinded(b).unwrap().to_vec())
+                .enumerate()
+                .map(|(i, b)| {
+                    key.evaluate_blinded(super::family_of(&request, i), b)
+                        .unwrap()
+                        .to_vec()
+                })
                 .collect(),
             table_size: table.len() as u64,
             table_digest: table.digest().to_vec(),

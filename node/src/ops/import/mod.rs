@@ -11,8 +11,11 @@
 //!
 //! Columns: `bsn`, `surname`, `initial`, `birth_date`, `signal`,
 //! `registered_on`, `expires_on` (optional: default from the taxonomy's
-//! retention), `local_ref` (optional). Each row needs a `bsn` or a complete
-//! `surname` + `initial` + `birth_date`.
+//! retention), `local_ref` (optional), `given_name` (optional: the
+//! typo-tolerant key families use it). Each row needs a `bsn` or a
+//! complete `surname` + `initial` (or `given_name`) + `birth_date`; a
+//! birth date may leave the day out (`YYYY-MM-00`) where the register
+//! does not know it, which gives only the key families that need no day.
 
 use std::fmt;
 use std::io::{Read, Write};
@@ -36,7 +39,7 @@ const CHUNK: usize = 32 * 1024;
 const MAX_LOCAL_REF: usize = 128;
 
 /// The columns an import file may have.
-pub const COLUMNS: [&str; 8] = [
+pub const COLUMNS: [&str; 9] = [
     "bsn",
     "surname",
     "initial",
@@ -45,6 +48,7 @@ pub const COLUMNS: [&str; 8] = [
     "registered_on",
     "expires_on",
     "local_ref",
+    "given_name",
 ];
 
 /// What to import and how.
@@ -222,7 +226,7 @@ pub fn add_months(date: Date, months: u16) -> Date {
 
 /// Most characters per column (`local_ref` has [`MAX_LOCAL_REF`]; the
 /// surname's bound is the identifier's own).
-const MAX_CHARS: [usize; 8] = [
+const MAX_CHARS: [usize; COLUMNS.len()] = [
     32,
     identifier::MAX_SURNAME_CHARS,
     8,
@@ -231,6 +235,7 @@ const MAX_CHARS: [usize; 8] = [
     32,
     32,
     MAX_LOCAL_REF,
+    identifier::MAX_SURNAME_CHARS,
 ];
 
 fn validate(row: &RawRow, taxonomy: &Taxonomy, today: Date) -> Result<NewSignal, String> {
@@ -243,20 +248,26 @@ fn validate(row: &RawRow, taxonomy: &Taxonomy, today: Date) -> Result<NewSignal,
     if let Some(bsn) = row.get(0) {
         keys.push(SubjectKey::Bsn(Bsn::parse(bsn).map_err(|e| e.to_string())?));
     }
-    let name = [row.get(1), row.get(2), row.get(3)];
-    if name.iter().any(Option::is_some) {
-        match name {
-            [Some(surname), Some(initial), Some(birth)] => keys.push(SubjectKey::NameDob(
-                NameDobKey::new(surname, initial, birth, today).map_err(|e| e.to_string())?,
+    let (surname, initial, birth, given) = (row.get(1), row.get(2), row.get(3), row.get(8));
+    if [surname, initial, birth, given].iter().any(Option::is_some) {
+        let missing = if surname.is_none() {
+            Some("surname")
+        } else if initial.is_none() && given.is_none() {
+            Some("initial")
+        } else if birth.is_none() {
+            Some("birth_date")
+        } else {
+            None
+        };
+        match (surname, birth, missing) {
+            (Some(surname), Some(birth), None) => keys.push(SubjectKey::NameDob(
+                NameDobKey::with_given(surname, initial, given, birth, today)
+                    .map_err(|e| e.to_string())?,
             )),
-            _ => {
-                let missing = ["surname", "initial", "birth_date"]
-                    .iter()
-                    .zip(name)
-                    .find(|(_, v)| v.is_none())
-                    .map_or("surname", |(n, _)| *n);
+            (_, _, missing) => {
                 return Err(format!(
-                    "{missing}: missing (a name key needs surname, initial and birth_date)"
+                    "{}: missing (a name key needs surname, initial or given_name, and birth_date)",
+                    missing.unwrap_or("surname")
                 ));
             }
         }

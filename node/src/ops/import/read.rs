@@ -14,7 +14,7 @@ use super::{ImportError, CHUNK, COLUMNS};
 #[derive(Debug, Default, Clone)]
 pub(super) struct RawRow {
     pub(super) line: u64,
-    pub(super) fields: [Option<String>; 8],
+    pub(super) fields: [Option<String>; COLUMNS.len()],
     /// The row as read, for the rejects file.
     pub(super) original: Vec<String>,
     /// Why the row could not even be split into fields, if so.
@@ -115,8 +115,8 @@ pub(super) fn read_rows(
 
 /// Where each known column is in a CSV header: (position, column) pairs.
 /// The header must name only known columns, each once, with `signal`,
-/// `registered_on`, and a person key (`bsn`, or `surname`, `initial` and
-/// `birth_date`). An unknown name is not repeated: a file without a
+/// `registered_on`, and a person key (`bsn`, or `surname`, `initial` or
+/// `given_name`, and `birth_date`). An unknown name is not repeated: a file without a
 /// header has a person's data where the names should be.
 fn columns_of(path: &str, header: &csv::StringRecord) -> Result<Vec<(usize, usize)>, ImportError> {
     let header_error = |reason: String| ImportError::Header {
@@ -146,13 +146,13 @@ fn columns_of(path: &str, header: &csv::StringRecord) -> Result<Vec<(usize, usiz
             return Err(header_error(format!("column {required:?} is missing")));
         }
     }
-    let has_key = positions.iter().any(|(_, c)| *c == 0)
-        || ["surname", "initial", "birth_date"]
-            .iter()
-            .all(|n| positions.iter().any(|(_, c)| COLUMNS[*c] == *n));
+    let has = |n: &str| positions.iter().any(|(_, c)| COLUMNS[*c] == n);
+    let has_key =
+        has("bsn") || (has("surname") && has("birth_date") && (has("initial") || has("given_name")));
     if !has_key {
         return Err(header_error(
-            "needs a bsn column, or surname, initial and birth_date columns".into(),
+            "needs a bsn column, or surname, initial (or given_name) and birth_date columns"
+                .into(),
         ));
     }
     Ok(positions)
@@ -264,13 +264,13 @@ fn read_json_lines(
 }
 
 /// A JSON object's fields. Errors name keys and types, never values.
-fn json_fields(text: &str) -> Result<[Option<String>; 8], String> {
+fn json_fields(text: &str) -> Result<[Option<String>; COLUMNS.len()], String> {
     let value: serde_json::Value = serde_json::from_str(text)
         .map_err(|e| format!("json: not valid JSON (column {})", e.column()))?;
     let object = value
         .as_object()
         .ok_or("json: each line must be one JSON object")?;
-    let mut fields: [Option<String>; 8] = Default::default();
+    let mut fields: [Option<String>; COLUMNS.len()] = Default::default();
     for (key, value) in object {
         // An unknown key is not repeated: it may be a value put where a
         // key belongs.
