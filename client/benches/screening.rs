@@ -146,6 +146,7 @@ async fn bench() -> anyhow::Result<()> {
                 }),
                 epoch: 0,
                 blinded: batch.clone(),
+                families: Vec::new(),
             })
             .await?;
     }

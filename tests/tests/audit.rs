@@ -189,6 +189,7 @@ async fn cross_check_finds_an_exchange_only_one_side_logged() {
             }),
             epoch: 0,
             blinded: vec![blinded.element.to_vec()],
+            families: Vec::new(),
         })
         .await
         .unwrap();
@@ -471,6 +472,7 @@ async fn a_node_killed_during_a_burst_restarts_with_a_log_that_verifies() {
                             }),
                             epoch: 0,
                             blinded: vec![b.element.to_vec()],
+                            families: Vec::new(),
                         };
                         if client.evaluate(request).await.is_err() {
                             return;
@@ -496,6 +498,7 @@ async fn a_node_killed_during_a_burst_restarts_with_a_log_that_verifies() {
                 }),
                 epoch: 0,
                 blinded: vec![b.element.to_vec()],
+                families: Vec::new(),
             })
             .await
             .unwrap();

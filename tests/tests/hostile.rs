@@ -46,6 +46,7 @@ fn evaluate(ctx: ExchangeContext, keys: &[&str]) -> EvaluateRequest {
                     .to_vec()
             })
             .collect(),
+        families: Vec::new(),
     }
 }
 

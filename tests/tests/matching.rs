@@ -29,6 +29,7 @@ fn request(purpose: &str, blinded: &[Blinded]) -> EvaluateRequest {
         }),
         epoch: 0,
         blinded: blinded.iter().map(|b| b.element.to_vec()).collect(),
+        families: Vec::new(),
     }
 }
 

@@ -139,7 +139,9 @@ pub async fn case_query(
             coordinator,
             purpose: &purpose,
             exchange_id: query_id.to_vec(),
-            keys: persons.inputs.len(),
+            // The coordinator's keys; each exchange's entry counts the
+            // variants asked.
+            keys: persons.keys.len(),
         };
         question
             .record(&state, detail(request.subjects.len(), &outcomes))
