@@ -158,7 +158,7 @@ async fn bench() -> anyhow::Result<()> {
         .collect::<Result<_, _>>()?;
     let started = Instant::now();
     for element in &elements {
-        key.evaluate_blinded(element)?;
+        key.evaluate_blinded(pluis_proto::families::Family::Exact, element)?;
     }
     let raw = started.elapsed().as_secs_f64() / elements.len() as f64;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;

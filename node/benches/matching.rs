@@ -36,7 +36,7 @@ fn main() -> anyhow::Result<()> {
         .collect::<Result<_, _>>()?;
     let started = Instant::now();
     for b in &blinded {
-        key.evaluate_blinded(b)?;
+        key.evaluate_blinded(pluis_proto::families::Family::Exact, b)?;
     }
     let raw = started.elapsed().as_secs_f64() / samples as f64;
     println!("OPRF evaluate (blinded ristretto255 element), 1 thread: {:.1} µs/element = {:.0} elements/s", raw * 1e6, 1.0 / raw);
@@ -51,7 +51,7 @@ fn main() -> anyhow::Result<()> {
     let blinding = started.elapsed().as_secs_f64() / samples as f64;
     let evaluated: Vec<_> = blinds
         .iter()
-        .map(|b| key.evaluate_blinded(&b.element))
+        .map(|b| key.evaluate_blinded(pluis_proto::families::Family::Exact, &b.element))
         .collect::<Result<_, _>>()?;
     let started = Instant::now();
     for ((b, i), e) in blinds.iter().zip(&inputs).zip(&evaluated) {

@@ -145,6 +145,61 @@ impl Family {
     }
 }
 
+impl Family {
+    /// The most inputs of this family one name key of a question yields:
+    /// the exact key and its two swaps; a deletion per letter of the
+    /// skeleton and the skeleton; three dates with a part left out.
+    pub fn most_per_person(self) -> u64 {
+        match self {
+            Family::Exact | Family::DatePart => 3,
+            Family::Spelling => MAX_DELETION_SKELETON as u64 + 1,
+            _ => 1,
+        }
+    }
+}
+
+/// What one request costs against a responder's daily budgets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Charge {
+    /// Every key.
+    pub keys: u64,
+    /// Keys of the probable tier's families.
+    pub probable: u64,
+    /// Keys of the possible tier's (weak) families.
+    pub possible: u64,
+    /// The fewest persons whose questions could yield these keys: per
+    /// family, its keys over the most one person yields, rounded up; the
+    /// largest of those. A requester cannot make many persons look like
+    /// one by sending only cheap families.
+    pub persons: u64,
+}
+
+impl Charge {
+    /// The charge of a request whose keys are of `families`.
+    pub fn of(families: impl IntoIterator<Item = Family>) -> Charge {
+        let mut per_family = [0u64; Family::ALL.len()];
+        let mut charge = Charge::default();
+        for family in families {
+            charge.keys += 1;
+            match family.tier() {
+                Tier::Exact => {}
+                Tier::Probable => charge.probable += 1,
+                Tier::Possible => charge.possible += 1,
+            }
+            if let Some(count) = per_family.get_mut(family.wire() as usize) {
+                *count += 1;
+            }
+        }
+        charge.persons = Family::ALL
+            .into_iter()
+            .zip(per_family)
+            .map(|(family, count)| count.div_ceil(family.most_per_person()))
+            .max()
+            .unwrap_or(0);
+        charge
+    }
+}
+
 /// Why a key of a question matched: which variant of the person it was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Reason {
@@ -587,6 +642,25 @@ mod tests {
         }
         assert_eq!(Family::of_input("bsn:111222333"), Some(Family::Exact));
         assert_eq!(Family::of_input("zz:x"), None);
+    }
+
+    #[test]
+    fn a_charge_counts_tiers_and_the_fewest_persons() {
+        let amina = key("nd:Mehmedovic,A,2012-03-04,Amina");
+        let asked: Vec<Family> = query_inputs(&amina)
+            .iter()
+            .map(|v| v.reason.family())
+            .collect();
+        let one = Charge::of(asked.iter().copied());
+        assert_eq!(one.persons, 1, "{one:?}");
+        assert_eq!(one.keys, asked.len() as u64);
+        assert_eq!(one.possible, 3, "no initial, given name, birth month");
+        assert_eq!(one.keys, 1 + 2 + one.probable + one.possible);
+        // A hundred BSNs are at least 34 persons (a person may have three
+        // exact keys); a hundred weak keys are a hundred persons.
+        assert_eq!(Charge::of([Family::Exact; 100]).persons, 34);
+        let weak = Charge::of([Family::NoInitial; 100]);
+        assert_eq!((weak.possible, weak.persons), (100, 100));
     }
 
     #[test]

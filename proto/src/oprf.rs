@@ -208,7 +208,9 @@ mod tests {
             let key = EpochKey {
                 servers: vec![sk.clone()],
             };
-            let evaluated_bytes = key.evaluate_blinded(Family::Exact, &unhex(blinded)).unwrap();
+            let evaluated_bytes = key
+                .evaluate_blinded(Family::Exact, &unhex(blinded))
+                .unwrap();
             assert_eq!(hex(&evaluated_bytes), evaluated);
             assert_eq!(hex(&key.evaluate_input(&input).unwrap()), out);
         }
@@ -220,7 +222,9 @@ mod tests {
         let key = EpochKey::from_seed(&[7; SEED_LEN]).unwrap();
         let input = b"bsn:111222333";
         let blinded = blind(input, &mut rng).unwrap();
-        let evaluated = key.evaluate_blinded(Family::Exact, &blinded.element).unwrap();
+        let evaluated = key
+            .evaluate_blinded(Family::Exact, &blinded.element)
+            .unwrap();
         let output = blinded.finalize(input, &evaluated).unwrap();
         assert_eq!(output, key.evaluate_input(input).unwrap());
         // The exact family's key is the one derived before families

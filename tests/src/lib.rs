@@ -65,7 +65,8 @@ pub struct Setup {
 /// reference — the columns of an import file, typed.
 #[derive(Debug, Clone)]
 pub struct Signal {
-    bsn: String,
+    /// `bsn`, `surname`, `initial`, `given_name`, `birth_date`: who.
+    person: [String; 5],
     code: String,
     registered_on: String,
     local_ref: Option<String>,
@@ -76,10 +77,38 @@ impl Signal {
     /// `registered_on` (`YYYY-MM-DD`, as [`days_ago`] gives).
     pub fn new(bsn: &str, code: &str, registered_on: &str) -> Signal {
         Signal {
-            bsn: bsn.to_owned(),
+            person: [
+                bsn.to_owned(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+            ],
             code: code.to_owned(),
             registered_on: registered_on.to_owned(),
             local_ref: None,
+        }
+    }
+
+    /// Signal `code` for the person without a BSN known by `surname`,
+    /// `given_name` (its first letter the initial) and `birth_date`
+    /// (`YYYY-MM-DD`, or `YYYY-MM-00` for an unknown day).
+    pub fn named(
+        surname: &str,
+        given_name: &str,
+        birth_date: &str,
+        code: &str,
+        registered_on: &str,
+    ) -> Signal {
+        Signal {
+            person: [
+                String::new(),
+                surname.to_owned(),
+                String::new(),
+                given_name.to_owned(),
+                birth_date.to_owned(),
+            ],
+            ..Signal::new("", code, registered_on)
         }
     }
 
@@ -93,7 +122,7 @@ impl Signal {
     pub fn csv(&self) -> String {
         format!(
             "{},{},{},{}\n",
-            self.bsn,
+            self.person.join(","),
             self.code,
             self.registered_on,
             self.local_ref.as_deref().unwrap_or("")
@@ -101,7 +130,8 @@ impl Signal {
     }
 
     /// The header of the import files [`Signal::csv`] lines go in.
-    pub const HEADER: &'static str = "bsn,signal,registered_on,local_ref\n";
+    pub const HEADER: &'static str =
+        "bsn,surname,initial,given_name,birth_date,signal,registered_on,local_ref\n";
 }
 
 impl Setup {

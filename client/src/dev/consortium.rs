@@ -295,6 +295,10 @@ pub fn node_config_file(org: &str, listen: SocketAddr, peers: &[PeerEntry<'_>]) 
                 granularity: Granularity::Domain,
                 max_keys_per_request: None,
                 max_keys_per_day: None,
+                max_probable_keys_per_day: None,
+                max_possible_keys_per_day: None,
+                max_persons_per_day: None,
+                min_bucket_entries: None,
                 min_prefix_bits: None,
             })
             .collect(),

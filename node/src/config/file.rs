@@ -112,7 +112,22 @@ pub struct PeerFile {
     /// Most keys a day (default 10,000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_keys_per_day: Option<u64>,
-    /// Shortest table bucket prefix (default 16).
+    /// Of those, most keys of the probable tier's spelling-variant
+    /// families (default: all of them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_probable_keys_per_day: Option<u64>,
+    /// Of those, most keys of the possible tier's weak families (default:
+    /// a tenth).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_possible_keys_per_day: Option<u64>,
+    /// Most persons asked about a day (default: half `max_keys_per_day`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_persons_per_day: Option<u64>,
+    /// As a requester: the fewest entries a table bucket this node
+    /// fetches from the partner must be likely to hold (default 32).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_bucket_entries: Option<u64>,
+    /// Shortest table bucket prefix (default 0: any).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_prefix_bits: Option<u32>,
 }

@@ -114,7 +114,14 @@ pub struct PeerConfig {
     /// The verifier key of its audit log (`pluis-node pubkey`), to check
     /// the receipts it returns.
     pub log_key: Option<NoteVerifier>,
+    /// As a requester: the fewest entries a table bucket fetched from it
+    /// must be likely to hold, so that it cannot tell which of its
+    /// records was asked about.
+    pub min_bucket_entries: u64,
 }
+
+/// Default [`PeerConfig::min_bucket_entries`].
+pub const DEFAULT_MIN_BUCKET_ENTRIES: u64 = 32;
 
 impl Config {
     /// Reads and validates a config file.
@@ -274,6 +281,9 @@ impl At<'_> {
             if peer.min_prefix_bits.is_some_and(|b| b > 128) {
                 return Err(self.invalid(&field("min_prefix_bits"), "must be 0 to 128"));
             }
+            if peer.min_bucket_entries == Some(0) {
+                return Err(self.invalid(&field("min_bucket_entries"), "must be at least 1"));
+            }
         }
         Ok(orgs)
     }
@@ -376,28 +386,35 @@ fn peer_configs(peers: Vec<PeerFile>, orgs: Vec<OrgId>, purposes: &[Purpose]) ->
     peers
         .into_iter()
         .zip(orgs)
-        .map(|(p, org)| PeerConfig {
-            // Checked by At::peers.
-            log_key: p.log_key.and_then(|k| k.parse().ok()),
-            org,
-            url: p.url,
-            policy: PeerPolicy {
-                purposes: p
-                    .purposes
-                    .into_iter()
-                    .map(|name| {
-                        let basis = legal_basis(&name);
-                        (name, basis)
-                    })
-                    .collect(),
-                domains: p.domains.into_iter().collect(),
-                granularity: p.granularity,
-                max_keys_per_request: p
-                    .max_keys_per_request
-                    .unwrap_or(defaults.max_keys_per_request),
-                max_keys_per_day: p.max_keys_per_day.unwrap_or(defaults.max_keys_per_day),
-                min_prefix_bits: p.min_prefix_bits.unwrap_or(defaults.min_prefix_bits),
-            },
+        .map(|(p, org)| {
+            let day = p.max_keys_per_day.unwrap_or(defaults.max_keys_per_day);
+            PeerConfig {
+                // Checked by At::peers.
+                log_key: p.log_key.and_then(|k| k.parse().ok()),
+                org,
+                url: p.url,
+                min_bucket_entries: p.min_bucket_entries.unwrap_or(DEFAULT_MIN_BUCKET_ENTRIES),
+                policy: PeerPolicy {
+                    purposes: p
+                        .purposes
+                        .into_iter()
+                        .map(|name| {
+                            let basis = legal_basis(&name);
+                            (name, basis)
+                        })
+                        .collect(),
+                    domains: p.domains.into_iter().collect(),
+                    granularity: p.granularity,
+                    max_keys_per_request: p
+                        .max_keys_per_request
+                        .unwrap_or(defaults.max_keys_per_request),
+                    max_keys_per_day: day,
+                    max_probable_keys_per_day: p.max_probable_keys_per_day.unwrap_or(day),
+                    max_possible_keys_per_day: p.max_possible_keys_per_day.unwrap_or(day / 10),
+                    max_persons_per_day: p.max_persons_per_day.unwrap_or(day / 2),
+                    min_prefix_bits: p.min_prefix_bits.unwrap_or(defaults.min_prefix_bits),
+                },
+            }
         })
         .collect()
 }

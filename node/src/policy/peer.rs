@@ -33,6 +33,14 @@ pub struct PeerPolicy {
     pub max_keys_per_request: u64,
     /// Most keys evaluated per UTC day.
     pub max_keys_per_day: u64,
+    /// Most keys of the probable tier's families per day (of those).
+    pub max_probable_keys_per_day: u64,
+    /// Most keys of the possible tier's weak families per day (of those):
+    /// they are the cheapest to enumerate.
+    pub max_possible_keys_per_day: u64,
+    /// Most persons asked about per day (as [`pluis_proto::families::Charge`]
+    /// counts them: the fewest persons a request's keys could be).
+    pub max_persons_per_day: u64,
     /// Shortest tag prefix for `GetTable`; 0 allows the whole table.
     pub min_prefix_bits: u32,
 }
@@ -46,7 +54,13 @@ impl Default for PeerPolicy {
             granularity: Granularity::Domain,
             max_keys_per_request: 100,
             max_keys_per_day: 10_000,
-            min_prefix_bits: 16,
+            max_probable_keys_per_day: 10_000,
+            max_possible_keys_per_day: 1_000,
+            max_persons_per_day: 5_000,
+            // Whole tables are safe to hand out (an entry opens only under
+            // an evaluated key); it is the requester who needs buckets
+            // large enough to hide in (its `min_bucket_entries`).
+            min_prefix_bits: 0,
         }
     }
 }

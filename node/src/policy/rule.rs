@@ -31,6 +31,12 @@ pub enum Rule {
     MaxKeysPerRequest,
     /// The day's key budget spent.
     MaxKeysPerDay,
+    /// The day's budget of probable-tier (spelling variant) keys spent.
+    MaxProbableKeysPerDay,
+    /// The day's budget of possible-tier (weak) keys spent.
+    MaxPossibleKeysPerDay,
+    /// The day's budget of persons asked about spent.
+    MaxPersonsPerDay,
     /// A tag prefix shorter than the peer may fetch.
     MinPrefixBits,
     /// A table call outside an exchange that may have it.
@@ -57,6 +63,9 @@ impl Rule {
             Rule::LegalBasis => "legal_basis",
             Rule::MaxKeysPerRequest => "max_keys_per_request",
             Rule::MaxKeysPerDay => "max_keys_per_day",
+            Rule::MaxProbableKeysPerDay => "max_probable_keys_per_day",
+            Rule::MaxPossibleKeysPerDay => "max_possible_keys_per_day",
+            Rule::MaxPersonsPerDay => "max_persons_per_day",
             Rule::MinPrefixBits => "min_prefix_bits",
             Rule::Exchange => "exchange",
             Rule::Buckets => "buckets",

@@ -133,8 +133,13 @@ pub async fn case_query(
             outcomes.push(answer.outcome);
         }
         let own = (state.id.org().to_string(), own);
-        let (subjects, total) =
-            combine(&request.subjects, &persons, &own, &answers, live.assessment());
+        let (subjects, total) = combine(
+            &request.subjects,
+            &persons,
+            &own,
+            &answers,
+            live.assessment(),
+        );
         let question = Question {
             coordinator,
             purpose: &purpose,

@@ -41,6 +41,10 @@ pub enum AskError {
     /// This node failed; the partner is not at fault.
     #[error("this node failed ({0}), not the partner")]
     Local(&'static str),
+    /// The partner's policy and this node's conflict: its buckets would
+    /// be too small to hide which of its records was asked about.
+    #[error("{0}")]
+    SmallBuckets(exchange::SmallBuckets),
 }
 
 /// How a partner's answer broke the protocol.
@@ -81,6 +85,7 @@ impl AskError {
             AskError::Answer(Broken::TooManyEntries(_)) => Code::ResourceExhausted,
             AskError::Answer(_) => Code::DataLoss,
             AskError::Local(_) => Code::Internal,
+            AskError::SmallBuckets(_) => Code::FailedPrecondition,
         }
     }
 
@@ -101,6 +106,7 @@ impl AskError {
                 Code::DeadlineExceeded => State::TimedOut,
                 _ => State::Failed,
             },
+            AskError::SmallBuckets(_) => State::Denied,
             AskError::Answer(_) | AskError::Local(_) => State::Failed,
         }
     }
@@ -482,7 +488,9 @@ async fn exchange(
         }
         None => {
             // Case queries: the bucket of every key's tag prefix, in one call.
-            let call = sequence.bucket_call(&opening)?;
+            let call = sequence
+                .bucket_call(&opening, asker.peer.min_bucket_entries)?
+                .map_err(AskError::SmallBuckets)?;
             let chunks = get_table(&asker, client, call).await?;
             (opening.open_chunks(&chunks), false)
         }

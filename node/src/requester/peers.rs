@@ -34,6 +34,8 @@ pub struct Peer {
     pub channel: Channel,
     /// The verifier key of its audit log, to check its receipts.
     pub log_key: Option<pluis_proto::log::NoteVerifier>,
+    /// The fewest entries a bucket fetched from it must be likely to hold.
+    pub min_bucket_entries: u64,
     /// The last whole table fetched from it (bulk screening), by epoch.
     table: TableCache,
 }
@@ -87,6 +89,7 @@ impl Peers {
                     channel: crate::tls::connect(&p.url, tls, CHECK_DEADLINE)?,
                     table: TableCache::default(),
                     log_key: p.log_key.clone(),
+                    min_bucket_entries: p.min_bucket_entries,
                 })
             })
             .collect::<Result<_, TlsError>>()?;

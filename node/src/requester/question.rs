@@ -194,18 +194,19 @@ impl CaseDomains {
 
     pub fn result(self, label: String, assessment: &Assessment) -> pb::SubjectResult {
         let count = self.domains.len() as u32;
-        let exact = self.domains.values().filter(|d| !d.exact.is_empty()).count() as u32;
+        let exact = self
+            .domains
+            .values()
+            .filter(|d| !d.exact.is_empty())
+            .count() as u32;
         pb::SubjectResult {
             label,
             domains: self
                 .domains
                 .into_iter()
                 .map(|(domain, entry)| {
-                    let probable_orgs: Vec<String> = entry
-                        .probable
-                        .difference(&entry.exact)
-                        .cloned()
-                        .collect();
+                    let probable_orgs: Vec<String> =
+                        entry.probable.difference(&entry.exact).cloned().collect();
                     let mut orgs = entry.exact;
                     orgs.extend(probable_orgs.iter().cloned());
                     pb::DomainHit {

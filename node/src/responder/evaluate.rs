@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use pluis_proto::exchange::{self, Epoch, ExchangeId};
+use pluis_proto::families::Charge;
 use pluis_proto::oprf::EpochKey;
 use pluis_proto::pb::{self, audit_entry::Kind};
 use pluis_proto::{OrgId, SpiffeId};
@@ -22,6 +23,7 @@ use crate::ops::metrics::Outcome;
 use crate::policy::View;
 use crate::policy::{decide_evaluate, Ask, Rule};
 use crate::server::state::NodeState;
+use crate::store::{Charged, Counter};
 
 /// Batches at least this large are evaluated on all cores; smaller ones
 /// on one, where waking the others would cost more than it saves.
@@ -72,7 +74,12 @@ pub async fn evaluate(
         max_keys_per_request: policy.map_or(0, |p| {
             u32::try_from(p.max_keys_per_request).unwrap_or(u32::MAX)
         }),
-        limit: policy.map_or(0, |p| p.max_keys_per_day),
+        limits: policy.map_or_else(Charge::default, |p| Charge {
+            keys: p.max_keys_per_day,
+            probable: p.max_probable_keys_per_day,
+            possible: p.max_possible_keys_per_day,
+            persons: p.max_persons_per_day,
+        }),
         request,
         exchange_id: ctx.exchange_id.clone(),
         request_digest: call.request_digest,
@@ -84,17 +91,39 @@ pub async fn evaluate(
             ..call.entry(Kind::ExchangeServed)
         },
     };
-    let limit = serving.limit;
+    let limits = serving.limits;
+    let charge = serving.charge();
     let (response, charged) = tokio::task::spawn_blocking(move || serving.serve())
         .await
         .map_err(|_| Failure::Task("evaluation"))??;
     let index = match charged {
         Ok((_, index)) => index,
-        Err(used) => {
+        Err((counter, used)) => {
+            let (rule, what, asked, limit) = match counter {
+                Counter::Keys => (Rule::MaxKeysPerDay, "keys", charge.keys, limits.keys),
+                Counter::Probable => (
+                    Rule::MaxProbableKeysPerDay,
+                    "keys of probable-tier families",
+                    charge.probable,
+                    limits.probable,
+                ),
+                Counter::Possible => (
+                    Rule::MaxPossibleKeysPerDay,
+                    "keys of possible-tier (weak) families",
+                    charge.possible,
+                    limits.possible,
+                ),
+                Counter::Persons => (
+                    Rule::MaxPersonsPerDay,
+                    "persons",
+                    charge.persons,
+                    limits.persons,
+                ),
+            };
             let message = format!(
-                "policy rule max_keys_per_day: {keys} keys asked with {used} used today; {peer} allows {limit} per day"
+                "policy rule {rule}: {asked} {what} asked with {used} used today; {peer} allows {limit} per day"
             );
-            return Err(call.refuse(keys, Rule::MaxKeysPerDay, message).await);
+            return Err(call.refuse(keys, rule, message).await);
         }
     };
     state.served.evaluated(of, keys, state.clock.now_secs());
@@ -128,7 +157,8 @@ struct Serving {
     view: Option<View>,
     min_prefix_bits: u32,
     max_keys_per_request: u32,
-    limit: u64,
+    /// The peer's daily budgets: keys, keys per tier, persons.
+    limits: Charge,
     /// The request: its blinded elements and their families.
     request: pb::EvaluateRequest,
     exchange_id: Vec<u8>,
@@ -136,11 +166,16 @@ struct Serving {
     template: pb::AuditEntry,
 }
 
-/// The answer, and the log index of its entry or, if the day's budget
-/// ran out meanwhile, the keys already used.
-type Served = (pb::EvaluateResponse, Result<(u64, u64), u64>);
+/// The answer, and the day's totals and the log index of its entry or,
+/// if a daily budget ran out, which one and how much of it was used.
+type Served = (pb::EvaluateResponse, Charged);
 
 impl Serving {
+    /// What this request costs: its keys by family.
+    fn charge(&self) -> Charge {
+        Charge::of((0..self.request.blinded.len()).map(|i| exchange::family_of(&self.request, i)))
+    }
+
     fn serve(self) -> Result<Served, RespondError> {
         let state = &self.state;
         let evaluated = evaluate_all(&self.key, &self.request)?;
@@ -164,15 +199,15 @@ impl Serving {
             max_keys_per_request: self.max_keys_per_request,
         };
         let response_digest = exchange::request_digest(&response);
+        let charge = self.charge();
         let served = pb::AuditEntry {
             response_digest: response_digest.to_vec(),
             ..self.template
         };
-        let keys = self.request.blinded.len() as u64;
         let day = self.today.to_julian_day();
         let charged = state
             .store
-            .charge_budget(&self.peer, day, keys, self.limit, &served)
+            .charge_budgets(&self.peer, day, &charge, &self.limits, &served)
             .map_err(Failure::store("budget"))?;
         // Served: durable (with whoever else is being served now), then
         // the receipt, still on this thread.

@@ -70,7 +70,9 @@ fn table_inputs(stored: Vec<String>, today: Date) -> Vec<String> {
     let mut inputs = Vec::with_capacity(stored.len() * 16);
     for key in stored {
         match SubjectKey::parse(&key, today) {
-            Ok(parsed) => inputs.extend(families::table_inputs(&parsed).into_iter().map(|v| v.input)),
+            Ok(parsed) => {
+                inputs.extend(families::table_inputs(&parsed).into_iter().map(|v| v.input))
+            }
             Err(_) => inputs.push(key),
         }
     }

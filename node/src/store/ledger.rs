@@ -20,6 +20,7 @@
 
 use std::collections::HashMap;
 
+use pluis_proto::families::Charge;
 use pluis_proto::pb;
 use prost::Message;
 
@@ -28,8 +29,36 @@ pub use crate::store::logfile::{LogFile, LogFileError};
 
 const PENDING: &[u8] = b"audit/pending";
 
-/// Keys evaluated per (peer org, day), as the log records them.
-pub(super) type Budgets = HashMap<(String, i32), u64>;
+/// Per (peer org, day), what was evaluated (keys, keys per tier, persons),
+/// as the log records it.
+pub(super) type Budgets = HashMap<(String, i32), Charge>;
+
+/// Which daily budget a charge would overrun.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counter {
+    /// All keys.
+    Keys,
+    /// Keys of the probable tier's families.
+    Probable,
+    /// Keys of the possible tier's families.
+    Possible,
+    /// Persons.
+    Persons,
+}
+
+/// A charge's outcome: the day's new totals and the index of the entry
+/// that holds them, or the counter that refused it and its use before.
+pub type Charged = Result<(Charge, u64), (Counter, u64)>;
+
+/// The counters of `use_` in [`Counter`] order.
+fn counters(use_: &Charge) -> [(Counter, u64); 4] {
+    [
+        (Counter::Keys, use_.keys),
+        (Counter::Probable, use_.probable),
+        (Counter::Possible, use_.possible),
+        (Counter::Persons, use_.persons),
+    ]
+}
 
 /// Counts a served entry's charge into `budgets`.
 pub(super) fn replay_budget(budgets: &mut Budgets, bytes: &[u8]) {
@@ -41,7 +70,10 @@ pub(super) fn replay_budget(budgets: &mut Budgets, bytes: &[u8]) {
     }
     if let Some(org) = org_of(&entry.actor) {
         let used = budgets.entry((org, entry.budget_day)).or_default();
-        *used = (*used).max(entry.budget_used);
+        used.keys = used.keys.max(entry.budget_used);
+        used.probable = used.probable.max(entry.probable_keys_used);
+        used.possible = used.possible.max(entry.possible_keys_used);
+        used.persons = used.persons.max(entry.persons_used);
     }
 }
 
@@ -243,25 +275,33 @@ impl Store {
 
     /// Keys evaluated for `peer` on day `day` (a Julian day number).
     pub fn budget_used(&self, peer: &str, day: i32) -> Result<u64, StoreError> {
-        Ok(crate::lock(&self.budgets)
-            .get(&(peer.to_owned(), day))
-            .copied()
-            .unwrap_or(0))
+        Ok(self.budgets_used(peer, day).keys)
     }
 
-    /// Adds `keys` to `peer`'s use on `day` if that stays within `limit`,
-    /// by appending `served` (whose actor must be `peer`'s node) with the
-    /// new total: the entry is the charge. Not yet synced.
-    /// `Ok(Ok((total, index)))`: charged, logged at `index`;
-    /// `Ok(Err(used))`: refused, `used` already, nothing written.
-    pub fn charge_budget(
+    /// Everything evaluated for `peer` on day `day`: keys, keys per tier,
+    /// persons.
+    pub fn budgets_used(&self, peer: &str, day: i32) -> Charge {
+        crate::lock(&self.budgets)
+            .get(&(peer.to_owned(), day))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Adds `charge` to `peer`'s use on `day` if every counter stays
+    /// within its `limits`, by appending `served` (whose actor must be
+    /// `peer`'s node) with the new totals: the entry is the charge. Not
+    /// yet synced.
+    /// `Ok(Ok((totals, index)))`: charged, logged at `index`;
+    /// `Ok(Err((counter, used)))`: refused by `counter`, `used` of it
+    /// already; nothing written.
+    pub fn charge_budgets(
         &self,
         peer: &str,
         day: i32,
-        keys: u64,
-        limit: u64,
+        charge: &Charge,
+        limits: &Charge,
         served: &pb::AuditEntry,
-    ) -> Result<Result<(u64, u64), u64>, StoreError> {
+    ) -> Result<Charged, StoreError> {
         if org_of(&served.actor).as_deref() != Some(peer) {
             return Err(StoreError::Corrupt {
                 tree: "budgets",
@@ -270,15 +310,31 @@ impl Store {
             });
         }
         let _ledger = crate::lock(&self.ledger);
-        let used = self.budget_used(peer, day)?;
-        let total = used.saturating_add(keys);
-        if total > limit {
-            return Ok(Err(used));
+        let used = self.budgets_used(peer, day);
+        let total = Charge {
+            keys: used.keys.saturating_add(charge.keys),
+            probable: used.probable.saturating_add(charge.probable),
+            possible: used.possible.saturating_add(charge.possible),
+            persons: used.persons.saturating_add(charge.persons),
+        };
+        let over = counters(&total)
+            .into_iter()
+            .zip(counters(limits))
+            .zip(counters(&used))
+            .find(|(((_, total), (_, limit)), _)| total > limit);
+        if let Some((((counter, _), _), (_, before))) = over {
+            return Ok(Err((counter, before)));
         }
         let entry = pb::AuditEntry {
-            budget_used: total,
-            budget_limit: limit,
+            budget_used: total.keys,
+            budget_limit: limits.keys,
             budget_day: day,
+            probable_keys_used: total.probable,
+            probable_keys_limit: limits.probable,
+            possible_keys_used: total.possible,
+            possible_keys_limit: limits.possible,
+            persons_used: total.persons,
+            persons_limit: limits.persons,
             kind: pb::audit_entry::Kind::ExchangeServed as i32,
             ..served.clone()
         };
@@ -364,21 +420,54 @@ mod tests {
                 actor: "spiffe://c/org/school/node".into(),
                 ..Default::default()
             };
-            let charge = |day, keys| store.charge_budget("school", day, keys, 100, &served);
-            assert_eq!(charge(100, 60).unwrap(), Ok((60, 0)));
-            assert_eq!(charge(100, 50).unwrap(), Err(60));
-            assert_eq!(charge(101, 50).unwrap(), Ok((50, 1)));
+            let limits = Charge {
+                keys: 100,
+                probable: 50,
+                possible: 10,
+                persons: 40,
+            };
+            let charge = |day, keys, probable, possible, persons| {
+                let charge = Charge {
+                    keys,
+                    probable,
+                    possible,
+                    persons,
+                };
+                store
+                    .charge_budgets("school", day, &charge, &limits, &served)
+                    .unwrap()
+                    .map(|(total, index)| (total.keys, index))
+            };
+            assert_eq!(charge(100, 60, 40, 8, 20), Ok((60, 0)));
+            assert_eq!(charge(100, 50, 0, 0, 1), Err((Counter::Keys, 60)));
+            assert_eq!(charge(100, 20, 0, 3, 1), Err((Counter::Possible, 8)));
+            assert_eq!(charge(100, 20, 11, 0, 1), Err((Counter::Probable, 40)));
+            assert_eq!(charge(100, 20, 0, 0, 21), Err((Counter::Persons, 20)));
+            assert_eq!(charge(101, 50, 0, 0, 17), Ok((50, 1)));
             store.sync_log().unwrap();
             let other = pluis_proto::pb::AuditEntry {
                 actor: "spiffe://c/org/police/node".into(),
                 ..served.clone()
             };
-            assert!(store.charge_budget("school", 100, 1, 100, &other).is_err());
+            let one = Charge {
+                keys: 1,
+                ..Charge::default()
+            };
+            assert!(store
+                .charge_budgets("school", 100, &one, &limits, &other)
+                .is_err());
         }
         let store = reopen(dir.path()).unwrap();
         assert_eq!(store.budget_used("school", 100).unwrap(), 60);
+        let replayed = store.budgets_used("school", 100);
+        assert_eq!(
+            (replayed.probable, replayed.possible, replayed.persons),
+            (40, 8, 20),
+            "every counter is rebuilt from the log"
+        );
         assert_eq!(store.budget_used("police", 100).unwrap(), 0);
-        // Each charge and its log entry went together; the refusal wrote neither.
+        // Each charge and its log entry went together; the refusals wrote
+        // nothing.
         let entries = store.audit_entries(0, 10).unwrap();
         assert_eq!(entries.len(), 2);
         assert_eq!(store.audit_size().unwrap(), 2);

@@ -57,7 +57,7 @@ pub(crate) mod vault;
 use generations::{generation_of, tree_names, Generation};
 pub use generations::{CommitCounts, Import, Snapshot, Staged};
 use ledger::{replay_budget, Budgets};
-pub use ledger::{LogFile, LogFileError};
+pub use ledger::{Charged, Counter, LogFile, LogFileError};
 pub use signals::{NewSignal, PreparedSignal, SignalCounts, SignalRecord};
 
 /// The store's schema version; checked at open.

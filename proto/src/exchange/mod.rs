@@ -26,7 +26,10 @@ mod pair;
 pub mod sequence;
 
 pub use nouns::{Epoch, ExchangeId};
-pub use sequence::{entries_allowed, Batch, Fetch, Sequence, SequenceError, TableCall};
+pub use sequence::{
+    entries_allowed, prefix_bits_for, Batch, Fetch, Sequence, SequenceError, SmallBuckets,
+    TableCall,
+};
 
 use std::collections::{BTreeSet, HashMap};
 

@@ -31,7 +31,7 @@ impl Responder {
             current: 0,
             held: held.iter().map(|(k, d)| ((*k).to_owned(), *d)).collect(),
             max_keys_per_request,
-            min_prefix_bits: 16,
+            min_prefix_bits: 0,
             evaluated: Vec::new(),
             tables: Vec::new(),
         };
@@ -77,7 +77,7 @@ impl Responder {
                 .iter()
                 .enumerate()
                 .map(|(i, b)| {
-                    key.evaluate_blinded(super::family_of(&request, i), b)
+                    key.evaluate_blinded(super::family_of(request, i), b)
                         .unwrap()
                         .to_vec()
                 })
@@ -174,7 +174,7 @@ impl Pair {
                 opening.open_table(&table_from_chunks(chunks))
             }
             None => {
-                let call = self.sequence.bucket_call(&opening).unwrap();
+                let call = self.sequence.bucket_call(&opening, 1).unwrap().unwrap();
                 let chunks = self.responder.get_table(&call.request);
                 opening.open_chunks(&chunks)
             }
@@ -211,11 +211,39 @@ fn a_case_query_is_one_evaluate_and_one_bucket_call_and_opens_only_held_keys() {
         [(0, 3)],
         "one Evaluate, current epoch"
     );
+    let (epoch, bits, buckets) = pair.responder.tables[0];
+    assert_eq!(pair.responder.tables.len(), 1, "one bucket call");
+    assert_eq!(epoch, 1, "under the pinned epoch");
     assert_eq!(
-        pair.responder.tables,
-        [(1, 16, 3)],
-        "one bucket call under the pinned epoch, at the partner's shortest prefix, a bucket per key"
+        bits,
+        super::sequence::prefix_bits_for(3, 1),
+        "at the longest prefix that leaves a bucket its entries"
     );
+    assert!((1..=3).contains(&buckets), "at most a bucket per key");
+}
+
+#[test]
+fn a_partner_whose_shortest_prefix_makes_small_buckets_is_not_asked() {
+    let mut responder = Responder::new(&HELD, 100);
+    responder.min_prefix_bits = 16;
+    let mut pair = Pair::new(&["bsn:111222333"], Fetch::Buckets, responder);
+    pair.send_batches();
+    pair.deliver(0);
+    let opening = pair.sequence.opening().unwrap();
+    let refused = pair
+        .sequence
+        .bucket_call(&opening, 32)
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(
+        (
+            refused.partner_bits,
+            refused.table_size,
+            refused.min_entries
+        ),
+        (16, 3, 32)
+    );
+    assert!(refused.to_string().contains("min_bucket_entries"));
 }
 
 #[test]

@@ -275,23 +275,82 @@ impl Sequence {
     }
 
     /// The bucket call of a case query, once every key is evaluated: the
-    /// bucket of every key's tag at the partner's shortest prefix.
-    pub fn bucket_call(&self, opening: &Opening) -> Result<TableCall, SequenceError> {
+    /// bucket of every key's tag, at the longest prefix that leaves about
+    /// `min_entries` of the partner's announced table in each bucket (so
+    /// that it cannot tell which of its entries was asked about). `None`
+    /// where the partner's shortest prefix would make smaller buckets.
+    pub fn bucket_call(
+        &self,
+        opening: &Opening,
+        min_entries: u64,
+    ) -> Result<Result<TableCall, SmallBuckets>, SequenceError> {
         let pinned = self
             .pinned
             .as_ref()
             .ok_or(SequenceError::TooEarly("the bucket call"))?;
-        let request =
-            opening.bucket_request(&self.context, pinned.epoch.number(), pinned.min_prefix_bits);
+        let bits = prefix_bits_for(pinned.table_size, min_entries);
+        if bits < pinned.min_prefix_bits {
+            return Ok(Err(SmallBuckets {
+                partner_bits: pinned.min_prefix_bits,
+                table_size: pinned.table_size,
+                min_entries,
+            }));
+        }
+        let request = opening.bucket_request(&self.context, pinned.epoch.number(), bits);
         let buckets = 1 + request.more_prefixes.len() as u64;
         let allowed = entries_allowed(pinned.table_size, request.prefix_bits, buckets);
-        Ok(TableCall { request, allowed })
+        Ok(Ok(TableCall { request, allowed }))
     }
+}
+
+/// The longest prefix a case query asks buckets of.
+pub const MAX_BUCKET_PREFIX_BITS: u32 = 16;
+
+/// The longest prefix (at most [`MAX_BUCKET_PREFIX_BITS`]) at which a table
+/// of `table_size` entries holds at least `min_entries` per bucket on
+/// average; 0 — the whole table — for a table smaller than that. More key
+/// families mean more buckets asked per person, so each must hide among
+/// enough others that asking many does not single a record out.
+pub fn prefix_bits_for(table_size: u64, min_entries: u64) -> u32 {
+    let min_entries = min_entries.max(1);
+    let mut bits = 0;
+    while bits < MAX_BUCKET_PREFIX_BITS && table_size >> (bits + 1) >= min_entries {
+        bits += 1;
+    }
+    bits
+}
+
+/// Why a case query fetched no buckets from a partner: its shortest prefix
+/// would leave fewer than `min_entries` of its table in a bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "not asked for buckets: the partner allows no prefix shorter than {partner_bits} bits, which would leave fewer than {min_entries} of its {table_size} table entries in a bucket (min_bucket_entries)"
+)]
+pub struct SmallBuckets {
+    /// The partner's shortest prefix.
+    pub partner_bits: u32,
+    /// Its announced table size.
+    pub table_size: u64,
+    /// This node's `min_bucket_entries`.
+    pub min_entries: u64,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn buckets_hold_at_least_min_entries() {
+        assert_eq!(prefix_bits_for(0, 32), 0);
+        assert_eq!(prefix_bits_for(31, 32), 0, "a small table is fetched whole");
+        assert_eq!(prefix_bits_for(64, 32), 1);
+        assert_eq!(prefix_bits_for(100_000, 32), 11);
+        assert_eq!(prefix_bits_for(1 << 40, 32), MAX_BUCKET_PREFIX_BITS);
+        for size in [1u64, 33, 1000, 65_537, 10_000_000] {
+            let bits = prefix_bits_for(size, 32);
+            assert!(bits == 0 || size >> bits >= 32, "{size}: {bits}");
+        }
+    }
 
     #[test]
     fn a_table_answer_may_hold_no_more_than_announced() {

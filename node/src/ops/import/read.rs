@@ -147,12 +147,11 @@ fn columns_of(path: &str, header: &csv::StringRecord) -> Result<Vec<(usize, usiz
         }
     }
     let has = |n: &str| positions.iter().any(|(_, c)| COLUMNS[*c] == n);
-    let has_key =
-        has("bsn") || (has("surname") && has("birth_date") && (has("initial") || has("given_name")));
+    let has_key = has("bsn")
+        || (has("surname") && has("birth_date") && (has("initial") || has("given_name")));
     if !has_key {
         return Err(header_error(
-            "needs a bsn column, or surname, initial (or given_name) and birth_date columns"
-                .into(),
+            "needs a bsn column, or surname, initial (or given_name) and birth_date columns".into(),
         ));
     }
     Ok(positions)

@@ -1,0 +1,188 @@
+//! Typo-tolerant matching over real nodes: a child registered differently
+//! by each partner is found — exactly, probably (with the reason) or
+//! possibly (no flags, not counted) — and a twin never becomes more than
+//! possible.
+
+use pluis_client::dev::consortium::PURPOSE;
+use pluis_proto::pb::{self, MatchResponse, SubjectResult};
+use pluis_proto::Role;
+use pluis_tests::{channel_as, days_ago, Signal, TestConsortium};
+
+const ORGS: [&str; 5] = [
+    "police",
+    "school",
+    "youthcare",
+    "municipality",
+    "healthcare",
+];
+
+/// Amina Mehmedović (born 4 March 2012) as four partners registered her,
+/// and her twin sister Sara at the health service.
+async fn consortium(name: &str) -> TestConsortium {
+    let date = days_ago(30);
+    TestConsortium::setup(name, &ORGS)
+        .signals(
+            "school",
+            [Signal::named(
+                "Mehmedović",
+                "Amina",
+                "2012-03-04",
+                "frequent_absence",
+                &date,
+            )],
+        )
+        .signals(
+            "youthcare",
+            // A Dutch transliteration.
+            [Signal::named(
+                "Mehmedovitsj",
+                "Amina",
+                "2012-03-04",
+                "child_protection_measure",
+                &date,
+            )],
+        )
+        .signals(
+            "municipality",
+            // Day and month swapped, no diacritics.
+            [Signal::named(
+                "Mehmedovic",
+                "Amina",
+                "2012-04-03",
+                "household_debts",
+                &date,
+            )],
+        )
+        .signals(
+            "healthcare",
+            // The twin: same surname and birth date, another initial.
+            [Signal::named(
+                "Mehmedović",
+                "Sara",
+                "2012-03-04",
+                "unexplained_injuries",
+                &date,
+            )],
+        )
+        .start()
+        .await
+}
+
+async fn ask(c: &TestConsortium, key: &str) -> MatchResponse {
+    let coordinator = c.identity("police", Role::Coordinator);
+    let channel = channel_as(&c.node("police").unwrap().url, &coordinator);
+    pb::coordinator_client::CoordinatorClient::new(channel)
+        .r#match(pb::MatchRequest {
+            purpose: PURPOSE.into(),
+            subjects: vec![pb::Subject {
+                label: "child".into(),
+                keys: vec![key.into()],
+            }],
+        })
+        .await
+        .expect("match")
+        .into_inner()
+}
+
+/// Per org that knows or may know the subject: (tier, reasons).
+fn matches(s: &SubjectResult) -> Vec<(String, String, Vec<String>)> {
+    s.matches
+        .iter()
+        .map(|m| (m.org.clone(), m.tier.clone(), m.reasons.clone()))
+        .collect()
+}
+
+fn flagging_orgs(s: &SubjectResult) -> Vec<String> {
+    let mut orgs: Vec<String> = s.domains.iter().flat_map(|d| d.orgs.clone()).collect();
+    orgs.sort();
+    orgs
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn spelling_variants_are_probable_and_a_twin_only_possible() {
+    let mut c = consortium("tiers").await;
+    let answer = ask(&c, "nd:Mehmedović,A,2012-03-04,Amina").await;
+    assert!(
+        answer.peers.iter().all(|p| p.state == 1),
+        "{:?}",
+        answer.peers
+    );
+    let amina = &answer.subjects[0];
+    let found = matches(amina);
+    let tier = |org: &str| {
+        found
+            .iter()
+            .find(|(o, ..)| o == org)
+            .map(|(_, t, r)| (t.as_str(), r.clone()))
+    };
+    assert_eq!(tier("school"), Some(("exact", vec!["exact".to_owned()])));
+    let (youthcare, reasons) = tier("youthcare").expect("the transliteration is found");
+    assert_eq!(youthcare, "probable", "{reasons:?}");
+    assert!(reasons.contains(&"spelling".to_owned()), "{reasons:?}");
+    assert_eq!(
+        tier("municipality"),
+        Some(("probable", vec!["day_month_swapped".to_owned()]))
+    );
+    // The twin at the health service: possible, without flags, uncounted.
+    assert_eq!(
+        tier("healthcare"),
+        Some(("possible", vec!["no_initial".to_owned()]))
+    );
+    assert_eq!(
+        flagging_orgs(amina),
+        ["municipality", "school", "youthcare"],
+        "{:?}",
+        amina.domains
+    );
+    assert!(amina.domains.iter().all(|d| d.domain != "health"));
+    assert_eq!(amina.domain_count, 3);
+    assert_eq!((amina.exact_domains, amina.probable_domains), (1, 2));
+    for d in &amina.domains {
+        let probable = d.domain != "education";
+        assert_eq!(!d.probable_orgs.is_empty(), probable, "{d:?}");
+    }
+    let why = &amina
+        .matches
+        .iter()
+        .find(|m| m.org == "healthcare")
+        .unwrap();
+    assert!(
+        why.explanation.contains("sibling or twin"),
+        "{}",
+        why.explanation
+    );
+
+    // Asked about the twin: the health service exactly; Amina's records
+    // at most possibly — never exact, never probable, never her flags.
+    let sara = ask(&c, "nd:Mehmedovic,S,2012-03-04,Sara").await;
+    let sara = &sara.subjects[0];
+    for (org, tier, reasons) in matches(sara) {
+        match org.as_str() {
+            "healthcare" => assert_eq!(tier, "exact"),
+            _ => assert_eq!(tier, "possible", "{org}: {reasons:?}"),
+        }
+    }
+    assert_eq!(flagging_orgs(sara), ["healthcare"]);
+    assert_eq!(sara.domain_count, 1);
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_question_with_exact_keys_only_names_no_families_and_answers_as_before() {
+    let mut c = consortium("tiers-bsn").await;
+    // An unknown BSN: exact family only, nothing found anywhere.
+    let answer = ask(&c, "bsn:111222333").await;
+    assert!(answer.subjects[0].matches.is_empty());
+    assert!(answer.subjects[0].domains.is_empty());
+    // A name key without a given name still finds the probable variants
+    // that need none (spelling, sound), and not the ones that need one.
+    let answer = ask(&c, "nd:Mehmedovich,A,2012-03-04").await;
+    let found = matches(&answer.subjects[0]);
+    assert!(
+        found
+            .iter()
+            .any(|(o, t, _)| o == "school" && t == "probable"),
+        "{found:?}"
+    );
+    c.stop().await;
+}
