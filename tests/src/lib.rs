@@ -60,6 +60,16 @@ pub struct Setup {
     clocks: Vec<(String, pluis_node::Clock)>,
 }
 
+/// `count` distinct valid BSNs (passing the elfproef), from 100000000 up.
+pub fn valid_bsns(count: usize) -> Vec<String> {
+    (10_000_000u32..)
+        .filter_map(|stem| {
+            pluis_proto::identifier::elfproef_check_digit(stem).map(|d| format!("{stem:08}{d}"))
+        })
+        .take(count)
+        .collect()
+}
+
 /// One signal a test imports at an org: for the person with a BSN, a
 /// signal code, its registration date and (often) the org's own case
 /// reference — the columns of an import file, typed.

@@ -242,6 +242,7 @@ async fn table_buckets_are_served_only_inside_an_exchange_and_never_more_than_it
             "police",
             [Signal::new("111222333", "petty_theft_young_child", "2026-11-01").local_ref("p-1")],
         )
+        .peer_policies("police", |peer| peer.min_prefix_bits = Some(16))
         .start()
         .await;
     let mut school = c.partner("police", "school", Role::Node);
@@ -625,7 +626,7 @@ impl pb::partner_server::Partner for BalloonPartner {
             // Valid points: the blinded elements themselves.
             evaluated: request.blinded,
             table_size: 10,
-            min_prefix_bits: 16,
+            min_prefix_bits: 0,
             receipt: None,
             table_digest: vec![0; 32],
             max_keys_per_request: 100,
@@ -696,16 +697,14 @@ async fn a_partner_streaming_more_than_it_announced_is_abandoned_and_named() {
         "{school:?}"
     );
     assert!(
-        school.detail.contains("more table entries than 64,"),
+        school.detail.contains("more table entries than 1039,"),
         "{}",
         school.detail
     );
     fake.abort();
     let log = c.verified_log("police", &c.url("police")).await;
-    assert!(log
-        .iter()
-        .any(|e| e.kind() == Kind::ExchangeRequested
-            && e.detail.contains("more table entries than 64,")));
+    assert!(log.iter().any(|e| e.kind() == Kind::ExchangeRequested
+        && e.detail.contains("more table entries than 1039,")));
     c.stop().await;
 }
 

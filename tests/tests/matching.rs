@@ -51,7 +51,8 @@ async fn a_peer_gets_evaluations_that_unblind_to_one_output_per_key() {
         .expect("evaluate")
         .into_inner();
     assert!(response.epoch > 0);
-    assert_eq!(response.min_prefix_bits, 16);
+    // Whole tables by default: an entry opens only under an evaluated key.
+    assert_eq!(response.min_prefix_bits, 0);
     let outputs: Vec<_> = b
         .iter()
         .zip(&keys)
@@ -191,6 +192,14 @@ async fn family_consortium(
     name: &str,
     healthcare: impl FnOnce(&mut ConfigFile) + Send + 'static,
 ) -> TestConsortium {
+    family_setup(name)
+        .config("healthcare", healthcare)
+        .start()
+        .await
+}
+
+/// [`family_consortium`], not yet started.
+fn family_setup(name: &str) -> pluis_tests::Setup {
     let date = days_ago(30);
     TestConsortium::setup(name, &FAMILY_ORGS)
         .signals(
@@ -210,9 +219,16 @@ async fn family_consortium(
             "municipality",
             [Signal::new("240000006", "household_debts", &date)],
         )
-        .config("healthcare", healthcare)
-        .start()
-        .await
+}
+
+/// [`family_setup`] where every node refuses prefixes shorter than 16
+/// bits to its partners (so no whole tables), started.
+async fn family_without_whole_tables(name: &str) -> TestConsortium {
+    let mut setup = family_setup(name);
+    for org in FAMILY_ORGS {
+        setup = setup.peer_policies(org, |peer| peer.min_prefix_bits = Some(16));
+    }
+    setup.start().await
 }
 
 async fn case_query(
@@ -325,7 +341,7 @@ async fn a_dead_partner_gives_a_partial_answer_naming_it_within_the_deadline() {
 #[tokio::test(flavor = "multi_thread")]
 async fn nothing_a_responder_sends_holds_an_identifier_or_a_reference() {
     use prost::Message;
-    let mut c = family_consortium("family", |_| ()).await;
+    let mut c = family_without_whole_tables("family").await;
     // Act as the school's node towards the police node, as ask_peer does,
     // and keep every byte the police node answers with.
     let school = c.identity("school", Role::Node);
@@ -568,7 +584,7 @@ async fn bulk_screening_lists_own_cases_that_reach_the_threshold() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bulk_screening_is_denied_where_whole_tables_are_not_allowed() {
-    let mut c = family_consortium("family", |_| ()).await;
+    let mut c = family_without_whole_tables("family").await;
     let coordinator = c.identity("police", Role::Coordinator);
     let url = c.node("police").unwrap().url.clone();
     let response = pluis_client::coordinator::screen::run(&url, &coordinator, PURPOSE, 3)

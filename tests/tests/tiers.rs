@@ -4,7 +4,7 @@
 //! possible.
 
 use pluis_client::dev::consortium::PURPOSE;
-use pluis_proto::pb::{self, MatchResponse, SubjectResult};
+use pluis_proto::pb::{self, audit_entry::Kind, peer_outcome::State, MatchResponse, SubjectResult};
 use pluis_proto::Role;
 use pluis_tests::{channel_as, days_ago, Signal, TestConsortium};
 
@@ -19,6 +19,10 @@ const ORGS: [&str; 5] = [
 /// Amina Mehmedović (born 4 March 2012) as four partners registered her,
 /// and her twin sister Sara at the health service.
 async fn consortium(name: &str) -> TestConsortium {
+    setup(name).start().await
+}
+
+fn setup(name: &str) -> pluis_tests::Setup {
     let date = days_ago(30);
     TestConsortium::setup(name, &ORGS)
         .signals(
@@ -64,8 +68,6 @@ async fn consortium(name: &str) -> TestConsortium {
                 &date,
             )],
         )
-        .start()
-        .await
 }
 
 async fn ask(c: &TestConsortium, key: &str) -> MatchResponse {
@@ -183,6 +185,100 @@ async fn a_question_with_exact_keys_only_names_no_families_and_answers_as_before
             .iter()
             .any(|(o, t, _)| o == "school" && t == "probable"),
         "{found:?}"
+    );
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_weak_families_budget_refuses_past_its_limit_and_logs_it() {
+    // Youth care lets its partners ask 2 weak-family keys a day; one
+    // person with a given name asks 3 (no initial, given name, month).
+    let mut c = setup("tiers-budget")
+        .peer_policies("youthcare", |peer| {
+            peer.max_possible_keys_per_day = Some(2);
+        })
+        .start()
+        .await;
+    let answer = ask(&c, "nd:Mehmedović,A,2012-03-04,Amina").await;
+    let youthcare = answer.peers.iter().find(|p| p.org == "youthcare").unwrap();
+    assert_eq!(youthcare.state(), State::Denied, "{youthcare:?}");
+    assert!(
+        youthcare.detail.contains("max_possible_keys_per_day"),
+        "{}",
+        youthcare.detail
+    );
+    // The others answered as before.
+    let school = answer.peers.iter().find(|p| p.org == "school").unwrap();
+    assert_eq!(school.state(), State::Answered);
+    // Youth care's log holds the refusal, naming the rule and the caller,
+    // never a key.
+    let log = c.verified_log("youthcare", &c.url("youthcare")).await;
+    let refusal = log
+        .iter()
+        .find(|e| e.kind() == Kind::CallRefused && e.detail.contains("max_possible_keys_per_day"))
+        .expect("the refusal is logged");
+    assert!(refusal.actor.contains("/org/police/"), "{refusal:?}");
+    assert!(!refusal.detail.to_lowercase().contains("mehmedov"));
+    // What it served is charged per tier, in the entries an auditor reads.
+    let served: Vec<_> = log
+        .iter()
+        .filter(|e| e.kind() == Kind::ExchangeServed)
+        .collect();
+    assert!(served.is_empty(), "nothing was served: {served:?}");
+    let school_log = c.verified_log("school", &c.url("school")).await;
+    let charged = school_log
+        .iter()
+        .find(|e| e.kind() == Kind::ExchangeServed && e.budget_day != 0)
+        .expect("the school served and charged");
+    assert_eq!(charged.possible_keys_used, 3);
+    assert_eq!(charged.persons_used, 1);
+    assert!(charged.probable_keys_used > 0);
+    assert_eq!(charged.budget_used, charged.keys_evaluated, "{charged:?}");
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn buckets_hold_min_bucket_entries_and_smaller_ones_are_not_fetched() {
+    let date = days_ago(30);
+    // 200 persons at the school: a 16-bit bucket would hold none of the
+    // others; 200 / 2^2 = 50 ≥ 32.
+    let pupils: Vec<Signal> = pluis_tests::valid_bsns(200)
+        .iter()
+        .map(|bsn| Signal::new(bsn, "frequent_absence", &date))
+        .collect();
+    let mut c = TestConsortium::setup("tiers-buckets", &["police", "school", "municipality"])
+        .signals("school", pupils)
+        .signals(
+            "municipality",
+            [Signal::new("240000006", "household_debts", &date)],
+        )
+        .peer_policies("municipality", |peer| peer.min_prefix_bits = Some(16))
+        .start()
+        .await;
+    let answer = ask(&c, "bsn:111222333").await;
+    let state = |org: &str| {
+        let p = answer.peers.iter().find(|p| p.org == org).unwrap();
+        (p.state(), p.detail.clone())
+    };
+    assert_eq!(state("school").0, State::Answered);
+    let (municipality, why) = state("municipality");
+    assert_eq!(municipality, State::Denied);
+    assert!(why.contains("min_bucket_entries"), "{why}");
+    let log = c.verified_log("police", &c.url("police")).await;
+    let tables: Vec<(String, String)> = log
+        .iter()
+        .filter(|e| e.kind() == Kind::ExchangeRequested && e.detail.starts_with("table"))
+        .map(|e| (e.counterparty.clone(), e.detail.clone()))
+        .collect();
+    assert_eq!(
+        tables.len(),
+        1,
+        "only the school was asked for buckets: {tables:?}"
+    );
+    assert!(tables[0].0.contains("/org/school/"), "{tables:?}");
+    assert!(
+        tables[0].1.starts_with("table prefix_bits=2 buckets=1"),
+        "{tables:?}"
     );
     c.stop().await;
 }

@@ -120,7 +120,8 @@ pub struct PeerFile {
     /// a tenth).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_possible_keys_per_day: Option<u64>,
-    /// Most persons asked about a day (default: half `max_keys_per_day`).
+    /// Most persons asked about a day (default: `max_keys_per_day`, which
+    /// a request's persons never exceed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_persons_per_day: Option<u64>,
     /// As a requester: the fewest entries a table bucket this node

@@ -411,7 +411,7 @@ fn peer_configs(peers: Vec<PeerFile>, orgs: Vec<OrgId>, purposes: &[Purpose]) ->
                     max_keys_per_day: day,
                     max_probable_keys_per_day: p.max_probable_keys_per_day.unwrap_or(day),
                     max_possible_keys_per_day: p.max_possible_keys_per_day.unwrap_or(day / 10),
-                    max_persons_per_day: p.max_persons_per_day.unwrap_or(day / 2),
+                    max_persons_per_day: p.max_persons_per_day.unwrap_or(day),
                     min_prefix_bits: p.min_prefix_bits.unwrap_or(defaults.min_prefix_bits),
                 },
             }
@@ -570,7 +570,13 @@ url = "https://127.0.0.1:7102"
         assert_eq!(policy.granularity, Granularity::Signal);
         assert_eq!(policy.max_keys_per_day, 50);
         assert_eq!(policy.max_keys_per_request, 100);
-        assert_eq!(policy.min_prefix_bits, 16);
+        assert_eq!(policy.min_prefix_bits, 0, "whole tables by default");
+        // Weak families get a tenth of the day's keys; persons and the
+        // probable tier are bounded only by the day's keys.
+        assert_eq!(policy.max_possible_keys_per_day, 5);
+        assert_eq!(policy.max_probable_keys_per_day, 50);
+        assert_eq!(policy.max_persons_per_day, 50);
+        assert_eq!(config.peers[0].min_bucket_entries, 32);
         assert!(policy.domains.contains(&LifeDomain::Safety));
         let undefined = text.replace("name = \"exploitation-assessment\"", "name = \"other\"");
         let err = parse(&undefined).unwrap_err().to_string();

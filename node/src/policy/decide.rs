@@ -194,7 +194,10 @@ mod tests {
 
     #[test]
     fn prefixes_shorter_than_allowed_are_refused() {
-        let p = school();
+        let p = PeerPolicy {
+            min_prefix_bits: 16,
+            ..school()
+        };
         let asked = ask("exploitation-assessment", 0, 0);
         assert!(decide_table(Some(&p), asked, 16).is_ok());
         let denial = decide_table(Some(&p), asked, 0).unwrap_err();

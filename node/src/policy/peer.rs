@@ -56,7 +56,7 @@ impl Default for PeerPolicy {
             max_keys_per_day: 10_000,
             max_probable_keys_per_day: 10_000,
             max_possible_keys_per_day: 1_000,
-            max_persons_per_day: 5_000,
+            max_persons_per_day: 10_000,
             // Whole tables are safe to hand out (an entry opens only under
             // an evaluated key); it is the requester who needs buckets
             // large enough to hide in (its `min_bucket_entries`).
