@@ -95,6 +95,9 @@ async fn case_queries_keep_being_answered_while_a_live_import_lands() {
             "school",
             [Signal::new("111222333", "frequent_absence", &days_ago(5)).local_ref("S-1")],
         )
+        // Eight clients asking as fast as they can for as long as the
+        // import (and its tables' build) takes: a budget that lasts.
+        .peer_policies("school", |peer| peer.max_keys_per_day = Some(10_000_000))
         .start()
         .await;
     let coordinator = Arc::new(c.identity("police", Role::Coordinator));

@@ -215,7 +215,9 @@ async fn the_weak_families_budget_refuses_past_its_limit_and_logs_it() {
     let log = c.verified_log("youthcare", &c.url("youthcare")).await;
     let refusal = log
         .iter()
-        .find(|e| e.kind() == Kind::CallRefused && e.detail.contains("max_possible_keys_per_day"))
+        .find(|e| {
+            e.kind() == Kind::ExchangeDenied && e.detail.contains("max_possible_keys_per_day")
+        })
         .expect("the refusal is logged");
     assert!(refusal.actor.contains("/org/police/"), "{refusal:?}");
     assert!(!refusal.detail.to_lowercase().contains("mehmedov"));
