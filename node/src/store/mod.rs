@@ -52,6 +52,7 @@ mod erasure;
 mod generations;
 mod ledger;
 mod logfile;
+mod rekey;
 mod signals;
 pub(crate) mod vault;
 use generations::{generation_of, tree_names, Generation};
@@ -315,6 +316,7 @@ impl Store {
         };
         store.check_meta()?;
         store.settle_pending()?;
+        store.rekey()?;
         Ok(store)
     }
 
@@ -347,6 +349,8 @@ impl Store {
                 self.meta
                     .insert(META_KEY_CHECK, &check)
                     .map_err(|e| self.sled(e))?;
+                // A new store holds keys as this version writes them.
+                rekey::mark_current(self)?;
                 self.db.flush().map_err(|e| self.sled(e))?;
             }
             Some(found) => {

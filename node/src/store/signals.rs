@@ -93,7 +93,19 @@ impl Store {
 
     /// Seals and digests a signal. Pure CPU work: safe to run in parallel.
     pub fn prepare(&self, signal: &NewSignal) -> Result<PreparedSignal, StoreError> {
-        let mut canonical: Vec<String> = signal.keys.iter().map(SubjectKey::canonical).collect();
+        let canonical: Vec<String> = signal.keys.iter().map(SubjectKey::canonical).collect();
+        let lookups: Vec<String> = signal.keys.iter().map(SubjectKey::lookup).collect();
+        self.prepare_as(signal, canonical, &lookups)
+    }
+
+    /// [`Store::prepare`] with the keys as `canonical` texts, found under
+    /// the digests of `lookups`.
+    pub(super) fn prepare_as(
+        &self,
+        signal: &NewSignal,
+        mut canonical: Vec<String>,
+        lookups: &[String],
+    ) -> Result<PreparedSignal, StoreError> {
         canonical.sort_unstable();
         canonical.dedup();
         let keys = canonical.join("\n");
@@ -118,8 +130,10 @@ impl Store {
             registered_on: registered,
             expires_on: signal.expires_on.to_julian_day(),
             key_digests: {
-                let mut digests: Vec<IndexDigest> =
-                    signal.keys.iter().map(|k| self.key_digest(k)).collect();
+                let mut digests: Vec<IndexDigest> = lookups
+                    .iter()
+                    .map(|k| self.vault.index("key", k.as_bytes()))
+                    .collect();
                 digests.sort_unstable();
                 digests.dedup();
                 digests
