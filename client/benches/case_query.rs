@@ -2,8 +2,9 @@
 //!
 //! Four real nodes on loopback with mutual TLS, each holding synthetic
 //! signals (`PLUIS_BENCH_ROWS` per org, default 20,000) and a day budget
-//! that lasts the run; the police coordinator asks about 5 subjects
-//! across the 3 partners, and every partner must answer every query. Prints the
+//! that lasts the run; the police coordinator asks about 5 subjects (each
+//! by BSN and name key, so with every key family a name yields) across
+//! the 3 partners, and every partner must answer every query. Prints the
 //! median and 95th-percentile latency of sequential queries, then the
 //! sustained rate from 8 concurrent clients. Partners' tables are built
 //! once (first query) and excluded by a warm-up.
@@ -28,9 +29,22 @@ use std::time::{Duration, Instant};
 use pluis_client::coordinator::matching::{query, subjects_from_args};
 use pluis_client::dev::consortium::{LocalConsortium, PURPOSE};
 use pluis_node::config::load_taxonomy;
-use pluis_node::gendata::{generate, person, GenOptions};
+use pluis_node::gendata::{generate, person, GenOptions, Person};
 use pluis_node::{import, ImportOptions, Quiet};
 use pluis_proto::Role;
+
+/// A person's keys as a coordinator names them: the BSN and the name key,
+/// so that every key family the name supports is asked too (some 15 OPRF
+/// inputs per person).
+fn subject_keys(p: &Person) -> String {
+    format!(
+        "bsn:{};nd:{},{},{}",
+        p.bsn,
+        p.surname,
+        p.initial,
+        pluis_proto::identifier::iso_date(p.birth_date)
+    )
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -58,7 +72,7 @@ async fn main() -> anyhow::Result<()> {
     let url = consortium.node("police")?.url.clone();
     let subjects = move |i: u64| {
         let keys: Vec<String> = (0..5)
-            .map(|k| format!("bsn:{}", person(11, (i * 5 + k) % (rows * 2), today).bsn))
+            .map(|k| subject_keys(&person(11, (i * 5 + k) % (rows * 2), today)))
             .collect();
         subjects_from_args(&keys)
     };
@@ -270,7 +284,7 @@ async fn epoch_changes(rows: u64, changes: u32) -> anyhow::Result<()> {
     let today = pluis_node::cli::today();
     let subjects = |i: u64| {
         let keys: Vec<String> = (0..5)
-            .map(|k| format!("bsn:{}", person(11, (i * 5 + k) % (rows * 2), today).bsn))
+            .map(|k| subject_keys(&person(11, (i * 5 + k) % (rows * 2), today)))
             .collect();
         subjects_from_args(&keys)
     };

@@ -382,9 +382,16 @@ fn swapped(date: time::Date) -> Option<time::Date> {
 fn name_variants(key: &NameDobKey, asked: bool, out: &mut Vec<Variant>) {
     let mut push = |reason: Reason, input: String| out.push(Variant { input, reason });
     let surname = skeleton(key.surname());
-    let initial = key.initial();
     let given = key.given().map(skeleton).filter(|g| !g.is_empty());
     let (year, month) = key.birth().year_month();
+    let Some(initial) = key.initial() else {
+        // Surname and date alone: only the family that needs no more.
+        if let (Some(date), false) = (key.birth().day(), surname.is_empty()) {
+            let iso = crate::identifier::iso_date(date);
+            push(Reason::NoInitial, format!("ni:{surname},{iso}"));
+        }
+        return;
+    };
     if !surname.is_empty() {
         push(
             Reason::BirthMonth,
@@ -629,6 +636,17 @@ mod tests {
         let bsn = table_inputs(&key("bsn:111222333"));
         assert_eq!(bsn.len(), 1);
         assert_eq!(bsn[0].reason, Reason::Exact);
+    }
+
+    #[test]
+    fn a_key_without_initial_asks_only_the_weakest_family() {
+        let unknown = key("nd:Jansen,,2012-03-04");
+        let reasons: Vec<Reason> = query_inputs(&unknown).iter().map(|v| v.reason).collect();
+        assert_eq!(reasons, [Reason::NoInitial]);
+        assert_eq!(
+            best_match("nd:Jansen,,2012-03-04", "nd:Jansen,A,2012-03-04,Anna"),
+            Some(Reason::NoInitial)
+        );
     }
 
     #[test]

@@ -418,7 +418,9 @@ impl BirthDate {
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NameDobKey {
     surname: String,
-    initial: char,
+    /// Unknown where the register has neither initial nor given name:
+    /// then only the weakest family (surname and date) can be asked.
+    initial: Option<char>,
     birth: BirthDate,
     given: Option<String>,
 }
@@ -436,7 +438,8 @@ impl NameDobKey {
 
     /// Builds a key from a surname, an initial and/or a given name (the
     /// initial is the given name's first letter where only that is
-    /// given), and a birth date (`YYYY-MM-00` for an unknown day).
+    /// given; unknown where neither is), and a birth date (`YYYY-MM-00`
+    /// for an unknown day).
     pub fn with_given(
         surname: &str,
         initial: Option<&str>,
@@ -464,18 +467,17 @@ impl NameDobKey {
             Some(folded) if !folded.trim().is_empty() => {
                 let mut letters = folded.trim().trim_end_matches('.').chars();
                 match (letters.next(), letters.next()) {
-                    (Some(c), None) if c.is_alphabetic() => c,
+                    (Some(c), None) if c.is_alphabetic() => Some(c),
                     _ => return Err(IdentifierError::BadInitial),
                 }
             }
             _ => given
                 .as_ref()
-                .and_then(|g| g.chars().find(|c| c.is_alphabetic()))
-                .ok_or(IdentifierError::BadInitial)?,
+                .and_then(|g| g.chars().find(|c| c.is_alphabetic())),
         };
         if given
             .as_ref()
-            .is_some_and(|g| g.chars().find(|c| c.is_alphabetic()) != Some(initial))
+            .is_some_and(|g| g.chars().find(|c| c.is_alphabetic()) != initial)
         {
             return Err(IdentifierError::InitialMismatch);
         }
@@ -493,8 +495,8 @@ impl NameDobKey {
         &self.surname
     }
 
-    /// The initial.
-    pub fn initial(&self) -> char {
+    /// The initial, if known.
+    pub fn initial(&self) -> Option<char> {
         self.initial
     }
 
@@ -511,7 +513,8 @@ impl NameDobKey {
     /// `nd:SURNAME,INITIAL,DATE`: the exact key (for a whole date), and
     /// what the node's own index finds a person under.
     fn lookup(&self) -> String {
-        format!("nd:{},{},{}", self.surname, self.initial, self.birth.iso())
+        let initial = self.initial.map(String::from).unwrap_or_default();
+        format!("nd:{},{initial},{}", self.surname, self.birth.iso())
     }
 }
 
@@ -555,10 +558,11 @@ impl SubjectKey {
     }
 
     /// The exact key family's OPRF input: the BSN, or surname, initial and
-    /// a whole date of birth; none for a birth month alone.
+    /// a whole date of birth; none for a birth month alone or an unknown
+    /// initial.
     pub fn exact_input(&self) -> Option<String> {
         match self {
-            SubjectKey::NameDob(k) if k.birth.day().is_none() => None,
+            SubjectKey::NameDob(k) if k.birth.day().is_none() || k.initial.is_none() => None,
             _ => Some(self.lookup()),
         }
     }
@@ -782,9 +786,13 @@ mod tests {
             SubjectKey::parse("nd:Jansen,B,2010-04-01,Anna", TODAY).unwrap_err(),
             IdentifierError::InitialMismatch
         );
+        // Neither initial nor given name: a key, but no exact one.
+        let unknown = SubjectKey::parse("nd:Jansen,,2010-04-01", TODAY).unwrap();
+        assert_eq!(unknown.canonical(), "nd:jansen,,2010-04-01");
+        assert_eq!(unknown.exact_input(), None);
         assert_eq!(
-            SubjectKey::parse("nd:Jansen,,2010-04-01", TODAY).unwrap_err(),
-            IdentifierError::BadInitial
+            SubjectKey::parse(&unknown.canonical(), TODAY).unwrap(),
+            unknown
         );
         assert_eq!(
             SubjectKey::parse("nd:Jansen,A,2026-12-00", TODAY).unwrap_err(),

@@ -13,7 +13,8 @@
 //! `registered_on`, `expires_on` (optional: default from the taxonomy's
 //! retention), `local_ref` (optional), `given_name` (optional: the
 //! typo-tolerant key families use it). Each row needs a `bsn` or a
-//! complete `surname` + `initial` (or `given_name`) + `birth_date`; a
+//! `surname` + `birth_date`, with `initial` or `given_name` where known
+//! (without either, only the weakest key family: a possible match); a
 //! birth date may leave the day out (`YYYY-MM-00`) where the register
 //! does not know it, which gives only the key families that need no day.
 
@@ -252,8 +253,6 @@ fn validate(row: &RawRow, taxonomy: &Taxonomy, today: Date) -> Result<NewSignal,
     if [surname, initial, birth, given].iter().any(Option::is_some) {
         let missing = if surname.is_none() {
             Some("surname")
-        } else if initial.is_none() && given.is_none() {
-            Some("initial")
         } else if birth.is_none() {
             Some("birth_date")
         } else {
@@ -266,7 +265,7 @@ fn validate(row: &RawRow, taxonomy: &Taxonomy, today: Date) -> Result<NewSignal,
             )),
             (_, _, missing) => {
                 return Err(format!(
-                    "{}: missing (a name key needs surname, initial or given_name, and birth_date)",
+                    "{}: missing (a name key needs surname and birth_date)",
                     missing.unwrap_or("surname")
                 ));
             }

@@ -115,8 +115,8 @@ pub(super) fn read_rows(
 
 /// Where each known column is in a CSV header: (position, column) pairs.
 /// The header must name only known columns, each once, with `signal`,
-/// `registered_on`, and a person key (`bsn`, or `surname`, `initial` or
-/// `given_name`, and `birth_date`). An unknown name is not repeated: a file without a
+/// `registered_on`, and a person key (`bsn`, or `surname` and
+/// `birth_date`, with `initial` or `given_name` where known). An unknown name is not repeated: a file without a
 /// header has a person's data where the names should be.
 fn columns_of(path: &str, header: &csv::StringRecord) -> Result<Vec<(usize, usize)>, ImportError> {
     let header_error = |reason: String| ImportError::Header {
@@ -147,11 +147,11 @@ fn columns_of(path: &str, header: &csv::StringRecord) -> Result<Vec<(usize, usiz
         }
     }
     let has = |n: &str| positions.iter().any(|(_, c)| COLUMNS[*c] == n);
-    let has_key = has("bsn")
-        || (has("surname") && has("birth_date") && (has("initial") || has("given_name")));
+    let has_key = has("bsn") || (has("surname") && has("birth_date"));
     if !has_key {
         return Err(header_error(
-            "needs a bsn column, or surname, initial (or given_name) and birth_date columns".into(),
+            "needs a bsn column, or surname and birth_date columns (with initial or given_name)"
+                .into(),
         ));
     }
     Ok(positions)
