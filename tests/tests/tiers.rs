@@ -153,6 +153,24 @@ async fn spelling_variants_are_probable_and_a_twin_only_possible() {
         "{}",
         why.explanation
     );
+    // As the coordinator reads it in a terminal, and in the JSON.
+    let text = pluis_client::coordinator::matching::render(&answer);
+    for expected in [
+        "youthcare?",
+        "municipality?",
+        "3 (2 probable)",
+        "probable matches (marked ?; check the identity before acting):",
+        "child at municipality: day and month of birth swapped",
+        "possible matches (no flags shown, not counted;",
+        "child at healthcare: surname and birth date agree; could be a sibling or twin",
+    ] {
+        assert!(text.contains(expected), "{expected:?} missing from:\n{text}");
+    }
+    let json = pluis_client::coordinator::matching::to_json(PURPOSE, &answer);
+    let subject = &json["subjects"][0];
+    assert_eq!(subject["matches"].as_array().map(Vec::len), Some(4), "{json}");
+    assert_eq!(subject["exact_domains"], 1);
+    assert_eq!(subject["probable_domains"], 2);
 
     // Asked about the twin: the health service exactly; Amina's records
     // at most possibly — never exact, never probable, never her flags.

@@ -4,9 +4,8 @@
 //! own signals are added from one snapshot, the assessment rule is
 //! applied, and the question is logged.
 
-use std::sync::Arc;
-
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use pluis_proto::families::{self, Reason};
 use pluis_proto::identifier::SubjectKey;
