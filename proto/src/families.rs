@@ -13,7 +13,7 @@
 //! |---|---|---|---|
 //! | exact | `bsn:…`, `nd:surname,i,date` | exact | — |
 //! | exact, swapped (asked only) | `nd:` with day and month, or given name and surname, swapped | probable | day and month swapped; names swapped |
-//! | spelling | `sp:` each one-letter deletion of the surname skeleton (and the skeleton), initial, date | probable | surname spelled differently |
+//! | spelling | `sp:` the surname skeleton, initial, date; a table also holds every one-letter deletion of its skeleton | probable | surname spelled differently |
 //! | sound | `kp:` Kölner Phonetik of the surname, initial, date | probable | surname sounds the same |
 //! | date part | `dp:` given name, skeleton, the date with one part left out | probable | one part of the birth date differs |
 //! | other surname | `gs:` given name, the skeleton's first letter, date | probable | surname differs |
@@ -34,7 +34,8 @@ use rphonetic::{Cologne, Encoder};
 pub enum Family {
     /// BSN, or surname + initial + whole date of birth.
     Exact,
-    /// The surname skeleton within one letter, initial, date.
+    /// The surname skeleton (a table also: with one letter left out),
+    /// initial, date.
     Spelling,
     /// The surname's Kölner Phonetik code, initial, date.
     Sound,
@@ -147,12 +148,11 @@ impl Family {
 
 impl Family {
     /// The most inputs of this family one name key of a question yields:
-    /// the exact key and its two swaps; a deletion per letter of the
-    /// skeleton and the skeleton; three dates with a part left out.
+    /// the exact key and its two swaps; three dates with a part left out;
+    /// one of every other family.
     pub fn most_per_person(self) -> u64 {
         match self {
             Family::Exact | Family::DatePart => 3,
-            Family::Spelling => MAX_DELETION_SKELETON as u64 + 1,
             _ => 1,
         }
     }
@@ -425,8 +425,18 @@ fn name_variants(key: &NameDobKey, asked: bool, out: &mut Vec<Variant>) {
     if surname.is_empty() {
         return;
     }
-    for d in deletions(&surname) {
-        push(Reason::Spelling, format!("sp:{d},{initial},{iso}"));
+    // The table holds the skeleton with each letter left out, the
+    // question only its skeleton: a letter the question lacks (or a
+    // transliteration) is found, at no cost per question. Deletions on
+    // both sides would find a changed letter too, for some ten more
+    // OPRF evaluations per person and question: on FEBRL4 0.6 point of
+    // recall, and the case query's median from 15 to 22 ms.
+    if asked {
+        push(Reason::Spelling, format!("sp:{surname},{initial},{iso}"));
+    } else {
+        for d in deletions(&surname) {
+            push(Reason::Spelling, format!("sp:{d},{initial},{iso}"));
+        }
     }
     let code = sound(key.surname());
     if !code.is_empty() {
@@ -557,14 +567,19 @@ mod tests {
             best_match("nd:Mehmedović,A,2012-03-04", "nd:Mehmedovitsj,A,2012-03-04"),
             Some(Reason::Spelling)
         );
-        // One letter dropped, one changed.
+        // A doubled letter, a letter the question lacks.
         assert_eq!(
             best_match("nd:Bakker,A,2012-03-04", "nd:Baker,A,2012-03-04"),
             Some(Reason::Spelling)
         );
         assert_eq!(
-            best_match("nd:Jansen,A,2012-03-04", "nd:Jansan,A,2012-03-04"),
+            best_match("nd:Mehmedovi,A,2012-03-04", "nd:Mehmedović,A,2012-03-04"),
             Some(Reason::Spelling)
+        );
+        // A vowel changed: the same sound.
+        assert_eq!(
+            best_match("nd:Jansen,A,2012-03-04", "nd:Jansan,A,2012-03-04"),
+            Some(Reason::Sound)
         );
         assert_eq!(
             best_match("nd:Jansen,A,2012-03-04", "nd:Jansen,A,2012-03-04"),

@@ -164,11 +164,18 @@ async fn spelling_variants_are_probable_and_a_twin_only_possible() {
         "possible matches (no flags shown, not counted;",
         "child at healthcare: surname and birth date agree; could be a sibling or twin",
     ] {
-        assert!(text.contains(expected), "{expected:?} missing from:\n{text}");
+        assert!(
+            text.contains(expected),
+            "{expected:?} missing from:\n{text}"
+        );
     }
     let json = pluis_client::coordinator::matching::to_json(PURPOSE, &answer);
     let subject = &json["subjects"][0];
-    assert_eq!(subject["matches"].as_array().map(Vec::len), Some(4), "{json}");
+    assert_eq!(
+        subject["matches"].as_array().map(Vec::len),
+        Some(4),
+        "{json}"
+    );
     assert_eq!(subject["exact_domains"], 1);
     assert_eq!(subject["probable_domains"], 2);
 
