@@ -174,24 +174,22 @@ fn render_tiers(out: &mut String, subjects: &[SubjectResult]) {
             })
             .collect()
     };
-    let probable = of_tier("probable");
-    if !probable.is_empty() {
-        let _ = writeln!(
-            out,
-            "probable matches (marked ?; check the identity before acting):"
-        );
-        for line in probable {
-            let _ = writeln!(out, "{line}");
-        }
-    }
-    let possible = of_tier("possible");
-    if !possible.is_empty() {
-        let _ = writeln!(
-            out,
-            "possible matches (no flags shown, not counted; could be a sibling or twin — ask again with more identifiers to confirm):"
-        );
-        for line in possible {
-            let _ = writeln!(out, "{line}");
+    for (tier, heading) in [
+        (
+            "probable",
+            "probable matches (marked ?; check the identity before acting):",
+        ),
+        (
+            "possible",
+            "possible matches (no flags shown, not counted; could be a sibling or twin — ask again with more identifiers to confirm):",
+        ),
+    ] {
+        let lines = of_tier(tier);
+        if !lines.is_empty() {
+            let _ = writeln!(out, "{heading}");
+            for line in lines {
+                let _ = writeln!(out, "{line}");
+            }
         }
     }
 }

@@ -99,30 +99,7 @@ pub async fn evaluate(
     let index = match charged {
         Ok((_, index)) => index,
         Err((counter, used)) => {
-            let (rule, what, asked, limit) = match counter {
-                Counter::Keys => (Rule::MaxKeysPerDay, "keys", charge.keys, limits.keys),
-                Counter::Probable => (
-                    Rule::MaxProbableKeysPerDay,
-                    "keys of probable-tier families",
-                    charge.probable,
-                    limits.probable,
-                ),
-                Counter::Possible => (
-                    Rule::MaxPossibleKeysPerDay,
-                    "keys of possible-tier (weak) families",
-                    charge.possible,
-                    limits.possible,
-                ),
-                Counter::Persons => (
-                    Rule::MaxPersonsPerDay,
-                    "persons",
-                    charge.persons,
-                    limits.persons,
-                ),
-            };
-            let message = format!(
-                "policy rule {rule}: {asked} {what} asked with {used} used today; {peer} allows {limit} per day"
-            );
+            let (rule, message) = over_budget(counter, used, &charge, &limits, &peer);
             return Err(call.refuse(keys, rule, message).await);
         }
     };
@@ -222,6 +199,42 @@ impl Serving {
         }
         Ok((response, charged))
     }
+}
+
+/// The rule a daily budget refused under, and why: what was asked, what
+/// was used, what `peer` may use.
+fn over_budget(
+    counter: Counter,
+    used: u64,
+    charge: &Charge,
+    limits: &Charge,
+    peer: &str,
+) -> (Rule, String) {
+    let (rule, what, asked, limit) = match counter {
+        Counter::Keys => (Rule::MaxKeysPerDay, "keys", charge.keys, limits.keys),
+        Counter::Probable => (
+            Rule::MaxProbableKeysPerDay,
+            "keys of probable-tier families",
+            charge.probable,
+            limits.probable,
+        ),
+        Counter::Possible => (
+            Rule::MaxPossibleKeysPerDay,
+            "keys of possible-tier (weak) families",
+            charge.possible,
+            limits.possible,
+        ),
+        Counter::Persons => (
+            Rule::MaxPersonsPerDay,
+            "persons",
+            charge.persons,
+            limits.persons,
+        ),
+    };
+    let message = format!(
+        "policy rule {rule}: {asked} {what} asked with {used} used today; {peer} allows {limit} per day"
+    );
+    (rule, message)
 }
 
 /// Every blinded element evaluated under its family's key, in order; one
