@@ -133,6 +133,33 @@ async fn an_auditor_calling_match_is_denied_naming_both_roles() {
 }
 
 #[tokio::test]
+async fn a_coordinator_is_offered_the_purposes_of_its_own_node_only() {
+    let mut c = TestConsortium::start("purposes", &ORGS).await;
+    let own = c.identity("police", Role::Coordinator);
+    let purposes = pluis_client::coordinator::status::purposes(&c.url("police"), &own)
+        .await
+        .unwrap();
+    let offered: Vec<(&str, &str)> = purposes
+        .iter()
+        .map(|p| (p.name.as_str(), p.legal_basis.as_str()))
+        .collect();
+    assert_eq!(
+        offered,
+        [(
+            pluis_client::dev::consortium::PURPOSE,
+            pluis_client::dev::consortium::LEGAL_BASIS
+        )]
+    );
+    let err = c
+        .coordinator("police", "school", Role::Coordinator)
+        .purposes(pb::PurposesRequest {})
+        .await
+        .expect_err("a school coordinator is not offered the police node's purposes");
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    c.stop().await;
+}
+
+#[tokio::test]
 async fn another_orgs_coordinator_is_denied() {
     let mut c = TestConsortium::start("cross", &ORGS).await;
     let err = c

@@ -1,10 +1,11 @@
-//! `pluis status`: a node's identity, version, uptime and peers.
+//! `pluis status`: a node's identity, version, uptime and peers; and the
+//! purposes it lets its coordinators ask for.
 
 use std::fmt::Write;
 
 use anyhow::Context;
 use pluis_proto::pb::coordinator_client::CoordinatorClient;
-use pluis_proto::pb::{StatusRequest, StatusResponse};
+use pluis_proto::pb::{PurposeInfo, PurposesRequest, StatusRequest, StatusResponse};
 use pluis_transport::status_detail;
 use pluis_transport::tls::TlsIdentity;
 
@@ -17,6 +18,18 @@ pub async fn fetch(url: &str, identity: &TlsIdentity) -> anyhow::Result<StatusRe
         .map_err(|status| anyhow::anyhow!(status_detail(&status)))
         .with_context(|| format!("status of node {url}"))?;
     Ok(response.into_inner())
+}
+
+/// The purposes the node at `url` lets its coordinators ask for, each
+/// with its legal basis.
+pub async fn purposes(url: &str, identity: &TlsIdentity) -> anyhow::Result<Vec<PurposeInfo>> {
+    let channel = crate::connect::channel(url, identity)?;
+    let response = CoordinatorClient::new(channel)
+        .purposes(PurposesRequest {})
+        .await
+        .map_err(|status| anyhow::anyhow!(status_detail(&status)))
+        .with_context(|| format!("purposes of node {url}"))?;
+    Ok(response.into_inner().purposes)
 }
 
 /// Renders a status for a terminal.

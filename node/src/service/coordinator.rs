@@ -108,6 +108,23 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         Ok(Response::new(Box::pin(tokio_stream::iter(pages))))
     }
 
+    async fn purposes(
+        &self,
+        _request: Request<pb::PurposesRequest>,
+    ) -> Result<Response<pb::PurposesResponse>, Status> {
+        let purposes = self
+            .state
+            .live()
+            .purposes()
+            .iter()
+            .map(|p| pb::PurposeInfo {
+                name: p.name.clone(),
+                legal_basis: p.legal_basis.clone(),
+            })
+            .collect();
+        Ok(Response::new(pb::PurposesResponse { purposes }))
+    }
+
     async fn status(
         &self,
         _request: Request<pb::StatusRequest>,

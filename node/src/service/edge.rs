@@ -52,12 +52,13 @@ pub struct Edge<S> {
 
 /// The calls a node serves, by path; any other path is "unknown".
 fn known_call(path: &str) -> Option<&'static str> {
-    const CALLS: [&str; 12] = [
+    const CALLS: [&str; 13] = [
         "/pluis.v1.Partner/Evaluate",
         "/pluis.v1.Partner/GetTable",
         "/pluis.v1.Coordinator/Match",
         "/pluis.v1.Coordinator/Status",
         "/pluis.v1.Coordinator/Screen",
+        "/pluis.v1.Coordinator/Purposes",
         "/pluis.v1.Audit/GetCheckpoint",
         "/pluis.v1.Audit/GetEntries",
         "/pluis.v1.Audit/GetInclusionProof",
