@@ -33,6 +33,8 @@ pub enum Command {
     Match(MatchArgs),
     /// Bulk screening: your node's active keys against every partner's table.
     Screen(ScreenArgs),
+    /// Ask your questions in a browser (Dutch by default), on this computer only.
+    Ui(UiArgs),
     /// Inspect and verify a node's signed exchange log (auditor role).
     Audit {
         #[command(subcommand)]
@@ -108,6 +110,22 @@ pub struct MatchArgs {
     /// Print the documented JSON form.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+/// `pluis ui`: the coordinator's questions in a browser.
+#[derive(Debug, clap::Args)]
+pub struct UiArgs {
+    /// Your own organisation's node, as https://HOST:PORT.
+    #[arg(long, value_name = "URL")]
+    pub node: String,
+    /// Open the launch link in the system's browser.
+    #[arg(long)]
+    pub open: bool,
+    /// Minutes a session may sit idle before it ends (and its answers are forgotten).
+    #[arg(long, value_name = "MINUTES", default_value_t = 30)]
+    pub idle_minutes: u64,
     #[command(flatten)]
     pub tls: TlsArgs,
 }

@@ -13,6 +13,11 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// A reading of the monotonic clock, for idle timeouts.
+pub fn monotonic() -> std::time::Instant {
+    std::time::Instant::now()
+}
+
 /// Now, UTC.
 pub fn now_utc() -> OffsetDateTime {
     OffsetDateTime::now_utc()

@@ -18,3 +18,4 @@ pub mod clock;
 pub mod connect;
 pub mod coordinator;
 pub mod dev;
+pub mod ui;

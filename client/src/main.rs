@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use pluis_client::cli::{Cli, Command};
-use pluis_client::{auditor, coordinator, dev};
+use pluis_client::{auditor, coordinator, dev, ui};
 
 /// Hands each subcommand to its role's folder.
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -13,6 +13,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status(args) => coordinator::run_status(args).await,
         Command::Match(args) => coordinator::run_match(args).await,
         Command::Screen(args) => coordinator::run_screen(args).await,
+        Command::Ui(args) => ui::run(args).await,
         Command::Audit { command } => auditor::run(command).await,
         Command::Certs { command } => dev::run_certs(command),
         Command::Demo(args) => dev::run_demo(args).await,

@@ -1,0 +1,410 @@
+//! `pluis ui`: the case coordinator's questions in a browser, served on
+//! the coordinator's own machine (127.0.0.1, a random port) and asked of
+//! their node over mutual TLS with their certificate, exactly as `pluis
+//! match` does: the node's trust model does not change, and the key
+//! never enters a browser.
+//!
+//! The usual attacks on a local web page, and what stops each:
+//! * another local user or page guessing its way in: a single-use launch
+//!   link (valid [`session::LAUNCH_VALID`]) exchanged for an `HttpOnly`,
+//!   `SameSite=Strict` session cookie; without it, no page with data;
+//! * DNS rebinding: every request whose `Host` is not exactly
+//!   `127.0.0.1:PORT` or `localhost:PORT` is refused;
+//! * cross-site requests: every POST must come with this page's `Origin`;
+//! * injected script, framing, caching, leaking referrers: a
+//!   Content-Security-Policy without inline script or style, frame
+//!   ancestors none, `Cache-Control: no-store`, `Referrer-Policy:
+//!   no-referrer`, `X-Content-Type-Options: nosniff` on every response;
+//! * answers left behind: results live in memory only; the stop button
+//!   or an idle timeout ends the session and the program.
+//!
+//! The UI is its own module over three calls of the Coordinator service
+//! (status, purposes, match), so a node could host it later behind an
+//! organisation's own login.
+
+mod form;
+mod pages;
+mod session;
+pub mod text;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form as Posted, Router};
+use pluis_transport::tls::TlsIdentity;
+
+use form::Form;
+use session::{Access, Asked, Sessions, COOKIE};
+use text::Lang;
+
+/// What the UI serves and whom it asks.
+pub struct UiOptions {
+    /// The coordinator's own node.
+    pub node: String,
+    /// The coordinator's identity.
+    pub identity: TlsIdentity,
+    /// How long a session may sit idle.
+    pub idle: Duration,
+}
+
+/// A started UI.
+pub struct Started {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The one-time launch link.
+    pub launch: String,
+    /// Serves until the session ends.
+    pub serving: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+struct Ui {
+    node: String,
+    identity: TlsIdentity,
+    sessions: Sessions,
+    /// `127.0.0.1:PORT` and `localhost:PORT`.
+    hosts: [String; 2],
+    stop: tokio::sync::Notify,
+}
+
+type Shared = Arc<Ui>;
+
+/// The security headers every response carries.
+const HEADERS: [(&str, &str); 6] = [
+    (
+        "content-security-policy",
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    ),
+    ("cache-control", "no-store"),
+    ("referrer-policy", "no-referrer"),
+    ("x-content-type-options", "nosniff"),
+    ("x-frame-options", "DENY"),
+    ("cross-origin-opener-policy", "same-origin"),
+];
+
+/// Binds 127.0.0.1 on a random port and serves the UI until the session
+/// ends (stop button, idle timeout, or a launch link left unused).
+pub async fn start(options: UiOptions) -> anyhow::Result<Started> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+    let addr = listener.local_addr()?;
+    let (sessions, token) = Sessions::new(options.idle)?;
+    let ui = Arc::new(Ui {
+        node: options.node,
+        identity: options.identity,
+        sessions,
+        hosts: [
+            format!("127.0.0.1:{}", addr.port()),
+            format!("localhost:{}", addr.port()),
+        ],
+        stop: tokio::sync::Notify::new(),
+    });
+    let app = Router::new()
+        .route("/launch", get(launch))
+        .route("/", get(overview))
+        .route("/vraag", get(new_question).post(check_question))
+        .route("/vraag/terug", post(back_to_question))
+        .route("/vraag/stel", post(ask))
+        .route("/antwoord/{n}", get(show_answer))
+        .route("/vragen", get(mine))
+        .route("/uitleg", get(about))
+        .route("/taal", get(language))
+        .route("/stop", post(stop))
+        .route("/static/pluis.css", get(stylesheet))
+        .layer(middleware::from_fn_with_state(ui.clone(), guard))
+        .with_state(ui.clone());
+    let until = ui.clone();
+    let serving = tokio::spawn(async move {
+        let ended = async move {
+            loop {
+                tokio::select! {
+                    () = until.stop.notified() => return,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {
+                        if until.sessions.ended() {
+                            return;
+                        }
+                    }
+                }
+            }
+        };
+        axum::serve(listener, app)
+            .with_graceful_shutdown(ended)
+            .await?;
+        Ok(())
+    });
+    Ok(Started {
+        addr,
+        launch: format!("http://127.0.0.1:{}/launch?token={token}", addr.port()),
+        serving,
+    })
+}
+
+/// `pluis ui`: serves the UI, prints its launch link first, and runs
+/// until the session ends.
+pub async fn run(args: crate::cli::UiArgs) -> anyhow::Result<()> {
+    let identity = args.tls.load(pluis_proto::Role::Coordinator)?;
+    let started = start(UiOptions {
+        node: args.node,
+        identity,
+        idle: Duration::from_secs(args.idle_minutes.saturating_mul(60)),
+    })
+    .await?;
+    println!("ui on {}", started.launch);
+    println!(
+        "open this link once, within {} minutes; the page stops with its stop button, after {} idle minutes, or with Ctrl-C",
+        session::LAUNCH_VALID.as_secs() / 60,
+        args.idle_minutes
+    );
+    if args.open {
+        // The system's browser; if there is none, the printed link serves.
+        let _ = std::process::Command::new("xdg-open")
+            .arg(&started.launch)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+    }
+    tokio::select! {
+        served = started.serving => served??,
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    Ok(())
+}
+
+/// A page with nothing in it but `text`, with `status`.
+fn refused(status: StatusCode, lang: Lang, text: &str) -> Response {
+    (status, Html(pages::message(lang, text))).into_response()
+}
+
+/// Every request: the Host check, the Origin check for POSTs, the
+/// session (except the launch link and the stylesheet), and the security
+/// headers on whatever goes out.
+async fn guard(
+    State(ui): State<Shared>,
+    request: Request<axum::body::Body>,
+    next: Next,
+) -> Response {
+    let lang = ui.sessions.lang();
+    let headers = request.headers();
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let mut response = if !host.is_some_and(|h| ui.hosts.iter().any(|allowed| allowed == h)) {
+        refused(StatusCode::MISDIRECTED_REQUEST, lang, lang.t("denied"))
+    } else if request.method() == Method::POST && !same_origin(&ui, headers) {
+        refused(StatusCode::FORBIDDEN, lang, lang.t("denied"))
+    } else {
+        let path = request.uri().path();
+        let open = path == "/launch" || path == "/static/pluis.css";
+        if open || ui.sessions.check(cookie(headers).as_deref()) == Access::Granted {
+            next.run(request).await
+        } else {
+            refused(StatusCode::FORBIDDEN, lang, lang.t("denied"))
+        }
+    };
+    for (name, value) in HEADERS {
+        response
+            .headers_mut()
+            .insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+/// Whether a POST names this page's origin.
+fn same_origin(ui: &Ui, headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+        .and_then(|o| o.strip_prefix("http://"))
+        .is_some_and(|o| ui.hosts.iter().any(|h| h == o))
+}
+
+/// The session cookie's value, if sent.
+fn cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.to_owned())
+}
+
+async fn launch(
+    State(ui): State<Shared>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let lang = ui.sessions.lang();
+    let token = query.get("token").map(String::as_str).unwrap_or("");
+    match ui.sessions.launch(token) {
+        Some(session) => {
+            let cookie = format!("{COOKIE}={session}; HttpOnly; SameSite=Strict; Path=/");
+            let mut response = Redirect::to("/").into_response();
+            if let Ok(value) = HeaderValue::from_str(&cookie) {
+                response.headers_mut().insert(header::SET_COOKIE, value);
+            }
+            response
+        }
+        None => refused(StatusCode::FORBIDDEN, lang, lang.t("denied")),
+    }
+}
+
+/// The node's error, in a page (the node's own words: never a value the
+/// coordinator typed, which the node does not repeat).
+fn node_error(lang: Lang, error: &anyhow::Error) -> Response {
+    let text = format!("{error:#}");
+    (
+        StatusCode::BAD_GATEWAY,
+        Html(pages::page(
+            lang,
+            lang.t("title"),
+            maud::html! { p class="errors" { (text) } },
+        )),
+    )
+        .into_response()
+}
+
+async fn overview(State(ui): State<Shared>) -> Response {
+    let lang = ui.sessions.lang();
+    match crate::coordinator::status::fetch(&ui.node, &ui.identity).await {
+        Ok(status) => Html(pages::status(lang, &status)).into_response(),
+        Err(e) => node_error(lang, &e),
+    }
+}
+
+async fn purposes(ui: &Ui) -> anyhow::Result<Vec<pluis_proto::pb::PurposeInfo>> {
+    crate::coordinator::status::purposes(&ui.node, &ui.identity).await
+}
+
+async fn new_question(State(ui): State<Shared>) -> Response {
+    let lang = ui.sessions.lang();
+    match purposes(&ui).await {
+        Ok(list) => Html(pages::question(lang, &list, &Form::default(), &[])).into_response(),
+        Err(e) => node_error(lang, &e),
+    }
+}
+
+/// Checks the form: back to it with an error summary, or on to the
+/// confirmation step.
+async fn check_question(
+    State(ui): State<Shared>,
+    Posted(fields): Posted<HashMap<String, String>>,
+) -> Response {
+    let lang = ui.sessions.lang();
+    let form = Form::from_fields(&fields);
+    let list = match purposes(&ui).await {
+        Ok(list) => list,
+        Err(e) => return node_error(lang, &e),
+    };
+    let names: Vec<String> = list.iter().map(|p| p.name.clone()).collect();
+    match form.subjects(&names, lang, crate::clock::now_utc().date()) {
+        Ok(_) => Html(pages::confirm(lang, &form)).into_response(),
+        Err(errors) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Html(pages::question(lang, &list, &form, &errors)),
+        )
+            .into_response(),
+    }
+}
+
+async fn back_to_question(
+    State(ui): State<Shared>,
+    Posted(fields): Posted<HashMap<String, String>>,
+) -> Response {
+    let lang = ui.sessions.lang();
+    match purposes(&ui).await {
+        Ok(list) => Html(pages::question(
+            lang,
+            &list,
+            &Form::from_fields(&fields),
+            &[],
+        ))
+        .into_response(),
+        Err(e) => node_error(lang, &e),
+    }
+}
+
+/// Asks the node; keeps the answer in memory; shows it.
+async fn ask(
+    State(ui): State<Shared>,
+    Posted(fields): Posted<HashMap<String, String>>,
+) -> Response {
+    let lang = ui.sessions.lang();
+    let form = Form::from_fields(&fields);
+    let list = match purposes(&ui).await {
+        Ok(list) => list,
+        Err(e) => return node_error(lang, &e),
+    };
+    let names: Vec<String> = list.iter().map(|p| p.name.clone()).collect();
+    let subjects = match form.subjects(&names, lang, crate::clock::now_utc().date()) {
+        Ok(subjects) => subjects,
+        Err(errors) => {
+            return (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Html(pages::question(lang, &list, &form, &errors)),
+            )
+                .into_response()
+        }
+    };
+    let persons = subjects.len();
+    match crate::coordinator::matching::query(&ui.node, &ui.identity, &form.purpose, subjects).await
+    {
+        Ok(answer) => {
+            let n = ui.sessions.keep(Asked {
+                at_ms: crate::clock::now_ms(),
+                case: form.case.clone(),
+                purpose: form.purpose.clone(),
+                persons,
+                answer,
+            });
+            Redirect::to(&format!("/antwoord/{n}")).into_response()
+        }
+        Err(e) => node_error(lang, &e),
+    }
+}
+
+async fn show_answer(State(ui): State<Shared>, Path(n): Path<usize>) -> Response {
+    let lang = ui.sessions.lang();
+    match ui.sessions.asked().get(n) {
+        Some(asked) => Html(pages::answer(lang, asked)).into_response(),
+        None => refused(StatusCode::NOT_FOUND, lang, lang.t("mine.none")),
+    }
+}
+
+async fn mine(State(ui): State<Shared>) -> Html<String> {
+    Html(pages::mine(ui.sessions.lang(), &ui.sessions.asked()))
+}
+
+async fn about(State(ui): State<Shared>) -> Html<String> {
+    Html(pages::about(ui.sessions.lang()))
+}
+
+async fn language(
+    State(ui): State<Shared>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Redirect {
+    let lang = match query.get("lang").map(String::as_str) {
+        Some("en") => Lang::En,
+        _ => Lang::Nl,
+    };
+    ui.sessions.set_lang(lang);
+    Redirect::to("/")
+}
+
+async fn stop(State(ui): State<Shared>) -> Response {
+    let lang = ui.sessions.lang();
+    ui.sessions.end();
+    ui.stop.notify_one();
+    refused(StatusCode::OK, lang, lang.t("stopped"))
+}
+
+async fn stylesheet() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("pluis.css"),
+    )
+        .into_response()
+}

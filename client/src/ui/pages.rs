@@ -1,0 +1,336 @@
+//! The pages, as maud templates compiled into the binary: plain HTML
+//! forms, no script, one stylesheet; labels above fields, an error
+//! summary that links to each field, table headers marked up, and never
+//! colour alone (a probable match says so in words, not only in tint).
+
+use maud::{html, Markup, DOCTYPE};
+use pluis_proto::pb::{peer_outcome::State, MatchResponse, PurposeInfo, StatusResponse};
+use pluis_proto::taxonomy::LifeDomain;
+
+use super::form::{Form, PERSON_ROWS};
+use super::session::Asked;
+use super::text::Lang;
+
+/// A whole page: head, navigation, `body`.
+pub fn page(lang: Lang, heading: &str, body: Markup) -> String {
+    let t = |k| lang.t(k);
+    let other = match lang {
+        Lang::Nl => "en",
+        Lang::En => "nl",
+    };
+    html! {
+        (DOCTYPE)
+        html lang=(lang.code()) {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (heading) " — " (t("title")) }
+                link rel="stylesheet" href="/static/pluis.css";
+            }
+            body {
+                header {
+                    nav aria-label=(t("title")) {
+                        ul {
+                            li { a href="/" { (t("nav.status")) } }
+                            li { a href="/vraag" { (t("nav.question")) } }
+                            li { a href="/vragen" { (t("nav.mine")) } }
+                            li { a href="/uitleg" { (t("nav.about")) } }
+                            li { a href={ "/taal?lang=" (other) } { (t("nav.lang")) } }
+                        }
+                        form method="post" action="/stop" {
+                            button type="submit" { (t("nav.stop")) }
+                        }
+                    }
+                }
+                main {
+                    h1 { (heading) }
+                    (body)
+                }
+            }
+        }
+    }
+    .into_string()
+}
+
+/// A page that shows nothing but a message (no session, stopped).
+pub fn message(lang: Lang, text: &str) -> String {
+    html! {
+        (DOCTYPE)
+        html lang=(lang.code()) {
+            head {
+                meta charset="utf-8";
+                title { (lang.t("title")) }
+                link rel="stylesheet" href="/static/pluis.css";
+            }
+            body { main { p { (text) } } }
+        }
+    }
+    .into_string()
+}
+
+/// The overview: this node and whether each partner is reachable now.
+pub fn status(lang: Lang, status: &StatusResponse) -> String {
+    let t = |k| lang.t(k);
+    let body = html! {
+        p { (t("status.node")) ": " strong { (status.org) } }
+        h2 { (t("status.partners")) }
+        @if status.peers.is_empty() {
+            p { (t("status.none")) }
+        } @else {
+            table {
+                thead { tr { th scope="col" { (t("status.partner")) } th scope="col" { (t("status.reachable")) } } }
+                tbody {
+                    @for peer in &status.peers {
+                        tr {
+                            th scope="row" { (peer.org) }
+                            td { @if peer.reachable { (t("status.yes")) } @else { (t("status.no")) } }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    page(lang, t("status.heading"), body)
+}
+
+/// The new question's form, with `errors` (field id, message) in a
+/// summary at the top.
+pub fn question(
+    lang: Lang,
+    purposes: &[PurposeInfo],
+    form: &Form,
+    errors: &[(String, String)],
+) -> String {
+    let t = |k| lang.t(k);
+    let body = html! {
+        @if !errors.is_empty() {
+            div class="errors" role="alert" aria-labelledby="error-summary" {
+                h2 id="error-summary" { (t("question.errors")) }
+                ul { @for (field, message) in errors { li { a href={ "#" (field) } { (message) } } } }
+            }
+        }
+        p { (t("question.intro")) }
+        form method="post" action="/vraag" {
+            div class="field" {
+                label for="case" { (t("question.case")) }
+                span class="hint" { (t("question.case.hint")) }
+                input id="case" name="case" type="text" maxlength="64" value=(form.case);
+            }
+            fieldset {
+                legend { (t("question.purpose")) }
+                @for (i, p) in purposes.iter().enumerate() {
+                    div class="choice" {
+                        input type="radio" id={ "purpose-" (i) } name="purpose" value=(p.name)
+                            checked[form.purpose == p.name || (form.purpose.is_empty() && purposes.len() == 1)];
+                        label for={ "purpose-" (i) } {
+                            (p.name) " — " (t("question.basis")) ": " (p.legal_basis)
+                        }
+                    }
+                }
+            }
+            @for row in 0..PERSON_ROWS {
+                @let person = form.persons.get(row).cloned().unwrap_or_default();
+                fieldset class="person" {
+                    legend { (t("question.person")) " " (row + 1) }
+                    @for (key, name, value, width) in [
+                        ("question.bsn", "bsn", &person.bsn, "12"),
+                        ("question.surname", "surname", &person.surname, "40"),
+                        ("question.initial", "initial", &person.initial, "3"),
+                        ("question.birth", "birth", &person.birth, "12"),
+                        ("question.given", "given", &person.given, "30"),
+                    ] {
+                        div class="field" {
+                            label for={ (name) "-" (row) } { (t(key)) }
+                            input id={ (name) "-" (row) } name={ (name) "-" (row) } type="text"
+                                size=(width) maxlength="100" value=(value) autocomplete="off";
+                        }
+                    }
+                }
+            }
+            button type="submit" { (t("question.next")) }
+        }
+    };
+    page(lang, t("question.heading"), body)
+}
+
+/// The confirmation step: the question is logged at every partner asked.
+pub fn confirm(lang: Lang, form: &Form) -> String {
+    let t = |k| lang.t(k);
+    let body = html! {
+        p class="notice" { (t("confirm.logged")) }
+        dl {
+            dt { (t("question.case")) } dd { (form.case) }
+            dt { (t("question.purpose")) } dd { (form.purpose) }
+            dt { (t("confirm.persons")) } dd { (form.persons.len()) }
+        }
+        form method="post" action="/vraag/stel" {
+            (form.hidden())
+            button type="submit" { (t("confirm.send")) }
+        }
+        form method="post" action="/vraag/terug" {
+            (form.hidden())
+            button type="submit" class="secondary" { (t("confirm.back")) }
+        }
+    };
+    page(lang, t("confirm.heading"), body)
+}
+
+fn state_key(state: i32) -> &'static str {
+    match State::try_from(state) {
+        Ok(State::Answered) => "state.answered",
+        Ok(State::Denied) => "state.denied",
+        Ok(State::Unreachable) => "state.unreachable",
+        Ok(State::TimedOut) => "state.timed_out",
+        _ => "state.failed",
+    }
+}
+
+/// The answer: persons and the whole family against the life domains,
+/// which partner flags what, the advice, each partner's state.
+pub fn answer(lang: Lang, asked: &Asked) -> String {
+    let t = |k| lang.t(k);
+    let response: &MatchResponse = &asked.answer;
+    let rows: Vec<_> = response
+        .subjects
+        .iter()
+        .map(|s| (s.label.clone(), s))
+        .chain(
+            response
+                .case_total
+                .iter()
+                .map(|s| (t("answer.family").to_owned(), s)),
+        )
+        .collect();
+    let tiers: Vec<(String, String, String)> = response
+        .subjects
+        .iter()
+        .flat_map(|s| {
+            s.matches
+                .iter()
+                .filter(|m| m.tier != "exact")
+                .map(move |m| (s.label.clone(), m.org.clone(), m.tier.clone()))
+        })
+        .collect();
+    let body = html! {
+        p { (t("question.case")) ": " strong { (asked.case) } " · " (t("question.purpose")) ": " (asked.purpose) }
+        table class="answer" {
+            thead {
+                tr {
+                    th scope="col" { (t("answer.person")) }
+                    @for d in LifeDomain::ALL { th scope="col" { (t(domain_key(d))) } }
+                    th scope="col" { (t("answer.domains")) }
+                    th scope="col" { (t("answer.advice")) }
+                }
+            }
+            tbody {
+                @for (label, s) in &rows {
+                    tr {
+                        th scope="row" { (label) }
+                        @for d in LifeDomain::ALL {
+                            td {
+                                @if let Some(hit) = s.domains.iter().find(|h| h.domain == d.code()) {
+                                    ul {
+                                        @for org in &hit.orgs {
+                                            @if hit.probable_orgs.contains(org) {
+                                                li class="probable" { (org) " (" (t("answer.probable.mark")) ")" }
+                                            } @else {
+                                                li { (org) }
+                                            }
+                                        }
+                                    }
+                                    @if !hit.signals.is_empty() {
+                                        small { (hit.signals.join(", ")) }
+                                    }
+                                } @else {
+                                    span class="none" aria-label="—" { "—" }
+                                }
+                            }
+                        }
+                        td { (s.domain_count) }
+                        td { (s.assessment) }
+                    }
+                }
+            }
+        }
+        @if !tiers.is_empty() {
+            h2 { (t("answer.probable.mark")) }
+            ul class="tiers" {
+                @for (label, org, tier) in &tiers {
+                    li class=(tier) {
+                        (label) " — " (org) ": "
+                        @if tier == "probable" { (t("answer.probable")) } @else { (t("answer.possible")) }
+                    }
+                }
+            }
+        }
+        h2 { (t("answer.partners")) }
+        table {
+            thead { tr { th scope="col" { (t("status.partner")) } th scope="col" { (t("answer.state")) } } }
+            tbody {
+                @for p in &response.peers {
+                    tr { th scope="row" { (p.org) } td { (t(state_key(p.state))) } }
+                }
+            }
+        }
+        p class="notice" { (t("answer.no_answer")) }
+        p class="print-hint" { (t("answer.print")) }
+    };
+    page(lang, t("answer.heading"), body)
+}
+
+fn domain_key(domain: LifeDomain) -> &'static str {
+    match domain {
+        LifeDomain::Safety => "domain.safety",
+        LifeDomain::Education => "domain.education",
+        LifeDomain::Health => "domain.health",
+        LifeDomain::Social => "domain.social",
+        LifeDomain::Finances => "domain.finances",
+        LifeDomain::Housing => "domain.housing",
+        LifeDomain::YouthCare => "domain.youth_care",
+    }
+}
+
+/// This session's questions, without identifiers.
+pub fn mine(lang: Lang, asked: &[Asked]) -> String {
+    let t = |k| lang.t(k);
+    let body = html! {
+        @if asked.is_empty() {
+            p { (t("mine.none")) }
+        } @else {
+            table {
+                thead { tr {
+                    th scope="col" { (t("mine.time")) }
+                    th scope="col" { (t("mine.case")) }
+                    th scope="col" { (t("mine.purpose")) }
+                    th scope="col" { (t("confirm.persons")) }
+                    th scope="col" { span class="visually-hidden" { (t("mine.open")) } }
+                } }
+                tbody {
+                    @for (i, a) in asked.iter().enumerate().rev() {
+                        tr {
+                            td { (time_of(a.at_ms)) }
+                            th scope="row" { (a.case) }
+                            td { (a.purpose) }
+                            td { (a.persons) }
+                            td { a href={ "/antwoord/" (i) } { (t("mine.open")) } }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    page(lang, t("mine.heading"), body)
+}
+
+fn time_of(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(ms / 1000).map_or_else(
+        |_| String::new(),
+        |t| format!("{:02}:{:02}:{:02} UTC", t.hour(), t.minute(), t.second()),
+    )
+}
+
+/// What Pluis shares and what it does not.
+pub fn about(lang: Lang) -> String {
+    let body = html! { p { (lang.t("about.body")) } };
+    page(lang, lang.t("about.heading"), body)
+}

@@ -1,0 +1,245 @@
+//! `pluis ui` over HTTP as a browser speaks it, against a real node with
+//! mutual TLS: the launch link, the session cookie, the Host and Origin
+//! checks, the security headers, a family's question from form to
+//! answer, and the stop button.
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use pluis_client::dev::consortium::PURPOSE;
+use pluis_client::ui::{start, UiOptions};
+use pluis_proto::Role;
+use pluis_tests::{days_ago, Signal, TestConsortium};
+
+/// One HTTP/1.1 exchange: (status, headers lower-cased, body). Blocking,
+/// off the runtime's worker (the UI and the nodes run on it).
+fn http(addr: SocketAddr, request: &str) -> (u16, Vec<(String, String)>, String) {
+    tokio::task::block_in_place(|| exchange(addr, request))
+}
+
+fn exchange(addr: SocketAddr, request: &str) -> (u16, Vec<(String, String)>, String) {
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status, headers, body.to_owned())
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+struct Page {
+    addr: SocketAddr,
+    host: String,
+    cookie: Option<String>,
+}
+
+impl Page {
+    fn get(&self, path: &str) -> (u16, Vec<(String, String)>, String) {
+        self.get_as(&self.host, path)
+    }
+
+    fn get_as(&self, host: &str, path: &str) -> (u16, Vec<(String, String)>, String) {
+        let cookie = self
+            .cookie
+            .as_ref()
+            .map(|c| format!("Cookie: {c}\r\n"))
+            .unwrap_or_default();
+        http(
+            self.addr,
+            &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{cookie}Connection: close\r\n\r\n"),
+        )
+    }
+
+    fn post(
+        &self,
+        path: &str,
+        origin: Option<&str>,
+        form: &str,
+    ) -> (u16, Vec<(String, String)>, String) {
+        let cookie = self
+            .cookie
+            .as_ref()
+            .map(|c| format!("Cookie: {c}\r\n"))
+            .unwrap_or_default();
+        let origin = origin
+            .map(|o| format!("Origin: {o}\r\n"))
+            .unwrap_or_default();
+        http(
+            self.addr,
+            &format!(
+                "POST {path} HTTP/1.1\r\nHost: {}\r\n{cookie}{origin}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+                self.host,
+                form.len()
+            ),
+        )
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_coordinator_asks_a_familys_question_in_the_browser_and_nothing_else_gets_in() {
+    let date = days_ago(30);
+    let mut c = TestConsortium::setup("ui", &["police", "school", "healthcare"])
+        .signals(
+            "police",
+            [Signal::new("111222333", "weapon_possession", &date)],
+        )
+        .signals(
+            "school",
+            [Signal::new("111222333", "frequent_absence", &date)],
+        )
+        .signals(
+            "healthcare",
+            [Signal::new("123456782", "unexplained_injuries", &date)],
+        )
+        .start()
+        .await;
+    let ui = start(UiOptions {
+        node: c.url("police"),
+        identity: c.identity("police", Role::Coordinator),
+        idle: Duration::from_secs(1800),
+    })
+    .await
+    .unwrap();
+    let addr = ui.addr;
+    let host = format!("127.0.0.1:{}", addr.port());
+    let launch_path = ui
+        .launch
+        .strip_prefix(&format!("http://{host}"))
+        .unwrap()
+        .to_owned();
+    let mut page = Page {
+        addr,
+        host: host.clone(),
+        cookie: None,
+    };
+    let (status, _, body) = page.get("/");
+    assert_eq!(status, 403, "no session, no page");
+    assert!(!body.contains("school"));
+
+    // The launch link: a cookie, once.
+    let (status, headers, _) = page.get(&launch_path);
+    assert_eq!(status, 303);
+    let set_cookie = header(&headers, "set-cookie")
+        .expect("a session cookie")
+        .to_owned();
+    assert!(
+        set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"),
+        "{set_cookie}"
+    );
+    let (status, _, body) = page.get(&launch_path);
+    assert_eq!(status, 403, "a reused launch link gets nothing");
+    assert!(!body.contains("school"));
+    page.cookie = set_cookie.split(';').next().map(str::to_owned);
+
+    // Every response carries the security headers.
+    let (status, headers, body) = page.get("/");
+    assert_eq!(status, 200, "{body}");
+    for (name, expected) in [
+        ("content-security-policy", "frame-ancestors 'none'"),
+        ("cache-control", "no-store"),
+        ("referrer-policy", "no-referrer"),
+        ("x-content-type-options", "nosniff"),
+    ] {
+        let value = header(&headers, name).unwrap_or_default();
+        assert!(value.contains(expected), "{name}: {value:?}");
+    }
+    assert!(!header(&headers, "content-security-policy")
+        .unwrap_or_default()
+        .contains("unsafe-inline"));
+    assert!(body.contains("lang=\"nl\"") && body.contains("school") && body.contains("healthcare"));
+
+    // DNS rebinding: another Host is refused, even with the cookie.
+    let (status, _, body) = page.get_as(&format!("evil.example:{}", addr.port()), "/");
+    assert_eq!(status, 421);
+    assert!(!body.contains("school"));
+    let (status, _, _) = page.get_as(&format!("localhost:{}", addr.port()), "/");
+    assert_eq!(status, 200);
+
+    // The form lists the node's purposes with their legal basis.
+    let (_, _, form) = page.get("/vraag");
+    assert!(
+        form.contains(PURPOSE) && form.contains("Grondslag"),
+        "{form}"
+    );
+
+    // Cross-site POSTs are refused.
+    let question = format!("case=Z-17&purpose={PURPOSE}&bsn-0=111222333&bsn-1=123456782&surname-2=Jansen&initial-2=J&birth-2=04-03-2012");
+    let origin = format!("http://{host}");
+    assert_eq!(page.post("/vraag", None, &question).0, 403);
+    assert_eq!(
+        page.post("/vraag", Some("http://evil.example"), &question)
+            .0,
+        403
+    );
+
+    // A bad field: the summary links to it and does not repeat it.
+    let (status, _, body) = page.post(
+        "/vraag",
+        Some(&origin),
+        &format!("case=Z-17&purpose={PURPOSE}&bsn-0=123456789"),
+    );
+    assert_eq!(status, 422);
+    assert!(
+        body.contains("href=\"#bsn-0\"") && body.contains("elfproef"),
+        "{body}"
+    );
+
+    // Confirm, ask, read the answer.
+    let (status, _, body) = page.post("/vraag", Some(&origin), &question);
+    assert_eq!(status, 200);
+    assert!(body.contains("vastgelegd bij elke partner"), "{body}");
+    let (status, headers, _) = page.post("/vraag/stel", Some(&origin), &question);
+    assert_eq!(status, 303);
+    let answer_path = header(&headers, "location").unwrap().to_owned();
+    let (status, _, answer) = page.get(&answer_path);
+    assert_eq!(status, 200);
+    for expected in [
+        "Veiligheid",
+        "Onderwijs",
+        "Gezondheid",
+        "school",
+        "healthcare",
+        "Het hele gezin",
+        "Geen antwoord is niet hetzelfde als geen signaal",
+    ] {
+        assert!(answer.contains(expected), "{expected} missing:\n{answer}");
+    }
+    assert!(
+        !answer.contains("111222333") && !answer.contains("Jansen"),
+        "no identifier on the answer page"
+    );
+    let (_, _, mine) = page.get("/vragen");
+    assert!(mine.contains("Z-17") && !mine.contains("111222333"));
+
+    // Stop: the session and its answers are gone, and so is the page.
+    let (status, _, body) = page.post("/stop", Some(&origin), "");
+    assert_eq!(status, 200);
+    assert!(body.contains("gestopt"));
+    tokio::time::timeout(Duration::from_secs(10), ui.serving)
+        .await
+        .expect("the UI exits after stop")
+        .unwrap()
+        .unwrap();
+    c.stop().await;
+}
