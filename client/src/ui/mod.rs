@@ -212,13 +212,25 @@ async fn guard(
     response
 }
 
-/// Whether a POST names this page's origin.
+/// Whether a POST comes from this page: its `Origin` names this page, or
+/// — since `Referrer-Policy: no-referrer` makes a browser send `Origin:
+/// null` with a form — it says `null` and the browser's own fetch
+/// metadata (`Sec-Fetch-Site`, which no page can set) says same-origin.
 fn same_origin(ui: &Ui, headers: &HeaderMap) -> bool {
-    headers
-        .get(header::ORIGIN)
-        .and_then(|o| o.to_str().ok())
-        .and_then(|o| o.strip_prefix("http://"))
-        .is_some_and(|o| ui.hosts.iter().any(|h| h == o))
+    let value = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    match value(header::ORIGIN) {
+        Some("null") => {
+            value(header::HeaderName::from_static("sec-fetch-site")) == Some("same-origin")
+        }
+        Some(origin) => origin
+            .strip_prefix("http://")
+            .is_some_and(|o| ui.hosts.iter().any(|h| h == o)),
+        None => false,
+    }
 }
 
 /// The session cookie's value, if sent.

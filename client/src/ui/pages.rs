@@ -253,7 +253,7 @@ pub fn answer(lang: Lang, asked: &Asked) -> String {
             }
         }
         @if !tiers.is_empty() {
-            h2 { (t("answer.probable.mark")) }
+            h2 { (t("answer.tiers")) }
             ul class="tiers" {
                 @for (label, org, tier) in &tiers {
                     li class=(tier) {

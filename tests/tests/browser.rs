@@ -1,0 +1,245 @@
+//! `pluis ui` in a real browser: headless Chromium (Debian's `chromium`
+//! and `chromium-driver`) driven over WebDriver, against real nodes with
+//! mutual TLS. Launch link → a family's question → the answer → a wrong
+//! Host refused → the used launch link gives nothing. Saves a screenshot
+//! of the answer page (`ui-answer.png` in the tests' target temp dir).
+//!
+//! Without chromium/chromedriver the test says so and passes, except
+//! under `CI=true`, where it fails: CI installs them.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{ClientBuilder, Locator};
+use pluis_client::ui::{start, UiOptions};
+use pluis_proto::Role;
+use pluis_tests::{days_ago, Signal, TestConsortium};
+
+/// chromedriver on a free port, killed when dropped.
+struct Driver(Child, u16);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn driver() -> Option<Driver> {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
+    let child = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let driver = Driver(child, port);
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Some(driver);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_family_question_from_launch_link_to_answer_in_headless_chromium() {
+    let Some(driver) = driver() else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "chromedriver did not start; CI must have chromium and chromium-driver"
+        );
+        eprintln!("skipped: no chromedriver (apt install chromium chromium-driver)");
+        return;
+    };
+    let date = days_ago(30);
+    let mut c = TestConsortium::setup("browser", &["police", "school", "healthcare"])
+        .signals(
+            "police",
+            [Signal::new("111222333", "weapon_possession", &date)],
+        )
+        .signals(
+            "school",
+            [
+                Signal::new("111222333", "frequent_absence", &date),
+                Signal::named(
+                    "Mehmedović",
+                    "Amina",
+                    "2012-03-04",
+                    "older_peer_group",
+                    &date,
+                ),
+            ],
+        )
+        .signals(
+            "healthcare",
+            [Signal::new("123456782", "unexplained_injuries", &date)],
+        )
+        .start()
+        .await;
+    let ui = start(UiOptions {
+        node: c.url("police"),
+        identity: c.identity("police", Role::Coordinator),
+        idle: Duration::from_secs(1800),
+    })
+    .await
+    .unwrap();
+    let port = ui.addr.port();
+
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu",
+                "--disable-dev-shm-usage", "--window-size=1280,1100",
+                // A name that resolves to this machine but is not the
+                // page's own host: DNS rebinding, as a browser does it.
+                "--host-resolver-rules=MAP rebind.example 127.0.0.1"
+            ]
+        }),
+    );
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    let browser = match ClientBuilder::new(connector)
+        .capabilities(capabilities)
+        .connect(&format!("http://127.0.0.1:{}", driver.1))
+        .await
+    {
+        Ok(browser) => browser,
+        Err(e) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "headless chromium did not start: {e}"
+            );
+            eprintln!("skipped: chromium did not start: {e}");
+            return;
+        }
+    };
+
+    // The launch link: the overview, in Dutch, with the partners.
+    browser.goto(&ui.launch).await.unwrap();
+    let body = browser
+        .find(Locator::Css("main"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        body.contains("Overzicht") && body.contains("school"),
+        "{body}"
+    );
+
+    // A family of three: two by BSN, one by name with another spelling.
+    browser
+        .goto(&format!("http://127.0.0.1:{port}/vraag"))
+        .await
+        .unwrap();
+    for (field, value) in [
+        ("case", "Z-2026-0418"),
+        ("bsn-0", "111222333"),
+        ("bsn-1", "123456782"),
+        ("surname-2", "Mehmedovitsj"),
+        ("given-2", "Amina"),
+        ("birth-2", "04-03-2012"),
+    ] {
+        browser
+            .find(Locator::Id(field))
+            .await
+            .unwrap()
+            .send_keys(value)
+            .await
+            .unwrap();
+    }
+    browser
+        .find(Locator::Css("main form button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let confirm = browser
+        .wait()
+        .for_element(Locator::Css("p.notice"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(confirm.contains("vastgelegd bij elke partner"), "{confirm}");
+    browser
+        .find(Locator::Css("form[action='/vraag/stel'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+
+    browser
+        .wait()
+        .for_element(Locator::Css("table.answer"))
+        .await
+        .unwrap();
+    let answer = browser
+        .find(Locator::Css("main"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for expected in [
+        "Antwoord",
+        "Z-2026-0418",
+        "Veiligheid",
+        "Onderwijs",
+        "Gezondheid",
+        "school",
+        "healthcare",
+        "Het hele gezin",
+        "waarschijnlijk",
+        "Geen antwoord is niet hetzelfde als geen signaal",
+    ] {
+        assert!(
+            answer.contains(expected),
+            "{expected} missing from:\n{answer}"
+        );
+    }
+    assert!(
+        !answer.contains("111222333"),
+        "no identifier on the answer page"
+    );
+    let png = browser.screenshot().await.unwrap();
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-answer.png");
+    std::fs::write(&shot, &png).unwrap();
+    eprintln!("screenshot: {}", shot.display());
+    assert!(png.starts_with(b"\x89PNG"));
+
+    // DNS rebinding: the same page under another name gets nothing.
+    browser
+        .goto(&format!("http://rebind.example:{port}/vragen"))
+        .await
+        .unwrap();
+    let refused = browser.source().await.unwrap();
+    assert!(
+        refused.contains("Geen toegang") && !refused.contains("Z-2026-0418"),
+        "{refused}"
+    );
+
+    // The launch link again: nothing, however often.
+    browser.delete_all_cookies().await.unwrap();
+    browser.goto(&ui.launch).await.unwrap();
+    let again = browser.source().await.unwrap();
+    assert!(
+        again.contains("Geen toegang") && !again.contains("school"),
+        "{again}"
+    );
+
+    browser.close().await.unwrap();
+    c.stop().await;
+}
