@@ -38,6 +38,7 @@ use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form as Posted, Router};
+use pluis_proto::pb::Subject;
 use pluis_transport::tls::TlsIdentity;
 
 use form::Form;
@@ -299,26 +300,35 @@ async fn new_question(State(ui): State<Shared>) -> Response {
     }
 }
 
+/// The posted form and the subjects it asks about; or the form again
+/// with its error summary (422), or the node's error.
+async fn checked(
+    ui: &Ui,
+    fields: &HashMap<String, String>,
+) -> Result<(Form, Vec<Subject>), Response> {
+    let lang = ui.sessions.lang();
+    let form = Form::from_fields(fields);
+    let list = purposes(ui).await.map_err(|e| node_error(lang, &e))?;
+    let names: Vec<String> = list.iter().map(|p| p.name.clone()).collect();
+    match form.subjects(&names, lang, crate::clock::now_utc().date()) {
+        Ok(subjects) => Ok((form, subjects)),
+        Err(errors) => Err((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Html(pages::question(lang, &list, &form, &errors)),
+        )
+            .into_response()),
+    }
+}
+
 /// Checks the form: back to it with an error summary, or on to the
 /// confirmation step.
 async fn check_question(
     State(ui): State<Shared>,
     Posted(fields): Posted<HashMap<String, String>>,
 ) -> Response {
-    let lang = ui.sessions.lang();
-    let form = Form::from_fields(&fields);
-    let list = match purposes(&ui).await {
-        Ok(list) => list,
-        Err(e) => return node_error(lang, &e),
-    };
-    let names: Vec<String> = list.iter().map(|p| p.name.clone()).collect();
-    match form.subjects(&names, lang, crate::clock::now_utc().date()) {
-        Ok(_) => Html(pages::confirm(lang, &form)).into_response(),
-        Err(errors) => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Html(pages::question(lang, &list, &form, &errors)),
-        )
-            .into_response(),
+    match checked(&ui, &fields).await {
+        Ok((form, _)) => Html(pages::confirm(ui.sessions.lang(), &form)).into_response(),
+        Err(page) => page,
     }
 }
 
@@ -345,21 +355,9 @@ async fn ask(
     Posted(fields): Posted<HashMap<String, String>>,
 ) -> Response {
     let lang = ui.sessions.lang();
-    let form = Form::from_fields(&fields);
-    let list = match purposes(&ui).await {
-        Ok(list) => list,
-        Err(e) => return node_error(lang, &e),
-    };
-    let names: Vec<String> = list.iter().map(|p| p.name.clone()).collect();
-    let subjects = match form.subjects(&names, lang, crate::clock::now_utc().date()) {
-        Ok(subjects) => subjects,
-        Err(errors) => {
-            return (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                Html(pages::question(lang, &list, &form, &errors)),
-            )
-                .into_response()
-        }
+    let (form, subjects) = match checked(&ui, &fields).await {
+        Ok(checked) => checked,
+        Err(page) => return page,
     };
     let persons = subjects.len();
     match crate::coordinator::matching::query(&ui.node, &ui.identity, &form.purpose, subjects).await
