@@ -322,4 +322,12 @@ fn the_demo_runs_from_start_to_end() {
     }
     assert!(!stdout.contains("UNREACHABLE"), "{stdout}");
     assert!(stdout.contains("Demo complete."), "{stdout}");
+    // Kept: the paths shown are there after the demo.
+    assert!(
+        stdout.contains(&format!(
+            "report for the privacy officer: {}",
+            kept.join("audit/report.html").display()
+        )),
+        "{stdout}"
+    );
 }

@@ -78,6 +78,16 @@ fn import_synthetic(org: &str, config_path: &std::path::Path) -> anyhow::Result<
     ))
 }
 
+/// `path` as the demo shows it: whole where it outlives the demo
+/// (`--keep`), else only its file name (the directory will be gone).
+fn shown(path: &Path, kept: bool) -> String {
+    if kept {
+        return path.display().to_string();
+    }
+    path.file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+}
+
 /// The operator's day: a live import into a running node, and a stolen
 /// laptop's certificate revoked, both without stopping anything.
 async fn live_operations(
@@ -85,6 +95,7 @@ async fn live_operations(
     police: &str,
     coordinator: &TlsIdentity,
     subjects: Vec<pluis_proto::pb::Subject>,
+    kept: bool,
 ) -> anyhow::Result<()> {
     println!("\n== Live: the municipality loads new signals into its running node");
     let municipality = consortium.node("municipality")?;
@@ -121,7 +132,7 @@ async fn live_operations(
         case.len(),
         case.join(", ")
     );
-    stolen_laptop(consortium, police, coordinator).await
+    stolen_laptop(consortium, police, coordinator, kept).await
 }
 
 /// A police coordinator's laptop is stolen: its certificate is revoked,
@@ -131,6 +142,7 @@ async fn stolen_laptop(
     consortium: &LocalConsortium,
     police: &str,
     coordinator: &TlsIdentity,
+    kept: bool,
 ) -> anyhow::Result<()> {
     println!("\n== Live: a police coordinator's laptop is stolen; its certificate is revoked");
     let laptop = crate::dev::certs::issue(&crate::dev::certs::IssueOptions {
@@ -148,7 +160,7 @@ async fn stolen_laptop(
     crate::coordinator::status::fetch(police, &laptop_identity).await?;
     println!(
         "   the laptop's certificate works: {}",
-        laptop.cert.display()
+        shown(&laptop.cert, kept)
     );
     let revoked = crate::dev::certs::revoke(&crate::dev::certs::RevokeOptions {
         dir: consortium.dir.clone(),
@@ -168,7 +180,7 @@ async fn stolen_laptop(
         .into_inner();
     println!(
         "   {} now lists {} certificate (CRL number {}); the police node reloaded it ({})",
-        revoked.crl.display(),
+        shown(&revoked.crl, kept),
         revoked.total,
         revoked.number,
         reloaded.detail
@@ -185,6 +197,8 @@ async fn stolen_laptop(
 /// Runs the demo; with `keep`, its consortium is left in that directory.
 pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
     let temp;
+    // Paths are shown only where they outlive the demo.
+    let kept = keep.is_some();
     let dir = match keep {
         Some(dir) => dir,
         None => {
@@ -196,7 +210,11 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
         "== Pluis demo: a consortium of {} organisations",
         ORGS.len()
     );
-    println!("   dev PKI and configs in {}", dir.display());
+    if kept {
+        println!("   dev PKI and configs in {}", dir.display());
+    } else {
+        println!("   dev PKI and configs in a temporary directory, removed at the end (--keep DIR keeps them)");
+    }
     let mut consortium = LocalConsortium::create(&dir, "demo", &ORGS).await?;
 
     println!("\n== Each organisation imports its (synthetic) signals");
@@ -216,8 +234,8 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
         .load(Role::Coordinator)?;
     let police = consortium.node("police")?.url.clone();
     family_query(&police, &coordinator).await?;
-    live_operations(&consortium, &police, &coordinator, family()).await?;
-    audit_all(&consortium, &dir.join("audit")).await?;
+    live_operations(&consortium, &police, &coordinator, family(), kept).await?;
+    audit_all(&consortium, &dir.join("audit"), kept).await?;
 
     println!("\n== Stopping the nodes");
     consortium.stop().await?;
@@ -284,7 +302,11 @@ async fn family_query(police: &str, coordinator: &TlsIdentity) -> anyhow::Result
 /// Each organisation's auditor exports its node's log and verifies it
 /// against the pinned key; the police and school logs are cross-checked
 /// and a report is written for the privacy officer.
-async fn audit_all(consortium: &LocalConsortium, audit_dir: &Path) -> anyhow::Result<()> {
+async fn audit_all(
+    consortium: &LocalConsortium,
+    audit_dir: &Path,
+    kept: bool,
+) -> anyhow::Result<()> {
     println!("\n== Each organisation's auditor exports and verifies its node's signed log");
     std::fs::create_dir_all(audit_dir)
         .with_context(|| format!("creating {}", audit_dir.display()))?;
@@ -306,7 +328,7 @@ async fn audit_all(consortium: &LocalConsortium, audit_dir: &Path) -> anyhow::Re
             node.org,
             verified.entries.len(),
             verified.checkpoints.len(),
-            bundle_path.display()
+            shown(&bundle_path, kept)
         );
         logs.insert(node.org.clone(), (verified, key));
     }
@@ -332,6 +354,10 @@ async fn audit_all(consortium: &LocalConsortium, audit_dir: &Path) -> anyhow::Re
     let report = audit_dir.join("report.html");
     std::fs::write(&report, crate::auditor::report::render(&logs))
         .with_context(|| format!("writing {}", report.display()))?;
-    println!("   report for the privacy officer: {}", report.display());
+    if kept {
+        println!("   report for the privacy officer: {}", report.display());
+    } else {
+        println!("   report for the privacy officer written (kept with --keep DIR)");
+    }
     Ok(())
 }
