@@ -134,7 +134,7 @@ impl CaseDomains {
     /// Adds what `org` holds about a person, found through `tier` for
     /// `reasons`. Possible matches add no flags.
     pub fn add(&mut self, org: &str, found: &Found) {
-        self.note(org, found);
+        self.note(org, found.tier, &found.reasons);
         if found.tier == Tier::Possible {
             return;
         }
@@ -168,27 +168,22 @@ impl CaseDomains {
             into.signals.extend(entry.signals.iter().cloned());
         }
         for (org, (tier, reasons)) in &other.matches {
-            let found = Found {
-                tier: *tier,
-                reasons: reasons.clone(),
-                flags: Flags::default(),
-            };
-            self.note(org, &found);
+            self.note(org, *tier, reasons);
         }
     }
 
-    /// Notes that `org` knows or may know the person, keeping the best
-    /// tier and its reasons.
-    fn note(&mut self, org: &str, found: &Found) {
+    /// Notes that `org` knows or may know the person through `tier` for
+    /// `reasons`, keeping the best tier and its reasons.
+    fn note(&mut self, org: &str, tier: Tier, reasons: &BTreeSet<Reason>) {
         let seen = self
             .matches
             .entry(org.to_owned())
-            .or_insert((found.tier, BTreeSet::new()));
-        if found.tier < seen.0 {
-            *seen = (found.tier, BTreeSet::new());
+            .or_insert((tier, BTreeSet::new()));
+        if tier < seen.0 {
+            *seen = (tier, BTreeSet::new());
         }
-        if found.tier == seen.0 {
-            seen.1.extend(found.reasons.iter().copied());
+        if tier == seen.0 {
+            seen.1.extend(reasons.iter().copied());
         }
     }
 

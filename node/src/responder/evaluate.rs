@@ -74,6 +74,7 @@ pub async fn evaluate(
         max_keys_per_request: policy.map_or(0, |p| {
             u32::try_from(p.max_keys_per_request).unwrap_or(u32::MAX)
         }),
+        charge: Charge::of((0..request.blinded.len()).map(|i| exchange::family_of(&request, i))),
         limits: policy.map_or_else(Charge::default, |p| Charge {
             keys: p.max_keys_per_day,
             probable: p.max_probable_keys_per_day,
@@ -91,8 +92,7 @@ pub async fn evaluate(
             ..call.entry(Kind::ExchangeServed)
         },
     };
-    let limits = serving.limits;
-    let charge = serving.charge();
+    let (charge, limits) = (serving.charge, serving.limits);
     let (response, charged) = tokio::task::spawn_blocking(move || serving.serve())
         .await
         .map_err(|_| Failure::Task("evaluation"))??;
@@ -134,6 +134,8 @@ struct Serving {
     view: Option<View>,
     min_prefix_bits: u32,
     max_keys_per_request: u32,
+    /// What this request costs: its keys by family.
+    charge: Charge,
     /// The peer's daily budgets: keys, keys per tier, persons.
     limits: Charge,
     /// The request: its blinded elements and their families.
@@ -148,11 +150,6 @@ struct Serving {
 type Served = (pb::EvaluateResponse, Charged);
 
 impl Serving {
-    /// What this request costs: its keys by family.
-    fn charge(&self) -> Charge {
-        Charge::of((0..self.request.blinded.len()).map(|i| exchange::family_of(&self.request, i)))
-    }
-
     fn serve(self) -> Result<Served, RespondError> {
         let state = &self.state;
         let evaluated = evaluate_all(&self.key, &self.request)?;
@@ -176,7 +173,6 @@ impl Serving {
             max_keys_per_request: self.max_keys_per_request,
         };
         let response_digest = exchange::request_digest(&response);
-        let charge = self.charge();
         let served = pb::AuditEntry {
             response_digest: response_digest.to_vec(),
             ..self.template
@@ -184,7 +180,7 @@ impl Serving {
         let day = self.today.to_julian_day();
         let charged = state
             .store
-            .charge_budgets(&self.peer, day, &charge, &self.limits, &served)
+            .charge_budgets(&self.peer, day, &self.charge, &self.limits, &served)
             .map_err(Failure::store("budget"))?;
         // Served: durable (with whoever else is being served now), then
         // the receipt, still on this thread.
