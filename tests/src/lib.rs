@@ -473,6 +473,47 @@ pub fn stored_signals(node: &Path, config: &Path) -> u64 {
         .sum()
 }
 
+/// The family the UI tests ask about: the police and the school know
+/// 111222333, the health service 123456782, and the school Amina
+/// Mehmedović (born 4 March 2012) by name only.
+pub fn ui_family(name: &str) -> Setup {
+    let date = days_ago(30);
+    TestConsortium::setup(name, &["police", "school", "healthcare"])
+        .signals(
+            "police",
+            [Signal::new("111222333", "weapon_possession", &date)],
+        )
+        .signals(
+            "school",
+            [
+                Signal::new("111222333", "frequent_absence", &date),
+                Signal::named(
+                    "Mehmedović",
+                    "Amina",
+                    "2012-03-04",
+                    "older_peer_group",
+                    &date,
+                ),
+            ],
+        )
+        .signals(
+            "healthcare",
+            [Signal::new("123456782", "unexplained_injuries", &date)],
+        )
+}
+
+/// `org`'s coordinator's `pluis ui`, started against `org`'s node (30
+/// idle minutes).
+pub async fn start_ui(c: &TestConsortium, org: &str) -> pluis_client::ui::Started {
+    pluis_client::ui::start(pluis_client::ui::UiOptions {
+        node: c.url(org),
+        identity: c.identity(org, Role::Coordinator),
+        idle: Duration::from_secs(1800),
+    })
+    .await
+    .expect("the UI starts")
+}
+
 /// A date `days` back from today, as import files write it.
 pub fn days_ago(days: i64) -> String {
     pluis_proto::identifier::iso_date(pluis_node::cli::today() - time::Duration::days(days))

@@ -12,9 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use fantoccini::{ClientBuilder, Locator};
-use pluis_client::ui::{start, UiOptions};
-use pluis_proto::Role;
-use pluis_tests::{days_ago, Signal, TestConsortium};
+use pluis_tests::{start_ui, ui_family};
 
 /// chromedriver on a free port, killed when dropped.
 struct Driver(Child, u16);
@@ -58,38 +56,8 @@ async fn a_family_question_from_launch_link_to_answer_in_headless_chromium() {
         eprintln!("skipped: no chromedriver (apt install chromium chromium-driver)");
         return;
     };
-    let date = days_ago(30);
-    let mut c = TestConsortium::setup("browser", &["police", "school", "healthcare"])
-        .signals(
-            "police",
-            [Signal::new("111222333", "weapon_possession", &date)],
-        )
-        .signals(
-            "school",
-            [
-                Signal::new("111222333", "frequent_absence", &date),
-                Signal::named(
-                    "Mehmedović",
-                    "Amina",
-                    "2012-03-04",
-                    "older_peer_group",
-                    &date,
-                ),
-            ],
-        )
-        .signals(
-            "healthcare",
-            [Signal::new("123456782", "unexplained_injuries", &date)],
-        )
-        .start()
-        .await;
-    let ui = start(UiOptions {
-        node: c.url("police"),
-        identity: c.identity("police", Role::Coordinator),
-        idle: Duration::from_secs(1800),
-    })
-    .await
-    .unwrap();
+    let mut c = ui_family("browser").start().await;
+    let ui = start_ui(&c, "police").await;
     let port = ui.addr.port();
 
     let mut capabilities = serde_json::Map::new();

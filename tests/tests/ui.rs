@@ -8,9 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use pluis_client::dev::consortium::PURPOSE;
-use pluis_client::ui::{start, UiOptions};
-use pluis_proto::Role;
-use pluis_tests::{days_ago, Signal, TestConsortium};
+use pluis_tests::{start_ui, ui_family};
 
 /// One HTTP/1.1 exchange: (status, headers lower-cased, body). Blocking,
 /// off the runtime's worker (the UI and the nodes run on it).
@@ -98,29 +96,8 @@ impl Page {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_coordinator_asks_a_familys_question_in_the_browser_and_nothing_else_gets_in() {
-    let date = days_ago(30);
-    let mut c = TestConsortium::setup("ui", &["police", "school", "healthcare"])
-        .signals(
-            "police",
-            [Signal::new("111222333", "weapon_possession", &date)],
-        )
-        .signals(
-            "school",
-            [Signal::new("111222333", "frequent_absence", &date)],
-        )
-        .signals(
-            "healthcare",
-            [Signal::new("123456782", "unexplained_injuries", &date)],
-        )
-        .start()
-        .await;
-    let ui = start(UiOptions {
-        node: c.url("police"),
-        identity: c.identity("police", Role::Coordinator),
-        idle: Duration::from_secs(1800),
-    })
-    .await
-    .unwrap();
+    let mut c = ui_family("ui").start().await;
+    let ui = start_ui(&c, "police").await;
     let addr = ui.addr;
     let host = format!("127.0.0.1:{}", addr.port());
     let launch_path = ui
