@@ -18,7 +18,7 @@ use pluis_node::config::{ConfigFile, PeerFile};
 use pluis_proto::pb::audit_client::AuditClient;
 use pluis_proto::pb::coordinator_client::CoordinatorClient;
 use pluis_proto::pb::partner_client::PartnerClient;
-use pluis_proto::Role;
+use pluis_proto::{pb, Role};
 use pluis_transport::tls::{self, ExpectedServer, TlsIdentity};
 use tonic::transport::Channel;
 
@@ -329,6 +329,34 @@ impl TestConsortium {
     /// Stops every node, checking each stops cleanly.
     pub async fn stop(&mut self) {
         self.inner.stop_all().await.expect("nodes stop cleanly");
+    }
+}
+
+/// The context of exchange `[id; 16]` for `purpose` under `legal_basis`.
+pub fn exchange_context(id: u8, purpose: &str, legal_basis: &str) -> pb::ExchangeContext {
+    pb::ExchangeContext {
+        exchange_id: vec![id; 16],
+        purpose: purpose.into(),
+        legal_basis: legal_basis.into(),
+    }
+}
+
+/// An `Evaluate` of `keys` (exact family), freshly blinded, as a
+/// partner's client would send it.
+pub fn evaluate_request(ctx: pb::ExchangeContext, keys: &[&str]) -> pb::EvaluateRequest {
+    pb::EvaluateRequest {
+        context: Some(ctx),
+        epoch: 0,
+        blinded: keys
+            .iter()
+            .map(|k| {
+                pluis_proto::oprf::blind(k.as_bytes(), &mut rand_core::OsRng)
+                    .expect("a key blinds")
+                    .element
+                    .to_vec()
+            })
+            .collect(),
+        families: Vec::new(),
     }
 }
 

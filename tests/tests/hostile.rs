@@ -16,39 +16,16 @@ use std::time::Duration;
 
 use pluis_client::dev::consortium::{LEGAL_BASIS, PURPOSE};
 use pluis_node::config::ConfigFile;
-use pluis_proto::oprf::blind;
 use pluis_proto::pb::audit_entry::Kind;
-use pluis_proto::pb::{self, EvaluateRequest, ExchangeContext, GetTableRequest};
+use pluis_proto::pb::{self, EvaluateRequest, GetTableRequest};
 use pluis_proto::Role;
-use pluis_tests::{any_port, channel_as, http_get, metric, NodeProcess, Signal, TestConsortium};
+use pluis_tests::{
+    any_port, channel_as, evaluate_request, exchange_context, http_get, metric, NodeProcess,
+    Signal, TestConsortium,
+};
 use tonic::Code;
 
 const NODE: &str = env!("CARGO_BIN_EXE_pluis-node-e2e");
-
-fn context(id: u8, purpose: &str, legal_basis: &str) -> ExchangeContext {
-    ExchangeContext {
-        exchange_id: vec![id; 16],
-        purpose: purpose.into(),
-        legal_basis: legal_basis.into(),
-    }
-}
-
-fn evaluate(ctx: ExchangeContext, keys: &[&str]) -> EvaluateRequest {
-    EvaluateRequest {
-        context: Some(ctx),
-        epoch: 0,
-        blinded: keys
-            .iter()
-            .map(|k| {
-                blind(k.as_bytes(), &mut rand_core::OsRng)
-                    .unwrap()
-                    .element
-                    .to_vec()
-            })
-            .collect(),
-        families: Vec::new(),
-    }
-}
 
 fn with_metrics(file: &mut ConfigFile) {
     file.metrics_listen = Some("127.0.0.1:0".into());
@@ -73,7 +50,10 @@ async fn megabyte_fields_are_refused_by_name_and_logged_as_small_entries() {
     for size in [200_000, 900_000, 1_500_000, 200_000, 900_000, 900_000] {
         let huge = "p".repeat(size);
         let err = school
-            .evaluate(evaluate(context(1, &huge, LEGAL_BASIS), &["bsn:111222333"]))
+            .evaluate(evaluate_request(
+                exchange_context(1, &huge, LEGAL_BASIS),
+                &["bsn:111222333"],
+            ))
             .await
             .unwrap_err();
         if size < 256 * 1024 {
@@ -92,8 +72,8 @@ async fn megabyte_fields_are_refused_by_name_and_logged_as_small_entries() {
         }
     }
     let err = school
-        .evaluate(evaluate(
-            context(1, PURPOSE, &"b".repeat(300)),
+        .evaluate(evaluate_request(
+            exchange_context(1, PURPOSE, &"b".repeat(300)),
             &["bsn:111222333"],
         ))
         .await
@@ -148,8 +128,8 @@ async fn a_flood_of_refusals_is_summarised_past_the_budget() {
     let mut school = c.partner("police", "school", Role::Node);
     for _ in 0..10 {
         let err = school
-            .evaluate(evaluate(
-                context(2, "marketing", LEGAL_BASIS),
+            .evaluate(evaluate_request(
+                exchange_context(2, "marketing", LEGAL_BASIS),
                 &["bsn:111222333"],
             ))
             .await
@@ -194,7 +174,10 @@ async fn a_legal_basis_other_than_the_agreed_one_is_refused() {
     let mut school = c.partner("police", "school", Role::Node);
     for claimed in ["consent", " ", "partnership agreement, art. 5"] {
         let err = school
-            .evaluate(evaluate(context(3, PURPOSE, claimed), &["bsn:111222333"]))
+            .evaluate(evaluate_request(
+                exchange_context(3, PURPOSE, claimed),
+                &["bsn:111222333"],
+            ))
             .await
             .unwrap_err();
         let expected = if claimed.trim().is_empty() {
@@ -214,7 +197,10 @@ async fn a_legal_basis_other_than_the_agreed_one_is_refused() {
     // The agreed text, with spaces around it, is served.
     let agreed = format!("  {LEGAL_BASIS} ");
     school
-        .evaluate(evaluate(context(4, PURPOSE, &agreed), &["bsn:111222333"]))
+        .evaluate(evaluate_request(
+            exchange_context(4, PURPOSE, &agreed),
+            &["bsn:111222333"],
+        ))
         .await
         .expect("the agreed legal basis is served");
 
@@ -247,8 +233,8 @@ async fn table_buckets_are_served_only_inside_an_exchange_and_never_more_than_it
         .await;
     let mut school = c.partner("police", "school", Role::Node);
     let epoch = school
-        .evaluate(evaluate(
-            context(9, PURPOSE, LEGAL_BASIS),
+        .evaluate(evaluate_request(
+            exchange_context(9, PURPOSE, LEGAL_BASIS),
             &["bsn:123456782"],
         ))
         .await
@@ -256,7 +242,7 @@ async fn table_buckets_are_served_only_inside_an_exchange_and_never_more_than_it
         .into_inner()
         .epoch;
     let table = |id: u8, prefixes: usize| GetTableRequest {
-        context: Some(context(id, PURPOSE, LEGAL_BASIS)),
+        context: Some(exchange_context(id, PURPOSE, LEGAL_BASIS)),
         epoch,
         prefix_bits: 16,
         prefix: vec![0, 0],
@@ -368,8 +354,8 @@ fn a_forged_log_line_in_a_purpose_never_reaches_the_nodes_log() {
             "unknown-but-harmless".to_owned(),
         ] {
             let err = client
-                .evaluate(evaluate(
-                    context(5, &purpose, LEGAL_BASIS),
+                .evaluate(evaluate_request(
+                    exchange_context(5, &purpose, LEGAL_BASIS),
                     &["bsn:111222333"],
                 ))
                 .await

@@ -12,18 +12,22 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tonic::transport::Channel;
+
 use pluis_client::coordinator::matching::{query, subjects_from_args};
 use pluis_client::dev::certs::{self, IssueOptions, Reason, RevokeOptions};
-use pluis_client::dev::consortium::PURPOSE;
+use pluis_client::dev::consortium::{LEGAL_BASIS, PURPOSE};
 use pluis_node::config::ConfigFile;
 use pluis_proto::pb::audit_entry::Kind;
+use pluis_proto::pb::partner_client::PartnerClient;
 use pluis_proto::pb::peer_outcome::State;
-use pluis_proto::pb::{AuditEntry, MatchResponse};
+use pluis_proto::pb::{AuditEntry, EvaluateResponse, GetTableRequest, MatchResponse};
+use pluis_proto::table::{LabelledTable, TableEntry};
 use pluis_proto::taxonomy::LifeDomain;
 use pluis_proto::Role;
 use pluis_tests::{
-    days_ago, gen_data, http_get, metric, run_to_end, try_metric, wait_for_metrics, NodeProcess,
-    Setup, Signal, TestConsortium,
+    days_ago, evaluate_request, exchange_context, gen_data, http_get, metric, run_to_end,
+    try_metric, wait_for_metrics, NodeProcess, Setup, Signal, TestConsortium,
 };
 
 const NODE: &str = env!("CARGO_BIN_EXE_pluis-node-e2e");
@@ -187,6 +191,101 @@ async fn case_queries_keep_being_answered_while_a_live_import_lands() {
         "{}",
         imports[1].actor
     );
+    c.stop().await;
+}
+
+/// Evaluates one key in exchange `[id; 16]` as `partner` would.
+async fn announce(partner: &mut PartnerClient<Channel>, id: u8) -> EvaluateResponse {
+    let request = evaluate_request(
+        exchange_context(id, PURPOSE, LEGAL_BASIS),
+        &["bsn:111222333"],
+    );
+    partner
+        .evaluate(request)
+        .await
+        .expect("evaluate")
+        .into_inner()
+}
+
+/// The whole table fetched in exchange `[id; 16]`, as a table.
+async fn whole_table(partner: &mut PartnerClient<Channel>, id: u8, epoch: u64) -> LabelledTable {
+    let request = GetTableRequest {
+        context: Some(exchange_context(id, PURPOSE, LEGAL_BASIS)),
+        epoch,
+        prefix_bits: 0,
+        prefix: Vec::new(),
+        more_prefixes: Vec::new(),
+    };
+    let mut stream = partner
+        .get_table(request)
+        .await
+        .expect("table")
+        .into_inner();
+    let mut entries = Vec::new();
+    while let Some(chunk) = stream.message().await.expect("table chunk") {
+        entries.extend(chunk.entries.into_iter().map(|e| TableEntry {
+            tag: e.tag.try_into().expect("a whole tag"),
+            label: e.label,
+        }));
+    }
+    LabelledTable::new(entries)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_exchange_reads_the_table_its_evaluate_announced_but_never_an_erased_signal() {
+    let mut c = TestConsortium::setup("announced", &["police", "school"])
+        .signals(
+            "school",
+            [Signal::new("111222333", "frequent_absence", &days_ago(5)).local_ref("S-1")],
+        )
+        .start()
+        .await;
+    let mut police = c.partner("school", "police", Role::Node);
+    let config = config_arg(&c, "school");
+    let a = announce(&mut police, 1).await;
+    assert_eq!(a.table_size, 1);
+
+    // A live import lands between the exchange's Evaluate and its table
+    // call: the exchange reads the very table it was announced.
+    let file = c.scratch().join("one-more.csv");
+    std::fs::write(
+        &file,
+        format!(
+            "bsn,signal,registered_on,local_ref\n123456782,frequent_absence,{},S-2\n",
+            days_ago(2)
+        ),
+    )
+    .unwrap();
+    let path = file.display().to_string();
+    let import = config.clone();
+    let (ok, _, stderr) =
+        tokio::task::spawn_blocking(move || node_cmd(&["import", "--config", &import, &path]))
+            .await
+            .unwrap();
+    assert!(ok && stderr.contains("handing"), "a live import: {stderr}");
+    let table = whole_table(&mut police, 1, a.epoch).await;
+    assert_eq!(
+        (table.len() as u64, table.digest().to_vec()),
+        (a.table_size, a.table_digest),
+        "the table announced, not the one imported since"
+    );
+    let b = announce(&mut police, 2).await;
+    assert_eq!(b.table_size, 2, "a new exchange is announced the new table");
+
+    // An erasure in between is not undone for an exchange under way.
+    let (ok, stdout, stderr) = tokio::task::spawn_blocking(move || {
+        node_cmd(&["forget", "--config", &config, "--bsn", "123-456-782"])
+    })
+    .await
+    .unwrap();
+    assert!(
+        ok && stdout.contains("erased 1 signals"),
+        "{stdout}{stderr}"
+    );
+    let table = whole_table(&mut police, 2, b.epoch).await;
+    assert_eq!(table.len(), 1, "the erased signal is not served");
+    assert_ne!(table.digest().to_vec(), b.table_digest);
+    assert_eq!(announce(&mut police, 3).await.table_size, 1);
     c.stop().await;
 }
 

@@ -22,6 +22,7 @@ use crate::failure::Failure;
 use crate::ops::metrics::Outcome;
 use crate::policy::View;
 use crate::policy::{decide_evaluate, Ask, Rule};
+use crate::responder::tables::Announced;
 use crate::server::state::NodeState;
 use crate::store::{Charged, Counter};
 
@@ -93,7 +94,7 @@ pub async fn evaluate(
         },
     };
     let (charge, limits) = (serving.charge, serving.limits);
-    let (response, charged) = tokio::task::spawn_blocking(move || serving.serve())
+    let (response, announced, charged) = tokio::task::spawn_blocking(move || serving.serve())
         .await
         .map_err(|_| Failure::Task("evaluation"))??;
     let index = match charged {
@@ -103,7 +104,9 @@ pub async fn evaluate(
             return Err(call.refuse(keys, rule, message).await);
         }
     };
-    state.served.evaluated(of, keys, state.clock.now_secs());
+    state
+        .served
+        .evaluated(of, keys, announced, state.clock.now_secs());
     state.exchanges.fetch_add(1, Ordering::Relaxed);
     call.count(Outcome::Served);
     state.metrics.evaluate.observe(started.elapsed());
@@ -145,24 +148,27 @@ struct Serving {
     template: pb::AuditEntry,
 }
 
-/// The answer, and the day's totals and the log index of its entry or,
-/// if a daily budget ran out, which one and how much of it was used.
-type Served = (pb::EvaluateResponse, Charged);
+/// The answer, the table it announced (if the peer has a view), and the
+/// day's totals and the log index of its entry or, if a daily budget ran
+/// out, which one and how much of it was used.
+type Served = (pb::EvaluateResponse, Option<Announced>, Charged);
 
 impl Serving {
     fn serve(self) -> Result<Served, RespondError> {
         let state = &self.state;
         let evaluated = evaluate_all(&self.key, &self.request)?;
-        let (table_size, table_digest) = match &self.view {
-            Some(view) => {
-                let table = state
+        let announced = match &self.view {
+            Some(view) => Some(
+                state
                     .tables
-                    .get(&state.store, self.epoch, &self.key, view, self.today)
-                    .map_err(Failure::store("table"))?;
-                (table.len() as u64, table.digest().to_vec())
-            }
-            None => (0, Vec::new()),
+                    .current(&state.store, self.epoch, &self.key, view, self.today)
+                    .map_err(Failure::store("table"))?,
+            ),
+            None => None,
         };
+        let (table_size, table_digest) = announced.as_ref().map_or((0, Vec::new()), |a| {
+            (a.table.len() as u64, a.table.digest().to_vec())
+        });
         let mut response = pb::EvaluateResponse {
             epoch: self.epoch.number(),
             evaluated,
@@ -193,7 +199,7 @@ impl Serving {
                 index,
             )?);
         }
-        Ok((response, charged))
+        Ok((response, announced, charged))
     }
 }
 

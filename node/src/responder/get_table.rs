@@ -68,19 +68,27 @@ pub async fn table(
     let (epoch, key, of) = call.epoch(asked, 0, &peer, exchange_id).await?;
     let whole = request.prefix_bits == 0;
     let buckets = prefixes.len() as u64;
-    if let Err(unserved) = state
+    let announced = match state
         .served
         .take(of, buckets, whole, state.clock.now_secs())
     {
-        let rule = match unserved {
-            Unserved::TooManyBuckets { .. } => Rule::Buckets,
-            _ => Rule::Exchange,
-        };
-        let message = format!("policy rule {rule}: {unserved}");
-        return Err(call.refuse(0, rule, message).await);
-    }
+        Ok(announced) => announced,
+        Err(unserved) => {
+            let rule = match unserved {
+                Unserved::TooManyBuckets { .. } => Rule::Buckets,
+                _ => Rule::Exchange,
+            };
+            let message = format!("policy rule {rule}: {unserved}");
+            return Err(call.refuse(0, rule, message).await);
+        }
+    };
     let view = View::of(&policy);
     let today = state.clock.today();
+    // The table the exchange's Evaluate announced, if it still serves
+    // this view today; else the table as it is now.
+    let announced = announced
+        .filter(|a| a.serves(&view, today))
+        .map(|a| a.table);
     let template = pb::AuditEntry {
         epoch: epoch.number(),
         detail: format!(
@@ -95,10 +103,13 @@ pub async fn table(
     // Evaluate, and the next group flush makes this entry durable too.
     let state = state.clone();
     let (chunks, served, index) = tokio::task::spawn_blocking(move || {
-        let table = state
-            .tables
-            .get(&state.store, epoch, &key, &view, today)
-            .map_err(Failure::store("table"))?;
+        let table = match announced {
+            Some(table) => table,
+            None => state
+                .tables
+                .get(&state.store, epoch, &key, &view, today)
+                .map_err(Failure::store("table"))?,
+        };
         let (chunks, served) = chunks_of(&table, &prefixes, epoch);
         let entry = pb::AuditEntry {
             entries_served: served as u64,

@@ -7,17 +7,35 @@
 //! exchange. So no sequence of calls reads more of the table than the
 //! keys a peer paid for: 65,536 16-bit buckets cost 65,536 evaluated keys.
 //!
+//! An exchange's table calls are served from the table its last
+//! `Evaluate` announced (its size and digest), for [`ANNOUNCED_SECS`]
+//! after it: an import published in between does not change what the
+//! exchange reads, so a requester that sized its buckets by the announced
+//! table gets that table. An erasure, or an import that replaces the
+//! signal set, [`ServedExchanges::withdraw_before`] its revision: no
+//! exchange is served a table with withdrawn signals after it is
+//! published. Past [`ANNOUNCED_SECS`], or for another view or day (a
+//! policy reload, midnight), the table as it is now is served.
+//!
 //! Memory is bounded: an exchange is kept for [`KEEP_SECS`] after its last
 //! `Evaluate`, and at most [`MAX_EXCHANGES`] at once (the oldest go first).
+//! An announced table is one this node built itself; the exchanges keep
+//! at most the tables of the last [`ANNOUNCED_SECS`], whatever a peer asks.
 
 use pluis_proto::exchange::{Epoch, ExchangeId};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 
+use super::tables::Announced;
+
 /// How long an exchange may still fetch buckets after its last `Evaluate`.
 pub const KEEP_SECS: u64 = 600;
 /// Most exchanges kept at once, over all peers.
 pub const MAX_EXCHANGES: usize = 65_536;
+/// How long after an `Evaluate` its exchange's table calls are served
+/// the table it announced. A requester fetches its buckets right after
+/// its `Evaluate`; this only has to outlast that.
+pub const ANNOUNCED_SECS: u64 = 30;
 
 type Key = (String, ExchangeId);
 
@@ -29,6 +47,8 @@ struct Served {
     buckets: u64,
     whole: bool,
     last_secs: u64,
+    /// The table the last `Evaluate` announced, until when it is served.
+    announced: Option<(Announced, u64)>,
 }
 
 /// Why a table call is not part of an exchange that may have it.
@@ -106,10 +126,27 @@ struct Inner {
     exchanges: BTreeMap<Key, Served>,
     /// Keys in the order they came, for eviction (may hold stale ones).
     order: VecDeque<Key>,
+    /// Until when, and which exchange's, announced tables are kept, in
+    /// the order they came (may hold stale ones).
+    announced: VecDeque<(u64, Key)>,
+    /// Tables of revisions below this hold withdrawn signals.
+    floor: u64,
 }
 
 impl Inner {
     fn expire(&mut self, now_secs: u64) {
+        while let Some((until, _)) = self.announced.front() {
+            if *until > now_secs && self.announced.len() <= MAX_EXCHANGES {
+                break;
+            }
+            if let Some((until, key)) = self.announced.pop_front() {
+                if let Some(s) = self.exchanges.get_mut(&key) {
+                    if s.announced.as_ref().is_some_and(|(_, u)| *u == until) {
+                        s.announced = None;
+                    }
+                }
+            }
+        }
         while let Some(oldest) = self.order.front() {
             let stale = match self.exchanges.get(oldest) {
                 None => true,
@@ -140,15 +177,31 @@ impl ServedExchanges {
         }
     }
 
-    /// Records `keys` evaluated (and charged) in `peer`'s exchange `id`.
-    pub fn evaluated(&self, of: ExchangeOf<'_>, keys: u64, now_secs: u64) {
+    /// Records `keys` evaluated (and charged) in `peer`'s exchange `id`,
+    /// and the table the `Evaluate` announced (none: the peer has no view).
+    pub fn evaluated(
+        &self,
+        of: ExchangeOf<'_>,
+        keys: u64,
+        announced: Option<Announced>,
+        now_secs: u64,
+    ) {
         let mut inner = crate::lock(&self.inner);
         let key = of.key();
         let (purpose, epoch) = (of.purpose, of.epoch);
+        let until = now_secs.saturating_add(ANNOUNCED_SECS);
+        let floor = inner.floor;
+        let announced = announced
+            .filter(|a| a.revision >= floor)
+            .map(|a| (a, until));
+        if announced.is_some() {
+            inner.announced.push_back((until, key.clone()));
+        }
         match inner.exchanges.get_mut(&key) {
             Some(s) if s.purpose == purpose && s.epoch == epoch => {
                 s.keys = s.keys.saturating_add(keys);
                 s.last_secs = now_secs;
+                s.announced = announced;
             }
             _ => {
                 inner.exchanges.insert(
@@ -160,6 +213,7 @@ impl ServedExchanges {
                         buckets: 0,
                         whole: false,
                         last_secs: now_secs,
+                        announced,
                     },
                 );
                 inner.order.push_back(key);
@@ -168,15 +222,33 @@ impl ServedExchanges {
         inner.expire(now_secs);
     }
 
+    /// Withdraws every announced table older than `revision`: it holds
+    /// signals a change published now erased or replaced.
+    pub fn withdraw_before(&self, revision: u64) {
+        let mut inner = crate::lock(&self.inner);
+        inner.floor = inner.floor.max(revision);
+        for served in inner.exchanges.values_mut() {
+            if served
+                .announced
+                .as_ref()
+                .is_some_and(|(a, _)| a.revision < revision)
+            {
+                served.announced = None;
+            }
+        }
+    }
+
     /// Takes `buckets` buckets (or, with `whole`, the whole table) from
-    /// `peer`'s exchange `id`, if it may have them.
+    /// `peer`'s exchange `id`, if it may have them; with the table its
+    /// `Evaluate` announced, if that is still kept. Once the exchange may
+    /// take no more, its announced table is let go.
     pub fn take(
         &self,
         of: ExchangeOf<'_>,
         buckets: u64,
         whole: bool,
         now_secs: u64,
-    ) -> Result<(), Unserved> {
+    ) -> Result<Option<Announced>, Unserved> {
         let mut inner = crate::lock(&self.inner);
         inner.expire(now_secs);
         let served = inner
@@ -194,7 +266,7 @@ impl ServedExchanges {
                 return Err(Unserved::WholeAgain);
             }
             served.whole = true;
-            return Ok(());
+            return Ok(served.announced.take().map(|(a, _)| a));
         }
         if served.buckets.saturating_add(buckets) > served.keys {
             return Err(Unserved::TooManyBuckets {
@@ -204,7 +276,12 @@ impl ServedExchanges {
             });
         }
         served.buckets += buckets;
-        Ok(())
+        let announced = if served.buckets >= served.keys {
+            served.announced.take()
+        } else {
+            served.announced.clone()
+        };
+        Ok(announced.map(|(a, _)| a))
     }
 }
 
@@ -226,48 +303,136 @@ mod tests {
         }
     }
 
+    /// What `take` gave, by the revision of the announced table.
+    fn revision(took: Result<Option<Announced>, Unserved>) -> Result<Option<u64>, Unserved> {
+        took.map(|a| a.map(|a| a.revision))
+    }
+
+    fn announced(revision: u64) -> Option<Announced> {
+        Some(Announced {
+            table: std::sync::Arc::new(pluis_proto::table::LabelledTable::new(Vec::new())),
+            view: crate::policy::View {
+                domains: Default::default(),
+                signals: false,
+            },
+            day: 0,
+            revision,
+        })
+    }
+
+    #[test]
+    fn table_calls_get_the_table_their_evaluate_announced_until_it_is_withdrawn_or_old() {
+        let served = ServedExchanges::default();
+        let (a, b, c) = ([1; 16], [2; 16], [3; 16]);
+        served.evaluated(of("school", a, "p", 7), 3, announced(4), 100);
+        served.evaluated(of("school", b, "p", 7), 3, announced(4), 100);
+        served.evaluated(of("school", c, "p", 7), 3, announced(5), 100);
+        assert_eq!(
+            revision(served.take(of("school", a, "p", 7), 1, false, 100)),
+            Ok(Some(4))
+        );
+        // Once the exchange may take no more, the table is let go.
+        assert_eq!(
+            revision(served.take(of("school", a, "p", 7), 2, false, 101)),
+            Ok(Some(4))
+        );
+        served.evaluated(of("school", a, "p", 7), 1, None, 102);
+        assert_eq!(
+            revision(served.take(of("school", a, "p", 7), 1, false, 102)),
+            Ok(None)
+        );
+        // A whole table takes it too.
+        assert_eq!(
+            revision(served.take(of("school", b, "p", 7), 0, true, 103)),
+            Ok(Some(4))
+        );
+        assert_eq!(
+            revision(served.take(of("school", b, "p", 7), 1, false, 103)),
+            Ok(None)
+        );
+        // An erasure published as revision 5 withdraws revision 4's tables,
+        // also ones an Evaluate that read them before it announces later.
+        served.evaluated(of("school", b, "p", 7), 1, announced(4), 104);
+        served.withdraw_before(5);
+        assert_eq!(
+            revision(served.take(of("school", b, "p", 7), 1, false, 104)),
+            Ok(None)
+        );
+        served.evaluated(of("school", [4; 16], "p", 7), 1, announced(4), 104);
+        assert_eq!(
+            revision(served.take(of("school", [4; 16], "p", 7), 1, false, 104)),
+            Ok(None)
+        );
+        assert_eq!(
+            revision(served.take(of("school", c, "p", 7), 1, false, 104)),
+            Ok(Some(5))
+        );
+        // Past ANNOUNCED_SECS, the table as it is now.
+        assert_eq!(
+            revision(served.take(of("school", c, "p", 7), 1, false, 100 + ANNOUNCED_SECS)),
+            Ok(None)
+        );
+        let inner = crate::lock(&served.inner);
+        assert!(
+            inner.exchanges.values().all(|s| s.announced.is_none()),
+            "every table let go"
+        );
+    }
+
     #[test]
     fn buckets_are_served_only_within_an_evaluated_exchange_and_never_more_than_its_keys() {
         let served = ServedExchanges::default();
         let id = [1; 16];
         assert_eq!(
-            served.take(of("school", id, "p", 7), 1, false, 100),
+            revision(served.take(of("school", id, "p", 7), 1, false, 100)),
             Err(Unserved::Unknown)
         );
-        served.evaluated(of("school", id, "p", 7), 3, 100);
+        served.evaluated(of("school", id, "p", 7), 3, None, 100);
         assert_eq!(
-            served.take(of("police", id, "p", 7), 1, false, 100),
+            revision(served.take(of("police", id, "p", 7), 1, false, 100)),
             Err(Unserved::Unknown),
             "another peer's exchange"
         );
         assert_eq!(
-            served.take(of("school", id, "q", 7), 1, false, 100),
+            revision(served.take(of("school", id, "q", 7), 1, false, 100)),
             Err(Unserved::Mismatch("purpose"))
         );
         assert_eq!(
-            served.take(of("school", id, "p", 8), 1, false, 100),
+            revision(served.take(of("school", id, "p", 8), 1, false, 100)),
             Err(Unserved::Mismatch("epoch"))
         );
-        assert_eq!(served.take(of("school", id, "p", 7), 2, false, 100), Ok(()));
+        assert_eq!(
+            revision(served.take(of("school", id, "p", 7), 2, false, 100)),
+            Ok(None)
+        );
         assert!(matches!(
-            served.take(of("school", id, "p", 7), 2, false, 100),
+            revision(served.take(of("school", id, "p", 7), 2, false, 100)),
             Err(Unserved::TooManyBuckets {
                 keys: 3,
                 served: 2,
                 asked: 2
             })
         ));
-        assert_eq!(served.take(of("school", id, "p", 7), 1, false, 100), Ok(()));
-        // Another batch of the same exchange adds keys.
-        served.evaluated(of("school", id, "p", 7), 1, 200);
-        assert_eq!(served.take(of("school", id, "p", 7), 1, false, 200), Ok(()));
-        assert_eq!(served.take(of("school", id, "p", 7), 0, true, 200), Ok(()));
         assert_eq!(
-            served.take(of("school", id, "p", 7), 0, true, 200),
+            revision(served.take(of("school", id, "p", 7), 1, false, 100)),
+            Ok(None)
+        );
+        // Another batch of the same exchange adds keys.
+        served.evaluated(of("school", id, "p", 7), 1, None, 200);
+        assert_eq!(
+            revision(served.take(of("school", id, "p", 7), 1, false, 200)),
+            Ok(None)
+        );
+        assert_eq!(
+            revision(served.take(of("school", id, "p", 7), 0, true, 200)),
+            Ok(None)
+        );
+        assert_eq!(
+            revision(served.take(of("school", id, "p", 7), 0, true, 200)),
             Err(Unserved::WholeAgain)
         );
         assert_eq!(
-            served.take(of("school", id, "p", 7), 0, true, 200 + KEEP_SECS),
+            revision(served.take(of("school", id, "p", 7), 0, true, 200 + KEEP_SECS)),
             Err(Unserved::Unknown),
             "too old"
         );
@@ -276,7 +441,7 @@ mod tests {
     #[test]
     fn an_exchange_keeps_its_purpose_and_epoch() {
         let served = ServedExchanges::default();
-        served.evaluated(of("school", [2; 16], "p", 7), 1, 0);
+        served.evaluated(of("school", [2; 16], "p", 7), 1, None, 0);
         assert!(served.may_evaluate(of("school", [2; 16], "p", 7)).is_ok());
         assert!(served.may_evaluate(of("school", [2; 16], "q", 7)).is_err());
         assert!(served.may_evaluate(of("school", [2; 16], "p", 8)).is_err());
@@ -289,11 +454,11 @@ mod tests {
         for i in 0..(MAX_EXCHANGES + 10) as u32 {
             let mut id = [0; 16];
             id[..4].copy_from_slice(&i.to_be_bytes());
-            served.evaluated(of("school", id, "p", 7), 1, 0);
+            served.evaluated(of("school", id, "p", 7), 1, None, 0);
         }
         assert!(crate::lock(&served.inner).exchanges.len() <= MAX_EXCHANGES);
         assert_eq!(
-            served.take(of("school", [0; 16], "p", 7), 1, false, 0),
+            revision(served.take(of("school", [0; 16], "p", 7), 1, false, 0)),
             Err(Unserved::Unknown),
             "the oldest went first"
         );

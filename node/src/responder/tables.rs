@@ -142,6 +142,29 @@ pub fn seal_entries(key: &EpochKey, items: &[(String, Flags)]) -> Vec<TableEntry
         .collect()
 }
 
+/// A table as an exchange's `Evaluate` announced it (its size and
+/// digest): of which view, day and signal-set revision.
+#[derive(Debug, Clone)]
+pub struct Announced {
+    /// The table.
+    pub table: Arc<LabelledTable>,
+    /// The view it was built for.
+    pub view: View,
+    /// The day (Julian) whose expiry it reflects.
+    pub day: i32,
+    /// The store revision (signal set) it was built from.
+    pub revision: u64,
+}
+
+impl Announced {
+    /// Whether it still is what a table call for `view` on `today` may
+    /// be served: the same view and day. (The revision is checked where
+    /// announced tables are kept: see [`super::served`].)
+    pub fn serves(&self, view: &View, today: Date) -> bool {
+        &self.view == view && self.day == today.to_julian_day()
+    }
+}
+
 /// Which table: the epoch's key, the view, the day (expiry) and the
 /// store's revision (its signal set).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -258,11 +281,30 @@ impl Tables {
         view: &View,
         today: Date,
     ) -> Result<Arc<LabelledTable>, StoreError> {
+        self.current(store, epoch, key, view, today)
+            .map(|t| t.table)
+    }
+
+    /// [`Tables::get`], with which table it is: what an `Evaluate`
+    /// announces, for its exchange's table calls to be served from.
+    pub fn current(
+        &self,
+        store: &Store,
+        epoch: Epoch,
+        key: &EpochKey,
+        view: &View,
+        today: Date,
+    ) -> Result<Announced, StoreError> {
         let (table, revision, made) = self.obtain(store, epoch, key, view, today)?;
         if made {
             self.prune(revision, epoch, today);
         }
-        Ok(table)
+        Ok(Announced {
+            table,
+            view: view.clone(),
+            day: today.to_julian_day(),
+            revision,
+        })
     }
 
     /// Makes (or loads) the table of `view` for an epoch and day still to

@@ -142,7 +142,7 @@ impl NodeState {
     /// The tables of the live policy's views for a staged change, or
     /// `None` if they could not be made (logged): the change matters more
     /// than the head start, and its tables are then built when first
-    /// asked for. Install them with [`NodeState::install`] in the
+    /// asked for. Install them with [`NodeState::publish_tables`] in the
     /// change's `before_visible` hook.
     pub fn tables_for_change(
         &self,
@@ -156,8 +156,14 @@ impl NodeState {
             .ok()
     }
 
-    /// Puts tables prepared for a change where readers find them.
-    pub fn install(&self, prepared: Option<Prepared>) {
+    /// In a change's `before_visible` hook: withdraws, if the change
+    /// erases or replaces signals, the tables exchanges under way were
+    /// announced before `revision` (the change's), then installs the
+    /// tables prepared for it.
+    pub fn publish_tables(&self, prepared: Option<Prepared>, withdraws: Option<u64>) {
+        if let Some(revision) = withdraws {
+            self.served.withdraw_before(revision);
+        }
         if let Some(prepared) = prepared {
             self.tables.install(prepared);
         }

@@ -116,7 +116,10 @@ fn import_now(
     checked.set_actor(actor);
     let (staged, mut report) = checked.stage(&progress)?;
     let prepared = state.tables_for_change(staged.snapshot(), "import");
-    report.stored = staged.publish(|| state.install(prepared))?;
+    // A replacing import withdraws signals: no exchange under way is
+    // served a table that still holds them once it is published.
+    let withdraws = options.replace.then(|| staged.snapshot().revision());
+    report.stored = staged.publish(|| state.publish_tables(prepared, withdraws))?;
     state.prune_tables();
     Ok(report.reply(state.store.len() as u64))
 }
@@ -352,12 +355,13 @@ impl pb::admin_server::Admin for AdminService {
                     .map_err(internal)?;
                     // Tables without the erased signals first, so that no
                     // exchange waits for them once the erasure is seen.
-                    let prepared = staged
-                        .changes_revision()
+                    let changes = staged.changes_revision();
+                    let prepared = changes
                         .then(|| state.tables_for_change(staged.snapshot(), "forget"))
                         .flatten();
+                    let withdraws = changes.then(|| staged.snapshot().revision());
                     let erased = staged
-                        .publish(|| state.install(prepared))
+                        .publish(|| state.publish_tables(prepared, withdraws))
                         .map_err(internal)?;
                     state.prune_tables();
                     Ok::<_, Status>(erased)
