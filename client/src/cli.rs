@@ -155,6 +155,10 @@ pub struct DemoArgs {
     /// Keep the consortium (certificates, configs) in this new directory.
     #[arg(long, value_name = "DIR")]
     pub keep: Option<PathBuf>,
+    /// After the checks, keep the nodes running and serve the police
+    /// coordinator's page (`pluis ui`) until Ctrl-C.
+    #[arg(long)]
+    pub ui: bool,
 }
 
 /// Print and verify the node's latest signed checkpoint.

@@ -331,3 +331,63 @@ fn the_demo_runs_from_start_to_end() {
         "{stdout}"
     );
 }
+
+#[test]
+fn the_demo_with_ui_keeps_the_consortium_running_for_the_page_until_ctrl_c() {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(CLIENT)
+        .args(["demo", "--ui"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the demo starts");
+    let (lines, seen) = std::sync::mpsc::channel();
+    let stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let reader = std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let mut printed = Vec::new();
+    let link = loop {
+        match seen.recv_timeout(Duration::from_secs(300)) {
+            Ok(line) => {
+                let link = line.strip_prefix("ui on ").map(str::to_owned);
+                printed.push(line);
+                if let Some(link) = link {
+                    break link;
+                }
+            }
+            Err(_) => {
+                let _ = child.kill();
+                panic!("no launch link printed:\n{}", printed.join("\n"));
+            }
+        }
+    };
+    assert!(
+        printed.iter().any(|l| l.contains("no discrepancies")),
+        "the demo's checks ran first:\n{}",
+        printed.join("\n")
+    );
+    assert!(link.starts_with("http://127.0.0.1:"), "{link}");
+    let (status, _) = pluis_tests::http_get(&link);
+    assert_eq!(status, 303, "the launch link opens a session");
+    let (status, body) = pluis_tests::http_get(&link);
+    assert_eq!(status, 403, "and only once: {body}");
+
+    // Ctrl-C: the page ends, the nodes stop cleanly, the demo completes.
+    // SAFETY: a signal to the child this test spawned and still owns.
+    let sent = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    assert_eq!(sent, 0);
+    let output = pluis_tests::wait_with_deadline(child, DEADLINE);
+    reader.join().expect("stdout read to its end");
+    printed.extend(seen.try_iter());
+    let printed = printed.join("\n");
+    assert!(
+        output.status.success(),
+        "{printed}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(printed.contains("stopped cleanly"), "{printed}");
+    assert!(printed.ends_with("Demo complete."), "{printed}");
+}

@@ -194,8 +194,10 @@ async fn stolen_laptop(
     Ok(())
 }
 
-/// Runs the demo; with `keep`, its consortium is left in that directory.
-pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
+/// Runs the demo; with `keep`, its consortium is left in that directory;
+/// with `ui`, the nodes keep running after the checks and the police
+/// coordinator's page is served until Ctrl-C.
+pub async fn run(keep: Option<PathBuf>, ui: bool) -> anyhow::Result<()> {
     let temp;
     // Paths are shown only where they outlive the demo.
     let kept = keep.is_some();
@@ -236,6 +238,9 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
     family_query(&police, &coordinator).await?;
     live_operations(&consortium, &police, &coordinator, family(), kept).await?;
     audit_all(&consortium, &dir.join("audit"), kept).await?;
+    if ui {
+        serve_ui(&police, coordinator).await?;
+    }
 
     println!("\n== Stopping the nodes");
     consortium.stop().await?;
@@ -247,6 +252,29 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
         ORGS.len()
     );
     println!("\nDemo complete.");
+    Ok(())
+}
+
+/// The police coordinator's page on the running consortium, until Ctrl-C
+/// or the page's stop button.
+async fn serve_ui(police: &str, coordinator: TlsIdentity) -> anyhow::Result<()> {
+    println!("\n== The police coordinator's page (pluis ui), on the running consortium");
+    let started = crate::ui::start(crate::ui::UiOptions {
+        node: police.to_owned(),
+        identity: coordinator,
+        idle: std::time::Duration::from_secs(30 * 60),
+    })
+    .await?;
+    println!("ui on {}", started.launch);
+    println!(
+        "   open the link once, within {} minutes; ask about the family: BSN 111222333, 123456782 and 240000006",
+        crate::ui::LAUNCH_MINUTES
+    );
+    println!("   the nodes run until Ctrl-C (or the page's stop button)");
+    tokio::select! {
+        served = started.serving => served.context("the page")??,
+        stopped = tokio::signal::ctrl_c() => stopped.context("waiting for Ctrl-C")?,
+    }
     Ok(())
 }
 

@@ -85,7 +85,7 @@ fn revoke(args: CertsRevokeArgs) -> anyhow::Result<()> {
 pub async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
     #[cfg(feature = "local")]
     {
-        demo::run(args.keep).await
+        demo::run(args.keep, args.ui).await
     }
     #[cfg(not(feature = "local"))]
     {

@@ -45,6 +45,9 @@ use form::Form;
 use session::{Access, Asked, Sessions, COOKIE};
 use text::Lang;
 
+/// Minutes a launch link is valid.
+pub const LAUNCH_MINUTES: u64 = session::LAUNCH_VALID.as_secs() / 60;
+
 /// What the UI serves and whom it asks.
 pub struct UiOptions {
     /// The coordinator's own node.
@@ -157,8 +160,7 @@ pub async fn run(args: crate::cli::UiArgs) -> anyhow::Result<()> {
     .await?;
     println!("ui on {}", started.launch);
     println!(
-        "open this link once, within {} minutes; the page stops with its stop button, after {} idle minutes, or with Ctrl-C",
-        session::LAUNCH_VALID.as_secs() / 60,
+        "open this link once, within {LAUNCH_MINUTES} minutes; the page stops with its stop button, after {} idle minutes, or with Ctrl-C",
         args.idle_minutes
     );
     if args.open {
