@@ -188,6 +188,72 @@ async fn a_family_question_from_launch_link_to_answer_in_headless_chromium() {
     eprintln!("screenshot: {}", shot.display());
     assert!(png.starts_with(b"\x89PNG"));
 
+    // The same family from a case file, chosen as a coordinator would.
+    let file = c.scratch().join("gezin.csv");
+    std::fs::write(
+        &file,
+        "label,key\nkind,bsn:111222333\nbroer,bsn:123456782\nzus,\"nd:Mehmedovitsj,,04-03-2012,Amina\"\n",
+    )
+    .unwrap();
+    browser
+        .goto(&format!("http://127.0.0.1:{port}/vraag"))
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Id("case"))
+        .await
+        .unwrap()
+        .send_keys("Z-2026-0419")
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Id("casefile"))
+        .await
+        .unwrap()
+        .send_keys(&file.display().to_string())
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Css("main form button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let confirm = browser
+        .wait()
+        .for_element(Locator::Css("main dl"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        confirm.contains("Z-2026-0419") && confirm.trim_end().ends_with("\n3"),
+        "{confirm}"
+    );
+    browser
+        .find(Locator::Css("form[action='/vraag/stel'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let answer = browser
+        .wait()
+        .for_element(Locator::Css("table.answer"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for expected in ["kind", "broer", "zus", "school", "healthcare"] {
+        assert!(
+            answer.contains(expected),
+            "{expected} missing from:\n{answer}"
+        );
+    }
+
     // DNS rebinding: the same page under another name gets nothing.
     browser
         .goto(&format!("http://rebind.example:{port}/vragen"))

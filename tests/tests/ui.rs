@@ -12,16 +12,16 @@ use pluis_tests::{start_ui, ui_family};
 
 /// One HTTP/1.1 exchange: (status, headers lower-cased, body). Blocking,
 /// off the runtime's worker (the UI and the nodes run on it).
-fn http(addr: SocketAddr, request: &str) -> (u16, Vec<(String, String)>, String) {
+fn http(addr: SocketAddr, request: &[u8]) -> (u16, Vec<(String, String)>, String) {
     tokio::task::block_in_place(|| exchange(addr, request))
 }
 
-fn exchange(addr: SocketAddr, request: &str) -> (u16, Vec<(String, String)>, String) {
+fn exchange(addr: SocketAddr, request: &[u8]) -> (u16, Vec<(String, String)>, String) {
     let mut stream = std::net::TcpStream::connect(addr).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
-    stream.write_all(request.as_bytes()).unwrap();
+    stream.write_all(request).unwrap();
     let mut raw = Vec::new();
     let _ = stream.read_to_end(&mut raw);
     let text = String::from_utf8_lossy(&raw).to_string();
@@ -37,6 +37,17 @@ fn exchange(addr: SocketAddr, request: &str) -> (u16, Vec<(String, String)>, Str
         .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_owned()))
         .collect();
     (status, headers, body.to_owned())
+}
+
+/// `value` as a form field's value (application/x-www-form-urlencoded).
+fn form_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -65,7 +76,8 @@ impl Page {
             .unwrap_or_default();
         http(
             self.addr,
-            &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{cookie}Connection: close\r\n\r\n"),
+            format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{cookie}Connection: close\r\n\r\n")
+                .as_bytes(),
         )
     }
 
@@ -75,6 +87,51 @@ impl Page {
         origin: Option<&str>,
         form: &str,
     ) -> (u16, Vec<(String, String)>, String) {
+        self.post_as(
+            path,
+            origin,
+            "application/x-www-form-urlencoded",
+            form.as_bytes(),
+        )
+    }
+
+    /// The question form as a browser posts it (multipart), with its
+    /// fields from `form` (urlencoded, simple values) and a case file.
+    fn post_question(
+        &self,
+        origin: Option<&str>,
+        form: &str,
+        file: &[u8],
+    ) -> (u16, Vec<(String, String)>, String) {
+        const BOUNDARY: &str = "----pluis-test-boundary";
+        let mut body = Vec::new();
+        for (name, value) in form.split('&').filter_map(|kv| kv.split_once('=')) {
+            body.extend_from_slice(
+                format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+                    .as_bytes(),
+            );
+        }
+        body.extend_from_slice(
+            format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"casefile\"; filename=\"case.csv\"\r\nContent-Type: text/csv\r\n\r\n")
+                .as_bytes(),
+        );
+        body.extend_from_slice(file);
+        body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+        self.post_as(
+            "/vraag",
+            origin,
+            &format!("multipart/form-data; boundary={BOUNDARY}"),
+            &body,
+        )
+    }
+
+    fn post_as(
+        &self,
+        path: &str,
+        origin: Option<&str>,
+        content_type: &str,
+        body: &[u8],
+    ) -> (u16, Vec<(String, String)>, String) {
         let cookie = self
             .cookie
             .as_ref()
@@ -83,14 +140,14 @@ impl Page {
         let origin = origin
             .map(|o| format!("Origin: {o}\r\n"))
             .unwrap_or_default();
-        http(
-            self.addr,
-            &format!(
-                "POST {path} HTTP/1.1\r\nHost: {}\r\n{cookie}{origin}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
-                self.host,
-                form.len()
-            ),
+        let mut request = format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\n{cookie}{origin}Content-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            self.host,
+            body.len()
         )
+        .into_bytes();
+        request.extend_from_slice(body);
+        http(self.addr, &request)
     }
 }
 
@@ -163,18 +220,18 @@ async fn a_coordinator_asks_a_familys_question_in_the_browser_and_nothing_else_g
     // Cross-site POSTs are refused.
     let question = format!("case=Z-17&purpose={PURPOSE}&bsn-0=111222333&bsn-1=123456782&surname-2=Jansen&initial-2=J&birth-2=04-03-2012");
     let origin = format!("http://{host}");
-    assert_eq!(page.post("/vraag", None, &question).0, 403);
+    assert_eq!(page.post_question(None, &question, b"").0, 403);
     assert_eq!(
-        page.post("/vraag", Some("http://evil.example"), &question)
+        page.post_question(Some("http://evil.example"), &question, b"")
             .0,
         403
     );
 
     // A bad field: the summary links to it and does not repeat it.
-    let (status, _, body) = page.post(
-        "/vraag",
+    let (status, _, body) = page.post_question(
         Some(&origin),
         &format!("case=Z-17&purpose={PURPOSE}&bsn-0=123456789"),
+        b"",
     );
     assert_eq!(status, 422);
     assert!(
@@ -183,7 +240,7 @@ async fn a_coordinator_asks_a_familys_question_in_the_browser_and_nothing_else_g
     );
 
     // Confirm, ask, read the answer.
-    let (status, _, body) = page.post("/vraag", Some(&origin), &question);
+    let (status, _, body) = page.post_question(Some(&origin), &question, b"");
     assert_eq!(status, 200);
     assert!(body.contains("vastgelegd bij elke partner"), "{body}");
     let (status, headers, _) = page.post("/vraag/stel", Some(&origin), &question);
@@ -208,6 +265,49 @@ async fn a_coordinator_asks_a_familys_question_in_the_browser_and_nothing_else_g
     );
     let (_, _, mine) = page.get("/vragen");
     assert!(mine.contains("Z-17") && !mine.contains("111222333"));
+
+    // The same family as a case file (the `pluis match --case` format).
+    let family =
+        "label,key\nkind,bsn:111222333\nbroer,bsn:123456782\nmoeder,\"nd:Jansen,J,04-03-2012\"\n";
+    let by_file = format!("case=Z-18&purpose={PURPOSE}");
+    let (status, _, body) = page.post_question(Some(&origin), &by_file, family.as_bytes());
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("<dd>3</dd>"), "three persons: {body}");
+    assert_eq!(
+        body.matches("111222333").count(),
+        1,
+        "the file is carried to the next step in a hidden field, not shown"
+    );
+    let carried = format!("{by_file}&casetext={}", form_encode(family));
+    let (status, headers, _) = page.post("/vraag/stel", Some(&origin), &carried);
+    assert_eq!(status, 303);
+    let (_, _, answer) = page.get(header(&headers, "location").unwrap());
+    for expected in [
+        "kind",
+        "broer",
+        "moeder",
+        "school",
+        "healthcare",
+        "Het hele gezin",
+    ] {
+        assert!(answer.contains(expected), "{expected} missing:\n{answer}");
+    }
+    // A bad case file: its line is named, its values are not repeated.
+    let bad = "label,key\nkind,bsn:111222333\nbroer,bsn:123456789\n";
+    let (status, _, body) = page.post_question(Some(&origin), &by_file, bad.as_bytes());
+    assert_eq!(status, 422);
+    assert!(
+        body.contains("href=\"#casefile\"") && body.contains("Zaakbestand, regel 3: sleutel: bsn"),
+        "{body}"
+    );
+    assert!(!body.contains("123456789"), "the bad value is not repeated");
+    let (status, _, body) =
+        page.post_question(Some(&origin), &by_file, b"label,key\n\xff\xfe,bsn:1\n");
+    assert_eq!(status, 422);
+    assert!(body.contains("geen CSV-tekstbestand"), "{body}");
+    let (status, _, body) = page.post_question(Some(&origin), &by_file, &vec![b'a'; 70_000]);
+    assert_eq!(status, 422);
+    assert!(body.contains("groter dan 64 kB"), "{body}");
 
     // Stop: the session and its answers are gone, and so is the page.
     let (status, _, body) = page.post("/stop", Some(&origin), "");

@@ -48,39 +48,133 @@ pub fn subjects_from_args(args: &[String]) -> Vec<Subject> {
         .collect()
 }
 
-/// Subjects from a case file: CSV `label,key`, one key per row.
-pub fn subjects_from_case_file(path: &Path) -> anyhow::Result<Vec<Subject>> {
+/// What is wrong with a line of a case file (never its values).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaseProblem {
+    /// The first line is not `label,key`.
+    Header,
+    /// Not CSV (or not UTF-8).
+    NotCsv,
+    /// A label or a key is missing.
+    Missing,
+    /// More than two fields: a key with commas not in double quotes.
+    TooManyFields,
+    /// A label or key longer than the node accepts.
+    TooLong(&'static str, usize),
+    /// More persons than one question may ask about.
+    TooManyPersons,
+    /// More keys for one person than a question may hold.
+    TooManyKeys,
+    /// The key does not read (the identifier's own words, which name
+    /// the field, never the value).
+    Key(String),
+    /// No person in the file.
+    Empty,
+}
+
+/// A case file's problem and its line (1 is the header).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseError {
+    /// The line.
+    pub line: usize,
+    /// What is wrong.
+    pub problem: CaseProblem,
+}
+
+impl std::fmt::Display for CaseProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use pluis_proto::limits::{MAX_KEYS_PER_SUBJECT, MAX_SUBJECTS};
+        match self {
+            CaseProblem::Header => write!(f, "header must be exactly: label,key"),
+            CaseProblem::NotCsv => write!(f, "not valid CSV (UTF-8)"),
+            CaseProblem::Missing => write!(f, "needs a label and a key"),
+            CaseProblem::TooManyFields => write!(
+                f,
+                "more than two fields: put a key that holds commas in double quotes (\"nd:…\")"
+            ),
+            CaseProblem::TooLong(what, most) => write!(f, "{what}: at most {most} bytes"),
+            CaseProblem::TooManyPersons => {
+                write!(f, "more than {MAX_SUBJECTS} persons in one question")
+            }
+            CaseProblem::TooManyKeys => {
+                write!(f, "more than {MAX_KEYS_PER_SUBJECT} keys for one person")
+            }
+            CaseProblem::Key(e) => write!(f, "{e}"),
+            CaseProblem::Empty => write!(f, "no persons in the file"),
+        }
+    }
+}
+
+/// Subjects from a case file's text: CSV `label,key`, one key per row;
+/// rows with the same label are one person. Every key is checked as the
+/// node would read it on `today`, and every bound the node sets is kept,
+/// so a problem is named by its line here rather than by the node.
+pub fn subjects_from_case_csv(
+    input: impl std::io::Read,
+    today: time::Date,
+) -> Result<Vec<Subject>, CaseError> {
+    use pluis_proto::limits::{MAX_KEYS_PER_SUBJECT, MAX_KEY_LEN, MAX_LABEL_LEN, MAX_SUBJECTS};
+    let at = |line, problem| CaseError { line, problem };
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
-        .from_path(path)
-        .with_context(|| format!("cannot read case file {}", path.display()))?;
+        .flexible(true)
+        .from_reader(input);
     let headers = reader
         .headers()
-        .with_context(|| format!("{}:1: not a CSV header", path.display()))?
+        .map_err(|_| at(1, CaseProblem::NotCsv))?
         .clone();
     if headers.iter().collect::<Vec<_>>() != ["label", "key"] {
-        bail!("{}:1: header must be exactly: label,key", path.display());
+        return Err(at(1, CaseProblem::Header));
     }
     let mut subjects: Vec<Subject> = Vec::new();
     for (n, record) in reader.records().enumerate() {
         let line = n + 2;
-        let record =
-            record.map_err(|_| anyhow::anyhow!("{}:{line}: not valid CSV", path.display()))?;
+        let record = record.map_err(|_| at(line, CaseProblem::NotCsv))?;
+        if record.len() > 2 {
+            return Err(at(line, CaseProblem::TooManyFields));
+        }
         let (Some(label), Some(key)) = (record.get(0), record.get(1)) else {
-            bail!("{}:{line}: needs a label and a key", path.display());
+            return Err(at(line, CaseProblem::Missing));
         };
         if label.is_empty() || key.is_empty() {
-            bail!("{}:{line}: needs a label and a key", path.display());
+            return Err(at(line, CaseProblem::Missing));
         }
+        if label.len() > MAX_LABEL_LEN {
+            return Err(at(line, CaseProblem::TooLong("label", MAX_LABEL_LEN)));
+        }
+        if key.len() > MAX_KEY_LEN {
+            return Err(at(line, CaseProblem::TooLong("key", MAX_KEY_LEN)));
+        }
+        pluis_proto::identifier::SubjectKey::parse(key, today)
+            .map_err(|e| at(line, CaseProblem::Key(e.to_string())))?;
+        let persons = subjects.len();
         match subjects.iter_mut().find(|s| s.label == label) {
+            Some(subject) if subject.keys.len() >= MAX_KEYS_PER_SUBJECT => {
+                return Err(at(line, CaseProblem::TooManyKeys));
+            }
             Some(subject) => subject.keys.push(key.to_owned()),
+            None if persons >= MAX_SUBJECTS => {
+                return Err(at(line, CaseProblem::TooManyPersons));
+            }
             None => subjects.push(Subject {
                 label: label.to_owned(),
                 keys: vec![key.to_owned()],
             }),
         }
     }
+    if subjects.is_empty() {
+        return Err(at(2, CaseProblem::Empty));
+    }
     Ok(subjects)
+}
+
+/// Subjects from a case file: CSV `label,key`, one key per row; a
+/// problem is named by file and line.
+pub fn subjects_from_case_file(path: &Path) -> anyhow::Result<Vec<Subject>> {
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("cannot read case file {}", path.display()))?;
+    subjects_from_case_csv(file, crate::clock::now_utc().date())
+        .map_err(|e| anyhow::anyhow!("{}:{}: {}", path.display(), e.line, e.problem))
 }
 
 /// Asks the node at `url` about `subjects` for `purpose`.
@@ -275,4 +369,71 @@ pub fn render(response: &MatchResponse) -> String {
         let _ = writeln!(out, "PARTIAL ANSWER, missing: {}", missing.join("; "));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TODAY: time::Date = time::macros::date!(2026 - 12 - 03);
+
+    fn read(text: &str) -> Result<Vec<Subject>, CaseError> {
+        subjects_from_case_csv(text.as_bytes(), TODAY)
+    }
+
+    #[test]
+    fn a_case_file_groups_keys_by_label_and_names_each_problem_by_line_never_by_value() {
+        let family = read(
+            "label,key\nchild,bsn:111222333\nmother,\"nd:Jansen,J,04-03-1985\"\nchild,\"nd:Jansen,A,2012-03-04,Amina\"\n",
+        )
+        .unwrap();
+        assert_eq!(family.len(), 2);
+        assert_eq!(family[0].label, "child");
+        assert_eq!(family[0].keys.len(), 2);
+        assert_eq!(family[1].keys, ["nd:Jansen,J,04-03-1985"]);
+
+        let problem = |text: &str| read(text).map(|_| ()).unwrap_err();
+        let at = |line, problem| CaseError { line, problem };
+        assert_eq!(problem("name,bsn\n"), at(1, CaseProblem::Header));
+        assert_eq!(problem("label,key\n"), at(2, CaseProblem::Empty));
+        assert_eq!(
+            problem("label,key\nchild,bsn:111222333\nmother,\n"),
+            at(3, CaseProblem::Missing)
+        );
+        assert_eq!(
+            problem("label,key\nmother,nd:Jansen,J,04-03-1985\n"),
+            at(2, CaseProblem::TooManyFields)
+        );
+        assert_eq!(
+            subjects_from_case_csv(&b"label,key\nchild,\xff\n"[..], TODAY).unwrap_err(),
+            at(2, CaseProblem::NotCsv)
+        );
+        assert_eq!(
+            problem(&format!("label,key\n{},bsn:111222333\n", "x".repeat(65))),
+            at(2, CaseProblem::TooLong("label", 64))
+        );
+        let many: String = (0..65).map(|i| format!("p{i},bsn:111222333\n")).collect();
+        assert_eq!(
+            problem(&format!("label,key\n{many}")),
+            at(66, CaseProblem::TooManyPersons)
+        );
+        let keys: String = (0..17).map(|_| "p,bsn:111222333\n").collect();
+        assert_eq!(
+            problem(&format!("label,key\n{keys}")),
+            at(18, CaseProblem::TooManyKeys)
+        );
+        let bad = problem("label,key\nchild,bsn:123456789\n");
+        assert_eq!(bad.line, 2);
+        let text = bad.problem.to_string();
+        assert!(
+            text.contains("elfproef") && !text.contains("123456789"),
+            "{text}"
+        );
+        let bad = problem("label,key\nchild,\"nd:Jansen,J,31-02-2012\"\n");
+        assert!(
+            !bad.problem.to_string().contains("31-02"),
+            "{}",
+            bad.problem
+        );
+    }
 }

@@ -6,12 +6,26 @@ use std::collections::HashMap;
 
 use maud::{html, Markup};
 use pluis_proto::identifier::{Bsn, NameDobKey};
+use pluis_proto::limits::MAX_SUBJECTS;
 use pluis_proto::pb::Subject;
+
+use crate::coordinator::matching::{subjects_from_case_csv, CaseError, CaseProblem};
 
 /// Person rows on the form.
 pub const PERSON_ROWS: usize = 5;
 /// Longest value of any field.
 const MAX_FIELD: usize = 100;
+/// Largest case file (64 persons × 16 keys fit many times over).
+pub const MAX_CASE_FILE: usize = 64 * 1024;
+
+/// Why an uploaded case file was not read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileProblem {
+    /// Larger than [`MAX_CASE_FILE`].
+    TooLarge,
+    /// Not UTF-8 text.
+    NotText,
+}
 
 /// One person as typed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -44,6 +58,11 @@ pub struct Form {
     pub purpose: String,
     /// The rows with anything in them, in order.
     pub persons: Vec<PersonRow>,
+    /// A case file's text (CSV `label,key`, as for `pluis match
+    /// --case`), carried from step to step; empty: none.
+    pub case_file: String,
+    /// Why an uploaded file could not be taken.
+    pub file_problem: Option<FileProblem>,
 }
 
 impl Form {
@@ -66,11 +85,73 @@ impl Form {
             })
             .filter(|p| !p.is_empty())
             .collect();
+        let case_file = if fields.contains_key("casedrop") {
+            String::new()
+        } else {
+            fields.get("casetext").cloned().unwrap_or_default()
+        };
+        let file_problem = if case_file.len() > MAX_CASE_FILE {
+            Some(FileProblem::TooLarge)
+        } else {
+            match fields.get("casefile-problem").map(String::as_str) {
+                Some("too-large") => Some(FileProblem::TooLarge),
+                Some(_) => Some(FileProblem::NotText),
+                None => None,
+            }
+        };
         Form {
             case: get("case").trim().to_owned(),
             purpose: get("purpose"),
             persons,
+            case_file: if file_problem.is_some() {
+                String::new()
+            } else {
+                case_file
+            },
+            file_problem,
         }
+    }
+
+    /// The posted fields of a multipart form (the question form, which
+    /// can carry a case file): text fields by name, and the file's text
+    /// as `casetext` — or, if it is too large or not text, only why.
+    pub async fn read_multipart(
+        mut multipart: axum::extract::Multipart,
+    ) -> Result<HashMap<String, String>, axum::extract::multipart::MultipartError> {
+        let mut fields = HashMap::new();
+        while let Some(mut field) = multipart.next_field().await? {
+            let name = field.name().unwrap_or_default().to_owned();
+            let mut bytes = Vec::new();
+            let mut too_large = false;
+            while let Some(chunk) = field.chunk().await? {
+                if bytes.len() + chunk.len() > MAX_CASE_FILE {
+                    too_large = true;
+                    continue;
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+            if name == "casefile" {
+                if too_large {
+                    fields.insert("casefile-problem".into(), "too-large".into());
+                } else if !bytes.is_empty() {
+                    match String::from_utf8(bytes) {
+                        Ok(text) => {
+                            fields.insert("casetext".into(), text);
+                        }
+                        Err(_) => {
+                            fields.insert("casefile-problem".into(), "not-text".into());
+                        }
+                    }
+                }
+            } else if !too_large {
+                // A new file replaces the one carried along.
+                if name == "casetext" && fields.contains_key("casetext") {
+                    continue;
+                }
+                fields.insert(name, String::from_utf8_lossy(&bytes).into_owned());
+            }
+        }
+        Ok(fields)
     }
 
     /// The form's fields as hidden inputs (the confirmation step).
@@ -78,6 +159,9 @@ impl Form {
         html! {
             input type="hidden" name="case" value=(self.case);
             input type="hidden" name="purpose" value=(self.purpose);
+            @if !self.case_file.is_empty() {
+                input type="hidden" name="casetext" value=(self.case_file);
+            }
             @for (i, p) in self.persons.iter().enumerate() {
                 input type="hidden" name={ "bsn-" (i) } value=(p.bsn);
                 input type="hidden" name={ "surname-" (i) } value=(p.surname);
@@ -103,7 +187,7 @@ impl Form {
         if !purposes.contains(&self.purpose) {
             errors.push(("purpose-0".into(), lang.t("question.no_purpose").into()));
         }
-        if self.persons.is_empty() {
+        if self.persons.is_empty() && self.case_file.is_empty() && self.file_problem.is_none() {
             errors.push(("bsn-0".into(), lang.t("question.no_persons").into()));
         }
         let mut subjects = Vec::new();
@@ -145,12 +229,58 @@ impl Form {
             }
             subjects.push(Subject { label, keys });
         }
+        match self.file_problem {
+            Some(FileProblem::TooLarge) => {
+                errors.push(("casefile".into(), lang.t("file.too_large").into()));
+            }
+            Some(FileProblem::NotText) => {
+                errors.push(("casefile".into(), lang.t("file.not_text").into()));
+            }
+            None if !self.case_file.is_empty() => {
+                match subjects_from_case_csv(self.case_file.as_bytes(), today) {
+                    Ok(from_file) => subjects.extend(from_file),
+                    Err(e) => errors.push(("casefile".into(), file_error(lang, &e))),
+                }
+            }
+            None => {}
+        }
+        if subjects.len() > MAX_SUBJECTS {
+            errors.push(("casefile".into(), lang.t("file.too_many").into()));
+        }
         if errors.is_empty() {
             Ok(subjects)
         } else {
             Err(errors)
         }
     }
+
+    /// How many persons the case file holds, if it reads.
+    pub fn file_persons(&self, today: time::Date) -> Option<usize> {
+        subjects_from_case_csv(self.case_file.as_bytes(), today)
+            .ok()
+            .map(|s| s.len())
+    }
+}
+
+/// A case file's problem, in the page's language, by line (never a value).
+fn file_error(lang: super::text::Lang, e: &CaseError) -> String {
+    let what = match &e.problem {
+        CaseProblem::Header => lang.t("file.header").to_owned(),
+        CaseProblem::NotCsv => lang.t("file.not_text").to_owned(),
+        CaseProblem::Missing => lang.t("file.missing").to_owned(),
+        CaseProblem::TooManyFields => lang.t("file.fields").to_owned(),
+        CaseProblem::TooLong(..) => lang.t("file.too_long").to_owned(),
+        CaseProblem::TooManyPersons => lang.t("file.too_many").to_owned(),
+        CaseProblem::TooManyKeys => lang.t("file.too_many_keys").to_owned(),
+        CaseProblem::Key(reason) => format!("{}: {reason}", lang.t("file.key")),
+        CaseProblem::Empty => lang.t("file.empty").to_owned(),
+    };
+    format!(
+        "{}, {} {}: {what}",
+        lang.t("file.name"),
+        lang.t("file.line"),
+        e.line
+    )
 }
 
 /// A field's text, if anything is in it.

@@ -32,7 +32,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -44,6 +44,9 @@ use pluis_transport::tls::TlsIdentity;
 use form::Form;
 use session::{Access, Asked, Sessions, COOKIE};
 use text::Lang;
+
+/// The largest request body: a case file and the form around it.
+const MAX_BODY: usize = 4 * form::MAX_CASE_FILE;
 
 /// Minutes a launch link is valid.
 pub const LAUNCH_MINUTES: u64 = session::LAUNCH_VALID.as_secs() / 60;
@@ -120,6 +123,7 @@ pub async fn start(options: UiOptions) -> anyhow::Result<Started> {
         .route("/taal", get(language))
         .route("/stop", post(stop))
         .route("/static/pluis.css", get(stylesheet))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn_with_state(ui.clone(), guard))
         .with_state(ui.clone());
     let until = ui.clone();
@@ -324,12 +328,14 @@ async fn checked(
 
 /// Checks the form: back to it with an error summary, or on to the
 /// confirmation step.
-async fn check_question(
-    State(ui): State<Shared>,
-    Posted(fields): Posted<HashMap<String, String>>,
-) -> Response {
+async fn check_question(State(ui): State<Shared>, posted: Multipart) -> Response {
+    let lang = ui.sessions.lang();
+    let fields = match Form::read_multipart(posted).await {
+        Ok(fields) => fields,
+        Err(_) => return refused(StatusCode::BAD_REQUEST, lang, lang.t("bad_form")),
+    };
     match checked(&ui, &fields).await {
-        Ok((form, _)) => Html(pages::confirm(ui.sessions.lang(), &form)).into_response(),
+        Ok((form, subjects)) => Html(pages::confirm(lang, &form, subjects.len())).into_response(),
         Err(page) => page,
     }
 }

@@ -102,6 +102,9 @@ pub fn question(
     errors: &[(String, String)],
 ) -> String {
     let t = |k| lang.t(k);
+    let file_persons = (!form.case_file.is_empty())
+        .then(|| form.file_persons(crate::clock::now_utc().date()))
+        .flatten();
     let body = html! {
         @if !errors.is_empty() {
             div class="errors" role="alert" aria-labelledby="error-summary" {
@@ -110,7 +113,7 @@ pub fn question(
             }
         }
         p { (t("question.intro")) }
-        form method="post" action="/vraag" {
+        form method="post" action="/vraag" enctype="multipart/form-data" {
             div class="field" {
                 label for="case" { (t("question.case")) }
                 span class="hint" { (t("question.case.hint")) }
@@ -147,6 +150,20 @@ pub fn question(
                     }
                 }
             }
+            div class="field" {
+                label for="casefile" { (t("question.file")) }
+                span class="hint" id="casefile-hint" { (t("question.file.hint")) }
+                @if let Some(persons) = file_persons {
+                    p class="notice" { (t("question.file.loaded")) ": " (persons) }
+                    input type="hidden" name="casetext" value=(form.case_file);
+                    div class="choice" {
+                        input type="checkbox" id="casedrop" name="casedrop" value="1";
+                        label for="casedrop" { (t("question.file.drop")) }
+                    }
+                }
+                input id="casefile" name="casefile" type="file" accept=".csv,text/csv"
+                    aria-describedby="casefile-hint";
+            }
             button type="submit" { (t("question.next")) }
         }
     };
@@ -154,14 +171,14 @@ pub fn question(
 }
 
 /// The confirmation step: the question is logged at every partner asked.
-pub fn confirm(lang: Lang, form: &Form) -> String {
+pub fn confirm(lang: Lang, form: &Form, persons: usize) -> String {
     let t = |k| lang.t(k);
     let body = html! {
         p class="notice" { (t("confirm.logged")) }
         dl {
             dt { (t("question.case")) } dd { (form.case) }
             dt { (t("question.purpose")) } dd { (form.purpose) }
-            dt { (t("confirm.persons")) } dd { (form.persons.len()) }
+            dt { (t("confirm.persons")) } dd { (persons) }
         }
         form method="post" action="/vraag/stel" {
             (form.hidden())
