@@ -540,10 +540,19 @@ async fn bulk_screening_lists_own_cases_that_reach_the_threshold() {
     let mut c = setup.start().await;
     let coordinator = c.identity("police", Role::Coordinator);
     let url = c.node("police").unwrap().url.clone();
-    let response = pluis_client::coordinator::screen::run(&url, &coordinator, PURPOSE, 3)
+    let mut progress = Vec::new();
+    let response =
+        pluis_client::coordinator::screen::run_reporting(&url, &coordinator, PURPOSE, 3, |p| {
+            progress.push((p.keys, p.partners_done, p.partners))
+        })
         .await
         .unwrap();
     assert_eq!(response.keys_screened, 2);
+    assert_eq!(
+        progress,
+        [(2, 0, 3), (2, 1, 3), (2, 2, 3), (2, 3, 3)],
+        "how far it is, while it runs"
+    );
     let refs: Vec<&str> = response.hits.iter().map(|h| h.local_ref.as_str()).collect();
     assert_eq!(refs, ["PV-1"], "{response:?}");
     assert_eq!(response.hits[0].domain_count, 3);

@@ -40,7 +40,19 @@ pub async fn run_match(args: MatchArgs) -> anyhow::Result<()> {
 /// `pluis screen`: this organisation's cases that reach a number of domains.
 pub async fn run_screen(args: ScreenArgs) -> anyhow::Result<()> {
     let identity = args.tls.load(Role::Coordinator)?;
-    let response = screen::run(&args.node, &identity, &args.purpose, args.min_domains).await?;
+    let response = screen::run_reporting(
+        &args.node,
+        &identity,
+        &args.purpose,
+        args.min_domains,
+        |p| {
+            eprintln!(
+                "screening {} keys: {} of {} partners done",
+                p.keys, p.partners_done, p.partners
+            )
+        },
+    )
+    .await?;
     match &args.out {
         Some(path) => {
             screen::write_csv(path, &response)?;

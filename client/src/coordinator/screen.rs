@@ -9,7 +9,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use pluis_proto::pb::coordinator_client::CoordinatorClient;
-use pluis_proto::pb::{ScreenRequest, ScreenResponse};
+use pluis_proto::pb::{ScreenProgress, ScreenRequest, ScreenResponse};
 use pluis_transport::status_detail;
 use pluis_transport::tls::TlsIdentity;
 
@@ -19,6 +19,18 @@ pub async fn run(
     identity: &TlsIdentity,
     purpose: &str,
     min_domains: u32,
+) -> anyhow::Result<ScreenResponse> {
+    run_reporting(url, identity, purpose, min_domains, |_| ()).await
+}
+
+/// [`run`], telling `progress` how far the node is while it runs (the
+/// keys, and how many partners are done of how many).
+pub async fn run_reporting(
+    url: &str,
+    identity: &TlsIdentity,
+    purpose: &str,
+    min_domains: u32,
+    mut progress: impl FnMut(&ScreenProgress),
 ) -> anyhow::Result<ScreenResponse> {
     let channel = crate::connect::channel(url, identity)?;
     let failed = |status: tonic::Status| anyhow::anyhow!(status_detail(&status));
@@ -39,6 +51,10 @@ pub async fn run(
         .map_err(failed)
         .with_context(|| format!("screening on node {url}"))?
     {
+        if let Some(p) = &page.progress {
+            progress(p);
+            continue;
+        }
         answer.hits.extend(page.hits);
         if page.last {
             answer.peers = page.peers;

@@ -67,9 +67,21 @@ pub fn ask_all(
 }
 
 /// Every answer of [`ask_all`], in org order.
-pub async fn gather(mut asks: JoinSet<PeerAnswer>) -> Vec<PeerAnswer> {
+pub async fn gather(asks: JoinSet<PeerAnswer>) -> Vec<PeerAnswer> {
+    gather_reporting(asks, |_| ()).await
+}
+
+/// [`gather`], telling `done` how many partners are done each time one
+/// is (answered, refused, failed).
+pub async fn gather_reporting(
+    mut asks: JoinSet<PeerAnswer>,
+    mut done: impl FnMut(usize),
+) -> Vec<PeerAnswer> {
     let mut answers = Vec::new();
+    let mut finished = 0;
     while let Some(joined) = asks.join_next().await {
+        finished += 1;
+        done(finished);
         // A task that panicked has no answer; its partner is simply missing.
         if let Ok(answer) = joined {
             answers.push(answer);

@@ -12,7 +12,7 @@ use pluis_proto::table::Flags;
 use tracing::Instrument;
 
 use super::exchange::{Fetch, PeerAnswer};
-use super::fanout::{ask_all, gather};
+use super::fanout::{ask_all, gather_reporting};
 use super::question::{own_purpose, CaseDomains, Found, QueryError, Question};
 use crate::failure::Failure;
 use crate::policy::Assessment;
@@ -56,11 +56,14 @@ fn own_keys(
     Ok(keys)
 }
 
-/// Runs a bulk screening for `coordinator` (their SPIFFE id).
+/// Runs a bulk screening for `coordinator` (their SPIFFE id), telling
+/// `progress` how far it is: once the keys are read, and each time a
+/// partner is done.
 pub async fn screen(
     state: &Arc<NodeState>,
     coordinator: String,
     request: pb::ScreenRequest,
+    progress: impl Fn(pb::ScreenProgress),
 ) -> Result<pb::ScreenResponse, QueryError> {
     let live = state.live();
     let purpose = own_purpose(&live, &request.purpose)?;
@@ -82,15 +85,24 @@ pub async fn screen(
     let span =
         tracing::info_span!("screening", purpose = %purpose.name, keys = keys.len(), min_domains);
     async move {
-        let answers = gather(ask_all(
+        let asks = ask_all(
             live.partners(),
             &state.audit,
             &purpose,
             &keys,
             SCREEN_DEADLINE,
             Fetch::Whole,
-        ))
-        .await;
+        );
+        let partners = asks.len();
+        let report = |done: usize| {
+            progress(pb::ScreenProgress {
+                keys: keys.len() as u64,
+                partners: u32::try_from(partners).unwrap_or(u32::MAX),
+                partners_done: u32::try_from(done).unwrap_or(u32::MAX),
+            })
+        };
+        report(0);
+        let answers = gather_reporting(asks, report).await;
         let outcomes: Vec<pb::PeerOutcome> = answers.iter().map(|a| a.outcome.clone()).collect();
         let hits = hits(
             &state.id.org().to_string(),
@@ -121,6 +133,7 @@ pub async fn screen(
             peers: outcomes,
             keys_screened: keys.len() as u64,
             last: true,
+            progress: None,
         })
     }
     .instrument(span)

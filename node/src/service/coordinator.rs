@@ -43,6 +43,7 @@ fn pages(answer: pb::ScreenResponse) -> Vec<pb::ScreenResponse> {
                 peers: answer.peers,
                 keys_screened: answer.keys_screened,
                 last: true,
+                progress: None,
             });
             return pages;
         }
@@ -53,23 +54,24 @@ fn pages(answer: pb::ScreenResponse) -> Vec<pb::ScreenResponse> {
     }
 }
 
-impl CoordinatorService {
-    /// A refused question is logged like any refusal; a failed one is not
-    /// a refusal.
-    async fn settle<T>(
-        &self,
-        caller: &pluis_proto::SpiffeId,
-        call: &'static str,
-        result: Result<T, QueryError>,
-    ) -> Result<T, Status> {
-        let result = result.map_err(Status::from);
-        super::settle(&self.state, caller, call, result, |code| match code {
-            tonic::Code::InvalidArgument => Some(Rule::Input),
-            tonic::Code::PermissionDenied => Some(Rule::Purposes),
-            _ => None,
-        })
-        .await
-    }
+/// Progress pages a screening may have waiting for a slow reader.
+const SCREEN_PROGRESS_QUEUE: usize = 16;
+
+/// A coordinator's answer, or its error as a `Status`: a refused
+/// question is logged like any refusal; a failed one is not a refusal.
+async fn settle<T>(
+    state: &NodeState,
+    caller: &pluis_proto::SpiffeId,
+    call: &'static str,
+    result: Result<T, QueryError>,
+) -> Result<T, Status> {
+    let result = result.map_err(Status::from);
+    super::settle(state, caller, call, result, |code| match code {
+        tonic::Code::InvalidArgument => Some(Rule::Input),
+        tonic::Code::PermissionDenied => Some(Rule::Purposes),
+        _ => None,
+    })
+    .await
 }
 
 #[tonic::async_trait]
@@ -85,7 +87,9 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             return Err(super::refuse_input(&self.state, &caller, CALL, &e).await);
         }
         let answer = case::case_query(&self.state, caller.to_string(), request).await;
-        Ok(Response::new(self.settle(&caller, CALL, answer).await?))
+        Ok(Response::new(
+            settle(&self.state, &caller, CALL, answer).await?,
+        ))
     }
 
     type ScreenStream = std::pin::Pin<
@@ -102,10 +106,36 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
         if let Err(e) = limits::screen_request(&request) {
             return Err(super::refuse_input(&self.state, &caller, CALL, &e).await);
         }
-        let answer = screen::screen(&self.state, caller.to_string(), request).await;
-        let answer = self.settle(&caller, CALL, answer).await?;
-        let pages = pages(answer).into_iter().map(Ok);
-        Ok(Response::new(Box::pin(tokio_stream::iter(pages))))
+        // The screening runs on a task of its own, streaming how far it
+        // is (dropped, not waited for, if the caller reads slowly), then
+        // its answer in pages.
+        let (pages_tx, pages_rx) = tokio::sync::mpsc::channel(SCREEN_PROGRESS_QUEUE);
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            let progress = pages_tx.clone();
+            let report = move |p: pb::ScreenProgress| {
+                let _ = progress.try_send(Ok(pb::ScreenResponse {
+                    progress: Some(p),
+                    ..Default::default()
+                }));
+            };
+            let answer = screen::screen(&state, caller.to_string(), request, report).await;
+            match settle(&state, &caller, CALL, answer).await {
+                Ok(answer) => {
+                    for page in pages(answer) {
+                        if pages_tx.send(Ok(page)).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                Err(status) => {
+                    let _ = pages_tx.send(Err(status)).await;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(pages_rx),
+        )))
     }
 
     async fn purposes(
@@ -156,6 +186,7 @@ mod tests {
             peers: vec![pb::PeerOutcome::default()],
             keys_screened: 7,
             last: true,
+            progress: None,
         };
         let pages = pages(answer);
         let sizes: Vec<usize> = pages.iter().map(|p| p.hits.len()).collect();
