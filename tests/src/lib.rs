@@ -509,7 +509,7 @@ pub fn ui_family(name: &str) -> Setup {
     TestConsortium::setup(name, &["police", "school", "healthcare"])
         .signals(
             "police",
-            [Signal::new("111222333", "weapon_possession", &date)],
+            [Signal::new("111222333", "weapon_possession", &date).local_ref("PV-7")],
         )
         .signals(
             "school",

@@ -46,6 +46,15 @@ fn driver() -> Option<Driver> {
     None
 }
 
+/// Saves what the browser shows as `name` in the tests' target temp dir.
+async fn save_screenshot(browser: &fantoccini::Client, name: &str) {
+    let png = browser.screenshot().await.unwrap();
+    assert!(png.starts_with(b"\x89PNG"));
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    std::fs::write(&shot, &png).unwrap();
+    eprintln!("screenshot: {}", shot.display());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_family_question_from_launch_link_to_answer_in_headless_chromium() {
     let Some(driver) = driver() else {
@@ -182,11 +191,7 @@ async fn a_family_question_from_launch_link_to_answer_in_headless_chromium() {
         !answer.contains("111222333"),
         "no identifier on the answer page"
     );
-    let png = browser.screenshot().await.unwrap();
-    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-answer.png");
-    std::fs::write(&shot, &png).unwrap();
-    eprintln!("screenshot: {}", shot.display());
-    assert!(png.starts_with(b"\x89PNG"));
+    save_screenshot(&browser, "ui-answer.png").await;
 
     // The same family from a case file, chosen as a coordinator would.
     let file = c.scratch().join("gezin.csv");
@@ -253,6 +258,83 @@ async fn a_family_question_from_launch_link_to_answer_in_headless_chromium() {
             "{expected} missing from:\n{answer}"
         );
     }
+
+    // Screening, with its progress, then the police's own case.
+    browser
+        .find(Locator::LinkText("Screening"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Css("#min_domains option[value='2']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Css("form[action='/screening'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let hits = browser
+        .wait()
+        .at_most(Duration::from_secs(120))
+        .for_element(Locator::Css("main table caption"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(hits.ends_with(": 1"), "{hits}");
+    let page = browser
+        .find(Locator::Css("main"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("PV-7") && page.contains("Sleutels in de screening: 1"),
+        "{page}"
+    );
+    save_screenshot(&browser, "ui-screening.png").await;
+
+    // On a phone-sized screen the answer still reads: its table scrolls
+    // on its own, the page does not.
+    browser.set_window_size(390, 844).await.unwrap();
+    browser
+        .goto(&format!("http://127.0.0.1:{port}/antwoord/0"))
+        .await
+        .unwrap();
+    browser
+        .wait()
+        .for_element(Locator::Css("table.answer"))
+        .await
+        .unwrap();
+    let fits = browser
+        .execute(
+            "return document.documentElement.scrollWidth <= window.innerWidth;",
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    if fits != serde_json::Value::Bool(true) {
+        let wide = browser
+            .execute(
+                "return [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > window.innerWidth).map(e => e.tagName + '.' + e.className).slice(0, 12).join(' ');",
+                Vec::new(),
+            )
+            .await
+            .unwrap();
+        panic!("the page scrolls sideways; wider than the screen: {wide}");
+    }
+    save_screenshot(&browser, "ui-answer-narrow.png").await;
+    browser.set_window_size(1280, 1100).await.unwrap();
 
     // DNS rebinding: the same page under another name gets nothing.
     browser

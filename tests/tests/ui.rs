@@ -256,9 +256,11 @@ async fn a_coordinator_asks_a_familys_question_in_the_browser_and_nothing_else_g
         "healthcare",
         "Het hele gezin",
         "Geen antwoord is niet hetzelfde als geen signaal",
+        "bespreken in een multidisciplinair casusoverleg",
     ] {
         assert!(answer.contains(expected), "{expected} missing:\n{answer}");
     }
+    assert!(!answer.contains("discuss in"), "the advice in Dutch too");
     assert!(
         !answer.contains("111222333") && !answer.contains("Jansen"),
         "no identifier on the answer page"
@@ -273,10 +275,11 @@ async fn a_coordinator_asks_a_familys_question_in_the_browser_and_nothing_else_g
     let (status, _, body) = page.post_question(Some(&origin), &by_file, family.as_bytes());
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("<dd>3</dd>"), "three persons: {body}");
+    assert!(body.contains("type=\"hidden\" name=\"casetext\""), "{body}");
     assert_eq!(
         body.matches("111222333").count(),
-        1,
-        "the file is carried to the next step in a hidden field, not shown"
+        body.matches("type=\"hidden\" name=\"casetext\"").count(),
+        "the file is carried to the next step in hidden fields, not shown"
     );
     let carried = format!("{by_file}&casetext={}", form_encode(family));
     let (status, headers, _) = page.post("/vraag/stel", Some(&origin), &carried);
@@ -308,6 +311,49 @@ async fn a_coordinator_asks_a_familys_question_in_the_browser_and_nothing_else_g
     let (status, _, body) = page.post_question(Some(&origin), &by_file, &vec![b'a'; 70_000]);
     assert_eq!(status, 422);
     assert!(body.contains("groter dan 64 kB"), "{body}");
+
+    // Screening: its page reloads itself while it runs, then shows the
+    // police's own cases that reach the threshold, and every partner.
+    let bad = format!("purpose={PURPOSE}&min_domains=9");
+    assert_eq!(page.post("/screening", Some(&origin), &bad).0, 422);
+    let screening = format!("purpose={PURPOSE}&min_domains=2");
+    assert_eq!(
+        page.post("/screening", Some("http://evil.example"), &screening)
+            .0,
+        403
+    );
+    let (status, headers, _) = page.post("/screening", Some(&origin), &screening);
+    assert_eq!(status, 303);
+    assert_eq!(header(&headers, "location"), Some("/screening"));
+    // Up to two minutes, in tenths of a second.
+    let mut done = None;
+    for _ in 0..1200 {
+        let (status, _, body) = page.get("/screening");
+        assert_eq!(status, 200);
+        if !body.contains("http-equiv=\"refresh\"") {
+            done = Some(body);
+            break;
+        }
+        assert!(
+            body.contains("Partners klaar") && body.contains("<progress"),
+            "{body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let done = done.expect("the screening ends");
+    for expected in [
+        "Zaken die de drempel halen: 1",
+        "PV-7",
+        "Sleutels in de screening: 1",
+        "school",
+        "healthcare",
+    ] {
+        assert!(done.contains(expected), "{expected} missing:\n{done}");
+    }
+    assert!(
+        !done.contains("111222333"),
+        "no identifier on the screening page"
+    );
 
     // Stop: the session and its answers are gone, and so is the page.
     let (status, _, body) = page.post("/stop", Some(&origin), "");

@@ -120,6 +120,7 @@ pub async fn start(options: UiOptions) -> anyhow::Result<Started> {
         .route("/antwoord/{n}", get(show_answer))
         .route("/vragen", get(mine))
         .route("/uitleg", get(about))
+        .route("/screening", get(screening_page).post(start_screening))
         .route("/taal", get(language))
         .route("/stop", post(stop))
         .route("/static/pluis.css", get(stylesheet))
@@ -394,6 +395,72 @@ async fn show_answer(State(ui): State<Shared>, Path(n): Path<usize>) -> Response
 
 async fn mine(State(ui): State<Shared>) -> Html<String> {
     Html(pages::mine(ui.sessions.lang(), &ui.sessions.asked()))
+}
+
+async fn screening_page(State(ui): State<Shared>) -> Response {
+    screening_shown(&ui, false).await
+}
+
+/// The screening page, as it is now; `busy`: a start was refused because
+/// one is still running.
+async fn screening_shown(ui: &Ui, busy: bool) -> Response {
+    let lang = ui.sessions.lang();
+    match purposes(ui).await {
+        Ok(list) => Html(pages::screening(
+            lang,
+            &list,
+            ui.sessions.screening().as_ref(),
+            busy,
+        ))
+        .into_response(),
+        Err(e) => node_error(lang, &e),
+    }
+}
+
+/// Starts a screening on its own task (one at a time); the page then
+/// shows its progress and, once done, its answer.
+async fn start_screening(
+    State(ui): State<Shared>,
+    Posted(fields): Posted<HashMap<String, String>>,
+) -> Response {
+    let lang = ui.sessions.lang();
+    let list = match purposes(&ui).await {
+        Ok(list) => list,
+        Err(e) => return node_error(lang, &e),
+    };
+    let purpose = fields.get("purpose").cloned().unwrap_or_default();
+    let min_domains = fields
+        .get("min_domains")
+        .and_then(|v| v.parse::<u32>().ok())
+        .filter(|n| (1..=pluis_proto::taxonomy::LifeDomain::ALL.len() as u32).contains(n));
+    let (true, Some(min_domains)) = (list.iter().any(|p| p.name == purpose), min_domains) else {
+        return refused(StatusCode::UNPROCESSABLE_ENTITY, lang, lang.t("bad_form"));
+    };
+    let started = ui.sessions.start_screening(session::Screening {
+        at_ms: crate::clock::now_ms(),
+        purpose: purpose.clone(),
+        min_domains,
+        progress: None,
+        outcome: None,
+    });
+    if !started {
+        return screening_shown(&ui, true).await;
+    }
+    let running = ui.clone();
+    tokio::spawn(async move {
+        let ui = &running;
+        let outcome = crate::coordinator::screen::run_reporting(
+            &ui.node,
+            &ui.identity,
+            &purpose,
+            min_domains,
+            |p| ui.sessions.screening_progress(p),
+        )
+        .await;
+        ui.sessions
+            .screening_done(outcome.map_err(|e| format!("{e:#}")));
+    });
+    Redirect::to("/screening").into_response()
 }
 
 async fn about(State(ui): State<Shared>) -> Html<String> {

@@ -8,11 +8,17 @@ use pluis_proto::pb::{peer_outcome::State, MatchResponse, PurposeInfo, StatusRes
 use pluis_proto::taxonomy::LifeDomain;
 
 use super::form::{Form, PERSON_ROWS};
-use super::session::Asked;
+use super::session::{Asked, Screening};
 use super::text::Lang;
 
 /// A whole page: head, navigation, `body`.
 pub fn page(lang: Lang, heading: &str, body: Markup) -> String {
+    page_refreshing(lang, heading, body, None)
+}
+
+/// [`page`], reloaded by the browser every `refresh` seconds (while a
+/// screening runs: no script needed).
+fn page_refreshing(lang: Lang, heading: &str, body: Markup, refresh: Option<u32>) -> String {
     let t = |k| lang.t(k);
     let other = match lang {
         Lang::Nl => "en",
@@ -24,6 +30,9 @@ pub fn page(lang: Lang, heading: &str, body: Markup) -> String {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
+                @if let Some(seconds) = refresh {
+                    meta http-equiv="refresh" content=(seconds);
+                }
                 title { (heading) " — " (t("title")) }
                 link rel="stylesheet" href="/static/pluis.css";
             }
@@ -34,6 +43,7 @@ pub fn page(lang: Lang, heading: &str, body: Markup) -> String {
                             li { a href="/" { (t("nav.status")) } }
                             li { a href="/vraag" { (t("nav.question")) } }
                             li { a href="/vragen" { (t("nav.mine")) } }
+                            li { a href="/screening" { (t("nav.screening")) } }
                             li { a href="/uitleg" { (t("nav.about")) } }
                             li { a href={ "/taal?lang=" (other) } { (t("nav.lang")) } }
                         }
@@ -230,19 +240,21 @@ pub fn answer(lang: Lang, asked: &Asked) -> String {
         .collect();
     let body = html! {
         p { (t("question.case")) ": " strong { (asked.case) } " · " (t("question.purpose")) ": " (asked.purpose) }
-        table class="answer" {
+        div class="wide" { table class="answer" {
             thead {
                 tr {
                     th scope="col" { (t("answer.person")) }
-                    @for d in LifeDomain::ALL { th scope="col" { (t(domain_key(d))) } }
                     th scope="col" { (t("answer.domains")) }
                     th scope="col" { (t("answer.advice")) }
+                    @for d in LifeDomain::ALL { th scope="col" { (t(domain_key(d))) } }
                 }
             }
             tbody {
                 @for (label, s) in &rows {
                     tr {
                         th scope="row" { (label) }
+                        td { (s.domain_count) }
+                        td class="advice" { (advice(lang, &s.assessment)) }
                         @for d in LifeDomain::ALL {
                             td {
                                 @if let Some(hit) = s.domains.iter().find(|h| h.domain == d.code()) {
@@ -259,16 +271,14 @@ pub fn answer(lang: Lang, asked: &Asked) -> String {
                                         small { (hit.signals.join(", ")) }
                                     }
                                 } @else {
-                                    span class="none" aria-label="—" { "—" }
+                                    (nothing(lang))
                                 }
                             }
                         }
-                        td { (s.domain_count) }
-                        td { (s.assessment) }
                     }
                 }
             }
-        }
+        } }
         @if !tiers.is_empty() {
             h2 { (t("answer.tiers")) }
             ul class="tiers" {
@@ -280,15 +290,7 @@ pub fn answer(lang: Lang, asked: &Asked) -> String {
                 }
             }
         }
-        h2 { (t("answer.partners")) }
-        table {
-            thead { tr { th scope="col" { (t("status.partner")) } th scope="col" { (t("answer.state")) } } }
-            tbody {
-                @for p in &response.peers {
-                    tr { th scope="row" { (p.org) } td { (t(state_key(p.state))) } }
-                }
-            }
-        }
+        (partner_states(lang, &response.peers))
         p class="notice" { (t("answer.no_answer")) }
         p class="print-hint" { (t("answer.print")) }
     };
@@ -344,6 +346,155 @@ fn time_of(ms: i64) -> String {
         |_| String::new(),
         |t| format!("{:02}:{:02}:{:02} UTC", t.hour(), t.minute(), t.second()),
     )
+}
+
+/// Hits shown on the screening page; the rest are counted.
+const SCREEN_SHOWN: usize = 500;
+
+/// Screening: this organisation's own cases whose signals, with every
+/// partner's, reach a number of life domains; its progress while it
+/// runs (the page reloads itself), then its answer.
+pub fn screening(
+    lang: Lang,
+    purposes: &[PurposeInfo],
+    current: Option<&Screening>,
+    busy: bool,
+) -> String {
+    let t = |k| lang.t(k);
+    let running = current.is_some_and(|s| s.outcome.is_none());
+    let body = html! {
+        p { (t("screening.intro")) }
+        @if busy {
+            p class="errors" role="alert" { (t("screening.busy")) }
+        }
+        @if let Some(s) = current {
+            section aria-labelledby="screening-now" {
+                h2 id="screening-now" {
+                    @if running { (t("screening.running")) } @else { (t("screening.done")) }
+                }
+                p { (t("question.purpose")) ": " (s.purpose) " · " (t("screening.min")) ": " (s.min_domains) " · " (time_of(s.at_ms)) }
+                @if running {
+                    @let (done, partners) = s.progress.as_ref().map_or((0, 0), |p| (p.partners_done, p.partners));
+                    div role="status" {
+                        label for="screening-progress" {
+                            (t("screening.partners_done")) ": " (done) " " (t("screening.of")) " " (partners)
+                        }
+                        progress id="screening-progress" max=(partners.max(1)) value=(done) { (done) "/" (partners) }
+                        @if let Some(p) = &s.progress {
+                            p { (t("screening.keys")) ": " (p.keys) }
+                        }
+                        p class="hint" { (t("screening.wait")) }
+                    }
+                }
+                @match &s.outcome {
+                    Some(Ok(answer)) => {
+                        p { (t("screening.keys")) ": " (answer.keys_screened) }
+                        @if answer.hits.is_empty() {
+                            p { (t("screening.none")) }
+                        } @else {
+                            div class="wide" {
+                                table {
+                                    caption { (t("screening.hits")) ": " (answer.hits.len()) }
+                                    thead { tr {
+                                        th scope="col" { (t("screening.ref")) }
+                                        th scope="col" { (t("answer.domains")) }
+                                        @for d in LifeDomain::ALL { th scope="col" { (t(domain_key(d))) } }
+                                    } }
+                                    tbody {
+                                        @for hit in answer.hits.iter().take(SCREEN_SHOWN) {
+                                            tr {
+                                                th scope="row" { (hit.local_ref) }
+                                                td { (hit.domain_count) }
+                                                @for d in LifeDomain::ALL {
+                                                    td {
+                                                        @match hit.domains.iter().find(|h| h.domain == d.code()) {
+                                                            Some(h) => { (h.orgs.join(", ")) }
+                                                            None => { (nothing(lang)) }
+                                                        }
+                                                    }
+                                                }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                            @if answer.hits.len() > SCREEN_SHOWN {
+                                p { (t("screening.more")) }
+                            }
+                        }
+                        (partner_states(lang, &answer.peers))
+                    }
+                    Some(Err(error)) => {
+                        p class="errors" { (t("screening.failed")) ": " (error) }
+                    }
+                    None => {}
+                }
+            }
+        }
+        @if !running {
+            form method="post" action="/screening" {
+                fieldset {
+                    legend { (t("question.purpose")) }
+                    @for (i, p) in purposes.iter().enumerate() {
+                        div class="choice" {
+                            input type="radio" id={ "purpose-" (i) } name="purpose" value=(p.name) checked[i == 0];
+                            label for={ "purpose-" (i) } {
+                                (p.name) " — " (t("question.basis")) ": " (p.legal_basis)
+                            }
+                        }
+                    }
+                }
+                div class="field" {
+                    label for="min_domains" { (t("screening.min")) }
+                    select id="min_domains" name="min_domains" {
+                        @for n in 1..=LifeDomain::ALL.len() {
+                            option value=(n) selected[n == 3] { (n) }
+                        }
+                    }
+                }
+                p class="notice" { (t("screening.logged")) }
+                button type="submit" { (t("screening.start")) }
+            }
+        }
+    };
+    page_refreshing(lang, t("screening.heading"), body, running.then_some(2))
+}
+
+/// The node's advice in the page's language: the default rule's steps
+/// are translated; advice an organisation configured itself is shown as
+/// it wrote it.
+fn advice(lang: Lang, text: &str) -> &str {
+    let key = match text {
+        "discuss in a multidisciplinary case meeting" => "advice.discuss",
+        "watch" => "advice.watch",
+        "no combined signal" => "advice.none",
+        _ => return text,
+    };
+    lang.t(key)
+}
+
+/// An empty cell: a dash to see, words to hear.
+fn nothing(lang: Lang) -> Markup {
+    html! {
+        span class="none" aria-hidden="true" { "—" }
+        span class="visually-hidden" { (lang.t("answer.nothing")) }
+    }
+}
+
+/// Each partner's state, as a table.
+fn partner_states(lang: Lang, peers: &[pluis_proto::pb::PeerOutcome]) -> Markup {
+    let t = |k| lang.t(k);
+    html! {
+        h2 { (t("answer.partners")) }
+        table {
+            thead { tr { th scope="col" { (t("status.partner")) } th scope="col" { (t("answer.state")) } } }
+            tbody {
+                @for p in peers {
+                    tr { th scope="row" { (p.org) } td { (t(state_key(p.state))) } }
+                }
+            }
+        }
+    }
 }
 
 /// What Pluis shares and what it does not.

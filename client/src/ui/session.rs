@@ -5,7 +5,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use pluis_proto::pb::MatchResponse;
+use pluis_proto::pb::{MatchResponse, ScreenProgress, ScreenResponse};
 use ring::rand::{SecureRandom, SystemRandom};
 
 use super::text::Lang;
@@ -48,6 +48,22 @@ pub struct Asked {
     pub answer: MatchResponse,
 }
 
+/// This session's screening: what was asked, how far it is, and (once
+/// done) its answer or the node's error.
+#[derive(Debug, Clone)]
+pub struct Screening {
+    /// When it started (Unix ms).
+    pub at_ms: i64,
+    /// The purpose.
+    pub purpose: String,
+    /// The fewest life domains a listed case reaches.
+    pub min_domains: u32,
+    /// How far the node is (none: not yet told).
+    pub progress: Option<ScreenProgress>,
+    /// Once done: the answer, or why it failed.
+    pub outcome: Option<Result<ScreenResponse, String>>,
+}
+
 #[derive(Debug)]
 struct State {
     launch: Option<(String, Instant)>,
@@ -56,6 +72,7 @@ struct State {
     ended: bool,
     lang: Lang,
     asked: Vec<Asked>,
+    screening: Option<Screening>,
 }
 
 /// The UI's one session.
@@ -88,6 +105,7 @@ impl Sessions {
                 ended: false,
                 lang: Lang::Nl,
                 asked: Vec::new(),
+                screening: None,
             }),
             idle,
         };
@@ -179,6 +197,40 @@ impl Sessions {
     pub fn asked(&self) -> Vec<Asked> {
         self.lock().asked.clone()
     }
+
+    /// Starts keeping `screening`, unless one is still running (then
+    /// `false`). A finished one is replaced.
+    pub fn start_screening(&self, screening: Screening) -> bool {
+        let mut state = self.lock();
+        let running = state
+            .screening
+            .as_ref()
+            .is_some_and(|s| s.outcome.is_none());
+        if running || state.ended {
+            return false;
+        }
+        state.screening = Some(screening);
+        true
+    }
+
+    /// How far the running screening is.
+    pub fn screening_progress(&self, progress: &ScreenProgress) {
+        if let Some(s) = self.lock().screening.as_mut() {
+            s.progress = Some(*progress);
+        }
+    }
+
+    /// The running screening's end (dropped if the session ended).
+    pub fn screening_done(&self, outcome: Result<ScreenResponse, String>) {
+        if let Some(s) = self.lock().screening.as_mut() {
+            s.outcome = Some(outcome);
+        }
+    }
+
+    /// This session's screening, if any.
+    pub fn screening(&self) -> Option<Screening> {
+        self.lock().screening.clone()
+    }
 }
 
 fn end(state: &mut State) {
@@ -186,6 +238,7 @@ fn end(state: &mut State) {
     state.session = None;
     state.launch = None;
     state.asked.clear();
+    state.screening = None;
 }
 
 #[cfg(test)]
