@@ -1,8 +1,12 @@
 //! `pluis ui` in a real browser: headless Chromium (Debian's `chromium`
 //! and `chromium-driver`) driven over WebDriver, against real nodes with
-//! mutual TLS. Launch link → a family's question → the answer → a wrong
-//! Host refused → the used launch link gives nothing. Saves a screenshot
-//! of the answer page (`ui-answer.png` in the tests' target temp dir).
+//! mutual TLS. Launch link → a family's question (typed, then as a case
+//! file) → the answer → a screening → the answer on a phone-sized screen
+//! and in English → a wrong Host refused → the used launch link gives
+//! nothing. Every page is checked with axe-core's WCAG 2.0/2.1 A and AA
+//! rules (vendored, `tests/vendor/axe-core`). Saves screenshots of the
+//! answer, the screening and the phone-sized answer (`ui-*.png` in the
+//! tests' target temp dir).
 //!
 //! Without chromium/chromedriver the test says so and passes, except
 //! under `CI=true`, where it fails: CI installs them.
@@ -44,6 +48,29 @@ fn driver() -> Option<Driver> {
         std::thread::sleep(Duration::from_millis(100));
     }
     None
+}
+
+/// axe-core, vendored (see `tests/vendor/axe-core/README.md`).
+const AXE: &str = include_str!("../vendor/axe-core/axe.min.js");
+
+/// Runs axe-core's WCAG 2.0/2.1 A and AA rules on the page the browser
+/// shows, and fails naming every rule broken and where.
+async fn assert_accessible(browser: &fantoccini::Client, page: &str) {
+    let script = format!(
+        "{AXE}\n;return axe.run(document, {{ runOnly: {{ type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] }} }}).then(r => [r.passes.length, r.violations.map(v => v.id + ' (' + v.impact + '): ' + v.nodes.map(n => n.target.join(' ')).join(', '))]);"
+    );
+    let result = browser.execute(&script, Vec::new()).await.unwrap();
+    let passes = result[0].as_u64().unwrap_or(0);
+    let violations: Vec<&str> = result[1]
+        .as_array()
+        .map(|v| v.iter().filter_map(|x| x.as_str()).collect())
+        .unwrap_or_default();
+    assert!(passes > 0, "{page}: axe ran no check: {result}");
+    assert!(
+        violations.is_empty(),
+        "{page}: WCAG 2.1 AA violations:\n{}",
+        violations.join("\n")
+    );
 }
 
 /// Saves what the browser shows as `name` in the tests' target temp dir.
@@ -112,6 +139,37 @@ async fn a_family_question_from_launch_link_to_answer_in_headless_chromium() {
         body.contains("Overzicht") && body.contains("school"),
         "{body}"
     );
+    assert_accessible(&browser, "overview").await;
+    for (path, page) in [
+        ("/uitleg", "explanation"),
+        ("/vragen", "my questions, none yet"),
+    ] {
+        browser
+            .goto(&format!("http://127.0.0.1:{port}{path}"))
+            .await
+            .unwrap();
+        assert_accessible(&browser, page).await;
+    }
+
+    // An empty question: the error summary at the top, linking to the field.
+    browser
+        .goto(&format!("http://127.0.0.1:{port}/vraag"))
+        .await
+        .unwrap();
+    assert_accessible(&browser, "question form").await;
+    browser
+        .find(Locator::Css("main form button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait()
+        .for_element(Locator::Css("div.errors a[href='#case']"))
+        .await
+        .unwrap();
+    assert_accessible(&browser, "question form with errors").await;
 
     // A family of three: two by BSN, one by name with another spelling.
     browser
@@ -150,6 +208,7 @@ async fn a_family_question_from_launch_link_to_answer_in_headless_chromium() {
         .await
         .unwrap();
     assert!(confirm.contains("vastgelegd bij elke partner"), "{confirm}");
+    assert_accessible(&browser, "confirmation").await;
     browser
         .find(Locator::Css("form[action='/vraag/stel'] button"))
         .await
@@ -192,6 +251,7 @@ async fn a_family_question_from_launch_link_to_answer_in_headless_chromium() {
         "no identifier on the answer page"
     );
     save_screenshot(&browser, "ui-answer.png").await;
+    assert_accessible(&browser, "answer").await;
 
     // The same family from a case file, chosen as a coordinator would.
     let file = c.scratch().join("gezin.csv");
@@ -303,6 +363,7 @@ async fn a_family_question_from_launch_link_to_answer_in_headless_chromium() {
         "{page}"
     );
     save_screenshot(&browser, "ui-screening.png").await;
+    assert_accessible(&browser, "screening").await;
 
     // On a phone-sized screen the answer still reads: its table scrolls
     // on its own, the page does not.
@@ -334,7 +395,32 @@ async fn a_family_question_from_launch_link_to_answer_in_headless_chromium() {
         panic!("the page scrolls sideways; wider than the screen: {wide}");
     }
     save_screenshot(&browser, "ui-answer-narrow.png").await;
+    assert_accessible(&browser, "answer on a phone").await;
     browser.set_window_size(1280, 1100).await.unwrap();
+
+    // In English, one click away; and back.
+    browser
+        .find(Locator::LinkText("English"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .goto(&format!("http://127.0.0.1:{port}/antwoord/0"))
+        .await
+        .unwrap();
+    let english = browser.source().await.unwrap();
+    assert!(
+        english.contains("lang=\"en\"")
+            && english.contains("discuss in a multidisciplinary case meeting"),
+        "{english}"
+    );
+    assert_accessible(&browser, "answer in English").await;
+    browser
+        .goto(&format!("http://127.0.0.1:{port}/taal?lang=nl"))
+        .await
+        .unwrap();
 
     // DNS rebinding: the same page under another name gets nothing.
     browser

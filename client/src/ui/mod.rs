@@ -168,19 +168,36 @@ pub async fn run(args: crate::cli::UiArgs) -> anyhow::Result<()> {
         "open this link once, within {LAUNCH_MINUTES} minutes; the page stops with its stop button, after {} idle minutes, or with Ctrl-C",
         args.idle_minutes
     );
-    if args.open {
-        // The system's browser; if there is none, the printed link serves.
-        let _ = std::process::Command::new("xdg-open")
-            .arg(&started.launch)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn();
+    if args.open && !open_browser(&started.launch) {
+        println!("could not open a browser; open the link above yourself");
     }
     tokio::select! {
         served = started.serving => served??,
         _ = tokio::signal::ctrl_c() => {}
     }
     Ok(())
+}
+
+/// Opens `link` in the system's browser (`open` on macOS, `start` on
+/// Windows, else `xdg-open`); whether one could be started. The printed
+/// link serves if not.
+fn open_browser(link: &str) -> bool {
+    let (program, args): (&str, &[&str]) = if cfg!(target_os = "macos") {
+        ("open", &[])
+    } else if cfg!(windows) {
+        // `start`'s first quoted argument is a window title.
+        ("cmd", &["/C", "start", ""])
+    } else {
+        ("xdg-open", &[])
+    };
+    std::process::Command::new(program)
+        .args(args)
+        .arg(link)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .is_ok()
 }
 
 /// A page with nothing in it but `text`, with `status`.

@@ -240,7 +240,7 @@ pub fn answer(lang: Lang, asked: &Asked) -> String {
         .collect();
     let body = html! {
         p { (t("question.case")) ": " strong { (asked.case) } " · " (t("question.purpose")) ": " (asked.purpose) }
-        div class="wide" { table class="answer" {
+        div class="wide" role="region" aria-label=(t("answer.table")) tabindex="0" { table class="answer" {
             thead {
                 tr {
                     th scope="col" { (t("answer.person")) }
@@ -392,7 +392,7 @@ pub fn screening(
                         @if answer.hits.is_empty() {
                             p { (t("screening.none")) }
                         } @else {
-                            div class="wide" {
+                            div class="wide" role="region" aria-label=(t("screening.hits")) tabindex="0" {
                                 table {
                                     caption { (t("screening.hits")) ": " (answer.hits.len()) }
                                     thead { tr {
