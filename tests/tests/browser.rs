@@ -239,6 +239,7 @@ async fn a_family_question_from_launch_link_to_answer_in_headless_chromium() {
         "healthcare",
         "Het hele gezin",
         "waarschijnlijk",
+        "weapon_possession",
         "Geen antwoord is niet hetzelfde als geen signaal",
     ] {
         assert!(

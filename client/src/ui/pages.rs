@@ -268,7 +268,7 @@ pub fn answer(lang: Lang, asked: &Asked) -> String {
                                         }
                                     }
                                     @if !hit.signals.is_empty() {
-                                        small { (hit.signals.join(", ")) }
+                                        small { (signal_codes(&hit.signals)) }
                                     }
                                 } @else {
                                     (nothing(lang))
@@ -471,6 +471,20 @@ fn advice(lang: Lang, text: &str) -> &str {
         _ => return text,
     };
     lang.t(key)
+}
+
+/// Signal codes, comma-separated, each allowed to break after its
+/// underscores (`picked_up_by_unrelated_adult` would widen its column).
+fn signal_codes(codes: &[String]) -> Markup {
+    html! {
+        @for (i, code) in codes.iter().enumerate() {
+            @if i > 0 { ", " }
+            @for (j, part) in code.split('_').enumerate() {
+                @if j > 0 { "_" wbr; }
+                (part)
+            }
+        }
+    }
 }
 
 /// An empty cell: a dash to see, words to hear.
