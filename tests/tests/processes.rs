@@ -332,15 +332,14 @@ fn the_demo_runs_from_start_to_end() {
     );
 }
 
-#[test]
-fn the_demo_with_ui_keeps_the_consortium_running_for_the_page_until_ctrl_c() {
+/// The lines `child` prints, as they come, and the thread reading them.
+fn stdout_lines(
+    child: &mut std::process::Child,
+) -> (
+    std::sync::mpsc::Receiver<String>,
+    std::thread::JoinHandle<()>,
+) {
     use std::io::BufRead;
-    let mut child = std::process::Command::new(CLIENT)
-        .args(["demo", "--ui"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("the demo starts");
     let (lines, seen) = std::sync::mpsc::channel();
     let stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
     let reader = std::thread::spawn(move || {
@@ -348,6 +347,78 @@ fn the_demo_with_ui_keeps_the_consortium_running_for_the_page_until_ctrl_c() {
             let _ = lines.send(line);
         }
     });
+    (seen, reader)
+}
+
+/// Sends Ctrl-C's signal to `child`.
+fn interrupt(child: &std::process::Child) {
+    // SAFETY: a signal to a child this test spawned and still owns.
+    let sent = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    assert_eq!(sent, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pluis_ui_prints_its_launch_link_first_and_stops_on_ctrl_c() {
+    let mut c = TestConsortium::start("uiprocess", &["police", "school"]).await;
+    let tls = c.inner.tls_args("police", Role::Coordinator);
+    let url = c.url("police");
+    let spawn = |cert: &Path, key: &Path| {
+        std::process::Command::new(CLIENT)
+            .args(["ui", "--node", &url, "--idle-minutes", "5"])
+            .env("PLUIS_CA", &tls.ca)
+            .env("PLUIS_CERT", cert)
+            .env("PLUIS_KEY", key)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("pluis ui starts")
+    };
+    let mut child = spawn(&tls.cert, &tls.key);
+    let (seen, reader) = stdout_lines(&mut child);
+    let first = tokio::task::block_in_place(|| seen.recv_timeout(DEADLINE)).expect("a first line");
+    let link = first
+        .strip_prefix("ui on ")
+        .unwrap_or_else(|| panic!("the first line is the launch link: {first}"));
+    assert!(
+        link.starts_with("http://127.0.0.1:") && link.contains("/launch?token="),
+        "{link}"
+    );
+    let (status, _) = tokio::task::block_in_place(|| pluis_tests::http_get(link));
+    assert_eq!(status, 303, "the link opens a session");
+    interrupt(&child);
+    let output = tokio::task::block_in_place(|| pluis_tests::wait_with_deadline(child, DEADLINE));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    reader.join().expect("stdout read");
+
+    // An auditor's certificate serves no page: a clear error, no link.
+    let auditor = c.inner.tls_args("police", Role::Auditor);
+    let mut child = spawn(&auditor.cert, &auditor.key);
+    let (seen, reader) = stdout_lines(&mut child);
+    let output = tokio::task::block_in_place(|| pluis_tests::wait_with_deadline(child, DEADLINE));
+    reader.join().expect("stdout read");
+    assert!(!output.status.success());
+    assert_eq!(seen.try_iter().count(), 0, "nothing printed on stdout");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("this needs a coordinator certificate"),
+        "{stderr}"
+    );
+    c.stop().await;
+}
+
+#[test]
+fn the_demo_with_ui_keeps_the_consortium_running_for_the_page_until_ctrl_c() {
+    let mut child = std::process::Command::new(CLIENT)
+        .args(["demo", "--ui"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the demo starts");
+    let (seen, reader) = stdout_lines(&mut child);
     let mut printed = Vec::new();
     let link = loop {
         match seen.recv_timeout(Duration::from_secs(300)) {
@@ -376,9 +447,7 @@ fn the_demo_with_ui_keeps_the_consortium_running_for_the_page_until_ctrl_c() {
     assert_eq!(status, 403, "and only once: {body}");
 
     // Ctrl-C: the page ends, the nodes stop cleanly, the demo completes.
-    // SAFETY: a signal to the child this test spawned and still owns.
-    let sent = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
-    assert_eq!(sent, 0);
+    interrupt(&child);
     let output = pluis_tests::wait_with_deadline(child, DEADLINE);
     reader.join().expect("stdout read to its end");
     printed.extend(seen.try_iter());

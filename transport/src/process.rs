@@ -51,3 +51,25 @@ pub fn block_on<E: std::fmt::Display>(
         }
     }
 }
+
+/// Ctrl-C (SIGINT), with its handler installed now: call it before
+/// printing what a person (or a script) may answer with Ctrl-C, so that
+/// the signal cannot arrive unhandled and end the program before its
+/// clean stop. (`tokio::signal::ctrl_c` installs its handler only when
+/// first awaited.)
+pub fn interrupt() -> std::io::Result<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        Ok(Box::pin(async move {
+            interrupt.recv().await;
+        }))
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(Box::pin(async {
+            let _ = tokio::signal::ctrl_c().await;
+        }))
+    }
+}

@@ -163,6 +163,7 @@ pub async fn run(args: crate::cli::UiArgs) -> anyhow::Result<()> {
         idle: Duration::from_secs(args.idle_minutes.saturating_mul(60)),
     })
     .await?;
+    let interrupted = pluis_transport::process::interrupt()?;
     println!("ui on {}", started.launch);
     println!(
         "open this link once, within {LAUNCH_MINUTES} minutes; the page stops with its stop button, after {} idle minutes, or with Ctrl-C",
@@ -173,7 +174,7 @@ pub async fn run(args: crate::cli::UiArgs) -> anyhow::Result<()> {
     }
     tokio::select! {
         served = started.serving => served??,
-        _ = tokio::signal::ctrl_c() => {}
+        () = interrupted => {}
     }
     Ok(())
 }
