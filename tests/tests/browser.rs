@@ -53,33 +53,89 @@ fn driver() -> Option<Driver> {
 /// axe-core, vendored (see `tests/vendor/axe-core/README.md`).
 const AXE: &str = include_str!("../vendor/axe-core/axe.min.js");
 
-/// Runs axe-core's WCAG 2.0/2.1 A and AA rules on the page the browser
-/// shows, and fails naming every rule broken and where.
-async fn assert_accessible(browser: &fantoccini::Client, page: &str) {
-    let script = format!(
-        "{AXE}\n;return axe.run(document, {{ runOnly: {{ type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] }} }}).then(r => [r.passes.length, r.violations.map(v => v.id + ' (' + v.impact + '): ' + v.nodes.map(n => n.target.join(' ')).join(', '))]);"
-    );
-    let result = browser.execute(&script, Vec::new()).await.unwrap();
-    let passes = result[0].as_u64().unwrap_or(0);
-    let violations: Vec<&str> = result[1]
-        .as_array()
-        .map(|v| v.iter().filter_map(|x| x.as_str()).collect())
-        .unwrap_or_default();
-    assert!(passes > 0, "{page}: axe ran no check: {result}");
-    assert!(
-        violations.is_empty(),
-        "{page}: WCAG 2.1 AA violations:\n{}",
-        violations.join("\n")
-    );
+/// The browser on the UI: each step as a coordinator takes it. Every
+/// failure is the test's failure, so the steps unwrap.
+struct Page {
+    browser: fantoccini::Client,
+    /// `http://127.0.0.1:PORT`.
+    base: String,
 }
 
-/// Saves what the browser shows as `name` in the tests' target temp dir.
-async fn save_screenshot(browser: &fantoccini::Client, name: &str) {
-    let png = browser.screenshot().await.unwrap();
-    assert!(png.starts_with(b"\x89PNG"));
-    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
-    std::fs::write(&shot, &png).unwrap();
-    eprintln!("screenshot: {}", shot.display());
+impl Page {
+    async fn goto(&self, url: &str) {
+        self.browser.goto(url).await.unwrap();
+    }
+
+    /// A path of the UI.
+    async fn open(&self, path: &str) {
+        self.goto(&format!("{}{path}", self.base)).await;
+    }
+
+    /// Clicks the element `css` finds (waiting for it).
+    async fn click(&self, css: &str) {
+        self.wait_for(css).await.click().await.unwrap();
+    }
+
+    /// Types `text` into the field with id `id` (a path, for a file field).
+    async fn type_into(&self, id: &str, text: &str) {
+        self.browser
+            .find(Locator::Id(id))
+            .await
+            .unwrap()
+            .send_keys(text)
+            .await
+            .unwrap();
+    }
+
+    /// The text of the element `css` finds, once there is one.
+    async fn text(&self, css: &str) -> String {
+        self.wait_for(css).await.text().await.unwrap()
+    }
+
+    /// Waits (up to two minutes: a screening's page reloads itself until
+    /// it is done) for an element `css` finds.
+    async fn wait_for(&self, css: &str) -> fantoccini::elements::Element {
+        self.browser
+            .wait()
+            .at_most(Duration::from_secs(120))
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"))
+    }
+
+    async fn script(&self, script: &str) -> serde_json::Value {
+        self.browser.execute(script, Vec::new()).await.unwrap()
+    }
+
+    /// Runs axe-core's WCAG 2.0/2.1 A and AA rules on the page shown, and
+    /// fails naming every rule broken and where.
+    async fn assert_accessible(&self, name: &str) {
+        let result = self
+            .script(&format!(
+                "{AXE}\n;return axe.run(document, {{ runOnly: {{ type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] }} }}).then(r => [r.passes.length, r.violations.map(v => v.id + ' (' + v.impact + '): ' + v.nodes.map(n => n.target.join(' ')).join(', '))]);"
+            ))
+            .await;
+        let passes = result[0].as_u64().unwrap_or(0);
+        let violations: Vec<&str> = result[1]
+            .as_array()
+            .map(|v| v.iter().filter_map(|x| x.as_str()).collect())
+            .unwrap_or_default();
+        assert!(passes > 0, "{name}: axe ran no check: {result}");
+        assert!(
+            violations.is_empty(),
+            "{name}: WCAG 2.1 AA violations:\n{}",
+            violations.join("\n")
+        );
+    }
+
+    /// Saves what the browser shows as `name` in the tests' target temp dir.
+    async fn screenshot(&self, name: &str) {
+        let png = self.browser.screenshot().await.unwrap();
+        assert!(png.starts_with(b"\x89PNG"));
+        let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+        std::fs::write(&shot, &png).unwrap();
+        eprintln!("screenshot: {}", shot.display());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -126,56 +182,36 @@ async fn a_family_question_from_launch_link_to_answer_in_headless_chromium() {
         }
     };
 
+    let page = Page {
+        browser,
+        base: format!("http://127.0.0.1:{port}"),
+    };
+
     // The launch link: the overview, in Dutch, with the partners.
-    browser.goto(&ui.launch).await.unwrap();
-    let body = browser
-        .find(Locator::Css("main"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    page.goto(&ui.launch).await;
+    let body = page.text("main").await;
     assert!(
         body.contains("Overzicht") && body.contains("school"),
         "{body}"
     );
-    assert_accessible(&browser, "overview").await;
-    for (path, page) in [
+    page.assert_accessible("overview").await;
+    for (path, name) in [
         ("/uitleg", "explanation"),
         ("/vragen", "my questions, none yet"),
     ] {
-        browser
-            .goto(&format!("http://127.0.0.1:{port}{path}"))
-            .await
-            .unwrap();
-        assert_accessible(&browser, page).await;
+        page.open(path).await;
+        page.assert_accessible(name).await;
     }
 
     // An empty question: the error summary at the top, linking to the field.
-    browser
-        .goto(&format!("http://127.0.0.1:{port}/vraag"))
-        .await
-        .unwrap();
-    assert_accessible(&browser, "question form").await;
-    browser
-        .find(Locator::Css("main form button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    browser
-        .wait()
-        .for_element(Locator::Css("div.errors a[href='#case']"))
-        .await
-        .unwrap();
-    assert_accessible(&browser, "question form with errors").await;
+    page.open("/vraag").await;
+    page.assert_accessible("question form").await;
+    page.click("main form button[type=submit]").await;
+    page.text("div.errors a[href='#case']").await;
+    page.assert_accessible("question form with errors").await;
 
     // A family of three: two by BSN, one by name with another spelling.
-    browser
-        .goto(&format!("http://127.0.0.1:{port}/vraag"))
-        .await
-        .unwrap();
+    page.open("/vraag").await;
     for (field, value) in [
         ("case", "Z-2026-0418"),
         ("bsn-0", "111222333"),
@@ -184,51 +220,15 @@ async fn a_family_question_from_launch_link_to_answer_in_headless_chromium() {
         ("given-2", "Amina"),
         ("birth-2", "04-03-2012"),
     ] {
-        browser
-            .find(Locator::Id(field))
-            .await
-            .unwrap()
-            .send_keys(value)
-            .await
-            .unwrap();
+        page.type_into(field, value).await;
     }
-    browser
-        .find(Locator::Css("main form button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let confirm = browser
-        .wait()
-        .for_element(Locator::Css("p.notice"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    page.click("main form button[type=submit]").await;
+    let confirm = page.text("p.notice").await;
     assert!(confirm.contains("vastgelegd bij elke partner"), "{confirm}");
-    assert_accessible(&browser, "confirmation").await;
-    browser
-        .find(Locator::Css("form[action='/vraag/stel'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-
-    browser
-        .wait()
-        .for_element(Locator::Css("table.answer"))
-        .await
-        .unwrap();
-    let answer = browser
-        .find(Locator::Css("main"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    page.assert_accessible("confirmation").await;
+    page.click("form[action='/vraag/stel'] button").await;
+    page.text("table.answer").await;
+    let answer = page.text("main").await;
     for expected in [
         "Antwoord",
         "Z-2026-0418",
@@ -251,8 +251,8 @@ async fn a_family_question_from_launch_link_to_answer_in_headless_chromium() {
         !answer.contains("111222333"),
         "no identifier on the answer page"
     );
-    save_screenshot(&browser, "ui-answer.png").await;
-    assert_accessible(&browser, "answer").await;
+    page.screenshot("ui-answer.png").await;
+    page.assert_accessible("answer").await;
 
     // The same family from a case file, chosen as a coordinator would.
     let file = c.scratch().join("gezin.csv");
@@ -261,58 +261,18 @@ async fn a_family_question_from_launch_link_to_answer_in_headless_chromium() {
         "label,key\nkind,bsn:111222333\nbroer,bsn:123456782\nzus,\"nd:Mehmedovitsj,,04-03-2012,Amina\"\n",
     )
     .unwrap();
-    browser
-        .goto(&format!("http://127.0.0.1:{port}/vraag"))
-        .await
-        .unwrap();
-    browser
-        .find(Locator::Id("case"))
-        .await
-        .unwrap()
-        .send_keys("Z-2026-0419")
-        .await
-        .unwrap();
-    browser
-        .find(Locator::Id("casefile"))
-        .await
-        .unwrap()
-        .send_keys(&file.display().to_string())
-        .await
-        .unwrap();
-    browser
-        .find(Locator::Css("main form button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let confirm = browser
-        .wait()
-        .for_element(Locator::Css("main dl"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    page.open("/vraag").await;
+    page.type_into("case", "Z-2026-0419").await;
+    page.type_into("casefile", &file.display().to_string())
+        .await;
+    page.click("main form button[type=submit]").await;
+    let confirm = page.text("main dl").await;
     assert!(
         confirm.contains("Z-2026-0419") && confirm.trim_end().ends_with("\n3"),
         "{confirm}"
     );
-    browser
-        .find(Locator::Css("form[action='/vraag/stel'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let answer = browser
-        .wait()
-        .for_element(Locator::Css("table.answer"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    page.click("form[action='/vraag/stel'] button").await;
+    let answer = page.text("table.answer").await;
     for expected in ["kind", "broer", "zus", "school", "healthcare"] {
         assert!(
             answer.contains(expected),
@@ -321,128 +281,67 @@ async fn a_family_question_from_launch_link_to_answer_in_headless_chromium() {
     }
 
     // Screening, with its progress, then the police's own case.
-    browser
-        .find(Locator::LinkText("Screening"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    browser
-        .find(Locator::Css("#min_domains option[value='2']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    browser
-        .find(Locator::Css("form[action='/screening'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let hits = browser
-        .wait()
-        .at_most(Duration::from_secs(120))
-        .for_element(Locator::Css("main table caption"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    page.click("header a[href='/screening']").await;
+    page.click("#min_domains option[value='2']").await;
+    page.click("form[action='/screening'] button").await;
+    let hits = page.text("main table caption").await;
     assert!(hits.ends_with(": 1"), "{hits}");
-    let page = browser
-        .find(Locator::Css("main"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let screening = page.text("main").await;
     assert!(
-        page.contains("PV-7") && page.contains("Sleutels in de screening: 1"),
-        "{page}"
+        screening.contains("PV-7") && screening.contains("Sleutels in de screening: 1"),
+        "{screening}"
     );
-    save_screenshot(&browser, "ui-screening.png").await;
-    assert_accessible(&browser, "screening").await;
+    page.screenshot("ui-screening.png").await;
+    page.assert_accessible("screening").await;
 
     // On a phone-sized screen the answer still reads: its table scrolls
     // on its own, the page does not.
-    browser.set_window_size(390, 844).await.unwrap();
-    browser
-        .goto(&format!("http://127.0.0.1:{port}/antwoord/0"))
-        .await
-        .unwrap();
-    browser
-        .wait()
-        .for_element(Locator::Css("table.answer"))
-        .await
-        .unwrap();
-    let fits = browser
-        .execute(
-            "return document.documentElement.scrollWidth <= window.innerWidth;",
-            Vec::new(),
-        )
-        .await
-        .unwrap();
+    page.browser.set_window_size(390, 844).await.unwrap();
+    page.open("/antwoord/0").await;
+    page.text("table.answer").await;
+    let fits = page
+        .script("return document.documentElement.scrollWidth <= window.innerWidth;")
+        .await;
     if fits != serde_json::Value::Bool(true) {
-        let wide = browser
-            .execute(
-                "return [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > window.innerWidth).map(e => e.tagName + '.' + e.className).slice(0, 12).join(' ');",
-                Vec::new(),
-            )
-            .await
-            .unwrap();
+        let wide = page
+            .script("return [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > window.innerWidth).map(e => e.tagName + '.' + e.className).slice(0, 12).join(' ');")
+            .await;
         panic!("the page scrolls sideways; wider than the screen: {wide}");
     }
-    save_screenshot(&browser, "ui-answer-narrow.png").await;
-    assert_accessible(&browser, "answer on a phone").await;
-    browser.set_window_size(1280, 1100).await.unwrap();
+    page.screenshot("ui-answer-narrow.png").await;
+    page.assert_accessible("answer on a phone").await;
+    page.browser.set_window_size(1280, 1100).await.unwrap();
 
     // In English, one click away; and back.
-    browser
-        .find(Locator::LinkText("English"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    browser
-        .goto(&format!("http://127.0.0.1:{port}/antwoord/0"))
-        .await
-        .unwrap();
-    let english = browser.source().await.unwrap();
+    page.click("header a[href='/taal?lang=en']").await;
+    page.open("/antwoord/0").await;
+    let english = page.browser.source().await.unwrap();
     assert!(
         english.contains("lang=\"en\"")
             && english.contains("discuss in a multidisciplinary case meeting"),
         "{english}"
     );
-    assert_accessible(&browser, "answer in English").await;
-    browser
-        .goto(&format!("http://127.0.0.1:{port}/taal?lang=nl"))
-        .await
-        .unwrap();
+    page.assert_accessible("answer in English").await;
+    page.open("/taal?lang=nl").await;
 
     // DNS rebinding: the same page under another name gets nothing.
-    browser
-        .goto(&format!("http://rebind.example:{port}/vragen"))
-        .await
-        .unwrap();
-    let refused = browser.source().await.unwrap();
+    page.goto(&format!("http://rebind.example:{port}/vragen"))
+        .await;
+    let refused = page.browser.source().await.unwrap();
     assert!(
         refused.contains("Geen toegang") && !refused.contains("Z-2026-0418"),
         "{refused}"
     );
 
     // The launch link again: nothing, however often.
-    browser.delete_all_cookies().await.unwrap();
-    browser.goto(&ui.launch).await.unwrap();
-    let again = browser.source().await.unwrap();
+    page.browser.delete_all_cookies().await.unwrap();
+    page.goto(&ui.launch).await;
+    let again = page.browser.source().await.unwrap();
     assert!(
         again.contains("Geen toegang") && !again.contains("school"),
         "{again}"
     );
 
-    browser.close().await.unwrap();
+    page.browser.close().await.unwrap();
     c.stop().await;
 }
