@@ -238,6 +238,16 @@ async fn a_coordinator_asks_a_familys_question_in_the_browser_and_nothing_else_g
         body.contains("href=\"#bsn-0\"") && body.contains("elfproef"),
         "{body}"
     );
+    assert!(
+        body.contains("id=\"bsn-0-error\"")
+            && body.contains("aria-invalid=\"true\" aria-describedby=\"bsn-0-error\""),
+        "the message at its field too: {body}"
+    );
+    assert_eq!(
+        body.matches("123456789").count(),
+        1,
+        "the value stays in its field to be mended, and is in no message"
+    );
 
     // Confirm, ask, read the answer.
     let (status, _, body) = page.post_question(Some(&origin), &question, b"");

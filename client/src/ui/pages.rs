@@ -115,6 +115,21 @@ pub fn question(
     let file_persons = (!form.case_file.is_empty())
         .then(|| form.file_persons(crate::clock::now_utc().date()))
         .flatten();
+    // A field's message, shown at the field as well as in the summary.
+    let error_of = |id: &str| {
+        errors
+            .iter()
+            .find(|(field, _)| field == id)
+            .map(|(_, m)| m.as_str())
+    };
+    let described = |id: &str, hint: Option<&str>| {
+        let ids: Vec<String> = hint
+            .map(str::to_owned)
+            .into_iter()
+            .chain(error_of(id).map(|_| format!("{id}-error")))
+            .collect();
+        (!ids.is_empty()).then(|| ids.join(" "))
+    };
     let body = html! {
         @if !errors.is_empty() {
             div class="errors" role="alert" aria-labelledby="error-summary" {
@@ -126,11 +141,15 @@ pub fn question(
         form method="post" action="/vraag" enctype="multipart/form-data" {
             div class="field" {
                 label for="case" { (t("question.case")) }
-                span class="hint" { (t("question.case.hint")) }
-                input id="case" name="case" type="text" maxlength="64" value=(form.case);
+                span class="hint" id="case-hint" { (t("question.case.hint")) }
+                (field_error("case", error_of("case")))
+                input id="case" name="case" type="text" maxlength="64" value=(form.case)
+                    aria-invalid=[error_of("case").map(|_| "true")]
+                    aria-describedby=[described("case", Some("case-hint"))];
             }
             fieldset {
                 legend { (t("question.purpose")) }
+                (field_error("purpose-0", error_of("purpose-0")))
                 @for (i, p) in purposes.iter().enumerate() {
                     div class="choice" {
                         input type="radio" id={ "purpose-" (i) } name="purpose" value=(p.name)
@@ -152,10 +171,14 @@ pub fn question(
                         ("question.birth", "birth", &person.birth, "12"),
                         ("question.given", "given", &person.given, "30"),
                     ] {
+                        @let id = format!("{name}-{row}");
                         div class="field" {
-                            label for={ (name) "-" (row) } { (t(key)) }
-                            input id={ (name) "-" (row) } name={ (name) "-" (row) } type="text"
-                                size=(width) maxlength="100" value=(value) autocomplete="off";
+                            label for=(id) { (t(key)) }
+                            (field_error(&id, error_of(&id)))
+                            input id=(id) name=(id) type="text"
+                                size=(width) maxlength="100" value=(value) autocomplete="off"
+                                aria-invalid=[error_of(&id).map(|_| "true")]
+                                aria-describedby=[described(&id, None)];
                         }
                     }
                 }
@@ -171,13 +194,25 @@ pub fn question(
                         label for="casedrop" { (t("question.file.drop")) }
                     }
                 }
+                (field_error("casefile", error_of("casefile")))
                 input id="casefile" name="casefile" type="file" accept=".csv,text/csv"
-                    aria-describedby="casefile-hint";
+                    aria-invalid=[error_of("casefile").map(|_| "true")]
+                    aria-describedby=[described("casefile", Some("casefile-hint"))];
             }
             button type="submit" { (t("question.next")) }
         }
     };
     page(lang, t("question.heading"), body)
+}
+
+/// A field's error message at the field (`ID-error`, which the field's
+/// `aria-describedby` names), if it has one.
+fn field_error(id: &str, message: Option<&str>) -> Markup {
+    html! {
+        @if let Some(message) = message {
+            span class="field-error" id={ (id) "-error" } { (message) }
+        }
+    }
 }
 
 /// The confirmation step: the question is logged at every partner asked.
