@@ -175,6 +175,26 @@ pub struct Charge {
 }
 
 impl Charge {
+    /// Each counter of both added (saturating).
+    pub fn plus(&self, other: &Charge) -> Charge {
+        Charge {
+            keys: self.keys.saturating_add(other.keys),
+            probable: self.probable.saturating_add(other.probable),
+            possible: self.possible.saturating_add(other.possible),
+            persons: self.persons.saturating_add(other.persons),
+        }
+    }
+
+    /// Each counter's larger value.
+    pub fn max(&self, other: &Charge) -> Charge {
+        Charge {
+            keys: self.keys.max(other.keys),
+            probable: self.probable.max(other.probable),
+            possible: self.possible.max(other.possible),
+            persons: self.persons.max(other.persons),
+        }
+    }
+
     /// The charge of a request whose keys are of `families`.
     pub fn of(families: impl IntoIterator<Item = Family>) -> Charge {
         let mut per_family = [0u64; Family::ALL.len()];
@@ -493,6 +513,32 @@ fn variants(key: &SubjectKey, asked: bool) -> Vec<Variant> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn charges_add_without_overflow_and_take_the_larger_counter() {
+        let a = Charge {
+            keys: u64::MAX,
+            probable: 2,
+            possible: 0,
+            persons: 7,
+        };
+        let b = Charge {
+            keys: 1,
+            probable: 3,
+            possible: 4,
+            persons: 1,
+        };
+        let sum = a.plus(&b);
+        assert_eq!(
+            (sum.keys, sum.probable, sum.possible, sum.persons),
+            (u64::MAX, 5, 4, 8)
+        );
+        let max = a.max(&b);
+        assert_eq!(
+            (max.keys, max.probable, max.possible, max.persons),
+            (u64::MAX, 3, 4, 7)
+        );
+    }
     use crate::identifier::normalise_surname;
     use time::macros::date;
 

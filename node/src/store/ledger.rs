@@ -70,10 +70,12 @@ pub(super) fn replay_budget(budgets: &mut Budgets, bytes: &[u8]) {
     }
     if let Some(org) = org_of(&entry.actor) {
         let used = budgets.entry((org, entry.budget_day)).or_default();
-        used.keys = used.keys.max(entry.budget_used);
-        used.probable = used.probable.max(entry.probable_keys_used);
-        used.possible = used.possible.max(entry.possible_keys_used);
-        used.persons = used.persons.max(entry.persons_used);
+        *used = used.max(&Charge {
+            keys: entry.budget_used,
+            probable: entry.probable_keys_used,
+            possible: entry.possible_keys_used,
+            persons: entry.persons_used,
+        });
     }
 }
 
@@ -311,12 +313,7 @@ impl Store {
         }
         let _ledger = crate::lock(&self.ledger);
         let used = self.budgets_used(peer, day);
-        let total = Charge {
-            keys: used.keys.saturating_add(charge.keys),
-            probable: used.probable.saturating_add(charge.probable),
-            possible: used.possible.saturating_add(charge.possible),
-            persons: used.persons.saturating_add(charge.persons),
-        };
+        let total = used.plus(charge);
         let over = counters(&total)
             .into_iter()
             .zip(counters(limits))
