@@ -215,7 +215,7 @@ async fn a_question_with_exact_keys_only_names_no_families_and_answers_as_before
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_weak_families_budget_refuses_past_its_limit_and_logs_it() {
+async fn the_weak_families_budget_refuses_past_its_limit_and_logs_it_but_keeps_the_exact_answer() {
     // Youth care lets its partners ask 2 weak-family keys a day; one
     // person with a given name asks 3 (no initial, given name, month).
     let mut c = setup("tiers-budget")
@@ -224,19 +224,31 @@ async fn the_weak_families_budget_refuses_past_its_limit_and_logs_it() {
         })
         .start()
         .await;
-    let answer = ask(&c, "nd:Mehmedović,A,2012-03-04,Amina").await;
+    // Spelt as youth care spells her: its record matches exactly.
+    let answer = ask(&c, "nd:Mehmedovitsj,A,2012-03-04,Amina").await;
     let youthcare = answer.peers.iter().find(|p| p.org == "youthcare").unwrap();
-    assert_eq!(youthcare.state(), State::Denied, "{youthcare:?}");
+    // The variants were refused; asked again with the exact keys only,
+    // youth care answered.
+    assert_eq!(youthcare.state(), State::Answered, "{youthcare:?}");
     assert!(
-        youthcare.detail.contains("max_possible_keys_per_day"),
+        youthcare.detail.contains("max_possible_keys_per_day")
+            && youthcare.detail.contains("exact keys only"),
         "{}",
         youthcare.detail
     );
+    let youth_care = answer.subjects[0]
+        .domains
+        .iter()
+        .find(|d| d.domain == "youth_care")
+        .expect("youth care's exact match is in the answer");
+    assert_eq!(youth_care.orgs, ["youthcare"]);
+    assert!(youth_care.probable_orgs.is_empty(), "an exact match");
     // The others answered as before.
     let school = answer.peers.iter().find(|p| p.org == "school").unwrap();
     assert_eq!(school.state(), State::Answered);
+    assert!(school.detail.is_empty(), "{}", school.detail);
     // Youth care's log holds the refusal, naming the rule and the caller,
-    // never a key.
+    // never a key; and then the exact question it served.
     let log = c.verified_log("youthcare", &c.url("youthcare")).await;
     let refusal = log
         .iter()
@@ -246,12 +258,18 @@ async fn the_weak_families_budget_refuses_past_its_limit_and_logs_it() {
         .expect("the refusal is logged");
     assert!(refusal.actor.contains("/org/police/"), "{refusal:?}");
     assert!(!refusal.detail.to_lowercase().contains("mehmedov"));
-    // What it served is charged per tier, in the entries an auditor reads.
     let served: Vec<_> = log
         .iter()
-        .filter(|e| e.kind() == Kind::ExchangeServed)
+        .filter(|e| e.kind() == Kind::ExchangeServed && e.budget_day != 0)
         .collect();
-    assert!(served.is_empty(), "nothing was served: {served:?}");
+    assert_eq!(served.len(), 1, "the exact question: {served:?}");
+    assert_eq!(
+        (served[0].possible_keys_used, served[0].probable_keys_used),
+        (0, 0),
+        "no variant in it"
+    );
+    // What the school served is charged per tier, in the entries an
+    // auditor reads.
     let school_log = c.verified_log("school", &c.url("school")).await;
     let charged = school_log
         .iter()

@@ -7,19 +7,19 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use pluis_proto::families::{self, Reason};
+use pluis_proto::families::{self, Family, Reason};
 use pluis_proto::identifier::SubjectKey;
 use pluis_proto::pb::{self, peer_outcome::State};
 use pluis_proto::table::Flags;
 use time::Date;
 use tracing::Instrument;
 
-use super::exchange::{exchange_id, Fetch, PEER_DEADLINE};
-use super::fanout::{ask_all, gather};
+use super::exchange::{exchange_id, Fetch, PeerAnswer, PEER_DEADLINE};
+use super::fanout::{ask_all, ask_one, gather};
 use super::question::{own_purpose, BadField, CaseDomains, Found, QueryError, Question};
 use crate::failure::Failure;
-use crate::policy::Assessment;
 use crate::policy::View;
+use crate::policy::{Assessment, Rule};
 use crate::responder::tables::add_flags;
 use crate::server::state::NodeState;
 
@@ -128,6 +128,16 @@ pub async fn case_query(
         let mut answers = Vec::new();
         let mut outcomes = Vec::new();
         for answer in gather(asks).await {
+            // A partner whose budget for the weaker variants ran out is
+            // asked again with the exact inputs: the budget costs the
+            // variants, never the exact answer.
+            let answer = match weak_budget_refused(&answer) {
+                Some(rule) => {
+                    let partners = live.partners();
+                    exact_again(partners, &state, &purpose, &persons.inputs, answer, rule).await
+                }
+                None => answer,
+            };
             answers.push((answer.outcome.org.clone(), answer.flags));
             outcomes.push(answer.outcome);
         }
@@ -159,6 +169,73 @@ pub async fn case_query(
     }
     .instrument(span)
     .await
+}
+
+/// The tier-budget rule a partner refused an exchange under, if that is
+/// why, and the exchange held variants to leave out.
+fn weak_budget_refused(answer: &PeerAnswer) -> Option<Rule> {
+    if answer.outcome.state() != State::Denied {
+        return None;
+    }
+    [Rule::MaxProbableKeysPerDay, Rule::MaxPossibleKeysPerDay]
+        .into_iter()
+        .find(|rule| {
+            answer
+                .outcome
+                .detail
+                .contains(&format!("policy rule {rule}"))
+        })
+}
+
+/// `refused` asked again with the exact inputs of `inputs` only, its
+/// answer spread back over all of them; `refused` itself if there is
+/// nothing to leave out or the partner is gone.
+async fn exact_again(
+    partners: super::fanout::Partners<'_>,
+    state: &NodeState,
+    purpose: &crate::policy::Purpose,
+    inputs: &[String],
+    refused: PeerAnswer,
+    rule: Rule,
+) -> PeerAnswer {
+    let places = exact_only(inputs);
+    if places.is_empty() || places.len() == inputs.len() {
+        return refused;
+    }
+    let keys: Vec<String> = places.iter().map(|&i| inputs[i].clone()).collect();
+    let org = refused.outcome.org.clone();
+    tracing::info!(partner = %org, %rule, keys = keys.len(), "asking again with exact keys only");
+    match ask_one(partners, &state.audit, purpose, &org, &keys, PEER_DEADLINE).await {
+        Some(exact) => spread(exact, &places, inputs.len(), rule),
+        None => refused,
+    }
+}
+
+/// The places of `inputs` of the exact family: a question without its
+/// spelling and weak variants, which no tier budget charges.
+fn exact_only(inputs: &[String]) -> Vec<usize> {
+    inputs
+        .iter()
+        .enumerate()
+        .filter(|(_, input)| Family::of_input(input) == Some(Family::Exact))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// The answer to the exact-only question, spread back over all `inputs`
+/// (the variants: nothing), saying why the variants went unasked.
+fn spread(mut exact: PeerAnswer, places: &[usize], inputs: usize, rule: Rule) -> PeerAnswer {
+    let mut flags = vec![None; inputs];
+    for (&place, found) in places.iter().zip(exact.flags) {
+        flags[place] = found;
+    }
+    exact.flags = flags;
+    if exact.outcome.state() == State::Answered {
+        exact.outcome.detail = format!(
+            "exact keys only: the partner's policy rule {rule} refused the spelling variants today"
+        );
+    }
+    exact
 }
 
 /// This node's own flags for `keys`, from one snapshot: an import

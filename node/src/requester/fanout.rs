@@ -66,6 +66,29 @@ pub fn ask_all(
     asks
 }
 
+/// Asks partner `org` alone about `keys` (as [`ask_all`] asks each, for
+/// a case query); `None` if it is not a partner.
+pub async fn ask_one(
+    partners: Partners<'_>,
+    audit: &Arc<AuditLog>,
+    purpose: &Purpose,
+    org: &str,
+    keys: &[String],
+    deadline: Duration,
+) -> Option<PeerAnswer> {
+    let peer = partners
+        .peers
+        .iter()
+        .find(|p| p.org.as_str() == org)?
+        .clone();
+    let batches = partners.batches.get(&peer.org).cloned().unwrap_or_default();
+    let asker = Asker {
+        peer,
+        audit: audit.clone(),
+    };
+    Some(crate::requester::batch::ask(asker, batches, purpose, keys.into(), deadline).await)
+}
+
 /// Every answer of [`ask_all`], in org order.
 pub async fn gather(asks: JoinSet<PeerAnswer>) -> Vec<PeerAnswer> {
     gather_reporting(asks, |_| ()).await
