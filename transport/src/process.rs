@@ -52,24 +52,31 @@ pub fn block_on<E: std::fmt::Display>(
     }
 }
 
-/// Ctrl-C (SIGINT), with its handler installed now: call it before
-/// printing what a person (or a script) may answer with Ctrl-C, so that
-/// the signal cannot arrive unhandled and end the program before its
-/// clean stop. (`tokio::signal::ctrl_c` installs its handler only when
-/// first awaited.)
-pub fn interrupt() -> std::io::Result<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>> {
+/// A request to stop: Ctrl-C (SIGINT) or, on Unix, SIGTERM — the future
+/// says which — with the handlers installed now. Call it before printing
+/// what a person or a script answers with a signal (a listening address,
+/// a launch link), so that the signal cannot arrive unhandled and end the
+/// program before its clean stop. (`tokio::signal::ctrl_c` installs its
+/// handler only when first awaited.)
+pub fn stop_requested(
+) -> std::io::Result<std::pin::Pin<Box<dyn Future<Output = &'static str> + Send>>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
         let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
         Ok(Box::pin(async move {
-            interrupt.recv().await;
+            tokio::select! {
+                _ = interrupt.recv() => "Ctrl-C",
+                _ = terminate.recv() => "SIGTERM",
+            }
         }))
     }
     #[cfg(not(unix))]
     {
         Ok(Box::pin(async {
             let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
         }))
     }
 }

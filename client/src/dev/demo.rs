@@ -265,7 +265,7 @@ async fn serve_ui(police: &str, coordinator: TlsIdentity) -> anyhow::Result<()> 
         idle: std::time::Duration::from_secs(30 * 60),
     })
     .await?;
-    let interrupted = pluis_transport::process::interrupt().context("waiting for Ctrl-C")?;
+    let stop = pluis_transport::process::stop_requested().context("waiting for Ctrl-C")?;
     println!("ui on {}", started.launch);
     println!(
         "   open the link once, within {} minutes; ask about the family: BSN 111222333, 123456782 and 240000006",
@@ -274,7 +274,7 @@ async fn serve_ui(police: &str, coordinator: TlsIdentity) -> anyhow::Result<()> 
     println!("   the nodes run until Ctrl-C (or the page's stop button)");
     tokio::select! {
         served = started.serving => served.context("the page")??,
-        () = interrupted => {}
+        _ = stop => {}
     }
     Ok(())
 }

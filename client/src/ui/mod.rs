@@ -163,7 +163,7 @@ pub async fn run(args: crate::cli::UiArgs) -> anyhow::Result<()> {
         idle: Duration::from_secs(args.idle_minutes.saturating_mul(60)),
     })
     .await?;
-    let interrupted = pluis_transport::process::interrupt()?;
+    let stop = pluis_transport::process::stop_requested()?;
     println!("ui on {}", started.launch);
     println!(
         "open this link once, within {LAUNCH_MINUTES} minutes; the page stops with its stop button, after {} idle minutes, or with Ctrl-C",
@@ -174,7 +174,7 @@ pub async fn run(args: crate::cli::UiArgs) -> anyhow::Result<()> {
     }
     tokio::select! {
         served = started.serving => served??,
-        () = interrupted => {}
+        _ = stop => {}
     }
     Ok(())
 }

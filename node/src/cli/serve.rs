@@ -14,6 +14,9 @@ pub(super) async fn serve(config_path: &Path) -> anyhow::Result<()> {
     let mut node = Node::new(config)?.reload_on_sighup();
     let listener = node.bind().await?;
     let metrics = node.bind_metrics()?;
+    // Before the address is printed: a script may stop the node as soon
+    // as it reads it.
+    let stop = shutdown_signal()?;
     // Stable lines on stdout, for scripts and test harnesses that bind
     // port 0 and need to know the port: first the gRPC address, then the
     // metrics address if there is one.
@@ -21,7 +24,7 @@ pub(super) async fn serve(config_path: &Path) -> anyhow::Result<()> {
     if let Some(addr) = metrics {
         println!("metrics on http://{addr}/metrics");
     }
-    node.serve(listener, shutdown_signal()).await?;
+    node.serve(listener, stop).await?;
     Ok(())
 }
 
@@ -66,30 +69,11 @@ pub(super) fn pubkey(config_path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Resolves on SIGTERM or Ctrl-C (SIGINT).
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::warn!(error = %e, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("Ctrl-C: shutting down"),
-        () = terminate => tracing::info!("SIGTERM: shutting down"),
-    }
+/// Resolves on SIGTERM or Ctrl-C (SIGINT), both handlers installed now.
+pub fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + Send> {
+    let stop = pluis_transport::process::stop_requested()?;
+    Ok(async move {
+        let which = stop.await;
+        tracing::info!("{which}: shutting down");
+    })
 }
