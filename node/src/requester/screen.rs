@@ -6,7 +6,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use pluis_proto::identifier::SubjectKey;
 use pluis_proto::pb;
 use pluis_proto::table::Flags;
 use tracing::Instrument;
@@ -38,15 +37,16 @@ fn own_keys(
     let mut keys: BTreeMap<String, (Flags, BTreeSet<String>)> = BTreeMap::new();
     for (id, record) in &records {
         let local_ref = state.store.open_local_ref(id, record)?;
-        for stored in state.store.open_keys(id, record)? {
+        for stored in state.store.read_keys(id, record)? {
             // Screening asks with exact keys only: the variant families
-            // would multiply a whole register's keys by some fifteen.
-            let key = match SubjectKey::parse(&stored, today) {
-                Ok(key) => match key.exact_input() {
+            // would multiply a whole register's keys by some fifteen. A
+            // key that no longer reads is asked as it was stored.
+            let key = match stored.read {
+                Some(key) => match key.exact_input() {
                     Some(input) => input,
                     None => continue,
                 },
-                Err(_) => stored,
+                None => stored.stored,
             };
             let entry = keys.entry(key).or_default();
             add_flags(&mut entry.0, record, &View::everything());

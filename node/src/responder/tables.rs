@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex};
 
 use pluis_proto::exchange::Epoch;
 use pluis_proto::families::{self, Family, Tier};
-use pluis_proto::identifier::SubjectKey;
 use pluis_proto::oprf::EpochKey;
 use pluis_proto::table::{seal_label, tag, Flags, LabelledTable, SignalFlag, TableEntry};
 use rayon::prelude::*;
@@ -25,7 +24,7 @@ use time::Date;
 use crate::clock::Stopwatch;
 use crate::lock;
 use crate::policy::View;
-use crate::store::{SignalId, SignalRecord, Snapshot, Store, StoreError};
+use crate::store::{SignalId, SignalRecord, Snapshot, Store, StoreError, StoredKey};
 
 /// The registration month of a record, as `year * 12 + month - 1`.
 pub fn month_of(record: &SignalRecord) -> u16 {
@@ -62,18 +61,16 @@ pub fn build(
     Ok(LabelledTable::new(seal_entries(key, &items)))
 }
 
-/// The table inputs of a record's stored keys: each key re-read (so a
+/// The table inputs of a record's stored keys, as they read today (so a
 /// store written before a normalisation change is keyed as today's
-/// questions are) and expanded into every key family it supports. A
+/// questions are), each expanded into every key family it supports. A
 /// stored key that no longer reads is kept as it was stored.
-fn table_inputs(stored: Vec<String>, today: Date) -> Vec<String> {
+fn table_inputs(stored: Vec<StoredKey>) -> Vec<String> {
     let mut inputs = Vec::with_capacity(stored.len() * 16);
     for key in stored {
-        match SubjectKey::parse(&key, today) {
-            Ok(parsed) => {
-                inputs.extend(families::table_inputs(&parsed).into_iter().map(|v| v.input))
-            }
-            Err(_) => inputs.push(key),
+        match key.read {
+            Some(read) => inputs.extend(families::table_inputs(&read).into_iter().map(|v| v.input)),
+            None => inputs.push(key.stored),
         }
     }
     inputs.sort_unstable();
@@ -100,7 +97,7 @@ pub fn flags_per_key(
     })?;
     let opened: Vec<Vec<String>> = records
         .par_iter()
-        .map(|(id, record)| Ok(table_inputs(store.open_keys(id, record)?, today)))
+        .map(|(id, record)| Ok(table_inputs(store.read_keys(id, record)?)))
         .collect::<Result<_, StoreError>>()?;
     let mut pairs: Vec<(&str, usize)> = opened
         .par_iter()

@@ -59,7 +59,7 @@ use generations::{generation_of, tree_names, Generation};
 pub use generations::{CommitCounts, Import, Snapshot, Staged};
 use ledger::{replay_budget, Budgets};
 pub use ledger::{Charged, Counter, LogFile, LogFileError};
-pub use signals::{NewSignal, PreparedSignal, SignalCounts, SignalRecord};
+pub use signals::{NewSignal, PreparedSignal, SignalCounts, SignalRecord, StoredKey};
 
 /// The store's schema version; checked at open.
 pub const SCHEMA_VERSION: u32 = 3;

@@ -10,7 +10,6 @@
 //! written again as one replace import (one atomic switch, logged as an
 //! import by `pluis-node (re-key)`), and the store is marked current.
 
-use pluis_proto::identifier::SubjectKey;
 use time::Date;
 
 use super::{read_u64, NewSignal, Store, StoreError};
@@ -51,13 +50,12 @@ impl Store {
                 reason: reason.to_owned(),
             };
             let mut keys = Vec::new();
-            for text in self.open_keys(id, record)? {
-                // Stored keys passed their checks when imported; a birth
-                // date is not in the future of any later day.
-                let key = SubjectKey::parse(&text, Date::MAX)
-                    .map_err(|_| corrupt("a stored key does not read as a key"))?;
-                changed += usize::from(key.canonical() != text);
-                keys.push(key);
+            for key in self.read_keys(id, record)? {
+                let read = key
+                    .read
+                    .ok_or_else(|| corrupt("a stored key does not read as a key"))?;
+                changed += usize::from(read.canonical() != key.stored);
+                keys.push(read);
             }
             let day =
                 |julian| Date::from_julian_day(julian).map_err(|_| corrupt("a date out of range"));
@@ -90,6 +88,7 @@ impl Store {
 mod tests {
     use super::*;
     use crate::store::tests::{reopen, TODAY};
+    use pluis_proto::identifier::SubjectKey;
     use pluis_proto::taxonomy::LifeDomain;
 
     #[test]

@@ -276,6 +276,35 @@ impl Store {
         })?;
         Ok(text.split('\n').map(str::to_owned).collect())
     }
+
+    /// A record's stored keys, each read again as today's normalisation
+    /// reads keys (a store written before a normalisation change holds
+    /// some in an older form). Stored keys passed their checks when
+    /// imported, so no date check applies. One that no longer reads at
+    /// all comes back unread, for the caller to keep or refuse.
+    pub fn read_keys(
+        &self,
+        id: &SignalId,
+        record: &SignalRecord,
+    ) -> Result<Vec<StoredKey>, StoreError> {
+        Ok(self
+            .open_keys(id, record)?
+            .into_iter()
+            .map(|stored| StoredKey {
+                read: SubjectKey::parse(&stored, Date::MAX).ok(),
+                stored,
+            })
+            .collect())
+    }
+}
+
+/// A stored key and how it reads today.
+#[derive(Debug, Clone)]
+pub struct StoredKey {
+    /// As stored.
+    pub stored: String,
+    /// As it reads (`None`: it no longer reads as a key).
+    pub read: Option<SubjectKey>,
 }
 
 #[cfg(test)]
