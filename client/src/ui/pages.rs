@@ -530,16 +530,33 @@ fn nothing(lang: Lang) -> Markup {
     }
 }
 
-/// Each partner's state, as a table.
+/// Each partner's state, as a table, with why where it matters to the
+/// reader: a refusal (the partner's own words: a policy rule), or an
+/// answer to the exact keys only.
 fn partner_states(lang: Lang, peers: &[pluis_proto::pb::PeerOutcome]) -> Markup {
     let t = |k| lang.t(k);
+    let why = |p: &pluis_proto::pb::PeerOutcome| match State::try_from(p.state) {
+        Ok(State::Answered) if p.detail.starts_with("exact keys only") => {
+            Some(t("answer.exact_only").to_owned())
+        }
+        Ok(State::Denied) if !p.detail.is_empty() => Some(p.detail.clone()),
+        _ => None,
+    };
     html! {
         h2 { (t("answer.partners")) }
         table {
-            thead { tr { th scope="col" { (t("status.partner")) } th scope="col" { (t("answer.state")) } } }
+            thead { tr {
+                th scope="col" { (t("status.partner")) }
+                th scope="col" { (t("answer.state")) }
+                th scope="col" { (t("answer.why")) }
+            } }
             tbody {
                 @for p in peers {
-                    tr { th scope="row" { (p.org) } td { (t(state_key(p.state))) } }
+                    tr {
+                        th scope="row" { (p.org) }
+                        td { (t(state_key(p.state))) }
+                        td { @if let Some(why) = why(p) { (why) } }
+                    }
                 }
             }
         }
@@ -550,4 +567,44 @@ fn partner_states(lang: Lang, peers: &[pluis_proto::pb::PeerOutcome]) -> Markup 
 pub fn about(lang: Lang) -> String {
     let body = html! { p { (lang.t("about.body")) } };
     page(lang, lang.t("about.heading"), body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pluis_proto::pb::PeerOutcome;
+
+    #[test]
+    fn a_partners_refusal_and_an_exact_only_answer_say_why_and_an_answer_says_nothing() {
+        let peer = |org: &str, state: State, detail: &str| PeerOutcome {
+            org: org.into(),
+            state: state as i32,
+            detail: detail.into(),
+            ..Default::default()
+        };
+        let html = partner_states(
+            Lang::Nl,
+            &[
+                peer("school", State::Answered, ""),
+                peer(
+                    "youthcare",
+                    State::Answered,
+                    "exact keys only: the partner's policy rule max_possible_keys_per_day refused the spelling variants today",
+                ),
+                peer("police", State::Denied, "policy rule purposes: not allowed"),
+                peer("healthcare", State::Unreachable, "transport error: connection refused"),
+            ],
+        )
+        .into_string();
+        assert!(html.contains("Alleen precies gelijke gegevens"), "{html}");
+        assert!(html.contains("policy rule purposes"), "{html}");
+        assert!(
+            !html.contains("transport error"),
+            "no technical detail: {html}"
+        );
+        assert!(
+            !html.contains("max_possible"),
+            "the Dutch words, not the rule: {html}"
+        );
+    }
 }
