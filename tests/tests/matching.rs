@@ -11,6 +11,7 @@ use pluis_client::dev::consortium::PURPOSE;
 use pluis_node::config::ConfigFile;
 use pluis_node::AssessmentStep;
 use pluis_proto::oprf::{blind, Blinded};
+use pluis_proto::pb::audit_entry::Kind;
 use pluis_proto::pb::partner_client::PartnerClient;
 use pluis_proto::pb::{EvaluateRequest, ExchangeContext};
 use pluis_proto::taxonomy::LifeDomain;
@@ -609,6 +610,48 @@ async fn bulk_screening_is_denied_where_whole_tables_are_not_allowed() {
         "{}",
         response.peers[0].detail
     );
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bulk_screening_needs_a_purpose_that_allows_it_at_the_coordinators_own_node() {
+    let mut c = TestConsortium::setup("noscreen", &["police", "school"])
+        .config("police", |file| file.purposes[0].screening = false)
+        .start()
+        .await;
+    let coordinator = c.identity("police", Role::Coordinator);
+    let url = c.node("police").unwrap().url.clone();
+    let err = pluis_client::coordinator::screen::run(&url, &coordinator, PURPOSE, 3)
+        .await
+        .unwrap_err();
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("policy rule purposes") && text.contains("screening = true"),
+        "{text}"
+    );
+    // Nothing was asked of the school; the refusal is in the police log.
+    let school = c.verified_log("school", &c.url("school")).await;
+    assert!(
+        !school.iter().any(|e| e.kind() == Kind::ExchangeServed),
+        "the school was not asked"
+    );
+    let police = c.verified_log("police", &c.url("police")).await;
+    assert!(
+        police
+            .iter()
+            .any(|e| e.kind() == Kind::CallRefused && e.detail.contains("screening = true")),
+        "the refusal is logged"
+    );
+    // Case queries for the purpose still work.
+    let answer = pluis_client::coordinator::matching::query(
+        &url,
+        &coordinator,
+        PURPOSE,
+        pluis_client::coordinator::matching::subjects_from_args(&["bsn:111222333".into()]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.peers.len(), 1);
     c.stop().await;
 }
 

@@ -283,6 +283,8 @@ pub fn node_config_file(org: &str, listen: SocketAddr, peers: &[PeerEntry<'_>]) 
         purposes: vec![Purpose {
             name: PURPOSE.to_owned(),
             legal_basis: LEGAL_BASIS.to_owned(),
+            // The demo consortium shows bulk screening too.
+            screening: true,
         }],
         peers: peers
             .iter()

@@ -451,7 +451,8 @@ async fn start_screening(
         .get("min_domains")
         .and_then(|v| v.parse::<u32>().ok())
         .filter(|n| (1..=pluis_proto::taxonomy::LifeDomain::ALL.len() as u32).contains(n));
-    let (true, Some(min_domains)) = (list.iter().any(|p| p.name == purpose), min_domains) else {
+    let allowed = list.iter().any(|p| p.name == purpose && p.screening);
+    let (true, Some(min_domains)) = (allowed, min_domains) else {
         return refused(StatusCode::UNPROCESSABLE_ENTITY, lang, lang.t("bad_form"));
     };
     let started = ui.sessions.start_screening(session::Screening {

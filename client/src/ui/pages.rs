@@ -397,6 +397,8 @@ pub fn screening(
 ) -> String {
     let t = |k| lang.t(k);
     let running = current.is_some_and(|s| s.outcome.is_none());
+    // Only the purposes this node lets its coordinators screen for.
+    let purposes: Vec<&PurposeInfo> = purposes.iter().filter(|p| p.screening).collect();
     let body = html! {
         p { (t("screening.intro")) }
         @if busy {
@@ -466,7 +468,9 @@ pub fn screening(
                 }
             }
         }
-        @if !running {
+        @if purposes.is_empty() {
+            p class="notice" { (t("screening.off")) }
+        } @else if !running {
             form method="post" action="/screening" {
                 fieldset {
                     legend { (t("question.purpose")) }
@@ -605,6 +609,30 @@ mod tests {
         assert!(
             !html.contains("max_possible"),
             "the Dutch words, not the rule: {html}"
+        );
+    }
+
+    #[test]
+    fn screening_is_offered_only_for_purposes_the_node_allows_it_for() {
+        let purpose = |name: &str, screening| PurposeInfo {
+            name: name.into(),
+            legal_basis: "art. 4".into(),
+            screening,
+        };
+        let off = screening(Lang::Nl, &[purpose("case-only", false)], None, false);
+        assert!(
+            off.contains("geen enkel doel") && !off.contains("action=\"/screening\""),
+            "{off}"
+        );
+        let on = screening(
+            Lang::Nl,
+            &[purpose("case-only", false), purpose("screen-too", true)],
+            None,
+            false,
+        );
+        assert!(
+            on.contains("value=\"screen-too\"") && !on.contains("value=\"case-only\""),
+            "{on}"
         );
     }
 }

@@ -11,4 +11,10 @@ pub struct Purpose {
     pub name: String,
     /// The legal basis recorded with every exchange for it.
     pub legal_basis: String,
+    /// Whether coordinators may also screen the whole register for it
+    /// (`pluis screen`): a heavier step than a case query, which its
+    /// legal basis must cover. Off unless the config says `screening =
+    /// true`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub screening: bool,
 }

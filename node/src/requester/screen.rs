@@ -14,8 +14,8 @@ use super::exchange::{Fetch, PeerAnswer};
 use super::fanout::{ask_all, gather_reporting};
 use super::question::{own_purpose, CaseDomains, Found, QueryError, Question};
 use crate::failure::Failure;
-use crate::policy::Assessment;
 use crate::policy::View;
+use crate::policy::{Assessment, Denial, Rule};
 use crate::responder::tables::add_flags;
 use crate::server::state::NodeState;
 use crate::store::StoreError;
@@ -67,6 +67,12 @@ pub async fn screen(
 ) -> Result<pb::ScreenResponse, QueryError> {
     let live = state.live();
     let purpose = own_purpose(&live, &request.purpose)?;
+    if !purpose.screening {
+        return Err(QueryError::Denied(Denial {
+            rule: Rule::Purposes,
+            reason: "this node's coordinators may not screen in bulk for the purpose asked for (its [[purposes]] table has no screening = true)".into(),
+        }));
+    }
     let min_domains = if request.min_domains == 0 {
         3
     } else {

@@ -150,6 +150,7 @@ impl pb::coordinator_server::Coordinator for CoordinatorService {
             .map(|p| pb::PurposeInfo {
                 name: p.name.clone(),
                 legal_basis: p.legal_basis.clone(),
+                screening: p.screening,
             })
             .collect();
         Ok(Response::new(pb::PurposesResponse { purposes }))
