@@ -172,7 +172,7 @@ pub async fn case_query(
 }
 
 /// The tier-budget rule a partner refused an exchange under, if that is
-/// why, and the exchange held variants to leave out.
+/// why it refused.
 fn weak_budget_refused(answer: &PeerAnswer) -> Option<Rule> {
     if answer.outcome.state() != State::Denied {
         return None;
