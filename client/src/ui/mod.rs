@@ -317,12 +317,24 @@ async fn purposes(ui: &Ui) -> anyhow::Result<Vec<pluis_proto::pb::PurposeInfo>> 
     crate::coordinator::status::purposes(&ui.node, &ui.identity).await
 }
 
-async fn new_question(State(ui): State<Shared>) -> Response {
+/// The page `page` makes of the node's purposes (asked now: a policy
+/// reload shows at once), or the node's error.
+async fn with_purposes(
+    ui: &Ui,
+    page: impl FnOnce(Lang, &[pluis_proto::pb::PurposeInfo]) -> String,
+) -> Response {
     let lang = ui.sessions.lang();
-    match purposes(&ui).await {
-        Ok(list) => Html(pages::question(lang, &list, &Form::default(), &[])).into_response(),
+    match purposes(ui).await {
+        Ok(list) => Html(page(lang, &list)).into_response(),
         Err(e) => node_error(lang, &e),
     }
+}
+
+async fn new_question(State(ui): State<Shared>) -> Response {
+    with_purposes(&ui, |lang, list| {
+        pages::question(lang, list, &Form::default(), &[])
+    })
+    .await
 }
 
 /// The posted form and the subjects it asks about; or the form again
@@ -363,17 +375,10 @@ async fn back_to_question(
     State(ui): State<Shared>,
     Posted(fields): Posted<HashMap<String, String>>,
 ) -> Response {
-    let lang = ui.sessions.lang();
-    match purposes(&ui).await {
-        Ok(list) => Html(pages::question(
-            lang,
-            &list,
-            &Form::from_fields(&fields),
-            &[],
-        ))
-        .into_response(),
-        Err(e) => node_error(lang, &e),
-    }
+    with_purposes(&ui, |lang, list| {
+        pages::question(lang, list, &Form::from_fields(&fields), &[])
+    })
+    .await
 }
 
 /// Asks the node; keeps the answer in memory; shows it.
@@ -405,8 +410,8 @@ async fn ask(
 
 async fn show_answer(State(ui): State<Shared>, Path(n): Path<usize>) -> Response {
     let lang = ui.sessions.lang();
-    match ui.sessions.asked().get(n) {
-        Some(asked) => Html(pages::answer(lang, asked)).into_response(),
+    match ui.sessions.asked_at(n) {
+        Some(asked) => Html(pages::answer(lang, &asked)).into_response(),
         None => refused(StatusCode::NOT_FOUND, lang, lang.t("mine.none")),
     }
 }
@@ -422,17 +427,10 @@ async fn screening_page(State(ui): State<Shared>) -> Response {
 /// The screening page, as it is now; `busy`: a start was refused because
 /// one is still running.
 async fn screening_shown(ui: &Ui, busy: bool) -> Response {
-    let lang = ui.sessions.lang();
-    match purposes(ui).await {
-        Ok(list) => Html(pages::screening(
-            lang,
-            &list,
-            ui.sessions.screening().as_ref(),
-            busy,
-        ))
-        .into_response(),
-        Err(e) => node_error(lang, &e),
-    }
+    with_purposes(ui, |lang, list| {
+        pages::screening(lang, list, ui.sessions.screening().as_ref(), busy)
+    })
+    .await
 }
 
 /// Starts a screening on its own task (one at a time); the page then

@@ -198,6 +198,11 @@ impl Sessions {
         self.lock().asked.clone()
     }
 
+    /// This session's question number `n`, if there is one.
+    pub fn asked_at(&self, n: usize) -> Option<Asked> {
+        self.lock().asked.get(n).cloned()
+    }
+
     /// Starts keeping `screening`, unless one is still running (then
     /// `false`). A finished one is replaced.
     pub fn start_screening(&self, screening: Screening) -> bool {
