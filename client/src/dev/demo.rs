@@ -259,24 +259,19 @@ pub async fn run(keep: Option<PathBuf>, ui: bool) -> anyhow::Result<()> {
 /// or the page's stop button.
 async fn serve_ui(police: &str, coordinator: TlsIdentity) -> anyhow::Result<()> {
     println!("\n== The police coordinator's page (pluis ui), on the running consortium");
-    let started = crate::ui::start(crate::ui::UiOptions {
+    let options = crate::ui::UiOptions {
         node: police.to_owned(),
         identity: coordinator,
         idle: std::time::Duration::from_secs(30 * 60),
-    })
-    .await?;
-    let stop = pluis_transport::process::stop_requested().context("waiting for Ctrl-C")?;
-    println!("ui on {}", started.launch);
-    println!(
-        "   open the link once, within {} minutes; ask about the family: BSN 111222333, 123456782 and 240000006",
-        crate::ui::LAUNCH_MINUTES
-    );
-    println!("   the nodes run until Ctrl-C (or the page's stop button)");
-    tokio::select! {
-        served = started.serving => served.context("the page")??,
-        _ = stop => {}
-    }
-    Ok(())
+    };
+    let then = [
+        format!(
+            "   open the link once, within {} minutes; ask about the family: BSN 111222333, 123456782 and 240000006",
+            crate::ui::LAUNCH_MINUTES
+        ),
+        "   the nodes run until Ctrl-C (or the page's stop button)".to_owned(),
+    ];
+    crate::ui::serve_until_stopped(options, &then, false).await
 }
 
 /// Each coordinator asks its own node for its status, which makes every

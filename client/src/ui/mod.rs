@@ -32,6 +32,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
 use axum::middleware::{self, Next};
@@ -157,23 +158,38 @@ pub async fn start(options: UiOptions) -> anyhow::Result<Started> {
 /// until the session ends.
 pub async fn run(args: crate::cli::UiArgs) -> anyhow::Result<()> {
     let identity = args.tls.load(pluis_proto::Role::Coordinator)?;
-    let started = start(UiOptions {
+    let options = UiOptions {
         node: args.node,
         identity,
         idle: Duration::from_secs(args.idle_minutes.saturating_mul(60)),
-    })
-    .await?;
-    let stop = pluis_transport::process::stop_requested()?;
-    println!("ui on {}", started.launch);
-    println!(
+    };
+    let then = format!(
         "open this link once, within {LAUNCH_MINUTES} minutes; the page stops with its stop button, after {} idle minutes, or with Ctrl-C",
         args.idle_minutes
     );
-    if args.open && !open_browser(&started.launch) {
+    serve_until_stopped(options, &[then], args.open).await
+}
+
+/// Starts the UI, prints `ui on LINK` (Ctrl-C's and SIGTERM's handlers
+/// installed before, so a stop right after the line is a clean one), then
+/// the lines `then`; opens the link in the system's browser if `open`;
+/// serves until the session ends or a stop is asked for.
+pub async fn serve_until_stopped(
+    options: UiOptions,
+    then: &[String],
+    open: bool,
+) -> anyhow::Result<()> {
+    let started = start(options).await?;
+    let stop = pluis_transport::process::stop_requested()?;
+    println!("ui on {}", started.launch);
+    for line in then {
+        println!("{line}");
+    }
+    if open && !open_browser(&started.launch) {
         println!("could not open a browser; open the link above yourself");
     }
     tokio::select! {
-        served = started.serving => served??,
+        served = started.serving => served.context("the page")??,
         _ = stop => {}
     }
     Ok(())
